@@ -1,0 +1,7 @@
+//! gameday agent: dials the controller, applies and reverts faults under the host's own policy.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod faults;
+pub mod os;
+pub mod policy;

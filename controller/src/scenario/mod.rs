@@ -1,0 +1,1 @@
+//! Scenario files: parsing and whole-file validation with file, line and column in every error.
