@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod control;
 pub mod faults;
+pub mod live;
 pub mod os;
 pub mod policy;

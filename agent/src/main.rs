@@ -1,1 +1,81 @@
-fn main() {}
+//! `gameday-agent`: applies and reverts faults on this host for a gameday controller.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use gameday_agent::control::Agent;
+use gameday_agent::os::RealOs;
+use gameday_agent::policy::Policy;
+
+/// The gameday agent: dials the controller, applies faults its policy allows, and never leaves
+/// one behind.
+#[derive(Parser, Debug)]
+#[command(name = "gameday-agent", version, about)]
+struct Args {
+    /// Config file (TOML).
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GAMEDAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if args.log_json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // Config errors exit 2 before anything starts.
+    let config = match gameday_agent::config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let policy = match Policy::from_config(&config.policy) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{}: policy: {e}", args.config.display());
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(4);
+        }
+    };
+    let agent = Agent::new(Arc::new(config), Arc::new(policy), Arc::new(RealOs::default()));
+    match runtime.block_on(agent.run(shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(4)
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,1 +1,415 @@
 //! The host owner's policy: what faults this agent may apply, to what.
+//!
+//! The policy comes from the agent's own config file, never from the controller, so a
+//! compromised or mistaken controller cannot do what the host owner did not allow. Some targets
+//! are refused whatever the config says: pid 1, the agent itself and the agent's parent (under
+//! `gameday run --local` that is the controller).
+
+use gameday_proto::fault::{FAULT_KINDS, KILL_SIGNALS};
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::os::ProcessInfo;
+
+/// The `[policy]` table of the agent config file, as written.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Fault kinds this host accepts; every known kind when absent.
+    #[serde(default = "all_fault_kinds")]
+    pub allow_faults: Vec<String>,
+    /// Limits on `process_kill`.
+    #[serde(default)]
+    pub process_kill: ProcessKillPolicy,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            allow_faults: all_fault_kinds(),
+            process_kill: ProcessKillPolicy::default(),
+        }
+    }
+}
+
+fn all_fault_kinds() -> Vec<String> {
+    FAULT_KINDS.iter().map(|k| k.to_string()).collect()
+}
+
+/// The `[policy.process_kill]` table: which processes may be signalled, and with what.
+///
+/// A rule is a regular expression, searched (not anchored: add `^`/`$` yourself) in the
+/// process name (`comm`) and in its command line; it matches a process when it matches either,
+/// so `deny = ["^postgres"]` protects postgres whether it shows as `postgres` or as
+/// `/usr/lib/postgresql/16/bin/postgres -D ...`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessKillPolicy {
+    /// If not empty, only processes matching one of these rules may be signalled.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Processes matching any of these rules are never signalled; deny wins over allow.
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// Signals that may be sent; every signal `process_kill` knows when absent.
+    #[serde(default)]
+    pub signals: Option<Vec<String>>,
+}
+
+/// A policy config that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// `allow_faults` names a kind gameday does not have.
+    #[error("allow_faults: unknown fault kind {kind:?} (expected one of: {})", FAULT_KINDS.join(", "))]
+    UnknownFaultKind {
+        /// The kind as written.
+        kind: String,
+    },
+    /// A process rule that is not a valid regular expression.
+    #[error("process_kill.{list}[{index}]: invalid regular expression: {message}")]
+    Regex {
+        /// `allow` or `deny`.
+        list: &'static str,
+        /// Position in the list, from 0.
+        index: usize,
+        /// The regex engine's explanation (it quotes the pattern).
+        message: String,
+    },
+    /// `signals` names a signal `process_kill` cannot send.
+    #[error("process_kill.signals: unknown signal {signal:?} (expected one of: {})", KILL_SIGNALS.join(", "))]
+    UnknownSignal {
+        /// The signal as written.
+        signal: String,
+    },
+}
+
+impl PolicyError {
+    /// The key, inside the `[policy]` table, that holds the mistake, so a config loader can
+    /// point at its line.
+    pub fn key_path(&self) -> &'static [&'static str] {
+        match self {
+            PolicyError::UnknownFaultKind { .. } => &["allow_faults"],
+            PolicyError::Regex { list: "allow", .. } => &["process_kill", "allow"],
+            PolicyError::Regex { .. } => &["process_kill", "deny"],
+            PolicyError::UnknownSignal { .. } => &["process_kill", "signals"],
+        }
+    }
+}
+
+/// Why the policy will not let a fault go ahead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyRefusal {
+    /// Signalling init takes the whole host (or container) down.
+    #[error("policy refuses to signal pid 1 (init)")]
+    Init,
+    /// The agent must live to revert what it applied.
+    #[error("policy refuses to signal the agent itself (pid {pid})")]
+    Agent {
+        /// The agent's pid.
+        pid: i32,
+    },
+    /// The parent is whatever supervises the agent; under `gameday run --local` it is the
+    /// controller that is measuring the run.
+    #[error("policy refuses to signal the agent's parent (pid {pid})")]
+    AgentParent {
+        /// The parent's pid.
+        pid: i32,
+    },
+    /// The process matches a `deny` rule.
+    #[error("process {pid} ({name}) is denied by policy rule `{rule}`")]
+    Denied {
+        /// The process.
+        pid: i32,
+        /// Its name.
+        name: String,
+        /// The rule it matched, as written.
+        rule: String,
+    },
+    /// `allow` is not empty and the process matches none of its rules.
+    #[error(
+        "process {pid} ({name}) matches no rule of the policy's process_kill.allow = {allow:?}"
+    )]
+    NotAllowed {
+        /// The process.
+        pid: i32,
+        /// Its name.
+        name: String,
+        /// The allow rules, as written.
+        allow: Vec<String>,
+    },
+    /// The fault kind is not in `allow_faults`.
+    #[error("fault kind {kind} is not allowed on this host (allow_faults = {allowed:?})")]
+    Kind {
+        /// The kind asked for.
+        kind: String,
+        /// What the host allows.
+        allowed: Vec<String>,
+    },
+    /// The signal is not in `process_kill.signals`.
+    #[error("signal {signal} is not allowed on this host (process_kill.signals = {allowed:?})")]
+    Signal {
+        /// The signal asked for.
+        signal: String,
+        /// What the host allows.
+        allowed: Vec<String>,
+    },
+}
+
+impl PolicyRefusal {
+    /// True for the refusals no config can lift (pid 1, the agent, its parent). A fault that
+    /// selects processes by name or command line skips these instead of failing.
+    pub fn is_protected(&self) -> bool {
+        matches!(
+            self,
+            PolicyRefusal::Init | PolicyRefusal::Agent { .. } | PolicyRefusal::AgentParent { .. }
+        )
+    }
+}
+
+/// A validated policy, ready to answer questions.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    allow_faults: Vec<String>,
+    kill_allow: Vec<(String, Regex)>,
+    kill_deny: Vec<(String, Regex)>,
+    kill_signals: Vec<String>,
+}
+
+impl Policy {
+    /// Checks and compiles a policy config.
+    pub fn from_config(config: &PolicyConfig) -> Result<Policy, PolicyError> {
+        for kind in &config.allow_faults {
+            if !FAULT_KINDS.contains(&kind.as_str()) {
+                return Err(PolicyError::UnknownFaultKind { kind: kind.clone() });
+            }
+        }
+        let kill_signals = match &config.process_kill.signals {
+            Some(signals) => {
+                for signal in signals {
+                    if !KILL_SIGNALS.contains(&signal.as_str()) {
+                        return Err(PolicyError::UnknownSignal {
+                            signal: signal.clone(),
+                        });
+                    }
+                }
+                signals.clone()
+            }
+            None => KILL_SIGNALS.iter().map(|s| s.to_string()).collect(),
+        };
+        Ok(Policy {
+            allow_faults: config.allow_faults.clone(),
+            kill_allow: compile_rules("allow", &config.process_kill.allow)?,
+            kill_deny: compile_rules("deny", &config.process_kill.deny)?,
+            kill_signals,
+        })
+    }
+
+    /// Every fault kind, any process, any signal; only the always-refused targets stay refused.
+    /// For tests and the local demo.
+    pub fn permissive() -> Policy {
+        Policy {
+            allow_faults: all_fault_kinds(),
+            kill_allow: Vec::new(),
+            kill_deny: Vec::new(),
+            kill_signals: KILL_SIGNALS.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// Whether this host accepts faults of `kind`.
+    pub fn allows_kind(&self, kind: &str) -> bool {
+        self.allow_faults.iter().any(|k| k == kind)
+    }
+
+    /// [`Policy::allows_kind`], with the refusal to report.
+    pub fn check_kind(&self, kind: &str) -> Result<(), PolicyRefusal> {
+        if self.allows_kind(kind) {
+            Ok(())
+        } else {
+            Err(PolicyRefusal::Kind {
+                kind: kind.to_string(),
+                allowed: self.allow_faults.clone(),
+            })
+        }
+    }
+
+    /// Whether `process_kill` may send `signal` (by name, e.g. `SIGTERM`).
+    pub fn check_signal(&self, signal: &str) -> Result<(), PolicyRefusal> {
+        if self.kill_signals.iter().any(|s| s == signal) {
+            Ok(())
+        } else {
+            Err(PolicyRefusal::Signal {
+                signal: signal.to_string(),
+                allowed: self.kill_signals.clone(),
+            })
+        }
+    }
+
+    /// Whether process `p` may be signalled by an agent whose pid is `own_pid` and whose
+    /// parent is `parent_pid`. The always-refused targets come first, then deny, then allow.
+    pub fn check_process(
+        &self,
+        p: &ProcessInfo,
+        own_pid: i32,
+        parent_pid: i32,
+    ) -> Result<(), PolicyRefusal> {
+        if p.pid == 1 {
+            return Err(PolicyRefusal::Init);
+        }
+        if p.pid == own_pid {
+            return Err(PolicyRefusal::Agent { pid: p.pid });
+        }
+        if p.pid == parent_pid {
+            return Err(PolicyRefusal::AgentParent { pid: p.pid });
+        }
+        let matches = |re: &Regex| re.is_match(&p.name) || re.is_match(&p.cmdline);
+        if let Some((rule, _)) = self.kill_deny.iter().find(|(_, re)| matches(re)) {
+            return Err(PolicyRefusal::Denied {
+                pid: p.pid,
+                name: p.name.clone(),
+                rule: rule.clone(),
+            });
+        }
+        if !self.kill_allow.is_empty() && !self.kill_allow.iter().any(|(_, re)| matches(re)) {
+            return Err(PolicyRefusal::NotAllowed {
+                pid: p.pid,
+                name: p.name.clone(),
+                allow: self.kill_allow.iter().map(|(r, _)| r.clone()).collect(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn compile_rules(
+    list: &'static str,
+    rules: &[String],
+) -> Result<Vec<(String, Regex)>, PolicyError> {
+    rules
+        .iter()
+        .enumerate()
+        .map(|(index, rule)| {
+            Regex::new(rule)
+                .map(|re| (rule.clone(), re))
+                .map_err(|e| PolicyError::Regex {
+                    list,
+                    index,
+                    message: e.to_string(),
+                })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OWN: i32 = 500;
+    const PARENT: i32 = 499;
+
+    fn proc(pid: i32, name: &str, cmdline: &str) -> ProcessInfo {
+        ProcessInfo {
+            pid,
+            name: name.into(),
+            cmdline: cmdline.into(),
+            start_ticks: 0,
+        }
+    }
+
+    fn policy(toml_text: &str) -> Result<Policy, PolicyError> {
+        let config: PolicyConfig = toml::from_str(toml_text).unwrap();
+        Policy::from_config(&config)
+    }
+
+    #[test]
+    fn default_config_allows_every_kind() {
+        let p = policy("").unwrap();
+        for kind in FAULT_KINDS {
+            assert!(p.allows_kind(kind));
+        }
+        assert!(!p.allows_kind("meteor_strike"));
+    }
+
+    #[test]
+    fn always_refuses_init_self_and_parent() {
+        let p = Policy::permissive();
+        let init = p.check_process(&proc(1, "systemd", "/sbin/init"), OWN, PARENT);
+        assert_eq!(
+            init.unwrap_err().to_string(),
+            "policy refuses to signal pid 1 (init)"
+        );
+        let me = p
+            .check_process(&proc(OWN, "gameday-agent", "x"), OWN, PARENT)
+            .unwrap_err();
+        assert_eq!(
+            me.to_string(),
+            "policy refuses to signal the agent itself (pid 500)"
+        );
+        let parent = p
+            .check_process(&proc(PARENT, "gameday", "x"), OWN, PARENT)
+            .unwrap_err();
+        assert!(parent.is_protected());
+        assert!(p
+            .check_process(&proc(1234, "demo", "demo"), OWN, PARENT)
+            .is_ok());
+    }
+
+    #[test]
+    fn deny_wins_over_allow_and_matches_name_or_cmdline() {
+        let p = policy(
+            r#"
+            [process_kill]
+            allow = ["^nginx", "^demo$"]
+            deny = ["nginx: master"]
+            "#,
+        )
+        .unwrap();
+        let master = proc(1234, "nginx", "nginx: master process /usr/sbin/nginx");
+        let refusal = p.check_process(&master, OWN, PARENT).unwrap_err();
+        assert_eq!(
+            refusal.to_string(),
+            "process 1234 (nginx) is denied by policy rule `nginx: master`"
+        );
+        assert!(!refusal.is_protected());
+        let worker = proc(1235, "nginx", "nginx: worker process");
+        assert!(p.check_process(&worker, OWN, PARENT).is_ok());
+        // Allowed by name although the command line is a full path.
+        assert!(p
+            .check_process(&proc(7, "demo", "/opt/demo --x"), OWN, PARENT)
+            .is_ok());
+        let other = p.check_process(&proc(8, "redis", "redis-server"), OWN, PARENT);
+        assert!(matches!(other, Err(PolicyRefusal::NotAllowed { .. })));
+    }
+
+    #[test]
+    fn refuses_kinds_and_signals_outside_the_lists() {
+        let p = policy(
+            r#"
+            allow_faults = []
+            [process_kill]
+            signals = ["SIGTERM"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            p.check_kind("process_kill").unwrap_err().to_string(),
+            "fault kind process_kill is not allowed on this host (allow_faults = [])"
+        );
+        assert!(p.check_signal("SIGTERM").is_ok());
+        assert!(p.check_signal("SIGKILL").is_err());
+    }
+
+    #[test]
+    fn rejects_bad_configs_with_the_key_at_fault() {
+        let kind = policy(r#"allow_faults = ["meteor_strike"]"#).unwrap_err();
+        assert_eq!(kind.key_path(), &["allow_faults"]);
+        let regex = policy("[process_kill]\ndeny = [\"ok\", \"(unclosed\"]").unwrap_err();
+        assert!(regex
+            .to_string()
+            .starts_with("process_kill.deny[1]: invalid regular expression"));
+        assert_eq!(regex.key_path(), &["process_kill", "deny"]);
+        let signal = policy("[process_kill]\nsignals = [\"SIGSTOP\"]").unwrap_err();
+        assert!(matches!(signal, PolicyError::UnknownSignal { .. }));
+        assert!(toml::from_str::<PolicyConfig>("allow_fault = []").is_err());
+        assert!(toml::from_str::<PolicyConfig>("[process_kill]\nallw = []").is_err());
+    }
+}

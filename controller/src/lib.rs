@@ -1,6 +1,17 @@
 //! gameday controller: agent registry, scenario validation, run engine, probes, grading,
-//! reports and the CLI. `main.rs` is a thin shell over this library so tests can run it in-process.
+//! reports and the server. `main.rs` is a thin CLI over this library so tests can run it
+//! in-process too.
 #![forbid(unsafe_code)]
 
 pub mod certs;
+pub mod config;
+pub mod demo_service;
+pub mod engine;
+pub mod grade;
+pub mod identity;
+pub mod probe;
+pub mod registry;
+pub mod report;
 pub mod scenario;
+pub mod server;
+pub mod timeline;

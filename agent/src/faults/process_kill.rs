@@ -1,0 +1,518 @@
+//! `process_kill`: send a signal to processes chosen by name, command line or pid file.
+//!
+//! Every selected process is checked against the policy before the first signal goes out, so a
+//! refusal leaves nothing half-applied. There is nothing to revert: a killed process is
+//! restarted (or not) by whatever supervises it, and that recovery is what the run measures.
+
+use std::str::FromStr;
+use std::time::Instant;
+
+use gameday_proto::fault::Count;
+use gameday_proto::v1::Evidence;
+use gameday_proto::{FaultSpecError, ProcessKill, ProcessMatch};
+use nix::sys::signal::Signal;
+use regex::Regex;
+
+use super::{Applied, FaultError};
+use crate::os::{OsError, ProcessInfo, ProcessOs};
+use crate::policy::Policy;
+
+/// Signals the processes `kill` selects.
+pub fn apply(
+    kill: &ProcessKill,
+    policy: &Policy,
+    os: &dyn ProcessOs,
+) -> Result<Applied, FaultError> {
+    let selector = kill
+        .selector()
+        .map_err(|e| FaultError::Invalid(e.to_string()))?;
+    policy.check_signal(&kill.signal)?;
+    let signal = Signal::from_str(&kill.signal)
+        .map_err(|_| FaultError::Invalid(format!("unknown signal {:?}", kill.signal)))?;
+    let (own_pid, parent_pid) = (os.own_pid(), os.parent_pid());
+
+    let targets = match &selector {
+        // A pid file names one process on purpose: if it is protected, say so rather than skip.
+        ProcessMatch::PidFile(path) => vec![pid_file_target(path, os)?],
+        ProcessMatch::Name(_) | ProcessMatch::Cmdline(_) => {
+            let matched = scan(&selector, os)?;
+            // A pattern can easily also match pid 1, the agent or its parent (a cmdline regex
+            // that matches the shell that started everything); those are never candidates.
+            let (protected, candidates): (Vec<_>, Vec<_>) = matched.into_iter().partition(|p| {
+                matches!(
+                    policy.check_process(p, own_pid, parent_pid),
+                    Err(r) if r.is_protected()
+                )
+            });
+            for p in &protected {
+                tracing::debug!(pid = p.pid, name = %p.name, "skipping a process policy never signals");
+            }
+            if candidates.is_empty() {
+                return Err(no_match(&selector, &protected, own_pid));
+            }
+            match kill.count {
+                Count::All => candidates,
+                Count::One => candidates
+                    .into_iter()
+                    .min_by_key(|p| (p.start_ticks, p.pid))
+                    .into_iter()
+                    .collect(),
+            }
+        }
+    };
+
+    for p in &targets {
+        policy.check_process(p, own_pid, parent_pid)?;
+    }
+    send(signal, &targets, os)
+}
+
+/// Nothing to undo: a signal cannot be taken back.
+pub fn revert(_kill: &ProcessKill, _os: &dyn ProcessOs) -> Result<(), FaultError> {
+    Ok(())
+}
+
+/// Processes matching a name or command-line selector.
+fn scan(selector: &ProcessMatch, os: &dyn ProcessOs) -> Result<Vec<ProcessInfo>, FaultError> {
+    let all = os.processes().map_err(system)?;
+    Ok(match selector {
+        ProcessMatch::Name(name) => all.into_iter().filter(|p| &p.name == name).collect(),
+        ProcessMatch::Cmdline(pattern) => {
+            let re = Regex::new(pattern).map_err(|e| {
+                FaultError::Invalid(FaultSpecError::Regex(e.to_string()).to_string())
+            })?;
+            all.into_iter()
+                .filter(|p| re.is_match(&p.cmdline))
+                .collect()
+        }
+        ProcessMatch::PidFile(_) => Vec::new(),
+    })
+}
+
+/// The process a pid file names; it must be running.
+fn pid_file_target(path: &std::path::Path, os: &dyn ProcessOs) -> Result<ProcessInfo, FaultError> {
+    let pid = os.read_pid_file(path).map_err(|e| match e {
+        // A missing or garbled pid file is a mistake in the request, not a host failure.
+        OsError::Malformed { .. } => FaultError::Invalid(e.to_string()),
+        e if e.is_not_found() => {
+            FaultError::Invalid(format!("pid file {} does not exist", path.display()))
+        }
+        e => system(e),
+    })?;
+    os.process(pid).map_err(system)?.ok_or_else(|| {
+        FaultError::Invalid(format!(
+            "pid file {} names pid {pid}, which is not running",
+            path.display()
+        ))
+    })
+}
+
+/// Signals every target in turn. A target that exited since the scan (`ESRCH`) is noted and
+/// skipped; any other failure stops at once and says what was already signalled.
+fn send(
+    signal: Signal,
+    targets: &[ProcessInfo],
+    os: &dyn ProcessOs,
+) -> Result<Applied, FaultError> {
+    // Between the scan and kill(2) a pid could in theory be reused by a new process; with
+    // pid_max in the millions that needs a full wrap-around in microseconds, so it is accepted.
+    let mut signalled = Vec::new();
+    let mut vanished = Vec::new();
+    let mut effect_at = None;
+    for p in targets {
+        match os.signal(p.pid, signal) {
+            Ok(()) => {
+                effect_at = Some(Instant::now());
+                signalled.push(p);
+            }
+            Err(OsError::NoSuchProcess { .. }) => vanished.push(p),
+            Err(e) if signalled.is_empty() => return Err(system(e)),
+            Err(e) => {
+                return Err(FaultError::System(format!(
+                    "{e} (after sending {} to {})",
+                    signal.as_str(),
+                    list(&signalled)
+                )))
+            }
+        }
+    }
+    let Some(effect_at) = effect_at else {
+        return Err(FaultError::Invalid(format!(
+            "every matching process exited before it could be signalled: {}",
+            list(&vanished)
+        )));
+    };
+    let mut summary = format!(
+        "sent {} to {}: {}",
+        signal.as_str(),
+        processes(signalled.len()),
+        list(&signalled)
+    );
+    if !vanished.is_empty() {
+        summary.push_str(&format!(
+            "; {} exited before it could be signalled: {}",
+            processes(vanished.len()),
+            list(&vanished)
+        ));
+    }
+    tracing::info!(%summary, "process_kill applied");
+    Ok(Applied {
+        effect_at,
+        evidence: Evidence {
+            pids: signalled.iter().map(|p| p.pid).collect(),
+            summary,
+        },
+    })
+}
+
+fn no_match(selector: &ProcessMatch, protected: &[ProcessInfo], own_pid: i32) -> FaultError {
+    let what = match selector {
+        ProcessMatch::Name(name) => format!("name {name:?}"),
+        ProcessMatch::Cmdline(re) => format!("cmdline {re:?}"),
+        ProcessMatch::PidFile(path) => format!("pid_file {:?}", path.display().to_string()),
+    };
+    let mut message = format!("no process matches {what}");
+    if !protected.is_empty() {
+        let skipped: Vec<String> = protected
+            .iter()
+            .map(|p| match p.pid {
+                1 => "pid 1 (init)".to_string(),
+                pid if pid == own_pid => format!("{pid} (the agent itself)"),
+                pid => format!("{pid} (the agent's parent)"),
+            })
+            .collect();
+        message.push_str(&format!(
+            " apart from processes policy never signals: {}",
+            skipped.join(", ")
+        ));
+    }
+    // comm is cut to 15 bytes by the kernel, so a longer name can never match.
+    if let ProcessMatch::Name(name) = selector {
+        if name.len() > 15 {
+            message.push_str(
+                " (the kernel cuts process names to 15 bytes; use `cmdline` to match longer ones)",
+            );
+        }
+    }
+    FaultError::Invalid(message)
+}
+
+fn system(e: OsError) -> FaultError {
+    FaultError::System(e.to_string())
+}
+
+fn processes(n: usize) -> String {
+    if n == 1 {
+        "1 process".to_string()
+    } else {
+        format!("{n} processes")
+    }
+}
+
+fn list(ps: &[&ProcessInfo]) -> String {
+    ps.iter()
+        .map(|p| format!("{} ({})", p.pid, p.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet};
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    use gameday_proto::Fault;
+    use nix::errno::Errno;
+
+    use super::*;
+    use crate::faults;
+    use crate::policy::PolicyConfig;
+
+    const OWN: i32 = 500;
+    const PARENT: i32 = 499;
+
+    /// A process table in memory that records every signal asked of it.
+    #[derive(Default)]
+    struct FakeOs {
+        procs: Vec<ProcessInfo>,
+        pid_files: HashMap<PathBuf, i32>,
+        /// Pids that exit between the scan and the signal.
+        vanish: HashSet<i32>,
+        /// Pids the kernel refuses to signal.
+        forbidden: HashSet<i32>,
+        sent: Mutex<Vec<(i32, Signal)>>,
+    }
+
+    impl FakeOs {
+        fn with(procs: &[(i32, &str, &str, u64)]) -> Self {
+            FakeOs {
+                procs: procs
+                    .iter()
+                    .map(|&(pid, name, cmdline, start_ticks)| ProcessInfo {
+                        pid,
+                        name: name.into(),
+                        cmdline: cmdline.into(),
+                        start_ticks,
+                    })
+                    .collect(),
+                ..FakeOs::default()
+            }
+        }
+
+        fn sent(&self) -> Vec<(i32, Signal)> {
+            self.sent.lock().unwrap().clone()
+        }
+    }
+
+    impl ProcessOs for FakeOs {
+        fn processes(&self) -> Result<Vec<ProcessInfo>, OsError> {
+            Ok(self.procs.clone())
+        }
+        fn process(&self, pid: i32) -> Result<Option<ProcessInfo>, OsError> {
+            Ok(self.procs.iter().find(|p| p.pid == pid).cloned())
+        }
+        fn read_pid_file(&self, path: &Path) -> Result<i32, OsError> {
+            self.pid_files
+                .get(path)
+                .copied()
+                .ok_or_else(|| OsError::Read {
+                    path: path.to_path_buf(),
+                    source: std::io::ErrorKind::NotFound.into(),
+                })
+        }
+        fn signal(&self, pid: i32, signal: Signal) -> Result<(), OsError> {
+            if self.vanish.contains(&pid) {
+                return Err(OsError::NoSuchProcess { pid });
+            }
+            if self.forbidden.contains(&pid) {
+                return Err(OsError::Signal {
+                    pid,
+                    signal,
+                    errno: Errno::EPERM,
+                });
+            }
+            self.sent.lock().unwrap().push((pid, signal));
+            Ok(())
+        }
+        fn own_pid(&self) -> i32 {
+            OWN
+        }
+        fn parent_pid(&self) -> i32 {
+            PARENT
+        }
+    }
+
+    /// A host with init, the agent, its parent shell and a demo service with two processes.
+    fn host() -> FakeOs {
+        FakeOs::with(&[
+            (1, "systemd", "/sbin/init demo", 1),
+            (PARENT, "bash", "bash -c gameday-agent --demo", 40),
+            (OWN, "gameday-agent", "gameday-agent --demo", 50),
+            (1240, "demo", "demo --port 8080", 90),
+            (1234, "demo", "demo --port 8080", 80),
+            (1300, "nginx", "nginx: master process /usr/sbin/nginx", 70),
+        ])
+    }
+
+    fn kill(toml_fields: &str) -> Fault {
+        toml::from_str(&format!("kind = \"process_kill\"\n{toml_fields}")).unwrap()
+    }
+
+    fn policy(toml_text: &str) -> Policy {
+        Policy::from_config(&toml::from_str::<PolicyConfig>(toml_text).unwrap()).unwrap()
+    }
+
+    fn apply(fault: &Fault, os: &FakeOs) -> Result<Applied, FaultError> {
+        faults::apply(fault, &Policy::permissive(), os)
+    }
+
+    #[test]
+    fn name_selects_every_exact_match() {
+        let os = host();
+        let applied = apply(&kill(r#"name = "demo""#), &os).unwrap();
+        assert_eq!(
+            os.sent(),
+            vec![(1240, Signal::SIGKILL), (1234, Signal::SIGKILL)]
+        );
+        assert_eq!(applied.evidence.pids, vec![1240, 1234]);
+        assert_eq!(
+            applied.evidence.summary,
+            "sent SIGKILL to 2 processes: 1240 (demo), 1234 (demo)"
+        );
+        assert!(applied.effect_at <= Instant::now());
+    }
+
+    #[test]
+    fn cmdline_selects_by_regex_and_skips_protected_processes() {
+        let os = host();
+        // Matches init, the parent shell and the agent too; only the service may be hit.
+        let applied = apply(&kill(r#"cmdline = "demo""#), &os).unwrap();
+        assert_eq!(applied.evidence.pids, vec![1240, 1234]);
+        assert!(os
+            .sent()
+            .iter()
+            .all(|(pid, _)| ![1, OWN, PARENT].contains(pid)));
+    }
+
+    #[test]
+    fn only_protected_matches_is_no_match() {
+        let os = host();
+        let err = apply(&kill(r#"name = "gameday-agent""#), &os).unwrap_err();
+        assert_eq!(err.kind(), gameday_proto::v1::FailureKind::Invalid);
+        assert_eq!(
+            err.to_string(),
+            "no process matches name \"gameday-agent\" apart from processes policy never \
+             signals: 500 (the agent itself)"
+        );
+        let err = apply(&kill(r#"cmdline = "^(/sbin/init|bash)""#), &os).unwrap_err();
+        assert!(err.to_string().contains("pid 1 (init)"), "{err}");
+        assert!(
+            err.to_string().contains("499 (the agent's parent)"),
+            "{err}"
+        );
+        assert!(os.sent().is_empty());
+    }
+
+    #[test]
+    fn count_one_picks_the_oldest() {
+        let os = host();
+        let applied = apply(&kill("name = \"demo\"\ncount = \"one\""), &os).unwrap();
+        assert_eq!(os.sent(), vec![(1234, Signal::SIGKILL)]);
+        assert_eq!(
+            applied.evidence.summary,
+            "sent SIGKILL to 1 process: 1234 (demo)"
+        );
+
+        // Equal start times: the smaller pid wins.
+        let twins = FakeOs::with(&[(20, "w", "w", 5), (10, "w", "w", 5)]);
+        apply(&kill("name = \"w\"\ncount = \"one\""), &twins).unwrap();
+        assert_eq!(twins.sent(), vec![(10, Signal::SIGKILL)]);
+    }
+
+    #[test]
+    fn pid_file_signals_the_named_process_with_the_requested_signal() {
+        let mut os = host();
+        os.pid_files.insert("/run/demo.pid".into(), 1234);
+        let fault = kill("pid_file = \"/run/demo.pid\"\nsignal = \"SIGTERM\"");
+        let applied = apply(&fault, &os).unwrap();
+        assert_eq!(os.sent(), vec![(1234, Signal::SIGTERM)]);
+        assert_eq!(
+            applied.evidence.summary,
+            "sent SIGTERM to 1 process: 1234 (demo)"
+        );
+    }
+
+    #[test]
+    fn pid_file_naming_a_protected_process_is_refused() {
+        let mut os = host();
+        for (file, pid) in [
+            ("/run/init.pid", 1),
+            ("/run/me.pid", OWN),
+            ("/run/up.pid", PARENT),
+        ] {
+            os.pid_files.insert(file.into(), pid);
+            let err = apply(&kill(&format!("pid_file = {file:?}")), &os).unwrap_err();
+            assert_eq!(err.kind(), gameday_proto::v1::FailureKind::Policy, "{err}");
+        }
+        assert!(os.sent().is_empty());
+    }
+
+    #[test]
+    fn pid_file_errors_are_invalid_requests() {
+        let mut os = host();
+        let missing = apply(&kill("pid_file = \"/run/none.pid\""), &os).unwrap_err();
+        assert_eq!(missing.kind(), gameday_proto::v1::FailureKind::Invalid);
+        assert_eq!(missing.to_string(), "pid file /run/none.pid does not exist");
+        os.pid_files.insert("/run/stale.pid".into(), 4242);
+        let stale = apply(&kill("pid_file = \"/run/stale.pid\""), &os).unwrap_err();
+        assert_eq!(
+            stale.to_string(),
+            "pid file /run/stale.pid names pid 4242, which is not running"
+        );
+    }
+
+    #[test]
+    fn a_deny_rule_refuses_the_whole_fault_before_any_signal() {
+        let os = host();
+        let policy = policy("[process_kill]\ndeny = [\"^nginx\"]");
+        // Matches the two demo processes and nginx, which is denied.
+        let fault = kill(r#"cmdline = "^(demo|nginx)""#);
+        let err = faults::apply(&fault, &policy, &os).unwrap_err();
+        assert_eq!(err.kind(), gameday_proto::v1::FailureKind::Policy);
+        assert_eq!(
+            err.to_string(),
+            "process 1300 (nginx) is denied by policy rule `^nginx`"
+        );
+        assert!(os.sent().is_empty());
+    }
+
+    #[test]
+    fn kinds_and_signals_outside_the_policy_are_refused() {
+        let os = host();
+        let no_kinds = policy("allow_faults = []");
+        let err = faults::apply(&kill(r#"name = "demo""#), &no_kinds, &os).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "fault kind process_kill is not allowed on this host (allow_faults = [])"
+        );
+        let term_only = policy("[process_kill]\nsignals = [\"SIGTERM\"]");
+        let err = faults::apply(&kill(r#"name = "demo""#), &term_only, &os).unwrap_err();
+        assert_eq!(err.kind(), gameday_proto::v1::FailureKind::Policy);
+        assert!(os.sent().is_empty());
+    }
+
+    #[test]
+    fn processes_that_vanish_are_noted_and_skipped() {
+        let mut os = host();
+        os.vanish.insert(1240);
+        let applied = apply(&kill(r#"name = "demo""#), &os).unwrap();
+        assert_eq!(applied.evidence.pids, vec![1234]);
+        assert_eq!(
+            applied.evidence.summary,
+            "sent SIGKILL to 1 process: 1234 (demo); 1 process exited before it could be \
+             signalled: 1240 (demo)"
+        );
+        os.vanish.insert(1234);
+        let err = apply(&kill(r#"name = "demo""#), &os).unwrap_err();
+        assert_eq!(err.kind(), gameday_proto::v1::FailureKind::Invalid);
+        assert!(
+            err.to_string().starts_with("every matching process exited"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn kernel_refusals_are_system_errors_that_say_what_was_done() {
+        let mut os = host();
+        os.forbidden.insert(1234);
+        let err = apply(&kill(r#"name = "demo""#), &os).unwrap_err();
+        assert_eq!(err.kind(), gameday_proto::v1::FailureKind::System);
+        assert_eq!(
+            err.to_string(),
+            "cannot send SIGKILL to pid 1234: EPERM: Operation not permitted \
+             (after sending SIGKILL to 1240 (demo))"
+        );
+    }
+
+    #[test]
+    fn no_match_and_bad_regex_are_invalid() {
+        let os = host();
+        let err = apply(&kill(r#"name = "x""#), &os).unwrap_err();
+        assert_eq!(err.to_string(), "no process matches name \"x\"");
+        let err = apply(&kill(r#"cmdline = "(unclosed""#), &os).unwrap_err();
+        assert_eq!(err.kind(), gameday_proto::v1::FailureKind::Invalid);
+        assert!(
+            err.to_string().starts_with("invalid `cmdline` regex"),
+            "{err}"
+        );
+        assert!(os.sent().is_empty());
+    }
+
+    #[test]
+    fn revert_has_nothing_to_undo() {
+        let os = host();
+        faults::revert(&kill(r#"name = "demo""#), &os).unwrap();
+        assert!(os.sent().is_empty());
+    }
+}

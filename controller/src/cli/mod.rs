@@ -1,0 +1,202 @@
+//! Command-line interface: argument parsing and dispatch to the subcommands.
+
+mod certs;
+mod demo;
+mod local;
+mod output;
+mod remote;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use gameday::report::exit;
+
+/// Chaos game days with recovery time measured truthfully and graded against the RTO.
+#[derive(Parser, Debug)]
+#[command(name = "gameday", version, about)]
+pub struct Cli {
+    /// Log as JSON lines instead of human text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the controller daemon.
+    Serve {
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run a scenario and print its graded report.
+    Run(RunArgs),
+    /// List the connected agents.
+    Agents {
+        #[command(flatten)]
+        conn: remote::ConnArgs,
+    },
+    /// Abort a run (or all runs) and revert every live fault now.
+    Abort {
+        /// The run id to abort.
+        run: Option<String>,
+        /// Abort every active run.
+        #[arg(long, conflicts_with = "run")]
+        all: bool,
+        #[command(flatten)]
+        conn: remote::ConnArgs,
+    },
+    /// Check scenario files without running them.
+    Validate {
+        /// Scenario files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Issue fleet certificates.
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
+    /// Zero-config demo: a local controller, agent and demo service; kill it and grade recovery.
+    Demo(demo::DemoArgs),
+    /// The demo HTTP service (used by `gameday demo` and tests).
+    #[command(hide = true)]
+    DemoService {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        events: Option<PathBuf>,
+    },
+    /// Restart a command a fixed delay after it exits (used by `gameday demo` and tests).
+    #[command(hide = true)]
+    DemoSupervise {
+        #[arg(long, value_parser = parse_duration)]
+        restart_delay: std::time::Duration,
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        #[arg(long)]
+        events: Option<PathBuf>,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+/// `gameday run`'s arguments.
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// The scenario file.
+    file: PathBuf,
+    /// Run with an embedded controller and a local agent (named `local`) on this machine.
+    #[arg(long)]
+    local: bool,
+    /// Report format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    output: OutputFormat,
+    #[command(flatten)]
+    conn: remote::ConnArgs,
+}
+
+/// How reports are printed.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// For people.
+    Text,
+    /// For machines: the full report as one JSON document.
+    Json,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    s.parse::<gameday_proto::Duration>()
+        .map(|d| d.get())
+        .map_err(|e| e.to_string())
+}
+
+/// Parses arguments, runs the command, and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { exit::INVALID } else { exit::OK };
+        }
+    };
+    init_logging(cli.log_json);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::INFRA;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::INFRA
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<i32> {
+    match command {
+        Command::Serve { config } => serve::run(&config).await,
+        Command::Run(args) => {
+            if args.local {
+                local::run_file(&args.file, args.output).await
+            } else {
+                remote::run_file(&args.file, args.output, &args.conn).await
+            }
+        }
+        Command::Agents { conn } => remote::agents(&conn).await,
+        Command::Abort { run, all, conn } => remote::abort(run, all, &conn).await,
+        Command::Validate { files } => Ok(validate(&files)),
+        Command::Certs(c) => certs::run(c),
+        Command::Demo(args) => demo::run(args).await,
+        Command::DemoService { listen, events } => {
+            gameday::demo_service::serve(listen, events).await?;
+            Ok(exit::OK)
+        }
+        Command::DemoSupervise {
+            restart_delay,
+            pid_file,
+            events,
+            command,
+        } => {
+            gameday::demo_service::supervise(&command, restart_delay, pid_file, events).await?;
+            Ok(exit::OK)
+        }
+    }
+}
+
+fn validate(files: &[PathBuf]) -> i32 {
+    let mut code = exit::OK;
+    for file in files {
+        match gameday::scenario::load(file) {
+            Ok(s) => println!(
+                "{}: ok — scenario {:?}, {} fault(s), {} probe(s), RTO {}",
+                file.display(),
+                s.name,
+                s.faults.len(),
+                s.probes.len(),
+                s.rto
+            ),
+            Err(e) => {
+                eprintln!("{e}");
+                code = exit::INVALID;
+            }
+        }
+    }
+    code
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GAMEDAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,163 @@
+//! Subcommands that talk to a running controller as an operator: run, agents, abort.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::Args;
+use gameday::report::{exit, ScenarioReport};
+use gameday_proto::v1::{self, operator_client::OperatorClient, run_event::Event};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use super::output::print_report;
+use super::OutputFormat;
+
+/// How to reach the controller as an operator.
+#[derive(Args, Debug)]
+pub struct ConnArgs {
+    /// Controller URL.
+    #[arg(long, env = "GAMEDAY_CONTROLLER", default_value = "https://127.0.0.1:7443")]
+    controller: String,
+    /// Fleet CA certificate (PEM).
+    #[arg(long, env = "GAMEDAY_CA")]
+    ca: Option<PathBuf>,
+    /// Operator certificate (PEM).
+    #[arg(long, env = "GAMEDAY_CERT")]
+    cert: Option<PathBuf>,
+    /// Operator key (PEM).
+    #[arg(long, env = "GAMEDAY_KEY")]
+    key: Option<PathBuf>,
+}
+
+fn need<'a>(p: &'a Option<PathBuf>, flag: &str) -> anyhow::Result<&'a Path> {
+    p.as_deref()
+        .with_context(|| format!("--{flag} (or GAMEDAY_{}) is required to reach a controller", flag.to_uppercase()))
+}
+
+async fn connect(conn: &ConnArgs) -> anyhow::Result<OperatorClient<Channel>> {
+    let read = |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+    let ca = read(need(&conn.ca, "ca")?)?;
+    let cert = read(need(&conn.cert, "cert")?)?;
+    let key = read(need(&conn.key, "key")?)?;
+    let uri: tonic::codegen::http::Uri = conn
+        .controller
+        .parse()
+        .with_context(|| format!("invalid controller URL {:?}", conn.controller))?;
+    let host = uri.host().context("controller URL has no host")?;
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .identity(Identity::from_pem(cert, key))
+        .domain_name(host.trim_start_matches('[').trim_end_matches(']'));
+    let channel = Endpoint::from_shared(conn.controller.clone())?
+        .tls_config(tls)?
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {}", conn.controller))?;
+    Ok(OperatorClient::new(channel))
+}
+
+/// `gameday run FILE` against a controller.
+pub async fn run_file(file: &Path, format: OutputFormat, conn: &ConnArgs) -> anyhow::Result<i32> {
+    // Validate locally first: a bad file is exit code 2 without touching the fleet.
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            return Ok(exit::INVALID);
+        }
+    };
+    let name = file.display().to_string();
+    if let Err(e) = gameday::scenario::parse(&name, &text) {
+        eprintln!("{e}");
+        return Ok(exit::INVALID);
+    }
+    let mut client = connect(conn).await?;
+    let request = v1::RunScenarioRequest {
+        file_name: name,
+        scenario_toml: text,
+    };
+    let mut stream = match client.run_scenario(request).await {
+        Ok(s) => s.into_inner(),
+        Err(s) if s.code() == tonic::Code::InvalidArgument => {
+            eprintln!("{}", s.message());
+            return Ok(exit::INVALID);
+        }
+        Err(s) => anyhow::bail!("controller refused the run: {}", s.message()),
+    };
+    while let Some(event) = stream.message().await? {
+        match event.event {
+            Some(Event::Progress(line)) => eprintln!("{line}"),
+            Some(Event::ReportJson(json)) => {
+                let report: ScenarioReport =
+                    serde_json::from_str(&json).context("the controller sent a report this CLI cannot read")?;
+                return Ok(print_report(&report, format));
+            }
+            Some(Event::Invalid(msg)) => {
+                eprintln!("{msg}");
+                return Ok(exit::INVALID);
+            }
+            None => {}
+        }
+    }
+    anyhow::bail!("the controller closed the stream before sending the report")
+}
+
+/// `gameday agents`.
+pub async fn agents(conn: &ConnArgs) -> anyhow::Result<i32> {
+    let mut client = connect(conn).await?;
+    let list = client.list_agents(v1::ListAgentsRequest {}).await?.into_inner();
+    print!("{}", format_agents(&list.agents));
+    Ok(exit::OK)
+}
+
+/// The agent table `gameday agents` prints.
+pub fn format_agents(agents: &[v1::AgentInfo]) -> String {
+    let mut out = format!(
+        "{:<20} {:<22} {:<10} {:>9} {:>6}  {:<30} {}\n",
+        "NAME", "PEER", "VERSION", "HEARD", "FAULTS", "CAPABILITIES", "LABELS"
+    );
+    for a in agents {
+        let mut labels: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        labels.sort();
+        out.push_str(&format!(
+            "{:<20} {:<22} {:<10} {:>7}ms {:>6}  {:<30} {}\n",
+            a.name,
+            a.peer_address,
+            a.version,
+            a.last_heard_ms_ago,
+            a.live_faults,
+            a.capabilities.join(","),
+            labels.join(",")
+        ));
+    }
+    if agents.is_empty() {
+        out.push_str("(no agents connected)\n");
+    }
+    out
+}
+
+/// `gameday abort RUN | --all`.
+pub async fn abort(run: Option<String>, all: bool, conn: &ConnArgs) -> anyhow::Result<i32> {
+    if run.is_none() && !all {
+        eprintln!("error: name a run id or pass --all");
+        return Ok(exit::INVALID);
+    }
+    let mut client = connect(conn).await?;
+    let r = client
+        .abort(v1::AbortRequest {
+            run_id: run.unwrap_or_default(),
+            all,
+        })
+        .await;
+    match r {
+        Ok(r) => {
+            let r = r.into_inner();
+            println!("aborted {} run(s), reverted {} fault(s)", r.aborted_runs, r.reverted_faults);
+            Ok(exit::OK)
+        }
+        Err(s) if s.code() == tonic::Code::NotFound => {
+            eprintln!("error: {}", s.message());
+            Ok(exit::INVALID)
+        }
+        Err(s) => anyhow::bail!("abort failed: {}", s.message()),
+    }
+}

@@ -1,0 +1,139 @@
+//! The controller's config file (`gameday serve --config FILE`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use gameday_proto::Duration;
+use serde::Deserialize;
+
+use crate::server::ChannelTiming;
+
+/// `gameday serve`'s configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerConfig {
+    /// Address agents and operators connect to.
+    pub listen: SocketAddr,
+    /// The fleet CA and the controller's certificate.
+    pub tls: TlsPaths,
+    /// How often agents send heartbeats.
+    #[serde(default = "default_heartbeat_interval")]
+    pub heartbeat_interval: Duration,
+    /// An agent silent this long is dropped.
+    #[serde(default = "default_heartbeat_timeout")]
+    pub heartbeat_timeout: Duration,
+    /// What agents are told their lease is.
+    #[serde(default = "default_lease")]
+    pub lease: Duration,
+}
+
+/// PEM files; relative paths are resolved against the config file's directory.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsPaths {
+    /// The fleet CA certificate.
+    pub ca: PathBuf,
+    /// The controller's certificate.
+    pub cert: PathBuf,
+    /// The controller's key.
+    pub key: PathBuf,
+}
+
+fn default_heartbeat_interval() -> Duration {
+    Duration::from_millis(1_000)
+}
+fn default_heartbeat_timeout() -> Duration {
+    Duration::from_millis(5_000)
+}
+fn default_lease() -> Duration {
+    Duration::from_millis(10_000)
+}
+
+/// A config file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Unreadable.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not valid TOML or not the expected shape.
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What was wrong.
+        message: String,
+    },
+    /// Inconsistent values.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+impl ControllerConfig {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<ControllerConfig, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let mut config: ControllerConfig = toml::from_str(&text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|s| line_col(&text, s.start))
+                .unwrap_or((1, 1));
+            ConfigError::Parse {
+                path: shown.clone(),
+                line,
+                column,
+                message: e.message().to_string(),
+            }
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut config.tls.ca, &mut config.tls.cert, &mut config.tls.key] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if config.heartbeat_timeout <= config.heartbeat_interval {
+            return Err(ConfigError::Invalid {
+                path: shown,
+                message: format!(
+                    "heartbeat_timeout ({}) must be longer than heartbeat_interval ({})",
+                    config.heartbeat_timeout, config.heartbeat_interval
+                ),
+            });
+        }
+        Ok(config)
+    }
+
+    /// The control channel's timing.
+    pub fn timing(&self) -> ChannelTiming {
+        ChannelTiming {
+            heartbeat_interval: self.heartbeat_interval.get(),
+            heartbeat_timeout: self.heartbeat_timeout.get(),
+            lease: self.lease.get(),
+        }
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}

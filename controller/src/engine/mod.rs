@@ -1,0 +1,138 @@
+//! The run engine: preflight, steady state, inject, observe, revert, grade — for every repeat of
+//! a scenario — and the table of active runs that operators can abort.
+
+pub mod preflight;
+mod run;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::registry::AgentRegistry;
+use crate::report::{summarize, ScenarioReport};
+use crate::scenario::{Expectation, Scenario};
+
+/// Where the engine sends human-readable progress lines.
+pub type Progress = mpsc::UnboundedSender<String>;
+
+/// Runs scenarios against the connected agents.
+pub struct Engine {
+    registry: Arc<AgentRegistry>,
+    active: Mutex<HashMap<String, watch::Sender<bool>>>,
+}
+
+impl Engine {
+    /// An engine dispatching to `registry`'s agents.
+    pub fn new(registry: Arc<AgentRegistry>) -> Engine {
+        Engine {
+            registry,
+            active: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The agents.
+    pub fn registry(&self) -> &Arc<AgentRegistry> {
+        &self.registry
+    }
+
+    /// Runs every repeat of `scenario` and returns the graded report.
+    pub async fn run_scenario(&self, file: &str, scenario: &Scenario, progress: &Progress) -> ScenarioReport {
+        let mut report = ScenarioReport {
+            scenario: scenario.name.clone(),
+            file: file.to_string(),
+            expect: match scenario.expect {
+                Expectation::Recovery => "recovery".into(),
+                Expectation::NoImpact => "no_impact".into(),
+            },
+            rto_us: scenario.rto.get().as_micros() as u64,
+            error: None,
+            runs: Vec::new(),
+            summary: summarize(&[], scenario.min_pass_rate, false),
+        };
+        for index in 1..=scenario.repeat {
+            let targets = match preflight::resolve(scenario, &self.registry) {
+                Ok(t) => t,
+                Err(e) => {
+                    let _ = progress.send(format!("preflight failed: {e}"));
+                    if report.runs.is_empty() {
+                        report.error = Some(format!("preflight: {e}"));
+                    } else {
+                        report.runs.push(run::preflight_failed(new_run_id(), index, e));
+                    }
+                    break;
+                }
+            };
+            let run_id = new_run_id();
+            let (cancel_tx, cancel) = watch::channel(false);
+            self.active
+                .lock()
+                .expect("active runs lock")
+                .insert(run_id.clone(), cancel_tx);
+            let ctx = run::RunCtx {
+                scenario,
+                run_id: run_id.clone(),
+                index,
+                targets,
+                progress,
+                cancel,
+            };
+            let result = run::run_once(ctx).await;
+            self.active.lock().expect("active runs lock").remove(&run_id);
+            let _ = progress.send(format!(
+                "run {index}/{}: {} — {}",
+                scenario.repeat, result.verdict, result.reason
+            ));
+            let stop = matches!(
+                result.verdict,
+                crate::grade::Verdict::Aborted | crate::grade::Verdict::Error
+            );
+            report.runs.push(result);
+            if stop {
+                break;
+            }
+            if index < scenario.repeat && !scenario.cooldown.get().is_zero() {
+                tokio::time::sleep(scenario.cooldown.get()).await;
+            }
+        }
+        report.summary = summarize(&report.runs, scenario.min_pass_rate, report.error.is_some());
+        report
+    }
+
+    /// Aborts one run, or all of them, and reverts every live fault agents hold for them.
+    /// Returns (runs aborted, faults reverted).
+    pub async fn abort(&self, run_id: Option<&str>) -> (u32, u32) {
+        let mut aborted = 0;
+        for (id, cancel) in self.active.lock().expect("active runs lock").iter() {
+            if run_id.is_none_or(|r| r == id) {
+                let _ = cancel.send(true);
+                aborted += 1;
+            }
+        }
+        let mut reverted = 0;
+        for agent in self.registry.all() {
+            for (fault_id, fault_run) in agent.live_faults() {
+                if run_id.is_none_or(|r| r == fault_run)
+                    && agent
+                        .revert(&fault_id)
+                        .await
+                        .is_ok_and(|x| x.report.failure.is_none())
+                {
+                    reverted += 1;
+                }
+            }
+        }
+        (aborted, reverted)
+    }
+}
+
+fn new_run_id() -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    format!("run-{ms:x}-{}", SEQ.fetch_add(1, Ordering::Relaxed))
+}

@@ -1,0 +1,252 @@
+//! The live agent list: who is connected, what each can do, and the request/answer plumbing
+//! that turns one agent stream into awaitable fault operations.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gameday_proto::v1::{self, controller_message::Msg, ControllerMessage, FaultPhase, FaultReport};
+use tokio::sync::{mpsc, oneshot};
+
+/// The outbound half of an agent's stream.
+pub type AgentSender = mpsc::Sender<Result<ControllerMessage, tonic::Status>>;
+
+/// How long the controller waits for an agent to answer an apply or revert.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A fault operation that did not get an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// The agent's stream closed before it answered.
+    #[error("agent {0} disconnected before answering")]
+    Disconnected(String),
+    /// The agent did not answer in time.
+    #[error("agent {agent} did not answer within {timeout:?}")]
+    Timeout {
+        /// The agent.
+        agent: String,
+        /// How long we waited.
+        timeout: Duration,
+    },
+}
+
+/// One connected agent.
+pub struct AgentConn {
+    /// Name, from its certificate.
+    pub name: String,
+    /// Labels it registered with.
+    pub labels: BTreeMap<String, String>,
+    /// Its version.
+    pub version: String,
+    /// Fault kinds it can apply.
+    pub capabilities: Vec<String>,
+    /// Remote address of its stream.
+    pub peer: String,
+    /// Distinguishes this connection from an earlier one of the same agent.
+    pub generation: u64,
+    connected_at: Instant,
+    last_heard: Mutex<Instant>,
+    tx: AgentSender,
+    pending: Mutex<HashMap<(String, i32), oneshot::Sender<FaultReport>>>,
+    live_faults: Mutex<BTreeMap<String, String>>,
+}
+
+/// The answer to a fault operation, with when it was sent and received.
+#[derive(Debug)]
+pub struct Exchange {
+    /// The agent's report.
+    pub report: FaultReport,
+    /// When the request left the controller.
+    pub sent_at: Instant,
+    /// When the answer arrived.
+    pub received_at: Instant,
+}
+
+impl AgentConn {
+    /// A connection record; `tx` is the outbound stream.
+    pub fn new(register: v1::Register, peer: String, tx: AgentSender) -> AgentConn {
+        static GENERATION: AtomicU64 = AtomicU64::new(1);
+        let now = Instant::now();
+        AgentConn {
+            name: register.name,
+            labels: register.labels.into_iter().collect(),
+            version: register.version,
+            capabilities: register.capabilities,
+            peer,
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+            connected_at: now,
+            last_heard: Mutex::new(now),
+            tx,
+            pending: Mutex::new(HashMap::new()),
+            live_faults: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Records that the agent just spoke.
+    pub fn heard(&self) {
+        *self.last_heard.lock().expect("last_heard lock") = Instant::now();
+    }
+
+    /// How long since the agent last spoke.
+    pub fn silent_for(&self) -> Duration {
+        self.last_heard.lock().expect("last_heard lock").elapsed()
+    }
+
+    /// Sends a message on the agent's stream.
+    pub async fn send(&self, msg: Msg) -> Result<(), DispatchError> {
+        self.tx
+            .send(Ok(ControllerMessage { msg: Some(msg) }))
+            .await
+            .map_err(|_| DispatchError::Disconnected(self.name.clone()))
+    }
+
+    /// Ends the agent's stream with `status` (e.g. replaced by a newer connection).
+    pub fn close(&self, status: tonic::Status) {
+        let _ = self.tx.try_send(Err(status));
+    }
+
+    /// Delivers an agent's fault report to whoever waits for it.
+    pub fn deliver(&self, report: FaultReport) {
+        let key = (report.fault_id.clone(), report.phase);
+        if let Some(waiter) = self.pending.lock().expect("pending lock").remove(&key) {
+            let _ = waiter.send(report);
+        }
+    }
+
+    /// Applies a fault and waits for the agent's answer.
+    pub async fn apply(&self, apply: v1::ApplyFault, run_id: &str) -> Result<Exchange, DispatchError> {
+        let fault_id = apply.fault_id.clone();
+        let exchange = self
+            .request(fault_id.clone(), FaultPhase::Applied, Msg::Apply(apply))
+            .await?;
+        if exchange.report.failure.is_none() {
+            self.live_faults
+                .lock()
+                .expect("live faults lock")
+                .insert(fault_id, run_id.to_string());
+        }
+        Ok(exchange)
+    }
+
+    /// Reverts a fault and waits for the agent's answer.
+    pub async fn revert(&self, fault_id: &str) -> Result<Exchange, DispatchError> {
+        let exchange = self
+            .request(
+                fault_id.to_string(),
+                FaultPhase::Reverted,
+                Msg::Revert(v1::RevertFault {
+                    fault_id: fault_id.to_string(),
+                }),
+            )
+            .await?;
+        if exchange.report.failure.is_none() {
+            self.live_faults.lock().expect("live faults lock").remove(fault_id);
+        }
+        Ok(exchange)
+    }
+
+    /// Faults applied through this connection and not yet reverted, with their run ids.
+    pub fn live_faults(&self) -> BTreeMap<String, String> {
+        self.live_faults.lock().expect("live faults lock").clone()
+    }
+
+    async fn request(&self, fault_id: String, phase: FaultPhase, msg: Msg) -> Result<Exchange, DispatchError> {
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .expect("pending lock")
+            .insert((fault_id.clone(), phase as i32), tx);
+        let sent_at = Instant::now();
+        if let Err(e) = self.send(msg).await {
+            self.pending.lock().expect("pending lock").remove(&(fault_id, phase as i32));
+            return Err(e);
+        }
+        match tokio::time::timeout(ANSWER_TIMEOUT, rx).await {
+            Ok(Ok(report)) => Ok(Exchange {
+                report,
+                sent_at,
+                received_at: Instant::now(),
+            }),
+            Ok(Err(_)) => Err(DispatchError::Disconnected(self.name.clone())),
+            Err(_) => {
+                self.pending.lock().expect("pending lock").remove(&(fault_id, phase as i32));
+                Err(DispatchError::Timeout {
+                    agent: self.name.clone(),
+                    timeout: ANSWER_TIMEOUT,
+                })
+            }
+        }
+    }
+
+    /// The operator's view of this agent.
+    pub fn info(&self) -> v1::AgentInfo {
+        v1::AgentInfo {
+            name: self.name.clone(),
+            labels: self.labels.clone().into_iter().collect(),
+            version: self.version.clone(),
+            capabilities: self.capabilities.clone(),
+            peer_address: self.peer.clone(),
+            connected_for_ms: self.connected_at.elapsed().as_millis() as u64,
+            last_heard_ms_ago: self.silent_for().as_millis() as u64,
+            live_faults: self.live_faults.lock().expect("live faults lock").len() as u32,
+        }
+    }
+}
+
+/// Every connected agent, by name.
+#[derive(Default)]
+pub struct AgentRegistry {
+    agents: Mutex<BTreeMap<String, Arc<AgentConn>>>,
+}
+
+impl AgentRegistry {
+    /// Adds a connection; a previous connection of the same agent is closed and replaced.
+    pub fn register(&self, conn: Arc<AgentConn>) {
+        let old = self
+            .agents
+            .lock()
+            .expect("agents lock")
+            .insert(conn.name.clone(), conn.clone());
+        if let Some(old) = old {
+            old.close(tonic::Status::aborted("replaced by a newer connection of the same agent"));
+        }
+    }
+
+    /// Removes the agent if `generation` is still its current connection.
+    pub fn remove(&self, name: &str, generation: u64) -> bool {
+        let mut agents = self.agents.lock().expect("agents lock");
+        if agents.get(name).is_some_and(|a| a.generation == generation) {
+            agents.remove(name);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The agent's current connection.
+    pub fn get(&self, name: &str) -> Option<Arc<AgentConn>> {
+        self.agents.lock().expect("agents lock").get(name).cloned()
+    }
+
+    /// Every connected agent.
+    pub fn all(&self) -> Vec<Arc<AgentConn>> {
+        self.agents.lock().expect("agents lock").values().cloned().collect()
+    }
+
+    /// Agents that went silent for longer than `timeout`: dropped and their streams closed.
+    pub fn expire(&self, timeout: Duration) -> Vec<String> {
+        let mut agents = self.agents.lock().expect("agents lock");
+        let dead: Vec<String> = agents
+            .values()
+            .filter(|a| a.silent_for() > timeout)
+            .map(|a| a.name.clone())
+            .collect();
+        for name in &dead {
+            if let Some(a) = agents.remove(name) {
+                a.close(tonic::Status::deadline_exceeded("no heartbeat within the timeout"));
+            }
+        }
+        dead
+    }
+}

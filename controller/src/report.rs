@@ -1,0 +1,350 @@
+//! Run reports: the per-run record, the summary over repeats, exit codes, and the human text.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::grade::{fmt_us, Grade, Measured, Verdict};
+use crate::timeline::{Moment, ProbeTimeline};
+
+/// What happened to one fault on one target.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultRecord {
+    /// The fault's id (unique per run, target and fault).
+    pub fault_id: String,
+    /// The agent it ran on.
+    pub agent: String,
+    /// Its kind.
+    pub kind: String,
+    /// When it took effect, on the run's clock.
+    pub applied: Option<Moment>,
+    /// How long the agent took from request to effect.
+    pub apply_us: Option<u64>,
+    /// What the fault hit (pids, summary).
+    pub evidence: String,
+    /// Pids signalled, where relevant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pids: Vec<i32>,
+    /// When it was reverted (microseconds since the epoch).
+    pub reverted_us: Option<u64>,
+    /// The agent's or the transport's error, if applying or reverting failed.
+    pub error: Option<String>,
+}
+
+/// One run of a scenario.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunReport {
+    /// Unique run id.
+    pub run_id: String,
+    /// 1-based index among the scenario's repeats.
+    pub index: u32,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Why, in one sentence.
+    pub reason: String,
+    /// Whether the verdict is what the scenario expects.
+    pub met_expectation: bool,
+    /// The agents targeted.
+    pub targets: Vec<String>,
+    /// CLOCK_MONOTONIC at the run's epoch, in nanoseconds, so others on the host can line up
+    /// their own timestamps with the run's.
+    pub epoch_monotonic_ns: u64,
+    /// When the fault took effect (the first target's), microseconds since the epoch.
+    pub inject: Option<Moment>,
+    /// When the faults were reverted, for faults that hold.
+    pub revert_us: Option<u64>,
+    /// Figures.
+    pub grade: Option<Grade>,
+    /// Every fault on every target.
+    pub faults: Vec<FaultRecord>,
+    /// The whole probe timeline.
+    pub probes: Vec<ProbeTimeline>,
+}
+
+/// Figures over all runs of a scenario.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Runs made.
+    pub runs: u32,
+    /// Runs that met the expectation.
+    pub passed: u32,
+    /// passed / graded runs (runs that were not inconclusive, aborted or in error).
+    pub pass_rate: f64,
+    /// Required pass rate.
+    pub min_pass_rate: f64,
+    /// Recovery time percentiles over runs that recovered, microseconds.
+    pub recovery_p50_us: Option<u64>,
+    /// 95th percentile.
+    pub recovery_p95_us: Option<u64>,
+    /// Worst.
+    pub recovery_max_us: Option<u64>,
+    /// The process exit code this outcome maps to.
+    pub exit_code: i32,
+}
+
+/// The graded report of a whole scenario.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioReport {
+    /// Scenario name.
+    pub scenario: String,
+    /// File it came from.
+    pub file: String,
+    /// What it expects: "recovery" or "no_impact".
+    pub expect: String,
+    /// Its RTO, microseconds.
+    pub rto_us: u64,
+    /// An error that stopped everything before any run (preflight), if any.
+    pub error: Option<String>,
+    /// The runs.
+    pub runs: Vec<RunReport>,
+    /// Figures over the runs.
+    pub summary: Summary,
+}
+
+/// Exit codes, so CI can tell outcomes apart.
+pub mod exit {
+    /// Every run met its expectation.
+    pub const OK: i32 = 0;
+    /// An RTO was breached, or the service never recovered (pass rate below the threshold).
+    pub const BREACH: i32 = 1;
+    /// Invalid input or usage.
+    pub const INVALID: i32 = 2;
+    /// Inconclusive or aborted.
+    pub const INCONCLUSIVE: i32 = 3;
+    /// Infrastructure failure: agent missing, fault not applied or not reverted.
+    pub const INFRA: i32 = 4;
+}
+
+/// Nearest-rank percentile of sorted values.
+pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+/// Summarises runs: pass rate, recovery percentiles and the exit code.
+///
+/// Exit code precedence: infrastructure (4) over breach (1) over inconclusive (3), because a
+/// gate that could not run is the first thing to fix, and a breach is worth more than a shrug.
+pub fn summarize(runs: &[RunReport], min_pass_rate: f64, preflight_error: bool) -> Summary {
+    let graded: Vec<&RunReport> = runs
+        .iter()
+        .filter(|r| matches!(r.verdict, Verdict::Pass | Verdict::Fail | Verdict::NoImpact))
+        .collect();
+    let passed = graded.iter().filter(|r| r.met_expectation).count() as u32;
+    let pass_rate = if graded.is_empty() {
+        0.0
+    } else {
+        f64::from(passed) / graded.len() as f64
+    };
+    let mut recoveries: Vec<u64> = runs
+        .iter()
+        .filter_map(|r| r.grade.as_ref()?.time_to_recover.map(|m| m.us))
+        .collect();
+    recoveries.sort_unstable();
+    let infra = preflight_error
+        || runs.iter().any(|r| {
+            r.verdict == Verdict::Error || r.faults.iter().any(|f| f.error.is_some())
+        });
+    let unsettled = runs
+        .iter()
+        .any(|r| matches!(r.verdict, Verdict::Inconclusive | Verdict::Aborted));
+    let exit_code = if infra {
+        exit::INFRA
+    } else if !graded.is_empty() && pass_rate + 1e-9 < min_pass_rate {
+        exit::BREACH
+    } else if unsettled || graded.is_empty() {
+        exit::INCONCLUSIVE
+    } else {
+        exit::OK
+    };
+    Summary {
+        runs: runs.len() as u32,
+        passed,
+        pass_rate,
+        min_pass_rate,
+        recovery_p50_us: percentile(&recoveries, 50.0),
+        recovery_p95_us: percentile(&recoveries, 95.0),
+        recovery_max_us: recoveries.last().copied(),
+        exit_code,
+    }
+}
+
+fn bracket(m: &Measured) -> String {
+    format!("{} [{} .. {}]", fmt_us(m.us), fmt_us(m.low_us), fmt_us(m.high_us))
+}
+
+/// The human-readable report.
+pub fn render_text(report: &ScenarioReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "scenario {} ({}) — RTO {}, expects {}",
+        report.scenario,
+        report.file,
+        fmt_us(report.rto_us),
+        report.expect
+    );
+    if let Some(e) = &report.error {
+        let _ = writeln!(out, "  ERROR before any run: {e}");
+    }
+    for run in &report.runs {
+        let _ = writeln!(
+            out,
+            "\nrun {} ({}): {} — {}",
+            run.index, run.run_id, run.verdict, run.reason
+        );
+        if !run.targets.is_empty() {
+            let _ = writeln!(out, "  targets:            {}", run.targets.join(", "));
+        }
+        for f in &run.faults {
+            let applied = match (&f.applied, f.apply_us) {
+                (Some(m), Some(a)) => format!(
+                    "applied at +{} (±{}), took {}",
+                    fmt_us(m.at_us),
+                    fmt_us(m.uncertainty_us),
+                    fmt_us(a)
+                ),
+                _ => "not applied".into(),
+            };
+            let _ = writeln!(out, "  fault {} on {}: {applied}", f.kind, f.agent);
+            if !f.evidence.is_empty() {
+                let _ = writeln!(out, "    evidence: {}", f.evidence);
+            }
+            if let Some(e) = &f.error {
+                let _ = writeln!(out, "    error: {e}");
+            }
+        }
+        if let Some(g) = &run.grade {
+            if let Some(d) = &g.time_to_detect {
+                let _ = writeln!(out, "  time to detect:     {}", bracket(d));
+            }
+            if let Some(r) = &g.time_to_recover {
+                let _ = writeln!(
+                    out,
+                    "  time to recover:    {}   (bracket: last failed sample .. first good sample)",
+                    bracket(r)
+                );
+            }
+            if let Some(r) = g.recover_after_revert_us {
+                let _ = writeln!(out, "  recover after revert: {}", fmt_us(r));
+            }
+        }
+        for p in &run.probes {
+            let failed = p.samples.iter().filter(|s| !s.ok).count();
+            let _ = writeln!(
+                out,
+                "  probe {}: {} samples, {} failed{}",
+                p.name,
+                p.samples.len(),
+                failed,
+                p.samples
+                    .iter()
+                    .find(|s| !s.ok)
+                    .map(|s| format!(" (first error: {})", s.error))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    let s = &report.summary;
+    let _ = writeln!(
+        out,
+        "\nsummary: {}/{} runs met expectation (pass rate {:.0}%, required {:.0}%)",
+        s.passed,
+        s.runs,
+        s.pass_rate * 100.0,
+        s.min_pass_rate * 100.0
+    );
+    if let (Some(p50), Some(p95), Some(max)) = (s.recovery_p50_us, s.recovery_p95_us, s.recovery_max_us) {
+        let _ = writeln!(
+            out,
+            "recovery: p50 {}  p95 {}  max {}",
+            fmt_us(p50),
+            fmt_us(p95),
+            fmt_us(max)
+        );
+    }
+    let _ = writeln!(out, "exit code: {}", s.exit_code);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(verdict: Verdict, met: bool, recover_us: Option<u64>) -> RunReport {
+        RunReport {
+            run_id: "r".into(),
+            index: 1,
+            verdict,
+            reason: String::new(),
+            met_expectation: met,
+            targets: vec![],
+            epoch_monotonic_ns: 0,
+            inject: None,
+            revert_us: None,
+            grade: recover_us.map(|us| Grade {
+                verdict,
+                reason: String::new(),
+                time_to_detect: None,
+                time_to_recover: Some(Measured {
+                    us,
+                    low_us: us,
+                    high_us: us,
+                }),
+                recover_after_revert_us: None,
+                probes: vec![],
+            }),
+            faults: vec![],
+            probes: vec![],
+        }
+    }
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let v: Vec<u64> = (1..=20).collect();
+        assert_eq!(percentile(&v, 50.0), Some(10));
+        assert_eq!(percentile(&v, 95.0), Some(19));
+        assert_eq!(percentile(&[7], 95.0), Some(7));
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+
+    #[test]
+    fn exit_codes_follow_precedence() {
+        let pass = run(Verdict::Pass, true, Some(10));
+        let fail = run(Verdict::Fail, false, Some(99));
+        let inc = run(Verdict::Inconclusive, false, None);
+        let err = run(Verdict::Error, false, None);
+        assert_eq!(summarize(&[pass.clone()], 1.0, false).exit_code, exit::OK);
+        assert_eq!(summarize(&[pass.clone(), fail.clone()], 1.0, false).exit_code, exit::BREACH);
+        assert_eq!(summarize(&[pass.clone(), fail.clone()], 0.5, false).exit_code, exit::OK);
+        assert_eq!(summarize(&[pass.clone(), inc.clone()], 1.0, false).exit_code, exit::INCONCLUSIVE);
+        assert_eq!(summarize(&[fail.clone(), inc], 1.0, false).exit_code, exit::BREACH);
+        assert_eq!(summarize(&[fail, err], 1.0, false).exit_code, exit::INFRA);
+        assert_eq!(summarize(&[], 1.0, true).exit_code, exit::INFRA);
+    }
+
+    #[test]
+    fn unexpected_no_impact_is_a_breach_of_expectation() {
+        let s = summarize(&[run(Verdict::NoImpact, false, None)], 1.0, false);
+        assert_eq!(s.exit_code, exit::BREACH);
+        let s = summarize(&[run(Verdict::NoImpact, true, None)], 1.0, false);
+        assert_eq!(s.exit_code, exit::OK);
+    }
+
+    #[test]
+    fn summary_figures() {
+        let runs = [
+            run(Verdict::Pass, true, Some(300)),
+            run(Verdict::Pass, true, Some(100)),
+            run(Verdict::Fail, false, Some(900)),
+        ];
+        let s = summarize(&runs, 0.5, false);
+        assert_eq!(s.passed, 2);
+        assert!((s.pass_rate - 2.0 / 3.0).abs() < 1e-9);
+        assert_eq!(s.recovery_p50_us, Some(300));
+        assert_eq!(s.recovery_max_us, Some(900));
+    }
+}
