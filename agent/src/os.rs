@@ -83,7 +83,8 @@ impl OsError {
 /// The kernel operations the process faults need.
 pub trait ProcessOs: Send + Sync {
     /// Every user-space process, from a scan of the process table. Processes that exit during
-    /// the scan, kernel threads and zombies (both have an empty command line) are left out.
+    /// the scan or cannot be read, kernel threads and zombies (both have an empty command line)
+    /// are left out.
     fn processes(&self) -> Result<Vec<ProcessInfo>, OsError>;
 
     /// One process, or `None` when no process has that pid. Kernel threads and zombies are
@@ -171,9 +172,18 @@ impl ProcessOs for RealOs {
             if pid <= 0 {
                 continue;
             }
-            match self.read_process(pid)? {
-                Some(p) if !p.cmdline.is_empty() => found.push(p),
-                _ => {}
+            match self.read_process(pid) {
+                Ok(Some(p)) if !p.cmdline.is_empty() => found.push(p),
+                Ok(_) => {}
+                // One process the agent may not inspect (another user's, under a hardened
+                // /proc) must not make every name or cmdline selection fail; it just cannot
+                // be selected.
+                Err(OsError::Read { source, .. })
+                    if source.kind() == io::ErrorKind::PermissionDenied =>
+                {
+                    tracing::debug!(pid, "skipping a process /proc will not show us");
+                }
+                Err(e) => return Err(e),
             }
         }
         found.sort_by_key(|p| p.pid);

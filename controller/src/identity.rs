@@ -51,7 +51,9 @@ pub enum IdentityError {
         field: &'static str,
     },
     /// The organizational unit names no role.
-    #[error("client certificate for {name} has role {role:?}; expected controller, agent or operator")]
+    #[error(
+        "client certificate for {name} has role {role:?}; expected controller, agent or operator"
+    )]
     UnknownRole {
         /// The certificate's common name.
         name: String,
@@ -106,9 +108,8 @@ pub fn parse_leaf(der: &[u8]) -> Result<PeerIdentity, IdentityError> {
         .map_err(|e| IdentityError::NotX509(e.to_string()))?;
     let name = single_text(&cert, CN, |c| c.subject().iter_common_name())?
         .ok_or(IdentityError::MissingName)?;
-    let ou = single_text(&cert, OU, |c| c.subject().iter_organizational_unit())?.ok_or_else(
-        || IdentityError::MissingRole { name: name.clone() },
-    )?;
+    let ou = single_text(&cert, OU, |c| c.subject().iter_organizational_unit())?
+        .ok_or_else(|| IdentityError::MissingRole { name: name.clone() })?;
     let role = ou.parse().map_err(|_| IdentityError::UnknownRole {
         name: name.clone(),
         role: ou,

@@ -317,7 +317,7 @@ mod tests {
         let fail = run(Verdict::Fail, false, Some(99));
         let inc = run(Verdict::Inconclusive, false, None);
         let err = run(Verdict::Error, false, None);
-        assert_eq!(summarize(&[pass.clone()], 1.0, false).exit_code, exit::OK);
+        assert_eq!(summarize(std::slice::from_ref(&pass), 1.0, false).exit_code, exit::OK);
         assert_eq!(summarize(&[pass.clone(), fail.clone()], 1.0, false).exit_code, exit::BREACH);
         assert_eq!(summarize(&[pass.clone(), fail.clone()], 0.5, false).exit_code, exit::OK);
         assert_eq!(summarize(&[pass.clone(), inc.clone()], 1.0, false).exit_code, exit::INCONCLUSIVE);

@@ -126,7 +126,9 @@ impl Ca {
             .parse_x509()
             .map_err(|e| bad_cert(format!("not an X.509 certificate: {e}")))?;
         if !cert.is_ca() {
-            return Err(bad_cert("not a CA certificate (basicConstraints CA is false)".into()));
+            return Err(bad_cert(
+                "not a CA certificate (basicConstraints CA is false)".into(),
+            ));
         }
         let key = KeyPair::from_pem(key_pem).map_err(|source| CertError::BadCaKey {
             path: key_path.to_owned(),
@@ -181,7 +183,11 @@ impl Ca {
             Role::Controller => &CONTROLLER_DEFAULT_SANS[..],
             Role::Agent | Role::Operator => &[],
         };
-        for san in defaults.iter().copied().chain(sans.iter().map(String::as_str)) {
+        for san in defaults
+            .iter()
+            .copied()
+            .chain(sans.iter().map(String::as_str))
+        {
             let san = parse_san(san)?;
             if !params.subject_alt_names.contains(&san) {
                 params.subject_alt_names.push(san);
@@ -262,9 +268,7 @@ pub(super) fn parse_san(value: &str) -> Result<SanType, CertError> {
     };
     let label_ok = |label: &str| {
         (1..=63).contains(&label.len())
-            && label
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
             && !label.starts_with('-')
             && !label.ends_with('-')
     };
@@ -294,7 +298,9 @@ fn distinguished_name(name: &X509Name<'_>) -> Result<DistinguishedName, String> 
     for rdn in name.iter() {
         let mut attrs = rdn.iter();
         let (Some(attr), None) = (attrs.next(), attrs.next()) else {
-            return Err("subject has a multi-valued or empty RDN, which gameday cannot sign with".into());
+            return Err(
+                "subject has a multi-valued or empty RDN, which gameday cannot sign with".into(),
+            );
         };
         let oid: Vec<u64> = attr
             .attr_type()

@@ -37,9 +37,7 @@ pub fn validate_name(name: &str) -> Result<(), CertError> {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
     {
-        return Err(invalid(
-            "a name has only letters, digits, '.', '_' and '-'",
-        ));
+        return Err(invalid("a name has only letters, digits, '.', '_' and '-'"));
     }
     Ok(())
 }
@@ -97,7 +95,11 @@ pub fn init_dir(
 
     let mut leaves = vec![(Role::Controller, CONTROLLER_NAME, controller_sans)];
     leaves.extend(agents.iter().map(|n| (Role::Agent, n.as_str(), &[][..])));
-    leaves.extend(operators.iter().map(|n| (Role::Operator, n.as_str(), &[][..])));
+    leaves.extend(
+        operators
+            .iter()
+            .map(|n| (Role::Operator, n.as_str(), &[][..])),
+    );
     let mut done: Vec<(Role, &str)> = Vec::new();
     for (role, name, sans) in leaves {
         if done.contains(&(role, name)) {

@@ -199,28 +199,6 @@ impl CertError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn role_round_trips_through_its_name() {
-        for role in Role::ALL {
-            assert_eq!(role.to_string().parse::<Role>(), Ok(role));
-        }
-        assert_eq!(
-            "admin".parse::<Role>(),
-            Err(UnknownRole("admin".to_owned()))
-        );
-    }
-
-    #[test]
-    fn pem_debug_hides_the_key() {
-        let pem = Pem {
-            cert: "CERT".into(),
-            key: "SECRET".into(),
-        };
-        let shown = format!("{pem:?}");
-        assert!(shown.contains("CERT"));
-        assert!(!shown.contains("SECRET"));
-    }
-}
+mod mtls_tests;
+#[cfg(test)]
+mod tests;

@@ -7,6 +7,8 @@
 
 mod error;
 mod fault;
+#[cfg(test)]
+mod fixture;
 mod position;
 mod probe;
 mod raw;
@@ -155,5 +157,272 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioErrors> {
             diagnostics.error(valid..valid, "the file is not valid UTF-8 text");
             Err(diagnostics.into_errors())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gameday_proto::fault::Count;
+    use gameday_proto::ProcessKill;
+
+    use super::fixture::{assert_error, errors, MINIMAL, VALID};
+    use super::*;
+
+    fn ms(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn the_example_parses_to_the_expected_scenario() {
+        let expected = Scenario {
+            name: "demo".into(),
+            description: "Kill the demo service; its restart loop brings it back.".into(),
+            rto: ms(2_000),
+            repeat: 3,
+            min_pass_rate: 1.0,
+            steady_state: ms(1_000),
+            observe: ms(10_000),
+            cooldown: ms(0),
+            expect: Expectation::Recovery,
+            targets: Targets {
+                agents: vec!["local".into()],
+                labels: BTreeMap::new(),
+                max_targets: 1,
+            },
+            faults: vec![Fault::ProcessKill(ProcessKill {
+                signal: "SIGKILL".into(),
+                name: None,
+                cmdline: None,
+                pid_file: Some("/tmp/x.pid".into()),
+                count: Count::All,
+            })],
+            probes: vec![
+                ProbeSpec {
+                    name: "http".into(),
+                    interval: ms(10),
+                    timeout: ms(200),
+                    recovered_after: 3,
+                    check: ProbeCheck::Http {
+                        url: "http://127.0.0.1:18080/".into(),
+                        expect_status: 200,
+                        expect_body: Some("ok".into()),
+                    },
+                },
+                ProbeSpec {
+                    name: "port".into(),
+                    interval: ms(100),
+                    timeout: ms(1_000),
+                    recovered_after: 3,
+                    check: ProbeCheck::Tcp {
+                        address: "127.0.0.1:18080".into(),
+                    },
+                },
+            ],
+        };
+        assert_eq!(parse("demo.toml", VALID), Ok(expected));
+    }
+
+    #[test]
+    fn absent_settings_take_their_defaults() {
+        let scenario = parse("min.toml", MINIMAL).expect("valid");
+        assert_eq!(scenario.description, "");
+        assert_eq!(scenario.repeat, 1);
+        assert_eq!(scenario.min_pass_rate, 1.0);
+        assert_eq!(scenario.steady_state, ms(2_000));
+        assert_eq!(scenario.observe, ms(30_000));
+        assert_eq!(scenario.cooldown, ms(0));
+        assert_eq!(scenario.expect, Expectation::Recovery);
+        assert_eq!(scenario.targets.agents, Vec::<String>::new());
+        assert_eq!(
+            scenario.targets.labels.get("role").map(String::as_str),
+            Some("web")
+        );
+        assert_eq!(scenario.targets.max_targets, 1);
+        let probe = &scenario.probes[0];
+        assert_eq!(
+            (probe.interval, probe.timeout, probe.recovered_after),
+            (ms(100), ms(1_000), 3)
+        );
+        let http = MINIMAL.replace(
+            "kind = \"tcp\"\naddress = \"127.0.0.1:80\"",
+            "kind = \"http\"\nurl = \"http://web/health\"",
+        );
+        let scenario = parse("min.toml", &http).expect("valid");
+        assert_eq!(
+            scenario.probes[0].check,
+            ProbeCheck::Http {
+                url: "http://web/health".into(),
+                expect_status: 200,
+                expect_body: None,
+            }
+        );
+    }
+
+    #[test]
+    fn no_impact_expectation_and_every_setting_parse() {
+        let text = MINIMAL.replace(
+            "rto = \"5s\"",
+            "rto = \"5s\"\nexpect = \"no_impact\"\nmin_pass_rate = 0.8\ncooldown = \"1m 30s\"\nrepeat = 10",
+        );
+        let scenario = parse("x.toml", &text).expect("valid");
+        assert_eq!(scenario.expect, Expectation::NoImpact);
+        assert_eq!(scenario.min_pass_rate, 0.8);
+        assert_eq!(scenario.cooldown, ms(90_000));
+        assert_eq!(scenario.repeat, 10);
+    }
+
+    #[test]
+    fn reports_round_trip_through_json() {
+        let scenario = parse("demo.toml", VALID).expect("valid");
+        let json = serde_json::to_value(&scenario).expect("serializes");
+        assert_eq!(json["expect"], "recovery");
+        assert_eq!(json["rto"], "2s");
+        assert_eq!(json["probes"][0]["kind"], "http");
+        assert_eq!(json["probes"][0]["url"], "http://127.0.0.1:18080/");
+        assert_eq!(json["probes"][1]["address"], "127.0.0.1:18080");
+        assert_eq!(json["faults"][0]["kind"], "process_kill");
+        let back: Scenario = serde_json::from_value(json).expect("deserializes");
+        assert_eq!(back, scenario);
+    }
+
+    #[test]
+    fn a_syntax_error_is_reported_alone_at_its_place() {
+        let found = errors("name = \"demo\"\nrto = \"2s\nrepeat = 1\n");
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!((found[0].0, found[0].1), (2, 10), "{found:#?}");
+        assert!(found[0].2.contains("invalid basic string"), "{found:#?}");
+        let found = errors("name = \"demo\"\nname = \"again\"\n");
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_error(&found, 2, 1, "duplicate key");
+    }
+
+    #[test]
+    fn collects_errors_from_every_part_in_file_order() {
+        let text = r#"name = "many"
+rto = "soon"
+repeat = 0
+
+[targets]
+
+[[faults]]
+kind = "process_kill"
+signal = "SIGSTOP"
+name = "nginx"
+
+[[faults]]
+kind = "disk_fill"
+
+[[probes]]
+name = "a"
+kind = "tcp"
+address = "localhost"
+
+[[probes]]
+name = "a"
+kind = "http"
+url = "https://example.test/"
+interval = "1ms"
+"#;
+        let found = errors(text);
+        let at: Vec<(usize, usize)> = found.iter().map(|(l, c, _)| (*l, *c)).collect();
+        assert_eq!(
+            at,
+            vec![
+                (2, 7),
+                (3, 10),
+                (5, 1),
+                (9, 10),
+                (13, 8),
+                (18, 11),
+                (23, 7),
+                (24, 12)
+            ],
+            "{found:#?}"
+        );
+        assert_error(&found, 2, 7, "`rto`: invalid duration \"soon\"");
+        assert_error(&found, 3, 10, "`repeat` must be at least 1, got 0");
+        assert_error(&found, 5, 1, "empty targets");
+        assert_error(&found, 9, 10, "unknown signal \"SIGSTOP\"");
+        assert_error(
+            &found,
+            13,
+            8,
+            "unknown fault kind \"disk_fill\" (expected one of: process_kill)",
+        );
+        assert_error(&found, 18, 11, "has no port");
+        assert_error(&found, 23, 7, "https probes are not supported yet");
+        assert_error(&found, 24, 12, "`interval` must be at least 10ms");
+    }
+
+    #[test]
+    fn columns_count_characters_after_multi_byte_text() {
+        // "rôle", "wéb" and "→" take more bytes than columns; the error is at `1`.
+        let text = MINIMAL.replace(
+            "labels = { role = \"web\" }",
+            "labels = { \"rôle\" = \"wéb→\", zone = 1 }",
+        );
+        let found = errors(&text);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        // `labels = { "rôle" = "wéb→", zone = ` is 35 characters (and 39 bytes).
+        assert_error(
+            &found,
+            5,
+            36,
+            "`labels.zone`: invalid type: integer `1`, expected a string",
+        );
+    }
+
+    #[test]
+    fn errors_display_as_file_line_column_message() {
+        let Err(errors) = parse("game/day.toml", "name = \"x\"\nrto = \"1s\"\n") else {
+            panic!("incomplete scenario parsed");
+        };
+        let text = errors.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(
+            lines[0].starts_with("game/day.toml:1:1: missing [targets]"),
+            "{text}"
+        );
+        assert!(
+            lines.iter().all(|l| l.starts_with("game/day.toml:1:1: ")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn load_reads_a_file_and_names_it_in_errors() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let good = dir.path().join("good.toml");
+        std::fs::write(&good, VALID).expect("write");
+        assert_eq!(load(&good).expect("valid").name, "demo");
+
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, VALID.replace("repeat = 3", "repeat = 0")).expect("write");
+        let errors = load(&bad).expect_err("invalid");
+        assert_eq!(errors.0.len(), 1);
+        assert_eq!(errors.0[0].file, bad.display().to_string());
+        assert_eq!((errors.0[0].line, errors.0[0].column), (4, 10));
+    }
+
+    #[test]
+    fn load_reports_unreadable_and_non_utf8_files() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let missing = dir.path().join("missing.toml");
+        let errors = load(&missing).expect_err("no file");
+        let error = &errors.0[0];
+        assert_eq!((error.line, error.column), (1, 1));
+        assert_eq!(error.file, missing.display().to_string());
+        assert!(
+            error.message.contains("cannot read the scenario"),
+            "{error}"
+        );
+
+        let latin1 = dir.path().join("latin1.toml");
+        std::fs::write(&latin1, b"name = \"x\"\ndescription = \"caf\xe9\"\n").expect("write");
+        let errors = load(&latin1).expect_err("not UTF-8");
+        let error = &errors.0[0];
+        assert_eq!((error.line, error.column), (2, 19));
+        assert!(error.message.contains("not valid UTF-8"), "{error}");
     }
 }

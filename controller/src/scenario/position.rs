@@ -41,8 +41,9 @@ mod tests {
         // "é" is two bytes, "→" three, "🦀" four: each is one column.
         let text = "name = \"é→🦀\" # x\nrto = \"1s\"";
         let hash = text.find('#').unwrap_or(0);
-        assert_eq!(hash, 20);
-        assert_eq!(line_column(text, hash), (1, 13));
+        // 8 ASCII bytes, then 2 + 3 + 4 bytes of text and 2 ASCII bytes before '#'.
+        assert_eq!(hash, 19);
+        assert_eq!(line_column(text, hash), (1, 14));
         let rto = text.find("rto").unwrap_or(0);
         assert_eq!(line_column(text, rto), (2, 1));
         let second_line = "é = \"x\"";

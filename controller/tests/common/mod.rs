@@ -1,0 +1,282 @@
+//! Test harness: the real `gameday` and `gameday-agent` binaries, real certificates, real
+//! processes on loopback. Everything a test starts is stopped when its guard drops.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `gameday` binary under test.
+pub fn gameday_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_gameday"))
+}
+
+/// The `gameday-agent` binary, built beside `gameday` by `cargo test --workspace`.
+pub fn agent_bin() -> PathBuf {
+    let p = gameday_bin().with_file_name("gameday-agent");
+    assert!(
+        p.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` so the agent is built",
+        p.display()
+    );
+    p
+}
+
+/// Polls `cond` every 10 ms until it holds or `timeout` passes; panics with `what` then.
+pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Kills and reaps a child when dropped, so nothing outlives a failed test.
+pub struct ChildGuard {
+    pub child: Child,
+    pub name: &'static str,
+}
+
+impl ChildGuard {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// True while the process has not exited.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// SIGTERM, then wait for it to exit.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            // SIGTERM first so supervisors take their children with them.
+            self.terminate();
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Starts the supervised demo service on `port`, restarted `delay` after it dies, writing its
+/// pid to `dir/service.pid` and `listening`/`exited` events to `dir/events`.
+pub fn supervised_service(dir: &Path, port: u16, delay: &str) -> ChildGuard {
+    let events = dir.join("events");
+    let child = Command::new(gameday_bin())
+        .args(["demo-supervise", "--restart-delay", delay, "--pid-file"])
+        .arg(dir.join("service.pid"))
+        .arg("--events")
+        .arg(&events)
+        .arg("--")
+        .arg(gameday_bin())
+        .args(["demo-service", "--listen", &format!("127.0.0.1:{port}"), "--events"])
+        .arg(&events)
+        .spawn()
+        .expect("start the supervised demo service");
+    let guard = ChildGuard {
+        child,
+        name: "supervisor",
+    };
+    wait_listening(port);
+    guard
+}
+
+/// The demo service on `port` without a supervisor: once killed it stays down.
+pub fn bare_service(dir: &Path, port: u16) -> ChildGuard {
+    let child = Command::new(gameday_bin())
+        .args(["demo-service", "--listen", &format!("127.0.0.1:{port}"), "--events"])
+        .arg(dir.join("events"))
+        .spawn()
+        .expect("start the demo service");
+    std::fs::write(dir.join("service.pid"), format!("{}\n", child.id())).unwrap();
+    let guard = ChildGuard {
+        child,
+        name: "service",
+    };
+    wait_listening(port);
+    guard
+}
+
+pub fn wait_listening(port: u16) {
+    wait_for(&format!("a listener on 127.0.0.1:{port}"), Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+}
+
+/// `(event, CLOCK_MONOTONIC ns)` lines from an events file.
+pub fn events(path: &Path) -> Vec<(String, u64)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (e, t) = l.split_once(' ')?;
+            Some((e.to_string(), t.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Runs `gameday ARGS`, returning its output (exit code, stdout, stderr).
+pub fn gameday(args: &[&str], envs: &[(&str, &Path)]) -> Output {
+    let mut cmd = Command::new(gameday_bin());
+    cmd.args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.env("GAMEDAY_AGENT_BIN", agent_bin());
+    cmd.output().expect("run gameday")
+}
+
+/// `gameday run --local FILE --output json`: exit code and parsed report.
+pub fn run_local(file: &Path) -> (i32, serde_json::Value, String) {
+    let out = gameday(&["run", "--local", "--output", "json", file.to_str().unwrap()], &[]);
+    report_of(out)
+}
+
+/// Exit code, parsed JSON report (Null when there is none) and stderr of a `gameday run`.
+pub fn report_of(out: Output) -> (i32, serde_json::Value, String) {
+    let code = out.status.code().expect("exit code");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (code, report, stderr)
+}
+
+/// A fleet on disk: CA and certificates made by `gameday certs init`.
+pub struct Certs {
+    pub dir: PathBuf,
+}
+
+impl Certs {
+    pub fn init(dir: &Path, agents: &[&str], operators: &[&str]) -> Certs {
+        let mut args = vec!["certs", "init", "--dir", dir.to_str().unwrap()];
+        for a in agents {
+            args.extend(["--agent", a]);
+        }
+        for o in operators {
+            args.extend(["--operator", o]);
+        }
+        let out = gameday(&args, &[]);
+        assert!(out.status.success(), "certs init: {}", String::from_utf8_lossy(&out.stderr));
+        Certs { dir: dir.to_path_buf() }
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// (cert, key) of a party, e.g. `("agent", "web-1")`.
+    pub fn pair(&self, role: &str, name: &str) -> (PathBuf, PathBuf) {
+        (
+            self.dir.join(format!("{role}-{name}.pem")),
+            self.dir.join(format!("{role}-{name}.key")),
+        )
+    }
+}
+
+/// A `gameday serve` process on a loopback port of its own.
+pub struct Controller {
+    pub guard: ChildGuard,
+    pub addr: SocketAddr,
+}
+
+impl Controller {
+    pub fn start(dir: &Path, certs: &Certs, heartbeat_timeout: &str) -> Controller {
+        let config = dir.join("controller.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:0\"\nheartbeat_interval = \"200ms\"\nheartbeat_timeout = \"{heartbeat_timeout}\"\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+                certs.ca().display(),
+                certs.dir.join("controller.pem").display(),
+                certs.dir.join("controller.key").display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(gameday_bin())
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start gameday serve");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent {
+                    if let Some(addr) = line.strip_prefix("gameday controller listening on ") {
+                        let _ = tx.send(addr.trim().to_string());
+                        sent = true;
+                    }
+                }
+                eprintln!("[controller] {line}");
+            }
+        });
+        let guard = ChildGuard {
+            child,
+            name: "controller",
+        };
+        let addr = rx
+            .recv_timeout(Duration::from_secs(15))
+            .expect("the controller printed its address")
+            .parse()
+            .unwrap();
+        Controller { guard, addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// Starts an agent named `name` whose certificate is `(cert, key)` and CA `ca`.
+    pub fn agent(&self, dir: &Path, name: &str, ca: &Path, cert: &Path, key: &Path, labels: &str) -> ChildGuard {
+        let config = dir.join(format!("agent-{name}-{}.toml", free_port()));
+        std::fs::write(
+            &config,
+            format!(
+                "name = \"{name}\"\ncontroller = \"{}\"\nheartbeat = \"200ms\"\nlease = \"3s\"\n\n[labels]\n{labels}\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+                self.url(),
+                ca.display(),
+                cert.display(),
+                key.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(agent_bin())
+            .arg("--config")
+            .arg(&config)
+            .spawn()
+            .expect("start gameday-agent");
+        ChildGuard { child, name: "agent" }
+    }
+
+    /// Operator environment for `gameday` CLI calls.
+    pub fn operator_env<'a>(&self, ca: &'a Path, cert: &'a Path, key: &'a Path) -> Vec<(&'static str, &'a Path)> {
+        vec![("GAMEDAY_CA", ca), ("GAMEDAY_CERT", cert), ("GAMEDAY_KEY", key)]
+    }
+
+    /// `gameday agents` output (exit code, stdout+stderr).
+    pub fn agents(&self, env: &[(&str, &Path)]) -> (i32, String) {
+        let out = gameday(&["agents", "--controller", &self.url()], env);
+        (
+            out.status.code().unwrap_or(-1),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    }
+}
