@@ -24,7 +24,7 @@ pub use fleet::{
     ephemeral_fleet, init_dir, issue_into, leaf_file_stem, validate_name, EphemeralFleet,
     CONTROLLER_NAME,
 };
-pub use tls::{client_tls, install_crypto_provider, server_tls, TlsFiles};
+pub use tls::{client_tls, server_tls, TlsFiles};
 
 /// What a certificate's holder is; written as the certificate's organizational unit (OU).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

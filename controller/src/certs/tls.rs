@@ -14,15 +14,6 @@ use super::{CertError, Pem, Role};
 /// cannot pile up on the controller.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Installs rustls' ring crypto provider as the process default, if none is installed yet.
-///
-/// Only needed when more than one rustls provider is compiled into the binary (today only
-/// ring is, and tonic finds it by itself); calling it more than once is harmless.
-pub fn install_crypto_provider() {
-    // An error only means a provider is already installed, which is what we want.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// The controller's server TLS: presents `controller` and requires every client to present a
 /// certificate signed by the fleet CA (`ca_pem`); a client without one fails the handshake.
 pub fn server_tls(ca_pem: &str, controller: &Pem) -> ServerTlsConfig {

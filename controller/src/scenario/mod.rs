@@ -12,6 +12,8 @@ mod fixture;
 mod position;
 mod probe;
 mod raw;
+mod settings;
+mod targets;
 mod tree;
 mod validate;
 

@@ -11,8 +11,8 @@ use toml::Spanned;
 
 use super::error::Diagnostics;
 use super::raw::RawProbe;
+use super::settings::{count, optional_duration, positive};
 use super::tree::key_span;
-use super::validate::{count, optional_duration, positive};
 use super::{ProbeCheck, ProbeSpec};
 
 /// Probe kinds by the name scenarios use.

@@ -1,23 +1,18 @@
-//! Whole-file validation: the top-level settings and `[targets]`, and the walk over every part.
+//! Whole-file validation: the walk over every part of a scenario, each checked on its own so
+//! that one pass reports every problem.
 
-use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
-use gameday_proto::Duration;
 use serde::Deserialize;
-use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::error::Diagnostics;
-use super::raw::{RawScenario, RawTargets};
-use super::{fault, probe, Expectation, Scenario, Targets};
+use super::raw::RawScenario;
+use super::{fault, probe, settings, targets, Scenario};
 
 /// Where errors about something missing from the whole file point: line 1, column 1.
-const TOP: Range<usize> = 0..0;
-
-const DEFAULT_STEADY_STATE: Duration = Duration::from_millis(2_000);
-const DEFAULT_OBSERVE: Duration = Duration::from_millis(30_000);
-const EXPECTATIONS: &[&str] = &["recovery", "no_impact"];
+pub(crate) const TOP: Range<usize> = 0..0;
 
 /// Parses `text` and checks all of it, reporting every problem to `diagnostics`.
 ///
@@ -34,14 +29,14 @@ pub(crate) fn scenario(diagnostics: &mut Diagnostics<'_>, text: &str) -> Option<
     let table = root.get_ref();
 
     let top = match RawScenario::deserialize(toml::de::Deserializer::from(root.clone())) {
-        Ok(raw) => Some(top_level(diagnostics, raw)),
+        Ok(raw) => Some(settings::top_level(diagnostics, raw)),
         Err(e) => {
             diagnostics.toml_error(&e, Some(table), TOP);
             None
         }
     };
     let targets = match table.get("targets") {
-        Some(value) => targets(diagnostics, value),
+        Some(value) => targets::targets(diagnostics, value),
         None => {
             diagnostics.error(
                 TOP,
@@ -95,233 +90,6 @@ pub(crate) fn scenario(diagnostics: &mut Diagnostics<'_>, text: &str) -> Option<
     })
 }
 
-/// The top-level settings, each `None` when it was reported as wrong.
-struct TopLevel {
-    name: Option<String>,
-    description: String,
-    rto: Option<Duration>,
-    repeat: Option<u32>,
-    min_pass_rate: Option<f64>,
-    steady_state: Option<Duration>,
-    observe: Option<Duration>,
-    cooldown: Option<Duration>,
-    expect: Option<Expectation>,
-}
-
-fn top_level(diagnostics: &mut Diagnostics<'_>, raw: RawScenario) -> TopLevel {
-    let name = match &raw.name {
-        None => {
-            diagnostics.error(
-                TOP,
-                "missing `name`: every scenario needs a name, like name = \"kill-web\"",
-            );
-            None
-        }
-        Some(name) if name.get_ref().trim().is_empty() => {
-            diagnostics.error(name.span(), "`name` must not be empty");
-            None
-        }
-        Some(name) => Some(name.get_ref().clone()),
-    };
-
-    let rto = match &raw.rto {
-        None => {
-            diagnostics.error(
-                TOP,
-                "missing `rto`: the recovery time objective, the longest outage that passes, \
-                 like rto = \"30s\"",
-            );
-            None
-        }
-        Some(rto) => duration(diagnostics, "rto", rto)
-            .filter(|d| positive(diagnostics, "rto", rto.span(), *d)),
-    };
-
-    let repeat = count(diagnostics, "repeat", raw.repeat.as_ref(), 1, 1);
-
-    let min_pass_rate = match &raw.min_pass_rate {
-        None => Some(1.0),
-        Some(rate) => {
-            let value = *rate.get_ref();
-            if value > 0.0 && value <= 1.0 {
-                Some(value)
-            } else {
-                diagnostics.error(
-                    rate.span(),
-                    format!(
-                        "`min_pass_rate` must be more than 0 and at most 1 (the fraction of runs \
-                         that must pass), got {value}"
-                    ),
-                );
-                None
-            }
-        }
-    };
-
-    let steady_state = optional_duration(
-        diagnostics,
-        "steady_state",
-        raw.steady_state.as_ref(),
-        DEFAULT_STEADY_STATE,
-    )
-    .filter(|d| match &raw.steady_state {
-        Some(s) => positive(diagnostics, "steady_state", s.span(), *d),
-        None => true,
-    });
-    let observe = optional_duration(
-        diagnostics,
-        "observe",
-        raw.observe.as_ref(),
-        DEFAULT_OBSERVE,
-    );
-    let cooldown = optional_duration(
-        diagnostics,
-        "cooldown",
-        raw.cooldown.as_ref(),
-        Duration::default(),
-    );
-
-    // Recovery slower than the window cannot be measured, so the window must cover the RTO.
-    let observe = match (rto, observe) {
-        (Some(rto), Some(observe)) if observe < rto => {
-            match &raw.observe {
-                Some(written) => diagnostics.error(
-                    written.span(),
-                    format!("`observe` ({observe}) is shorter than `rto` ({rto}); the observation window must cover the RTO"),
-                ),
-                None => {
-                    let at = raw.rto.as_ref().map_or(TOP, Spanned::span);
-                    diagnostics.error(
-                        at,
-                        format!("`rto` ({rto}) is longer than the default observation window ({observe}); set `observe` to at least {rto}"),
-                    );
-                }
-            }
-            None
-        }
-        (_, observe) => observe,
-    };
-
-    let expect = match &raw.expect {
-        None => Some(Expectation::Recovery),
-        Some(expect) => match expect.get_ref().as_str() {
-            "recovery" => Some(Expectation::Recovery),
-            "no_impact" => Some(Expectation::NoImpact),
-            other => {
-                diagnostics.error(
-                    expect.span(),
-                    format!(
-                        "unknown `expect` {other:?} (expected one of: {})",
-                        EXPECTATIONS.join(", ")
-                    ),
-                );
-                None
-            }
-        },
-    };
-
-    TopLevel {
-        name,
-        description: raw.description.unwrap_or_default(),
-        rto,
-        repeat,
-        min_pass_rate,
-        steady_state,
-        observe,
-        cooldown,
-        expect,
-    }
-}
-
-/// `[targets]`: agents by name and/or labels, and the blast-radius limit.
-fn targets(diagnostics: &mut Diagnostics<'_>, value: &Spanned<DeValue<'_>>) -> Option<Targets> {
-    let DeValue::Table(table) = value.get_ref() else {
-        diagnostics.error(
-            value.span(),
-            format!(
-                "`targets` must be a table, like [targets] with agents = [\"web-1\"], not {}",
-                value.get_ref().type_str()
-            ),
-        );
-        return None;
-    };
-    let raw = match RawTargets::deserialize(ValueDeserializer::from(value.clone())) {
-        Ok(raw) => raw,
-        Err(e) => {
-            diagnostics.toml_error(&e, Some(table), value.span());
-            return None;
-        }
-    };
-    let mut ok = true;
-
-    let mut agents = Vec::new();
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    for agent in raw.agents.iter().flatten() {
-        let name = agent.get_ref().as_str();
-        if name.trim().is_empty() {
-            diagnostics.error(agent.span(), "agent names in `agents` must not be empty");
-            ok = false;
-        } else if let Some(first) = seen.get(name) {
-            let line = diagnostics.line(*first);
-            diagnostics.error(
-                agent.span(),
-                format!("agent {name:?} is listed twice in `agents` (first on line {line})"),
-            );
-            ok = false;
-        } else {
-            seen.insert(name, agent.span().start);
-            agents.push(name.to_string());
-        }
-    }
-
-    let mut labels = BTreeMap::new();
-    for (key, label) in raw.labels.iter().flatten() {
-        if key.get_ref().trim().is_empty() {
-            diagnostics.error(key.span(), "label names in `labels` must not be empty");
-            ok = false;
-        } else {
-            labels.insert(key.get_ref().clone(), label.get_ref().clone());
-        }
-    }
-
-    let agents_given = raw.agents.as_ref().is_some_and(|a| !a.is_empty());
-    let labels_given = raw.labels.as_ref().is_some_and(|l| !l.is_empty());
-    if !agents_given && !labels_given {
-        diagnostics.error(
-            value.span(),
-            "empty targets: set `agents` (agent names) and/or `labels` (labels an agent must all carry)",
-        );
-        ok = false;
-    }
-
-    let max_targets = count(diagnostics, "max_targets", raw.max_targets.as_ref(), 1, 1);
-    if let Some(max) = max_targets {
-        if agents.len() > max as usize {
-            // Preflight would refuse every run: say so now, where it can be fixed.
-            let at = raw.max_targets.as_ref().map_or(value.span(), Spanned::span);
-            diagnostics.error(
-                at,
-                format!(
-                    "`agents` names {} agents but `max_targets` is {max}{}; raise `max_targets` to at least {}",
-                    agents.len(),
-                    if raw.max_targets.is_none() { " (the default)" } else { "" },
-                    agents.len()
-                ),
-            );
-            ok = false;
-        }
-    }
-
-    if !ok {
-        return None;
-    }
-    Some(Targets {
-        agents,
-        labels,
-        max_targets: max_targets?,
-    })
-}
-
 /// The tables of an array of tables (`[[faults]]`), reporting a wrong type, an empty list and
 /// entries that are not tables.
 fn array_of_tables<'v, 'i>(
@@ -359,75 +127,81 @@ fn array_of_tables<'v, 'i>(
     tables
 }
 
-/// Reads the duration `field`, reporting it when it does not parse.
-pub(crate) fn duration(
-    diagnostics: &mut Diagnostics<'_>,
-    field: &str,
-    value: &Spanned<String>,
-) -> Option<Duration> {
-    match value.get_ref().parse::<Duration>() {
-        Ok(d) => Some(d),
-        Err(e) => {
-            diagnostics.error(value.span(), format!("`{field}`: {e}"));
-            None
-        }
-    }
-}
-
-/// Reads the duration `field`, or `default` when it is absent.
-pub(crate) fn optional_duration(
-    diagnostics: &mut Diagnostics<'_>,
-    field: &str,
-    value: Option<&Spanned<String>>,
-    default: Duration,
-) -> Option<Duration> {
-    match value {
-        Some(value) => duration(diagnostics, field, value),
-        None => Some(default),
-    }
-}
-
-/// Whether `d` is more than zero, reporting it at `span` when not.
-pub(crate) fn positive(
-    diagnostics: &mut Diagnostics<'_>,
-    field: &str,
-    span: Range<usize>,
-    d: Duration,
-) -> bool {
-    if d.get().is_zero() {
-        diagnostics.error(span, format!("`{field}` must be more than 0"));
-        return false;
-    }
-    true
-}
-
-/// Reads the count `field` (at least `min`), or `default` when it is absent.
-pub(crate) fn count(
-    diagnostics: &mut Diagnostics<'_>,
-    field: &str,
-    value: Option<&Spanned<i64>>,
-    default: u32,
-    min: u32,
-) -> Option<u32> {
-    let Some(value) = value else {
-        return Some(default);
+#[cfg(test)]
+mod tests {
+    use super::super::fixture::{
+        assert_error, assert_only_error, errors, valid_with, MINIMAL, VALID,
     };
-    let n = *value.get_ref();
-    if n < i64::from(min) {
-        diagnostics.error(
-            value.span(),
-            format!("`{field}` must be at least {min}, got {n}"),
+
+    const FAULT: &str = "[[faults]]\nkind = \"process_kill\"\nname = \"nginx\"\n";
+    const PROBE: &str = "[[probes]]\nname = \"port\"\nkind = \"tcp\"\naddress = \"127.0.0.1:80\"\n";
+    const TARGETS: &str = "[targets]\nlabels = { role = \"web\" }\n";
+
+    #[test]
+    fn missing_required_settings_point_at_the_top() {
+        assert_only_error(&valid_with("name = \"demo\"\n", ""), 1, 1, "missing `name`");
+        assert_only_error(
+            &valid_with("name = \"demo\"", "name = \" \""),
+            1,
+            8,
+            "`name` must not be empty",
         );
-        return None;
+        assert_only_error(&valid_with("rto = \"2s\"\n", ""), 1, 1, "missing `rto`");
+        assert_only_error(&MINIMAL.replace(TARGETS, ""), 1, 1, "missing [targets]");
+        assert_only_error(&MINIMAL.replace(FAULT, ""), 1, 1, "missing [[faults]]");
+        assert_only_error(&MINIMAL.replace(PROBE, ""), 1, 1, "missing [[probes]]");
+        let found = errors("");
+        assert_eq!(found.len(), 5, "{found:#?}");
+        assert!(found
+            .iter()
+            .all(|(line, column, _)| (*line, *column) == (1, 1)));
     }
-    match u32::try_from(n) {
-        Ok(n) => Some(n),
-        Err(_) => {
-            diagnostics.error(
-                value.span(),
-                format!("`{field}` must be at most {}, got {n}", u32::MAX),
-            );
-            None
-        }
+
+    #[test]
+    fn faults_and_probes_must_be_non_empty_arrays_of_tables() {
+        let text = MINIMAL
+            .replace(FAULT, "")
+            .replace("rto = \"5s\"", "rto = \"5s\"\nfaults = []");
+        assert_only_error(
+            &text,
+            3,
+            10,
+            "`faults` is empty: a scenario needs at least one fault",
+        );
+        let text = MINIMAL
+            .replace(PROBE, "")
+            .replace("rto = \"5s\"", "rto = \"5s\"\nprobes = \"port\"");
+        assert_only_error(
+            &text,
+            3,
+            10,
+            "`probes` must be an array of tables, written [[probes]], not string",
+        );
+        let text = MINIMAL.replace(
+            FAULT,
+            "[faults]\nkind = \"process_kill\"\nname = \"nginx\"\n",
+        );
+        assert_only_error(&text, 7, 1, "`faults` must be an array of tables");
+        let text = MINIMAL
+            .replace(FAULT, "")
+            .replace("rto = \"5s\"", "rto = \"5s\"\nfaults = [1]");
+        assert_only_error(&text, 3, 11, "`faults[0]` must be a table, not integer");
+    }
+
+    #[test]
+    fn one_bad_part_does_not_hide_the_others() {
+        // A serde error at the top level (unknown key) still lets targets, faults and probes be
+        // checked.
+        let text = VALID
+            .replace("repeat = 3", "retries = 3")
+            .replace("agents = [\"local\"]", "agents = []")
+            .replace("signal = \"SIGKILL\"", "signal = \"SIGNOPE\"")
+            .replace("timeout = \"200ms\"", "timeout = \"0s\"");
+        let found = errors(&text);
+        assert_eq!(found.len(), 4, "{found:#?}");
+        assert_error(&found, 4, 1, "unknown field `retries`");
+        assert_error(&found, 8, 1, "empty targets");
+        assert_error(&found, 14, 10, "unknown signal \"SIGNOPE\"");
+        assert_error(&found, 23, 11, "`timeout` must be more than 0");
     }
 }

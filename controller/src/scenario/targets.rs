@@ -1,0 +1,180 @@
+//! `[targets]`: the agents a scenario runs on, by name and/or labels, and its blast radius.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Deserialize;
+use toml::de::{DeValue, ValueDeserializer};
+use toml::Spanned;
+
+use super::error::Diagnostics;
+use super::raw::RawTargets;
+use super::settings::count;
+use super::Targets;
+
+/// `[targets]`: agents by name and/or labels, and the blast-radius limit.
+pub(crate) fn targets(
+    diagnostics: &mut Diagnostics<'_>,
+    value: &Spanned<DeValue<'_>>,
+) -> Option<Targets> {
+    let DeValue::Table(table) = value.get_ref() else {
+        diagnostics.error(
+            value.span(),
+            format!(
+                "`targets` must be a table, like [targets] with agents = [\"web-1\"], not {}",
+                value.get_ref().type_str()
+            ),
+        );
+        return None;
+    };
+    let raw = match RawTargets::deserialize(ValueDeserializer::from(value.clone())) {
+        Ok(raw) => raw,
+        Err(e) => {
+            diagnostics.toml_error(&e, Some(table), value.span());
+            return None;
+        }
+    };
+    let mut ok = true;
+
+    let mut agents = Vec::new();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for agent in raw.agents.iter().flatten() {
+        let name = agent.get_ref().as_str();
+        if name.trim().is_empty() {
+            diagnostics.error(agent.span(), "agent names in `agents` must not be empty");
+            ok = false;
+        } else if let Some(first) = seen.get(name) {
+            let line = diagnostics.line(*first);
+            diagnostics.error(
+                agent.span(),
+                format!("agent {name:?} is listed twice in `agents` (first on line {line})"),
+            );
+            ok = false;
+        } else {
+            seen.insert(name, agent.span().start);
+            agents.push(name.to_string());
+        }
+    }
+
+    let mut labels = BTreeMap::new();
+    for (key, label) in raw.labels.iter().flatten() {
+        if key.get_ref().trim().is_empty() {
+            diagnostics.error(key.span(), "label names in `labels` must not be empty");
+            ok = false;
+        } else {
+            labels.insert(key.get_ref().clone(), label.get_ref().clone());
+        }
+    }
+
+    let agents_given = raw.agents.as_ref().is_some_and(|a| !a.is_empty());
+    let labels_given = raw.labels.as_ref().is_some_and(|l| !l.is_empty());
+    if !agents_given && !labels_given {
+        diagnostics.error(
+            value.span(),
+            "empty targets: set `agents` (agent names) and/or `labels` (labels an agent must all carry)",
+        );
+        ok = false;
+    }
+
+    let max_targets = count(diagnostics, "max_targets", raw.max_targets.as_ref(), 1, 1);
+    if let Some(max) = max_targets {
+        if agents.len() > max as usize {
+            // Preflight would refuse every run: say so now, where it can be fixed.
+            let at = raw.max_targets.as_ref().map_or(value.span(), Spanned::span);
+            diagnostics.error(
+                at,
+                format!(
+                    "`agents` names {} agents but `max_targets` is {max}{}; raise `max_targets` to at least {}",
+                    agents.len(),
+                    if raw.max_targets.is_none() { " (the default)" } else { "" },
+                    agents.len()
+                ),
+            );
+            ok = false;
+        }
+    }
+
+    if !ok {
+        return None;
+    }
+    Some(Targets {
+        agents,
+        labels,
+        max_targets: max_targets?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixture::{assert_only_error, valid_with, MINIMAL};
+
+    const TARGETS: &str = "[targets]\nlabels = { role = \"web\" }\n";
+
+    #[test]
+    fn unknown_target_keys_are_named_with_the_expected_ones() {
+        let text = valid_with("max_targets = 1", "max_targets = 1\nzone = \"a\"");
+        assert_only_error(
+            &text,
+            11,
+            1,
+            "unknown field `zone`, expected one of `agents`, `labels`, `max_targets`",
+        );
+    }
+
+    #[test]
+    fn empty_targets_point_at_the_targets_table() {
+        assert_only_error(
+            &valid_with("agents = [\"local\"]", "agents = []"),
+            8,
+            1,
+            "empty targets: set `agents`",
+        );
+        let text = MINIMAL
+            .replace(TARGETS, "")
+            .replace("rto = \"5s\"", "rto = \"5s\"\ntargets = {}");
+        assert_only_error(&text, 3, 11, "empty targets");
+        let text = MINIMAL
+            .replace(TARGETS, "")
+            .replace("rto = \"5s\"", "rto = \"5s\"\ntargets = [\"web-1\"]");
+        assert_only_error(&text, 3, 11, "`targets` must be a table");
+    }
+
+    #[test]
+    fn agents_must_be_named_once_and_fit_the_blast_radius() {
+        let text = valid_with(
+            "agents = [\"local\"]\nmax_targets = 1",
+            "agents = [\"local\", \"local\"]\nmax_targets = 2",
+        );
+        assert_only_error(
+            &text,
+            9,
+            20,
+            "agent \"local\" is listed twice in `agents` (first on line 9)",
+        );
+        assert_only_error(
+            &valid_with("agents = [\"local\"]", "agents = [\"\"]"),
+            9,
+            11,
+            "agent names in `agents` must not be empty",
+        );
+        let text = valid_with("agents = [\"local\"]", "agents = [\"a\", \"b\"]");
+        assert_only_error(
+            &text,
+            10,
+            15,
+            "`agents` names 2 agents but `max_targets` is 1; raise `max_targets` to at least 2",
+        );
+        let text = valid_with(
+            "agents = [\"local\"]\nmax_targets = 1",
+            "agents = [\"a\", \"b\"]",
+        );
+        assert_only_error(&text, 8, 1, "`max_targets` is 1 (the default)");
+        assert_only_error(
+            &valid_with("max_targets = 1", "max_targets = 0"),
+            10,
+            15,
+            "`max_targets` must be at least 1, got 0",
+        );
+        let text = MINIMAL.replace("labels = { role = \"web\" }", "labels = { \"\" = \"web\" }");
+        assert_only_error(&text, 5, 12, "label names in `labels` must not be empty");
+    }
+}

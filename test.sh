@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every gameday test on this machine, installing what the tests need first when it is
+# missing (Debian packages, as root or through sudo). Usage: ./test.sh [extra cargo test args]
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# command -> Debian package that provides it
+declare -A needs=(
+  [sleep]=coreutils
+  [kill]=procps
+  [ip]=iproute2
+)
+missing=()
+for cmd in "${!needs[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${needs[$cmd]}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "test.sh: installing ${missing[*]}" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The integration tests start the real binaries, so build them all first.
+cargo build --workspace --all-targets
+cargo test --workspace "$@"
