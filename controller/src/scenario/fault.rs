@@ -120,3 +120,153 @@ fn regex_reason(error: &regex::Error) -> String {
         .unwrap_or(&text);
     last.trim().trim_start_matches("error: ").to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use gameday_proto::fault::Count;
+
+    use super::super::fixture::{assert_error, assert_only_error, errors, valid_with, VALID};
+    use super::*;
+
+    #[test]
+    fn unknown_or_missing_kinds_list_the_expected_ones() {
+        assert_only_error(
+            &valid_with("kind = \"process_kill\"", "kind = \"process_pause\""),
+            13,
+            8,
+            "unknown fault kind \"process_pause\" (expected one of: process_kill)",
+        );
+        assert_only_error(
+            &valid_with("kind = \"process_kill\"\n", ""),
+            12,
+            1,
+            "fault is missing `kind` (expected one of: process_kill)",
+        );
+        assert_only_error(
+            &valid_with("kind = \"process_kill\"", "kind = 1"),
+            13,
+            8,
+            "fault `kind` must be a string, one of: process_kill",
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_values_point_at_themselves() {
+        let text = valid_with("count = \"all\"", "count = \"all\"\nsignals = \"SIGTERM\"");
+        assert_only_error(
+            &text,
+            17,
+            1,
+            "unknown field `signals`, expected one of `signal`, `name`, `cmdline`, `pid_file`, `count`",
+        );
+        assert_only_error(
+            &valid_with("signal = \"SIGKILL\"", "signal = 9"),
+            14,
+            10,
+            "`signal`: invalid type: integer `9`, expected a string",
+        );
+        assert_only_error(
+            &valid_with("count = \"all\"", "count = \"some\""),
+            16,
+            9,
+            "`count`: unknown variant `some`, expected `all` or `one`",
+        );
+    }
+
+    #[test]
+    fn spec_errors_point_at_the_field_or_the_table() {
+        assert_only_error(
+            &valid_with("signal = \"SIGKILL\"", "signal = \"SIGSTOP\""),
+            14,
+            10,
+            "unknown signal \"SIGSTOP\" (expected one of: SIGKILL",
+        );
+        assert_only_error(
+            &valid_with(
+                "pid_file = \"/tmp/x.pid\"",
+                "pid_file = \"/tmp/x.pid\"\nname = \"demo\"",
+            ),
+            12,
+            1,
+            "process_kill needs exactly one of `name`, `cmdline` or `pid_file`, found 2",
+        );
+        assert_only_error(
+            &valid_with("pid_file = \"/tmp/x.pid\"\n", ""),
+            12,
+            1,
+            "found 0",
+        );
+        assert_only_error(
+            &valid_with("pid_file = \"/tmp/x.pid\"", "name = \"\""),
+            15,
+            8,
+            "`name` must not be empty",
+        );
+    }
+
+    #[test]
+    fn cmdline_regexes_must_compile() {
+        let found = errors(&valid_with(
+            "pid_file = \"/tmp/x.pid\"",
+            "cmdline = \"redis-server (\"",
+        ));
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_error(&found, 15, 11, "invalid `cmdline` regex: unclosed group");
+        assert!(!found[0].2.contains('\n'), "one line: {:?}", found[0].2);
+        let text = valid_with(
+            "pid_file = \"/tmp/x.pid\"",
+            "cmdline = 'redis-server .*:6379'",
+        );
+        let Ok(scenario) = super::super::parse("x.toml", &text) else {
+            panic!("a valid regex is refused");
+        };
+        assert!(matches!(
+            &scenario.faults[0],
+            Fault::ProcessKill(ProcessKill { cmdline: Some(c), .. }) if c == "redis-server .*:6379"
+        ));
+    }
+
+    #[test]
+    fn errors_in_several_faults_are_all_reported() {
+        let text = VALID
+            .replace(
+                "count = \"all\"\n",
+                "count = \"all\"\n\n[[faults]]\nkind = \"process_kill\"\ncount = \"one\"\n",
+            )
+            .replace("signal = \"SIGKILL\"", "signal = \"KILL\"");
+        let found = errors(&text);
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert_error(&found, 14, 10, "unknown signal \"KILL\"");
+        assert_error(&found, 18, 1, "found 0");
+    }
+
+    #[test]
+    fn the_direct_read_matches_the_enum_and_keeps_positions() {
+        let text = "[[faults]]\nkind = \"process_kill\"\nname = \"nginx\"\ncount = \"one\"\n\
+                    [[faults]]\nkind = \"process_kill\"\nname = \"x\"\nbogus = 1\n";
+        let root = DeTable::parse(text).expect("valid toml");
+        let Some(DeValue::Array(faults)) = root.get_ref().get("faults").map(Spanned::get_ref)
+        else {
+            panic!("faults is an array");
+        };
+        let expected = Fault::ProcessKill(ProcessKill {
+            signal: "SIGKILL".into(),
+            name: Some("nginx".into()),
+            cmdline: None,
+            pid_file: None,
+            count: Count::One,
+        });
+        assert_eq!(
+            deserialize("process_kill", &faults[0]),
+            Ok(expected.clone())
+        );
+        assert_eq!(through_enum(&faults[0]), Ok(expected));
+
+        // Through the enum the unknown key loses its position; read directly it keeps it.
+        let direct = deserialize("process_kill", &faults[1]).expect_err("unknown key");
+        let bogus = text.find("bogus").expect("in text");
+        assert_eq!(direct.span(), Some(bogus..bogus + "bogus".len()));
+        let via_enum = through_enum(&faults[1]).expect_err("unknown key");
+        assert!(via_enum.message().contains("unknown field `bogus`"));
+    }
+}

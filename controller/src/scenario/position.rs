@@ -1,6 +1,7 @@
 //! Byte offsets (what toml's spans hold) turned into the 1-based line and column people read.
 
-/// The 1-based `(line, column)` of byte `offset` in `text`; the column counts characters, not bytes.
+/// The 1-based `(line, column)` of byte `offset` in `text`; the column counts characters, not
+/// bytes.
 ///
 /// An offset past the end points just after the last character (where toml reports an unexpected
 /// end of file); an offset inside a multi-byte character points at that character.

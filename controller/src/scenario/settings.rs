@@ -28,6 +28,7 @@ pub(crate) struct TopLevel {
     pub(crate) expect: Option<Expectation>,
 }
 
+/// Reads and checks the top-level settings, filling in the defaults.
 pub(crate) fn top_level(diagnostics: &mut Diagnostics<'_>, raw: RawScenario) -> TopLevel {
     let name = match &raw.name {
         None => {
@@ -107,13 +108,19 @@ pub(crate) fn top_level(diagnostics: &mut Diagnostics<'_>, raw: RawScenario) -> 
             match &raw.observe {
                 Some(written) => diagnostics.error(
                     written.span(),
-                    format!("`observe` ({observe}) is shorter than `rto` ({rto}); the observation window must cover the RTO"),
+                    format!(
+                        "`observe` ({observe}) is shorter than `rto` ({rto}); the observation \
+                         window must cover the RTO"
+                    ),
                 ),
                 None => {
                     let at = raw.rto.as_ref().map_or(TOP, Spanned::span);
                     diagnostics.error(
                         at,
-                        format!("`rto` ({rto}) is longer than the default observation window ({observe}); set `observe` to at least {rto}"),
+                        format!(
+                            "`rto` ({rto}) is longer than the default observation window \
+                             ({observe}); set `observe` to at least {rto}"
+                        ),
                     );
                 }
             }

@@ -70,7 +70,8 @@ pub(crate) fn targets(
     if !agents_given && !labels_given {
         diagnostics.error(
             value.span(),
-            "empty targets: set `agents` (agent names) and/or `labels` (labels an agent must all carry)",
+            "empty targets: set `agents` (agent names) and/or `labels` (labels an agent must \
+             all carry)",
         );
         ok = false;
     }
@@ -83,9 +84,14 @@ pub(crate) fn targets(
             diagnostics.error(
                 at,
                 format!(
-                    "`agents` names {} agents but `max_targets` is {max}{}; raise `max_targets` to at least {}",
+                    "`agents` names {} agents but `max_targets` is {max}{}; raise \
+                     `max_targets` to at least {}",
                     agents.len(),
-                    if raw.max_targets.is_none() { " (the default)" } else { "" },
+                    if raw.max_targets.is_none() {
+                        " (the default)"
+                    } else {
+                        ""
+                    },
                     agents.len()
                 ),
             );

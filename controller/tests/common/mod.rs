@@ -28,14 +28,21 @@ pub fn agent_bin() -> PathBuf {
 pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
 
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Kills and reaps a child when dropped, so nothing outlives a failed test.
@@ -56,7 +63,10 @@ impl ChildGuard {
 
     /// SIGTERM, then wait for it to exit.
     pub fn terminate(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.alive() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
@@ -86,7 +96,12 @@ pub fn supervised_service(dir: &Path, port: u16, delay: &str) -> ChildGuard {
         .arg(&events)
         .arg("--")
         .arg(gameday_bin())
-        .args(["demo-service", "--listen", &format!("127.0.0.1:{port}"), "--events"])
+        .args([
+            "demo-service",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--events",
+        ])
         .arg(&events)
         .spawn()
         .expect("start the supervised demo service");
@@ -101,7 +116,12 @@ pub fn supervised_service(dir: &Path, port: u16, delay: &str) -> ChildGuard {
 /// The demo service on `port` without a supervisor: once killed it stays down.
 pub fn bare_service(dir: &Path, port: u16) -> ChildGuard {
     let child = Command::new(gameday_bin())
-        .args(["demo-service", "--listen", &format!("127.0.0.1:{port}"), "--events"])
+        .args([
+            "demo-service",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--events",
+        ])
         .arg(dir.join("events"))
         .spawn()
         .expect("start the demo service");
@@ -115,9 +135,11 @@ pub fn bare_service(dir: &Path, port: u16) -> ChildGuard {
 }
 
 pub fn wait_listening(port: u16) {
-    wait_for(&format!("a listener on 127.0.0.1:{port}"), Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    wait_for(
+        &format!("a listener on 127.0.0.1:{port}"),
+        Duration::from_secs(10),
+        || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    );
 }
 
 /// `(event, CLOCK_MONOTONIC ns)` lines from an events file.
@@ -145,7 +167,10 @@ pub fn gameday(args: &[&str], envs: &[(&str, &Path)]) -> Output {
 
 /// `gameday run --local FILE --output json`: exit code and parsed report.
 pub fn run_local(file: &Path) -> (i32, serde_json::Value, String) {
-    let out = gameday(&["run", "--local", "--output", "json", file.to_str().unwrap()], &[]);
+    let out = gameday(
+        &["run", "--local", "--output", "json", file.to_str().unwrap()],
+        &[],
+    );
     report_of(out)
 }
 
@@ -172,8 +197,14 @@ impl Certs {
             args.extend(["--operator", o]);
         }
         let out = gameday(&args, &[]);
-        assert!(out.status.success(), "certs init: {}", String::from_utf8_lossy(&out.stderr));
-        Certs { dir: dir.to_path_buf() }
+        assert!(
+            out.status.success(),
+            "certs init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Certs {
+            dir: dir.to_path_buf(),
+        }
     }
 
     pub fn ca(&self) -> PathBuf {
@@ -245,7 +276,15 @@ impl Controller {
     }
 
     /// Starts an agent named `name` whose certificate is `(cert, key)` and CA `ca`.
-    pub fn agent(&self, dir: &Path, name: &str, ca: &Path, cert: &Path, key: &Path, labels: &str) -> ChildGuard {
+    pub fn agent(
+        &self,
+        dir: &Path,
+        name: &str,
+        ca: &Path,
+        cert: &Path,
+        key: &Path,
+        labels: &str,
+    ) -> ChildGuard {
         let config = dir.join(format!("agent-{name}-{}.toml", free_port()));
         std::fs::write(
             &config,
@@ -263,12 +302,24 @@ impl Controller {
             .arg(&config)
             .spawn()
             .expect("start gameday-agent");
-        ChildGuard { child, name: "agent" }
+        ChildGuard {
+            child,
+            name: "agent",
+        }
     }
 
     /// Operator environment for `gameday` CLI calls.
-    pub fn operator_env<'a>(&self, ca: &'a Path, cert: &'a Path, key: &'a Path) -> Vec<(&'static str, &'a Path)> {
-        vec![("GAMEDAY_CA", ca), ("GAMEDAY_CERT", cert), ("GAMEDAY_KEY", key)]
+    pub fn operator_env<'a>(
+        &self,
+        ca: &'a Path,
+        cert: &'a Path,
+        key: &'a Path,
+    ) -> Vec<(&'static str, &'a Path)> {
+        vec![
+            ("GAMEDAY_CA", ca),
+            ("GAMEDAY_CERT", cert),
+            ("GAMEDAY_KEY", key),
+        ]
     }
 
     /// `gameday agents` output (exit code, stdout+stderr).
@@ -276,7 +327,11 @@ impl Controller {
         let out = gameday(&["agents", "--controller", &self.url()], env);
         (
             out.status.code().unwrap_or(-1),
-            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
         )
     }
 }

@@ -1,0 +1,379 @@
+//! The outcomes of `gameday run --local` other than a clean PASS, each with its exit code, and
+//! the promise behind it: nothing is injected when a run cannot be measured or cannot start.
+//!
+//! Exit codes (see `report::exit`): 0 ok, 1 breach, 2 invalid input, 3 inconclusive or aborted,
+//! 4 infrastructure (agent missing, fault refused or not applied).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+/// A scenario killing the process named in `pid_file` on `agent`, watched by `probe` (a whole
+/// `[[probes]]` table).
+fn scenario_text(name: &str, agent: &str, pid_file: &Path, timing: &str, probe: &str) -> String {
+    format!(
+        r#"name = "{name}"
+{timing}
+
+[targets]
+agents = ["{agent}"]
+
+[[faults]]
+kind = "process_kill"
+pid_file = "{pid_file}"
+
+{probe}
+"#,
+        pid_file = pid_file.display()
+    )
+}
+
+fn http_probe(port: u16) -> String {
+    format!(
+        r#"[[probes]]
+name = "http"
+kind = "http"
+url = "http://127.0.0.1:{port}/"
+interval = "10ms"
+timeout = "200ms"
+recovered_after = 3
+expect_body = "ok""#
+    )
+}
+
+fn tcp_probe(port: u16) -> String {
+    format!(
+        r#"[[probes]]
+name = "port"
+kind = "tcp"
+address = "127.0.0.1:{port}"
+interval = "10ms"
+timeout = "200ms""#
+    )
+}
+
+/// A harmless `sleep` child whose pid is written to `dir/sleep.pid`: a fault target that must
+/// survive runs that inject nothing. Its argument makes its command line unique to this test.
+fn sleep_child(dir: &Path) -> (ChildGuard, PathBuf) {
+    let child = Command::new("sleep")
+        .arg(format!("300.{}", free_port()))
+        .spawn()
+        .expect("start sleep");
+    let pid_file = dir.join("sleep.pid");
+    std::fs::write(&pid_file, format!("{}\n", child.id())).unwrap();
+    (
+        ChildGuard {
+            child,
+            name: "sleep",
+        },
+        pid_file,
+    )
+}
+
+fn write(dir: &Path, file: &str, text: &str) -> PathBuf {
+    let path = dir.join(file);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn service_that_never_comes_back_fails_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut service = bare_service(dir.path(), port);
+    let pid = service.pid();
+    let file = write(
+        dir.path(),
+        "gone.toml",
+        &scenario_text(
+            "gone",
+            "local",
+            &dir.path().join("service.pid"),
+            "rto = \"1s\"\nobserve = \"2s\"\nsteady_state = \"300ms\"",
+            &http_probe(port),
+        ),
+    );
+    let (code, report, stderr) = run_local(&file);
+    let ctx = format!("stderr:\n{stderr}\nreport: {report:#}");
+    assert_eq!(code, 1, "a service that stays down is an RTO breach; {ctx}");
+    let run = &report["runs"][0];
+    assert_eq!(run["verdict"], "FAIL", "{ctx}");
+    let reason = run["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("did not recover"),
+        "reason {reason:?}; {ctx}"
+    );
+    let detect = &run["grade"]["time_to_detect"];
+    assert!(
+        detect["us"].as_u64().is_some(),
+        "time_to_detect is reported; {ctx}"
+    );
+    assert!(
+        run["grade"]["time_to_recover"].is_null(),
+        "no recovery time; {ctx}"
+    );
+    let pids: Vec<i64> = run["faults"][0]["pids"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p.as_i64()).collect())
+        .unwrap_or_default();
+    assert!(
+        pids.contains(&i64::from(pid)),
+        "pids {pids:?} must hold the service's {pid}; {ctx}"
+    );
+    assert!(
+        !service.alive(),
+        "the service was killed and nothing restarted it"
+    );
+}
+
+#[test]
+fn unhealthy_steady_state_is_inconclusive_and_injects_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut target, pid_file) = sleep_child(dir.path());
+    // Nothing listens here: the steady state cannot be healthy.
+    let dead_port = free_port();
+    let file = write(
+        dir.path(),
+        "unsteady.toml",
+        &scenario_text(
+            "unsteady",
+            "local",
+            &pid_file,
+            "rto = \"1s\"\nobserve = \"2s\"\nsteady_state = \"300ms\"",
+            &tcp_probe(dead_port),
+        ),
+    );
+    let (code, report, stderr) = run_local(&file);
+    let ctx = format!("stderr:\n{stderr}\nreport: {report:#}");
+    assert_eq!(code, 3, "an unhealthy steady state is inconclusive; {ctx}");
+    let run = &report["runs"][0];
+    assert_eq!(run["verdict"], "INCONCLUSIVE", "{ctx}");
+    assert_eq!(
+        run["faults"].as_array().map(Vec::len),
+        Some(0),
+        "no fault was sent; {ctx}"
+    );
+    assert!(run["inject"].is_null(), "nothing was injected; {ctx}");
+    assert!(target.alive(), "the fault target must be untouched; {ctx}");
+}
+
+#[test]
+fn absent_agent_is_an_error_before_anything_is_injected() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _service = bare_service(dir.path(), port);
+    let (mut target, pid_file) = sleep_child(dir.path());
+    let file = write(
+        dir.path(),
+        "ghost.toml",
+        &scenario_text(
+            "ghost",
+            "ghost",
+            &pid_file,
+            "rto = \"1s\"\nobserve = \"2s\"\nsteady_state = \"300ms\"",
+            &http_probe(port),
+        ),
+    );
+    let (code, report, stderr) = run_local(&file);
+    let ctx = format!("stderr:\n{stderr}\nreport: {report:#}");
+    assert_eq!(
+        code, 4,
+        "a missing agent is an infrastructure failure; {ctx}"
+    );
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("ghost") && error.contains("not connected"),
+        "error {error:?} must name the agent and say it is not connected; {ctx}"
+    );
+    assert_eq!(
+        report["runs"].as_array().map(Vec::len),
+        Some(0),
+        "no run started; {ctx}"
+    );
+    assert!(target.alive(), "the fault target must be untouched; {ctx}");
+}
+
+#[test]
+fn policy_refuses_pid_1_and_nothing_is_injected() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut service = bare_service(dir.path(), port);
+    let pid_file = write(dir.path(), "init.pid", "1\n");
+    let file = write(
+        dir.path(),
+        "init.toml",
+        &scenario_text(
+            "init",
+            "local",
+            &pid_file,
+            "rto = \"1s\"\nobserve = \"2s\"\nsteady_state = \"300ms\"",
+            &http_probe(port),
+        ),
+    );
+    let (code, report, stderr) = run_local(&file);
+    let ctx = format!("stderr:\n{stderr}\nreport: {report:#}");
+    assert_eq!(
+        code, 4,
+        "a refused fault is an infrastructure failure; {ctx}"
+    );
+    let run = &report["runs"][0];
+    assert_eq!(run["verdict"], "ERROR", "{ctx}");
+    let fault = &run["faults"][0];
+    let error = fault["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("pid 1"),
+        "fault error {error:?} must name pid 1; {ctx}"
+    );
+    assert!(
+        fault["applied"].is_null(),
+        "the fault did not take effect; {ctx}"
+    );
+    assert!(run["inject"].is_null(), "nothing was injected; {ctx}");
+    assert!(service.alive(), "the service was not touched; {ctx}");
+}
+
+/// A valid scenario; each case below breaks one line of it. Lines are numbered in the comments.
+const VALID: &str = r#"name = "valid"
+rto = "1s"
+observe = "2s"
+steady_state = "300ms"
+repeat = 1
+
+[targets]
+agents = ["local"]
+
+[[faults]]
+kind = "process_kill"
+pid_file = "/nonexistent/gameday-test.pid"
+
+[[probes]]
+name = "port"
+kind = "tcp"
+address = "127.0.0.1:9"
+"#;
+
+/// `gameday validate FILE` and `gameday run --local FILE` both exit 2 and name `FILE:LINE:COL:`.
+fn assert_invalid_at(
+    dir: &Path,
+    case: &str,
+    text: &str,
+    line: usize,
+    column: usize,
+    message: &str,
+) {
+    let file = write(dir, &format!("{case}.toml"), text);
+    let at = format!("{}:{line}:{column}: ", file.display());
+    for args in [
+        vec!["validate", file.to_str().unwrap()],
+        vec!["run", "--local", file.to_str().unwrap()],
+    ] {
+        let out = gameday(&args, &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{case}: `gameday {}` exits 2; stderr:\n{stderr}",
+            args[0]
+        );
+        let reported: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains(&*file.to_string_lossy()))
+            .collect();
+        assert_eq!(
+            reported.len(),
+            1,
+            "{case}: `gameday {}` reports exactly one error; stderr:\n{stderr}",
+            args[0]
+        );
+        assert!(
+            reported[0].starts_with(&at) && reported[0].contains(message),
+            "{case}: `gameday {}` must report `{at}...{message}...`; stderr:\n{stderr}",
+            args[0]
+        );
+    }
+}
+
+#[test]
+fn invalid_scenarios_exit_2_with_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let valid = write(dir.path(), "valid.toml", VALID);
+    let out = gameday(&["validate", valid.to_str().unwrap()], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the base scenario is valid; stderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Line 5: an unknown top-level key, reported at the key itself.
+    assert_invalid_at(
+        dir.path(),
+        "unknown-key",
+        &VALID.replace("repeat = 1", "retries = 2"),
+        5,
+        1,
+        "unknown field `retries`",
+    );
+    // Line 2: `rto = "fast"`, reported at the value (column 7 is its opening quote).
+    assert_invalid_at(
+        dir.path(),
+        "bad-duration",
+        &VALID.replace("rto = \"1s\"", "rto = \"fast\""),
+        2,
+        7,
+        "invalid duration \"fast\"",
+    );
+    // Line 11: an unknown fault kind, reported at the kind's value (column 8).
+    assert_invalid_at(
+        dir.path(),
+        "unknown-fault",
+        &VALID.replace("kind = \"process_kill\"", "kind = \"meteor_strike\""),
+        11,
+        8,
+        "unknown fault kind \"meteor_strike\"",
+    );
+    // Line 7: `[targets]` with nothing in it, reported at its header.
+    assert_invalid_at(
+        dir.path(),
+        "empty-targets",
+        &VALID.replace("agents = [\"local\"]\n", ""),
+        7,
+        1,
+        "empty targets",
+    );
+}
+
+#[test]
+fn demo_command_passes() {
+    if let Err(e) = std::net::TcpListener::bind("127.0.0.1:18080") {
+        panic!(
+            "`gameday demo` needs 127.0.0.1:18080, which is taken ({e}); stop whatever listens there \
+             (another `gameday demo`?) and run this test again"
+        );
+    }
+    let (code, report, stderr) = report_of(gameday(&["demo", "--output", "json"], &[]));
+    let ctx = format!("stderr:\n{stderr}\nreport: {report:#}");
+    assert_eq!(code, 0, "the demo passes; {ctx}");
+    let runs = report["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 3, "{ctx}");
+    for run in runs {
+        assert_eq!(run["verdict"], "PASS", "{ctx}");
+        let us = run["grade"]["time_to_recover"]["us"]
+            .as_u64()
+            .expect("time_to_recover.us");
+        assert!(
+            (500_000..=2_000_000).contains(&us),
+            "a 500ms restart delay recovers in 0.5s..2s, got {us} µs; {ctx}"
+        );
+    }
+    // The demo stopped its service: the port is free again.
+    wait_for(
+        "the demo to release 127.0.0.1:18080",
+        Duration::from_secs(10),
+        || std::net::TcpStream::connect(("127.0.0.1", 18080)).is_err(),
+    );
+}
