@@ -54,6 +54,10 @@ pub struct AgentConfig {
     /// How often the agent sends a heartbeat; must be shorter than the lease.
     #[serde(default = "default_heartbeat")]
     pub heartbeat: Duration,
+    /// Where the agent keeps its fault journal (`STATE_DIR/journal/`); it must survive a
+    /// crash-restart of the agent, so not a tmpfs that a restart clears.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
     /// What the host owner allows faults to do here.
     #[serde(default)]
     pub policy: PolicyConfig,
@@ -73,6 +77,10 @@ pub struct TlsPaths {
 
 fn default_lease() -> Duration {
     Duration::from_millis(10_000)
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/gameday-agent")
 }
 
 fn default_heartbeat() -> Duration {
@@ -143,6 +151,7 @@ pub fn parse(file_name: &str, text: &str, base_dir: &Path) -> Result<AgentConfig
     for path in [
         &mut config.tls.ca,
         &mut config.tls.cert,
+        &mut config.state_dir,
         &mut config.tls.key,
     ] {
         if path.is_relative() {

@@ -6,16 +6,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gameday_proto::v1::agent_control_client::AgentControlClient;
-use gameday_proto::v1::{self, agent_message, controller_message, AgentMessage, FaultPhase, FaultReport};
+use gameday_proto::v1::{
+    self, agent_message, controller_message, AgentMessage, FaultPhase, FaultReport,
+};
 use gameday_proto::Fault;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::config::AgentConfig;
-use crate::faults::{self, FaultError};
-use crate::live::{LiveFault, LiveFaults};
-use crate::os::ProcessOs;
+use crate::faults::{self, FaultError, Host};
+use crate::journal::{Journal, JournalError};
+use crate::live::LiveFaults;
 use crate::policy::Policy;
 
 /// First and longest wait between reconnect attempts.
@@ -39,34 +41,57 @@ pub enum ControlError {
     /// The URL has no host.
     #[error("controller URL {0:?} has no host")]
     NoHost(String),
+    /// The journal cannot be opened or read.
+    #[error("{0}")]
+    Journal(#[from] JournalError),
+    /// Faults a previous agent left could not all be reverted; the agent will not register
+    /// with the host in an unknown state.
+    #[error("could not revert faults left by a previous agent: {}", .0.join("; "))]
+    Leftovers(Vec<String>),
 }
 
 /// What the agent runs with.
 pub struct Agent {
     /// Its configuration.
     pub config: Arc<AgentConfig>,
-    /// Its policy.
-    pub policy: Arc<Policy>,
-    /// The kernel boundary.
-    pub os: Arc<dyn ProcessOs>,
-    /// Live faults.
+    /// Live faults, with the host and policy they act under.
     pub live: Arc<LiveFaults>,
 }
 
+/// A fault operation queued for the worker, which runs them one at a time, in order.
+enum Work {
+    Apply(v1::ApplyFault, Instant),
+    Revert(String, Instant),
+}
+
 impl Agent {
-    /// An agent with nothing live.
-    pub fn new(config: Arc<AgentConfig>, policy: Arc<Policy>, os: Arc<dyn ProcessOs>) -> Agent {
-        let live = Arc::new(LiveFaults::new(os.clone()));
-        Agent {
-            config,
-            policy,
-            os,
-            live,
-        }
+    /// An agent with nothing live, journaling under the config's state directory.
+    pub fn new(
+        config: Arc<AgentConfig>,
+        policy: Arc<Policy>,
+        host: Arc<Host>,
+    ) -> Result<Agent, ControlError> {
+        let journal = Journal::open(&config.state_dir.join("journal"))?;
+        let live = Arc::new(LiveFaults::new(host, policy, journal));
+        Ok(Agent { config, live })
     }
 
-    /// Runs until `shutdown` resolves, then reverts every live fault.
+    /// Runs until `shutdown` resolves, then reverts every live fault. Before anything else it
+    /// reverts whatever a crashed predecessor left in the journal.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ControlError> {
+        let live = self.live.clone();
+        let (recovered, failures) = tokio::task::spawn_blocking(move || live.recover())
+            .await
+            .map_err(|e| ControlError::Leftovers(vec![e.to_string()]))??;
+        if !failures.is_empty() {
+            return Err(ControlError::Leftovers(failures));
+        }
+        if recovered > 0 {
+            tracing::warn!(
+                recovered,
+                "reverted faults left by a previous agent before registering"
+            );
+        }
         let endpoint = endpoint(&self.config)?;
         let lease = self.config.lease.get();
         let live = self.live.clone();
@@ -121,10 +146,27 @@ impl Agent {
             name: self.config.name.clone(),
             labels: self.config.labels.clone().into_iter().collect(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            capabilities: faults::capabilities(&self.policy),
+            capabilities: faults::capabilities(self.live.policy(), self.live.host()),
         };
+        // Fault operations can take a while (a disk fill writes gigabytes); they run on a
+        // worker, in order, so heartbeats keep flowing meanwhile.
+        let (work_tx, work_rx) = mpsc::unbounded_channel::<Work>();
+        let worker = tokio::spawn(worker(self.live.clone(), work_rx, tx.clone()));
         send(&tx, agent_message::Msg::Register(register)).await;
         let mut inbound = client.attach(ReceiverStream::new(rx)).await?.into_inner();
+        let result = self.converse(&mut inbound, &tx, &work_tx).await;
+        drop(work_tx);
+        // Let queued operations finish: a fault applied must be reported or reverted by lease.
+        let _ = worker.await;
+        result
+    }
+
+    async fn converse(
+        &self,
+        inbound: &mut tonic::Streaming<v1::ControllerMessage>,
+        tx: &mpsc::Sender<AgentMessage>,
+        work_tx: &mpsc::UnboundedSender<Work>,
+    ) -> Result<(), tonic::Status> {
         let mut heartbeat = tokio::time::interval(self.config.heartbeat.get());
         let mut seq = 0u64;
         tracing::info!(controller = %self.config.controller, "connected");
@@ -132,7 +174,7 @@ impl Agent {
             tokio::select! {
                 _ = heartbeat.tick() => {
                     seq += 1;
-                    send(&tx, agent_message::Msg::Heartbeat(v1::Heartbeat { seq })).await;
+                    send(tx, agent_message::Msg::Heartbeat(v1::Heartbeat { seq })).await;
                 }
                 msg = inbound.message() => {
                     let Some(msg) = msg? else { return Ok(()) };
@@ -144,71 +186,89 @@ impl Agent {
                         }
                         controller_message::Msg::HeartbeatAck(_) => {}
                         controller_message::Msg::Apply(apply) => {
-                            let report = self.apply(apply);
-                            send(&tx, agent_message::Msg::FaultReport(report)).await;
+                            let _ = work_tx.send(Work::Apply(apply, Instant::now()));
                         }
                         controller_message::Msg::Revert(revert) => {
-                            let report = self.revert(&revert.fault_id);
-                            send(&tx, agent_message::Msg::FaultReport(report)).await;
+                            let _ = work_tx.send(Work::Revert(revert.fault_id, Instant::now()));
                         }
                     }
                 }
             }
         }
     }
+}
 
-    fn apply(&self, apply: v1::ApplyFault) -> FaultReport {
-        let received = Instant::now();
-        let mut report = FaultReport {
-            fault_id: apply.fault_id.clone(),
-            phase: FaultPhase::Applied as i32,
-            ..FaultReport::default()
-        };
-        let fault = match apply.spec.as_ref().map(Fault::from_wire) {
-            Some(Ok(f)) => f,
-            Some(Err(e)) => return failed(report, FaultError::Invalid(e.to_string())),
-            None => return failed(report, FaultError::Invalid("ApplyFault without a spec".into())),
-        };
-        match faults::apply(&fault, &self.policy, self.os.as_ref()) {
-            Ok(applied) => {
-                // Only faults that hold need tracking; a kill is over once it is sent.
-                self.live.insert(
-                    apply.fault_id.clone(),
-                    LiveFault {
-                        fault: fault.clone(),
-                        run_id: apply.run_id.clone(),
-                        deadline: received + Duration::from_millis(apply.deadline_ms),
-                    },
-                );
-                tracing::info!(fault = %apply.fault_id, kind = fault.kind(), evidence = %applied.evidence.summary, "applied");
-                report.apply_us = applied.effect_at.saturating_duration_since(received).as_micros() as u64;
-                report.evidence = Some(applied.evidence);
-                report.since_effect_us = applied.effect_at.elapsed().as_micros() as u64;
-                report
-            }
-            Err(e) => {
-                tracing::warn!(fault = %apply.fault_id, kind = fault.kind(), error = %e, "refused or failed");
-                failed(report, e)
-            }
+/// Runs fault operations one at a time, in the order they arrived, and reports each.
+async fn worker(
+    live: Arc<LiveFaults>,
+    mut work: mpsc::UnboundedReceiver<Work>,
+    tx: mpsc::Sender<AgentMessage>,
+) {
+    while let Some(job) = work.recv().await {
+        let live = live.clone();
+        let report = tokio::task::spawn_blocking(move || match job {
+            Work::Apply(apply, received) => apply_fault(&live, apply, received),
+            Work::Revert(fault_id, received) => revert_fault(&live, &fault_id, received),
+        })
+        .await;
+        match report {
+            Ok(report) => send(&tx, agent_message::Msg::FaultReport(report)).await,
+            Err(e) => tracing::error!(error = %e, "fault operation panicked"),
         }
     }
+}
 
-    fn revert(&self, fault_id: &str) -> FaultReport {
-        let received = Instant::now();
-        let mut report = FaultReport {
-            fault_id: fault_id.to_string(),
-            phase: FaultPhase::Reverted as i32,
-            ..FaultReport::default()
-        };
-        match self.live.revert(fault_id) {
-            Ok(()) => {
-                let done = Instant::now();
-                report.apply_us = done.duration_since(received).as_micros() as u64;
-                report.since_effect_us = done.elapsed().as_micros() as u64;
-                report
-            }
-            Err(e) => failed(report, e),
+fn apply_fault(live: &LiveFaults, apply: v1::ApplyFault, received: Instant) -> FaultReport {
+    let mut report = FaultReport {
+        fault_id: apply.fault_id.clone(),
+        phase: FaultPhase::Applied as i32,
+        ..FaultReport::default()
+    };
+    let fault = match apply.spec.as_ref().map(Fault::from_wire) {
+        Some(Ok(f)) => f,
+        Some(Err(e)) => return failed(report, FaultError::Invalid(e.to_string())),
+        None => {
+            return failed(
+                report,
+                FaultError::Invalid("ApplyFault without a spec".into()),
+            )
         }
+    };
+    // The agent's own deadline: the fault's duration when it has one, else the controller's.
+    let lifetime = Duration::from_millis(apply.deadline_ms.max(1));
+    match live.apply(&apply.fault_id, &apply.run_id, &fault, lifetime) {
+        Ok(applied) => {
+            tracing::info!(fault = %apply.fault_id, kind = fault.kind(), evidence = %applied.evidence.summary, "applied");
+            report.apply_us = applied
+                .effect_at
+                .saturating_duration_since(received)
+                .as_micros() as u64;
+            report.evidence = Some(applied.evidence);
+            report.since_effect_us = applied.effect_at.elapsed().as_micros() as u64;
+            report
+        }
+        Err(e) => {
+            tracing::warn!(fault = %apply.fault_id, kind = fault.kind(), error = %e, "refused or failed");
+            failed(report, e)
+        }
+    }
+}
+
+fn revert_fault(live: &LiveFaults, fault_id: &str, received: Instant) -> FaultReport {
+    let mut report = FaultReport {
+        fault_id: fault_id.to_string(),
+        phase: FaultPhase::Reverted as i32,
+        ..FaultReport::default()
+    };
+    match live.revert(fault_id) {
+        Ok(reverted) => {
+            let done = Instant::now();
+            report.apply_us = done.duration_since(received).as_micros() as u64;
+            report.evidence = Some(reverted.evidence);
+            report.since_effect_us = done.elapsed().as_micros() as u64;
+            report
+        }
+        Err(e) => failed(report, e),
     }
 }
 

@@ -1,5 +1,5 @@
-//! The faults live on this host right now, each with the deadline the agent enforces itself,
-//! and the lease: silence from the controller for too long reverts everything.
+//! The faults live on this host right now, each journaled and with the deadline the agent
+//! enforces itself, and the lease: silence from the controller for too long reverts everything.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -7,14 +7,15 @@ use std::time::{Duration, Instant};
 
 use gameday_proto::Fault;
 
-use crate::faults::{self, FaultError};
-use crate::os::ProcessOs;
+use crate::faults::{self, Applied, FaultError, Host, Plan, Reverted};
+use crate::journal::{unix_ms_in, Entry, Journal, JournalError};
+use crate::policy::Policy;
 
 /// One applied fault.
 #[derive(Clone, Debug)]
 pub struct LiveFault {
-    /// The fault.
-    pub fault: Fault,
+    /// How to undo it.
+    pub plan: Plan,
     /// The run it belongs to.
     pub run_id: String,
     /// When the agent reverts it on its own.
@@ -24,32 +25,124 @@ pub struct LiveFault {
 /// Faults applied and not yet reverted, and when the controller was last heard.
 pub struct LiveFaults {
     faults: Mutex<BTreeMap<String, LiveFault>>,
+    /// Reverts the agent did on its own (deadline, lease), kept so the controller's later
+    /// revert request still gets the evidence.
+    self_reverted: Mutex<BTreeMap<String, Reverted>>,
     last_heard: Mutex<Instant>,
-    os: Arc<dyn ProcessOs>,
+    host: Arc<Host>,
+    policy: Arc<Policy>,
+    journal: Journal,
+}
+
+fn journal_error(e: JournalError) -> FaultError {
+    FaultError::System(format!(
+        "cannot journal the fault, so it was not applied: {e}"
+    ))
 }
 
 impl LiveFaults {
-    /// An empty set.
-    pub fn new(os: Arc<dyn ProcessOs>) -> Self {
+    /// An empty set over `host`, journaling into `journal`.
+    pub fn new(host: Arc<Host>, policy: Arc<Policy>, journal: Journal) -> Self {
         Self {
             faults: Mutex::new(BTreeMap::new()),
+            self_reverted: Mutex::new(BTreeMap::new()),
             last_heard: Mutex::new(Instant::now()),
-            os,
+            host,
+            policy,
+            journal,
         }
     }
 
-    /// Records a fault that took effect.
-    pub fn insert(&self, fault_id: String, live: LiveFault) {
-        self.faults.lock().expect("live faults lock").insert(fault_id, live);
+    /// The host faults act on.
+    pub fn host(&self) -> &Arc<Host> {
+        &self.host
     }
 
-    /// Reverts one fault. Reverting a fault that is not live succeeds: revert is idempotent.
-    pub fn revert(&self, fault_id: &str) -> Result<(), FaultError> {
-        let live = self.faults.lock().expect("live faults lock").get(fault_id).cloned();
-        let Some(live) = live else { return Ok(()) };
-        faults::revert(&live.fault, self.os.as_ref())?;
-        self.faults.lock().expect("live faults lock").remove(fault_id);
-        Ok(())
+    /// The policy faults are checked against.
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    /// Prepares, journals and applies a fault. If applying fails, whatever part took effect is
+    /// reverted and the journal entry removed: nothing is half-applied.
+    pub fn apply(
+        &self,
+        fault_id: &str,
+        run_id: &str,
+        fault: &Fault,
+        lifetime: Duration,
+    ) -> Result<Applied, FaultError> {
+        if self
+            .faults
+            .lock()
+            .expect("live faults lock")
+            .contains_key(fault_id)
+        {
+            return Err(FaultError::Invalid(format!(
+                "fault {fault_id} is already applied"
+            )));
+        }
+        let plan = faults::prepare(fault, fault_id, &self.policy, &self.host)?;
+        let entry = Entry {
+            fault_id: fault_id.to_string(),
+            run_id: run_id.to_string(),
+            deadline_unix_ms: unix_ms_in(lifetime),
+            plan: plan.clone(),
+        };
+        self.journal.record(&entry).map_err(journal_error)?;
+        match faults::apply(&plan, &self.policy, &self.host) {
+            Ok(applied) => {
+                self.faults.lock().expect("live faults lock").insert(
+                    fault_id.to_string(),
+                    LiveFault {
+                        plan,
+                        run_id: run_id.to_string(),
+                        deadline: Instant::now() + lifetime,
+                    },
+                );
+                Ok(applied)
+            }
+            Err(e) => {
+                if let Err(undo) = faults::revert(&plan, &self.host) {
+                    tracing::error!(fault = %fault_id, error = %undo, "could not undo a failed apply; keeping its journal entry");
+                    return Err(e);
+                }
+                if let Err(j) = self.journal.remove(fault_id) {
+                    tracing::error!(fault = %fault_id, error = %j, "could not remove the journal entry");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Reverts one fault. Reverting a fault that is not live succeeds (revert is idempotent);
+    /// if the agent already reverted it on its own, that revert's evidence is returned.
+    pub fn revert(&self, fault_id: &str) -> Result<Reverted, FaultError> {
+        let live = self
+            .faults
+            .lock()
+            .expect("live faults lock")
+            .get(fault_id)
+            .cloned();
+        let Some(live) = live else {
+            let earlier = self
+                .self_reverted
+                .lock()
+                .expect("self reverted lock")
+                .remove(fault_id);
+            return Ok(earlier.unwrap_or_default());
+        };
+        let reverted = faults::revert(&live.plan, &self.host)?;
+        self.faults
+            .lock()
+            .expect("live faults lock")
+            .remove(fault_id);
+        self.journal.remove(fault_id).map_err(|e| {
+            FaultError::System(format!(
+                "reverted, but the journal entry could not be removed: {e}"
+            ))
+        })?;
+        Ok(reverted)
     }
 
     /// How many faults are live.
@@ -90,8 +183,15 @@ impl LiveFaults {
         let mut reverted = Vec::new();
         for (id, why) in due {
             match self.revert(&id) {
-                Ok(()) => {
-                    tracing::warn!(fault = %id, reason = why, "reverted by the agent itself");
+                Ok(r) => {
+                    tracing::warn!(fault = %id, reason = why, residue = ?r.evidence.residue, "reverted by the agent itself");
+                    let mut r = r;
+                    r.evidence.summary =
+                        format!("reverted by the agent ({why}); {}", r.evidence.summary);
+                    self.self_reverted
+                        .lock()
+                        .expect("self reverted lock")
+                        .insert(id.clone(), r);
                     reverted.push(id);
                 }
                 Err(e) => tracing::error!(fault = %id, reason = why, error = %e, "revert failed"),
@@ -102,9 +202,40 @@ impl LiveFaults {
 
     /// Reverts everything (shutdown). Returns failures.
     pub fn revert_all(&self) -> Vec<(String, FaultError)> {
-        let ids: Vec<String> = self.faults.lock().expect("live faults lock").keys().cloned().collect();
+        let ids: Vec<String> = self
+            .faults
+            .lock()
+            .expect("live faults lock")
+            .keys()
+            .cloned()
+            .collect();
         ids.into_iter()
             .filter_map(|id| self.revert(&id).err().map(|e| (id, e)))
             .collect()
+    }
+
+    /// Reverts whatever a previous agent left in the journal (after a crash). Runs before the
+    /// agent registers. Returns how many were reverted, and the failures.
+    pub fn recover(&self) -> Result<(usize, Vec<String>), JournalError> {
+        let mut done = 0;
+        let mut failures = Vec::new();
+        for entry in self.journal.entries()? {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    failures.push(e.to_string());
+                    continue;
+                }
+            };
+            match faults::revert(&entry.plan, &self.host) {
+                Ok(r) => {
+                    tracing::warn!(fault = %entry.fault_id, run = %entry.run_id, residue = ?r.evidence.residue, "reverted a fault left by a previous agent");
+                    self.journal.remove(&entry.fault_id)?;
+                    done += 1;
+                }
+                Err(e) => failures.push(format!("{}: {e}", entry.fault_id)),
+            }
+        }
+        Ok((done, failures))
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use gameday_agent::control::Agent;
-use gameday_agent::os::RealOs;
+use gameday_agent::faults::Host;
 use gameday_agent::policy::Policy;
 
 /// The gameday agent: dials the controller, applies faults its policy allows, and never leaves
@@ -26,7 +26,9 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("GAMEDAY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if args.log_json {
         logs.json().init();
     } else {
@@ -48,14 +50,24 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
             return ExitCode::from(4);
         }
     };
-    let agent = Agent::new(Arc::new(config), Arc::new(policy), Arc::new(RealOs::default()));
+    let host = Arc::new(Host::from_config(&config));
+    let agent = match Agent::new(Arc::new(config), Arc::new(policy), host) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(4);
+        }
+    };
     match runtime.block_on(agent.run(shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -103,6 +103,12 @@ pub trait ProcessOs: Send + Sync {
 
     /// The agent's parent pid (the controller, under `gameday run --local`).
     fn parent_pid(&self) -> i32;
+
+    /// The process's state letter (`R`, `S`, `T` for stopped...), `None` if it is gone.
+    fn state(&self, pid: i32) -> Result<Option<char>, OsError> {
+        let _ = pid;
+        Ok(None)
+    }
 }
 
 /// The real kernel, with a configurable `/proc` root so the scan can be tested on a fake tree.
@@ -247,6 +253,19 @@ impl ProcessOs for RealOs {
 
     fn parent_pid(&self) -> i32 {
         pid_from_u32(std::os::unix::process::parent_id())
+    }
+
+    fn state(&self, pid: i32) -> Result<Option<char>, OsError> {
+        let path = self.proc_root.join(pid.to_string()).join("stat");
+        let Some(bytes) = read_vanishing(&path)? else {
+            return Ok(None);
+        };
+        let stat = String::from_utf8_lossy(&bytes);
+        // The state is the first field after the parenthesised name.
+        Ok(stat
+            .rfind(')')
+            .and_then(|close| stat[close + 1..].split_whitespace().next())
+            .and_then(|f| f.chars().next()))
     }
 }
 

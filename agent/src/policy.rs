@@ -18,9 +18,18 @@ pub struct PolicyConfig {
     /// Fault kinds this host accepts; every known kind when absent.
     #[serde(default = "all_fault_kinds")]
     pub allow_faults: Vec<String>,
-    /// Limits on `process_kill`.
+    /// Limits on `process_kill`; its process rules (`allow`, `deny`) govern `process_pause` too.
     #[serde(default)]
     pub process_kill: ProcessKillPolicy,
+    /// Limits on `network_partition`.
+    #[serde(default)]
+    pub network_partition: crate::faults::network_partition::PolicyConfig,
+    /// Limits on `disk_fill`.
+    #[serde(default)]
+    pub disk_fill: crate::faults::disk_fill::PolicyConfig,
+    /// Limits on `dns_poison`.
+    #[serde(default)]
+    pub dns_poison: crate::faults::dns_poison::PolicyConfig,
 }
 
 impl Default for PolicyConfig {
@@ -28,6 +37,9 @@ impl Default for PolicyConfig {
         Self {
             allow_faults: all_fault_kinds(),
             process_kill: ProcessKillPolicy::default(),
+            network_partition: Default::default(),
+            disk_fill: Default::default(),
+            dns_poison: Default::default(),
         }
     }
 }
@@ -81,6 +93,14 @@ pub enum PolicyError {
         /// The signal as written.
         signal: String,
     },
+    /// A per-kind table (`network_partition`, `disk_fill`, `dns_poison`) that is not usable.
+    #[error("{kind}: {message}")]
+    Kind {
+        /// The table.
+        kind: &'static str,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 impl PolicyError {
@@ -92,6 +112,14 @@ impl PolicyError {
             PolicyError::Regex { list: "allow", .. } => &["process_kill", "allow"],
             PolicyError::Regex { .. } => &["process_kill", "deny"],
             PolicyError::UnknownSignal { .. } => &["process_kill", "signals"],
+            PolicyError::Kind {
+                kind: "network_partition",
+                ..
+            } => &["network_partition"],
+            PolicyError::Kind {
+                kind: "disk_fill", ..
+            } => &["disk_fill"],
+            PolicyError::Kind { .. } => &["dns_poison"],
         }
     }
 }
@@ -173,6 +201,12 @@ pub struct Policy {
     kill_allow: Vec<(String, Regex)>,
     kill_deny: Vec<(String, Regex)>,
     kill_signals: Vec<String>,
+    /// Limits on `network_partition`, checked by that fault.
+    pub network_partition: crate::faults::network_partition::PolicyConfig,
+    /// Limits on `disk_fill`, checked by that fault.
+    pub disk_fill: crate::faults::disk_fill::PolicyConfig,
+    /// Limits on `dns_poison`, checked by that fault.
+    pub dns_poison: crate::faults::dns_poison::PolicyConfig,
 }
 
 impl Policy {
@@ -196,11 +230,20 @@ impl Policy {
             }
             None => KILL_SIGNALS.iter().map(|s| s.to_string()).collect(),
         };
+        let kind = |kind: &'static str, r: Result<(), String>| {
+            r.map_err(|message| PolicyError::Kind { kind, message })
+        };
+        kind("network_partition", config.network_partition.validate())?;
+        kind("disk_fill", config.disk_fill.validate())?;
+        kind("dns_poison", config.dns_poison.validate())?;
         Ok(Policy {
             allow_faults: config.allow_faults.clone(),
             kill_allow: compile_rules("allow", &config.process_kill.allow)?,
             kill_deny: compile_rules("deny", &config.process_kill.deny)?,
             kill_signals,
+            network_partition: config.network_partition.clone(),
+            disk_fill: config.disk_fill.clone(),
+            dns_poison: config.dns_poison.clone(),
         })
     }
 
@@ -212,6 +255,9 @@ impl Policy {
             kill_allow: Vec::new(),
             kill_deny: Vec::new(),
             kill_signals: KILL_SIGNALS.iter().map(|s| s.to_string()).collect(),
+            network_partition: Default::default(),
+            disk_fill: Default::default(),
+            dns_poison: Default::default(),
         }
     }
 

@@ -99,6 +99,20 @@ fn kill_fault(
     })
 }
 
+/// The agent's path: prepare, then apply, on the real host.
+fn apply_for_real(fault: &Fault, _os: &RealOs) -> Result<faults::Applied, faults::FaultError> {
+    let host = faults::Host {
+        processes: std::sync::Arc::new(RealOs::default()),
+        network: Default::default(),
+        disk: Default::default(),
+        dns: Default::default(),
+        controller: Vec::new(),
+    };
+    let policy = Policy::permissive();
+    let plan = faults::prepare(fault, "test-fault", &policy, &host)?;
+    faults::apply(&plan, &policy, &host)
+}
+
 /// Before sending anything, proves the regex selects exactly the test's children.
 fn assert_selects_only(sleepers: &Sleepers, os: &RealOs) {
     let re = regex::Regex::new(&sleepers.cmdline_regex()).unwrap();
@@ -120,7 +134,7 @@ fn sigkill_by_cmdline_kills_every_match() {
     assert_selects_only(&sleepers, &os);
 
     let fault = kill_fault("SIGKILL", Some(sleepers.cmdline_regex()), None);
-    let applied = faults::apply(&fault, &Policy::permissive(), &os).expect("apply");
+    let applied = apply_for_real(&fault, &os).expect("apply");
 
     let mut pids = applied.evidence.pids.clone();
     pids.sort_unstable();
@@ -136,7 +150,6 @@ fn sigkill_by_cmdline_kills_every_match() {
     for i in 0..2 {
         assert_eq!(sleepers.wait_exit(i).signal(), Some(SIGKILL));
     }
-    faults::revert(&fault, &os).expect("revert");
 }
 
 #[test]
@@ -148,7 +161,7 @@ fn sigkill_by_pid_file() {
     std::fs::write(&pid_file, format!("{}\n", sleepers.pids()[0])).unwrap();
 
     let fault = kill_fault("SIGKILL", None, Some(pid_file));
-    let applied = faults::apply(&fault, &Policy::permissive(), &os).expect("apply");
+    let applied = apply_for_real(&fault, &os).expect("apply");
 
     assert_eq!(applied.evidence.pids, sleepers.pids());
     assert_eq!(sleepers.wait_exit(0).signal(), Some(SIGKILL));
@@ -161,7 +174,7 @@ fn sigterm_by_cmdline() {
     assert_selects_only(&sleepers, &os);
 
     let fault = kill_fault("SIGTERM", Some(sleepers.cmdline_regex()), None);
-    let applied = faults::apply(&fault, &Policy::permissive(), &os).expect("apply");
+    let applied = apply_for_real(&fault, &os).expect("apply");
 
     assert_eq!(
         applied.evidence.summary,
@@ -178,12 +191,7 @@ fn a_dead_process_is_not_a_target() {
     sleepers.children[0].kill().unwrap();
     sleepers.wait_exit(0);
 
-    let err = faults::apply(
-        &kill_fault("SIGKILL", Some(regex.clone()), None),
-        &Policy::permissive(),
-        &os,
-    )
-    .unwrap_err();
+    let err = apply_for_real(&kill_fault("SIGKILL", Some(regex.clone()), None), &os).unwrap_err();
     assert_eq!(
         err.to_string(),
         format!("no process matches cmdline {regex:?}")

@@ -91,10 +91,7 @@ impl ControllerConfig {
             source,
         })?;
         let mut config: ControllerConfig = toml::from_str(&text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|s| line_col(&text, s.start))
-                .unwrap_or((1, 1));
+            let (line, column) = e.span().map(|s| line_col(&text, s.start)).unwrap_or((1, 1));
             ConfigError::Parse {
                 path: shown.clone(),
                 line,
@@ -103,7 +100,11 @@ impl ControllerConfig {
             }
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut config.tls.ca, &mut config.tls.cert, &mut config.tls.key] {
+        for p in [
+            &mut config.tls.ca,
+            &mut config.tls.cert,
+            &mut config.tls.key,
+        ] {
             if p.is_relative() {
                 *p = base.join(&*p);
             }

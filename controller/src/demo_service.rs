@@ -20,7 +20,10 @@ use crate::timeline::monotonic_ns;
 /// up with the run's `epoch_monotonic_ns` to know the true outage.
 pub fn record_event(events: Option<&Path>, event: &str) -> std::io::Result<()> {
     let Some(path) = events else { return Ok(()) };
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
     writeln!(f, "{event} {}", monotonic_ns())?;
     f.sync_data()
 }
@@ -33,7 +36,9 @@ pub async fn serve(listen: SocketAddr, events: Option<PathBuf>) -> std::io::Resu
         let (stream, _) = listener.accept().await?;
         tokio::spawn(async move {
             let service = service_fn(|_req: Request<hyper::body::Incoming>| async {
-                Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"ok\n"))))
+                Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(
+                    b"ok\n",
+                ))))
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)

@@ -99,7 +99,11 @@ pub fn grade(input: &GradeInput<'_>) -> Grade {
     // A failure that ended before the fault could have taken effect was not caused by it.
     let earliest_effect = t0.saturating_sub(input.inject.uncertainty_us);
     for p in input.probes {
-        if let Some(s) = p.samples.iter().find(|s| !s.ok && s.end_us < earliest_effect) {
+        if let Some(s) = p
+            .samples
+            .iter()
+            .find(|s| !s.ok && s.end_us < earliest_effect)
+        {
             return early(
                 Verdict::Inconclusive,
                 format!(
@@ -113,7 +117,11 @@ pub fn grade(input: &GradeInput<'_>) -> Grade {
         }
     }
 
-    let probes: Vec<ProbeRecovery> = input.probes.iter().map(|p| probe_recovery(p, input)).collect();
+    let probes: Vec<ProbeRecovery> = input
+        .probes
+        .iter()
+        .map(|p| probe_recovery(p, input))
+        .collect();
     let impacted: Vec<&ProbeRecovery> = probes.iter().filter(|p| p.impact.is_some()).collect();
     if impacted.is_empty() {
         return Grade {
@@ -125,7 +133,10 @@ pub fn grade(input: &GradeInput<'_>) -> Grade {
             probes,
         };
     }
-    let time_to_detect = impacted.iter().filter_map(|p| p.impact).min_by_key(|m| m.us);
+    let time_to_detect = impacted
+        .iter()
+        .filter_map(|p| p.impact)
+        .min_by_key(|m| m.us);
     if let Some(stuck) = impacted.iter().find(|p| p.recovered.is_none()) {
         return Grade {
             verdict: Verdict::Fail,
@@ -146,9 +157,15 @@ pub fn grade(input: &GradeInput<'_>) -> Grade {
         .filter_map(|p| p.recovered)
         .max_by_key(|m| m.us)
         .expect("every impacted probe recovered");
+    // Only a recovery that came after the revert is a recovery "after the revert".
+    let recovered_at = t0 + time_to_recover.us;
     let recover_after_revert_us = input
         .revert_us
-        .map(|r| (t0 + time_to_recover.us).saturating_sub(r));
+        .filter(|r| recovered_at >= *r)
+        .map(|r| recovered_at - r);
+    let after_revert = recover_after_revert_us
+        .map(|us| format!(", only after the revert ({} after it)", fmt_us(us)))
+        .unwrap_or_default();
     let (verdict, reason) = if time_to_recover.us <= input.rto_us {
         (
             Verdict::Pass,
@@ -162,7 +179,7 @@ pub fn grade(input: &GradeInput<'_>) -> Grade {
         (
             Verdict::Fail,
             format!(
-                "recovered in {}, over the RTO of {}",
+                "recovered in {}{after_revert}, over the RTO of {}",
                 fmt_us(time_to_recover.us),
                 fmt_us(input.rto_us)
             ),
@@ -303,7 +320,11 @@ mod tests {
                     start_us: i as u64 * 10 * MS,
                     end_us: i as u64 * 10 * MS + MS,
                     ok: c == '+',
-                    error: if c == '+' { String::new() } else { "refused".into() },
+                    error: if c == '+' {
+                        String::new()
+                    } else {
+                        "refused".into()
+                    },
                 })
                 .collect(),
         }
@@ -406,7 +427,10 @@ mod tests {
 
     #[test]
     fn service_is_restored_when_the_last_probe_is() {
-        let p = [probe("fast", 2, "++--++++++"), probe("slow", 2, "++-----+++")];
+        let p = [
+            probe("fast", 2, "++--++++++"),
+            probe("slow", 2, "++-----+++"),
+        ];
         let g = grade(&input(&p, 15, 1_000));
         assert_eq!(g.verdict, Verdict::Pass);
         assert_eq!(g.time_to_recover.unwrap().us, 55 * MS);
@@ -443,6 +467,28 @@ mod tests {
         i.revert_us = Some(50 * MS);
         let g = grade(&i);
         assert_eq!(g.recover_after_revert_us, Some(10 * MS));
+    }
+
+    #[test]
+    fn recovery_before_the_revert_is_not_after_it() {
+        let p = [probe("http", 2, "++--++++")];
+        let mut i = input(&p, 15, 1_000);
+        i.revert_us = Some(70 * MS);
+        assert_eq!(grade(&i).recover_after_revert_us, None);
+    }
+
+    #[test]
+    fn a_fail_that_recovers_only_after_the_revert_says_so() {
+        let p = [probe("http", 2, "++------++")];
+        let mut i = input(&p, 15, 30);
+        i.revert_us = Some(75 * MS);
+        let g = grade(&i);
+        assert_eq!(g.verdict, Verdict::Fail);
+        assert!(
+            g.reason.contains("only after the revert (5.0ms after it)"),
+            "{}",
+            g.reason
+        );
     }
 
     #[test]

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gameday_proto::v1::{self, controller_message::Msg, ControllerMessage, FaultPhase, FaultReport};
+use gameday_proto::v1::{
+    self, controller_message::Msg, ControllerMessage, FaultPhase, FaultReport,
+};
 use tokio::sync::{mpsc, oneshot};
 
 /// The outbound half of an agent's stream.
@@ -115,7 +117,11 @@ impl AgentConn {
     }
 
     /// Applies a fault and waits for the agent's answer.
-    pub async fn apply(&self, apply: v1::ApplyFault, run_id: &str) -> Result<Exchange, DispatchError> {
+    pub async fn apply(
+        &self,
+        apply: v1::ApplyFault,
+        run_id: &str,
+    ) -> Result<Exchange, DispatchError> {
         let fault_id = apply.fault_id.clone();
         let exchange = self
             .request(fault_id.clone(), FaultPhase::Applied, Msg::Apply(apply))
@@ -141,7 +147,10 @@ impl AgentConn {
             )
             .await?;
         if exchange.report.failure.is_none() {
-            self.live_faults.lock().expect("live faults lock").remove(fault_id);
+            self.live_faults
+                .lock()
+                .expect("live faults lock")
+                .remove(fault_id);
         }
         Ok(exchange)
     }
@@ -151,7 +160,12 @@ impl AgentConn {
         self.live_faults.lock().expect("live faults lock").clone()
     }
 
-    async fn request(&self, fault_id: String, phase: FaultPhase, msg: Msg) -> Result<Exchange, DispatchError> {
+    async fn request(
+        &self,
+        fault_id: String,
+        phase: FaultPhase,
+        msg: Msg,
+    ) -> Result<Exchange, DispatchError> {
         let (tx, rx) = oneshot::channel();
         self.pending
             .lock()
@@ -159,7 +173,10 @@ impl AgentConn {
             .insert((fault_id.clone(), phase as i32), tx);
         let sent_at = Instant::now();
         if let Err(e) = self.send(msg).await {
-            self.pending.lock().expect("pending lock").remove(&(fault_id, phase as i32));
+            self.pending
+                .lock()
+                .expect("pending lock")
+                .remove(&(fault_id, phase as i32));
             return Err(e);
         }
         match tokio::time::timeout(ANSWER_TIMEOUT, rx).await {
@@ -170,7 +187,10 @@ impl AgentConn {
             }),
             Ok(Err(_)) => Err(DispatchError::Disconnected(self.name.clone())),
             Err(_) => {
-                self.pending.lock().expect("pending lock").remove(&(fault_id, phase as i32));
+                self.pending
+                    .lock()
+                    .expect("pending lock")
+                    .remove(&(fault_id, phase as i32));
                 Err(DispatchError::Timeout {
                     agent: self.name.clone(),
                     timeout: ANSWER_TIMEOUT,
@@ -209,7 +229,9 @@ impl AgentRegistry {
             .expect("agents lock")
             .insert(conn.name.clone(), conn.clone());
         if let Some(old) = old {
-            old.close(tonic::Status::aborted("replaced by a newer connection of the same agent"));
+            old.close(tonic::Status::aborted(
+                "replaced by a newer connection of the same agent",
+            ));
         }
     }
 
@@ -231,7 +253,12 @@ impl AgentRegistry {
 
     /// Every connected agent.
     pub fn all(&self) -> Vec<Arc<AgentConn>> {
-        self.agents.lock().expect("agents lock").values().cloned().collect()
+        self.agents
+            .lock()
+            .expect("agents lock")
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Agents that went silent for longer than `timeout`: dropped and their streams closed.
@@ -244,7 +271,9 @@ impl AgentRegistry {
             .collect();
         for name in &dead {
             if let Some(a) = agents.remove(name) {
-                a.close(tonic::Status::deadline_exceeded("no heartbeat within the timeout"));
+                a.close(tonic::Status::deadline_exceeded(
+                    "no heartbeat within the timeout",
+                ));
             }
         }
         dead

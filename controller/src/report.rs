@@ -25,8 +25,14 @@ pub struct FaultRecord {
     /// Pids signalled, where relevant.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pids: Vec<i32>,
+    /// Named figures from the agent: packets dropped, bytes written, queries answered...
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub figures: std::collections::BTreeMap<String, i64>,
     /// When it was reverted (microseconds since the epoch).
     pub reverted_us: Option<u64>,
+    /// What the revert reported.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub revert_evidence: String,
     /// The agent's or the transport's error, if applying or reverting failed.
     pub error: Option<String>,
 }
@@ -145,9 +151,9 @@ pub fn summarize(runs: &[RunReport], min_pass_rate: f64, preflight_error: bool) 
         .collect();
     recoveries.sort_unstable();
     let infra = preflight_error
-        || runs.iter().any(|r| {
-            r.verdict == Verdict::Error || r.faults.iter().any(|f| f.error.is_some())
-        });
+        || runs
+            .iter()
+            .any(|r| r.verdict == Verdict::Error || r.faults.iter().any(|f| f.error.is_some()));
     let unsettled = runs
         .iter()
         .any(|r| matches!(r.verdict, Verdict::Inconclusive | Verdict::Aborted));
@@ -173,7 +179,12 @@ pub fn summarize(runs: &[RunReport], min_pass_rate: f64, preflight_error: bool) 
 }
 
 fn bracket(m: &Measured) -> String {
-    format!("{} [{} .. {}]", fmt_us(m.us), fmt_us(m.low_us), fmt_us(m.high_us))
+    format!(
+        "{} [{} .. {}]",
+        fmt_us(m.us),
+        fmt_us(m.low_us),
+        fmt_us(m.high_us)
+    )
 }
 
 /// The human-readable report.
@@ -212,6 +223,23 @@ pub fn render_text(report: &ScenarioReport) -> String {
             let _ = writeln!(out, "  fault {} on {}: {applied}", f.kind, f.agent);
             if !f.evidence.is_empty() {
                 let _ = writeln!(out, "    evidence: {}", f.evidence);
+            }
+            if !f.figures.is_empty() {
+                let figures: Vec<String> =
+                    f.figures.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let _ = writeln!(out, "    figures: {}", figures.join(" "));
+            }
+            if let Some(r) = f.reverted_us {
+                let _ = writeln!(
+                    out,
+                    "    reverted at +{}{}",
+                    fmt_us(r),
+                    if f.revert_evidence.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", f.revert_evidence)
+                    }
+                );
             }
             if let Some(e) = &f.error {
                 let _ = writeln!(out, "    error: {e}");
@@ -257,7 +285,9 @@ pub fn render_text(report: &ScenarioReport) -> String {
         s.pass_rate * 100.0,
         s.min_pass_rate * 100.0
     );
-    if let (Some(p50), Some(p95), Some(max)) = (s.recovery_p50_us, s.recovery_p95_us, s.recovery_max_us) {
+    if let (Some(p50), Some(p95), Some(max)) =
+        (s.recovery_p50_us, s.recovery_p95_us, s.recovery_max_us)
+    {
         let _ = writeln!(
             out,
             "recovery: p50 {}  p95 {}  max {}",
@@ -317,11 +347,26 @@ mod tests {
         let fail = run(Verdict::Fail, false, Some(99));
         let inc = run(Verdict::Inconclusive, false, None);
         let err = run(Verdict::Error, false, None);
-        assert_eq!(summarize(std::slice::from_ref(&pass), 1.0, false).exit_code, exit::OK);
-        assert_eq!(summarize(&[pass.clone(), fail.clone()], 1.0, false).exit_code, exit::BREACH);
-        assert_eq!(summarize(&[pass.clone(), fail.clone()], 0.5, false).exit_code, exit::OK);
-        assert_eq!(summarize(&[pass.clone(), inc.clone()], 1.0, false).exit_code, exit::INCONCLUSIVE);
-        assert_eq!(summarize(&[fail.clone(), inc], 1.0, false).exit_code, exit::BREACH);
+        assert_eq!(
+            summarize(std::slice::from_ref(&pass), 1.0, false).exit_code,
+            exit::OK
+        );
+        assert_eq!(
+            summarize(&[pass.clone(), fail.clone()], 1.0, false).exit_code,
+            exit::BREACH
+        );
+        assert_eq!(
+            summarize(&[pass.clone(), fail.clone()], 0.5, false).exit_code,
+            exit::OK
+        );
+        assert_eq!(
+            summarize(&[pass.clone(), inc.clone()], 1.0, false).exit_code,
+            exit::INCONCLUSIVE
+        );
+        assert_eq!(
+            summarize(&[fail.clone(), inc], 1.0, false).exit_code,
+            exit::BREACH
+        );
         assert_eq!(summarize(&[fail, err], 1.0, false).exit_code, exit::INFRA);
         assert_eq!(summarize(&[], 1.0, true).exit_code, exit::INFRA);
     }

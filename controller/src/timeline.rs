@@ -43,7 +43,12 @@ pub struct Moment {
 /// says it spent `apply_us` from receipt to effect and `since_effect_us` from effect to reply.
 /// What is left of the round trip is network, split evenly each way; the error is at most that
 /// one-way share.
-pub fn effect_moment(sent_us: u64, received_us: u64, apply_us: u64, since_effect_us: u64) -> Moment {
+pub fn effect_moment(
+    sent_us: u64,
+    received_us: u64,
+    apply_us: u64,
+    since_effect_us: u64,
+) -> Moment {
     let round_trip = received_us.saturating_sub(sent_us);
     let network = round_trip.saturating_sub(apply_us.saturating_add(since_effect_us));
     let one_way = network / 2;

@@ -59,7 +59,10 @@ expect_body = "ok"
     )
     .unwrap();
     let (code, report, stderr) = run_local(&scenario);
-    assert_eq!(code, 0, "every run should pass; stderr:\n{stderr}\nreport: {report:#}");
+    assert_eq!(
+        code, 0,
+        "every run should pass; stderr:\n{stderr}\nreport: {report:#}"
+    );
     let events = events(&dir.path().join("events"));
     let runs = report["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 3);
@@ -77,7 +80,9 @@ expect_body = "ok"
         // The first death after the injection, and the first listening after that death.
         let died_us = events
             .iter()
-            .find(|(e, t)| e == "exited" && *t as i64 / 1000 >= inject_abs_us - uncertainty_us - TOLERANCE_US)
+            .find(|(e, t)| {
+                e == "exited" && *t as i64 / 1000 >= inject_abs_us - uncertainty_us - TOLERANCE_US
+            })
             .map(|(_, t)| *t as i64 / 1000)
             .expect("the loop saw its child die after the injection");
         let up_us = events
@@ -114,9 +119,11 @@ expect_body = "ok"
             "measured {us} vs true outage {true_outage}"
         );
     }
-    wait_for("the service to be up after the runs", Duration::from_secs(5), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    wait_for(
+        "the service to be up after the runs",
+        Duration::from_secs(5),
+        || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    );
 }
 
 #[test]

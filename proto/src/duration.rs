@@ -81,15 +81,31 @@ mod tests {
 
     #[test]
     fn parses_common_units() {
-        assert_eq!("250ms".parse::<Duration>().unwrap(), Duration::from_millis(250));
-        assert_eq!("30s".parse::<Duration>().unwrap(), Duration::from_millis(30_000));
-        assert_eq!("1m 30s".parse::<Duration>().unwrap(), Duration::from_millis(90_000));
-        assert_eq!("10ms".parse::<Duration>().unwrap(), Duration::from_millis(10));
+        assert_eq!(
+            "250ms".parse::<Duration>().unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            "30s".parse::<Duration>().unwrap(),
+            Duration::from_millis(30_000)
+        );
+        assert_eq!(
+            "1m 30s".parse::<Duration>().unwrap(),
+            Duration::from_millis(90_000)
+        );
+        assert_eq!(
+            "10ms".parse::<Duration>().unwrap(),
+            Duration::from_millis(10)
+        );
     }
 
     #[test]
     fn rejects_bare_numbers_and_garbage() {
-        assert!("250".parse::<Duration>().unwrap_err().to_string().contains("missing unit"));
+        assert!("250"
+            .parse::<Duration>()
+            .unwrap_err()
+            .to_string()
+            .contains("missing unit"));
         assert!("fast".parse::<Duration>().is_err());
         assert!("".parse::<Duration>().is_err());
         assert!("-1s".parse::<Duration>().is_err());

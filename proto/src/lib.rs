@@ -2,6 +2,7 @@
 //! and agent share: durations, fault specifications and their validation.
 #![forbid(unsafe_code)]
 
+pub mod bytes;
 pub mod duration;
 pub mod fault;
 
@@ -11,5 +12,9 @@ pub mod v1 {
     tonic::include_proto!("gameday.v1");
 }
 
+pub use bytes::ByteSize;
 pub use duration::Duration;
-pub use fault::{Fault, FaultSpecError, ProcessKill, ProcessMatch};
+pub use fault::{
+    DiskFill, DnsPoison, Fault, FaultSpecError, NetworkPartition, ProcessKill, ProcessMatch,
+    ProcessPause,
+};

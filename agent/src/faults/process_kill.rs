@@ -17,6 +17,13 @@ use super::{Applied, FaultError};
 use crate::os::{OsError, ProcessInfo, ProcessOs};
 use crate::policy::Policy;
 
+/// A kill, journaled like every fault though there is nothing to undo.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Plan {
+    /// The kill as requested.
+    pub kill: ProcessKill,
+}
+
 /// Signals the processes `kill` selects.
 pub fn apply(
     kill: &ProcessKill,
@@ -29,13 +36,24 @@ pub fn apply(
     policy.check_signal(&kill.signal)?;
     let signal = Signal::from_str(&kill.signal)
         .map_err(|_| FaultError::Invalid(format!("unknown signal {:?}", kill.signal)))?;
-    let (own_pid, parent_pid) = (os.own_pid(), os.parent_pid());
+    let targets = select(&selector, kill.count, policy, os)?;
+    send(signal, &targets, os)
+}
 
-    let targets = match &selector {
+/// The processes a selector picks, every one of them allowed by the policy (checked before
+/// anything is done to any of them, so a refusal leaves nothing half-applied).
+pub fn select(
+    selector: &ProcessMatch,
+    count: Count,
+    policy: &Policy,
+    os: &dyn ProcessOs,
+) -> Result<Vec<ProcessInfo>, FaultError> {
+    let (own_pid, parent_pid) = (os.own_pid(), os.parent_pid());
+    let targets = match selector {
         // A pid file names one process on purpose: if it is protected, say so rather than skip.
         ProcessMatch::PidFile(path) => vec![pid_file_target(path, os)?],
         ProcessMatch::Name(_) | ProcessMatch::Cmdline(_) => {
-            let matched = scan(&selector, os)?;
+            let matched = scan(selector, os)?;
             // A pattern can easily also match pid 1, the agent or its parent (a cmdline regex
             // that matches the shell that started everything); those are never candidates.
             let (protected, candidates): (Vec<_>, Vec<_>) = matched.into_iter().partition(|p| {
@@ -48,9 +66,9 @@ pub fn apply(
                 tracing::debug!(pid = p.pid, name = %p.name, "skipping a process policy never signals");
             }
             if candidates.is_empty() {
-                return Err(no_match(&selector, &protected, own_pid));
+                return Err(no_match(selector, &protected, own_pid));
             }
-            match kill.count {
+            match count {
                 Count::All => candidates,
                 Count::One => candidates
                     .into_iter()
@@ -60,16 +78,10 @@ pub fn apply(
             }
         }
     };
-
     for p in &targets {
         policy.check_process(p, own_pid, parent_pid)?;
     }
-    send(signal, &targets, os)
-}
-
-/// Nothing to undo: a signal cannot be taken back.
-pub fn revert(_kill: &ProcessKill, _os: &dyn ProcessOs) -> Result<(), FaultError> {
-    Ok(())
+    Ok(targets)
 }
 
 /// Processes matching a name or command-line selector.
@@ -161,6 +173,7 @@ fn send(
         evidence: Evidence {
             pids: signalled.iter().map(|p| p.pid).collect(),
             summary,
+            ..Evidence::default()
         },
     })
 }
@@ -197,7 +210,7 @@ fn no_match(selector: &ProcessMatch, protected: &[ProcessInfo], own_pid: i32) ->
     FaultError::Invalid(message)
 }
 
-fn system(e: OsError) -> FaultError {
+pub(super) fn system(e: OsError) -> FaultError {
     FaultError::System(e.to_string())
 }
 
@@ -209,7 +222,7 @@ fn processes(n: usize) -> String {
     }
 }
 
-fn list(ps: &[&ProcessInfo]) -> String {
+pub(super) fn list(ps: &[&ProcessInfo]) -> String {
     ps.iter()
         .map(|p| format!("{} ({})", p.pid, p.name))
         .collect::<Vec<_>>()
@@ -226,7 +239,6 @@ mod tests {
     use nix::errno::Errno;
 
     use super::*;
-    use crate::faults;
     use crate::policy::PolicyConfig;
 
     const OWN: i32 = 500;
@@ -323,8 +335,17 @@ mod tests {
         Policy::from_config(&toml::from_str::<PolicyConfig>(toml_text).unwrap()).unwrap()
     }
 
+    /// As the agent does: the kind through the policy, then the kill.
+    fn via_policy(fault: &Fault, policy: &Policy, os: &FakeOs) -> Result<Applied, FaultError> {
+        policy.check_kind(fault.kind())?;
+        let Fault::ProcessKill(kill) = fault else {
+            panic!("not a kill: {fault:?}")
+        };
+        super::apply(kill, policy, os)
+    }
+
     fn apply(fault: &Fault, os: &FakeOs) -> Result<Applied, FaultError> {
-        faults::apply(fault, &Policy::permissive(), os)
+        via_policy(fault, &Policy::permissive(), os)
     }
 
     #[test]
@@ -438,7 +459,7 @@ mod tests {
         let policy = policy("[process_kill]\ndeny = [\"^nginx\"]");
         // Matches the two demo processes and nginx, which is denied.
         let fault = kill(r#"cmdline = "^(demo|nginx)""#);
-        let err = faults::apply(&fault, &policy, &os).unwrap_err();
+        let err = via_policy(&fault, &policy, &os).unwrap_err();
         assert_eq!(err.kind(), gameday_proto::v1::FailureKind::Policy);
         assert_eq!(
             err.to_string(),
@@ -451,13 +472,13 @@ mod tests {
     fn kinds_and_signals_outside_the_policy_are_refused() {
         let os = host();
         let no_kinds = policy("allow_faults = []");
-        let err = faults::apply(&kill(r#"name = "demo""#), &no_kinds, &os).unwrap_err();
+        let err = via_policy(&kill(r#"name = "demo""#), &no_kinds, &os).unwrap_err();
         assert_eq!(
             err.to_string(),
             "fault kind process_kill is not allowed on this host (allow_faults = [])"
         );
         let term_only = policy("[process_kill]\nsignals = [\"SIGTERM\"]");
-        let err = faults::apply(&kill(r#"name = "demo""#), &term_only, &os).unwrap_err();
+        let err = via_policy(&kill(r#"name = "demo""#), &term_only, &os).unwrap_err();
         assert_eq!(err.kind(), gameday_proto::v1::FailureKind::Policy);
         assert!(os.sent().is_empty());
     }
@@ -506,13 +527,6 @@ mod tests {
             err.to_string().starts_with("invalid `cmdline` regex"),
             "{err}"
         );
-        assert!(os.sent().is_empty());
-    }
-
-    #[test]
-    fn revert_has_nothing_to_undo() {
-        let os = host();
-        faults::revert(&kill(r#"name = "demo""#), &os).unwrap();
         assert!(os.sent().is_empty());
     }
 }

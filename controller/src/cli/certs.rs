@@ -30,7 +30,11 @@ pub enum CertsCommand {
         #[arg(long)]
         dir: PathBuf,
         /// Agent name.
-        #[arg(long, conflicts_with = "operator", required_unless_present = "operator")]
+        #[arg(
+            long,
+            conflicts_with = "operator",
+            required_unless_present = "operator"
+        )]
         agent: Option<String>,
         /// Operator name.
         #[arg(long)]
@@ -47,7 +51,11 @@ pub fn run(command: CertsCommand) -> anyhow::Result<i32> {
             operators,
             controller_sans,
         } => certs::init_dir(&dir, &agents, &operators, &controller_sans),
-        CertsCommand::Issue { dir, agent, operator } => match (agent, operator) {
+        CertsCommand::Issue {
+            dir,
+            agent,
+            operator,
+        } => match (agent, operator) {
             (Some(a), _) => certs::issue_into(&dir, Role::Agent, &a),
             (None, Some(o)) => certs::issue_into(&dir, Role::Operator, &o),
             (None, None) => unreachable!("clap requires one of --agent or --operator"),

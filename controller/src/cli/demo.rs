@@ -74,7 +74,10 @@ async fn wait_listening(addr: &str) -> anyhow::Result<()> {
         if tokio::net::TcpStream::connect(addr).await.is_ok() {
             return Ok(());
         }
-        anyhow::ensure!(Instant::now() < deadline, "the demo service did not start listening on {addr}");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the demo service did not start listening on {addr}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -87,7 +90,10 @@ pub async fn stop_child(child: &mut tokio::process::Child) {
             nix::unistd::Pid::from_raw(pid as i32),
             nix::sys::signal::Signal::SIGTERM,
         );
-        if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_ok() {
+        if tokio::time::timeout(Duration::from_secs(5), child.wait())
+            .await
+            .is_ok()
+        {
             return;
         }
     }

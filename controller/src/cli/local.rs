@@ -49,8 +49,11 @@ fn agent_binary() -> anyhow::Result<PathBuf> {
 impl LocalFleet {
     /// Starts the controller and the agent and waits until the agent is registered.
     pub async fn start() -> anyhow::Result<LocalFleet> {
-        let fleet = gameday::certs::ephemeral_fleet(&[LOCAL_AGENT]).context("making throw-away certificates")?;
-        let dir = tempfile::Builder::new().prefix("gameday-local-").tempdir()?;
+        let fleet = gameday::certs::ephemeral_fleet(&[LOCAL_AGENT])
+            .context("making throw-away certificates")?;
+        let dir = tempfile::Builder::new()
+            .prefix("gameday-local-")
+            .tempdir()?;
         let (_, agent_pem) = &fleet.agents[0];
         write_private(&dir.path().join("ca.pem"), &fleet.ca)?;
         write_private(&dir.path().join("agent.pem"), &agent_pem.cert)?;
@@ -75,7 +78,7 @@ impl LocalFleet {
         });
 
         let config = format!(
-            "name = \"{LOCAL_AGENT}\"\ncontroller = \"https://127.0.0.1:{port}\"\nlease = \"10s\"\n\n[labels]\nlocal = \"true\"\n\n[tls]\nca = \"ca.pem\"\ncert = \"agent.pem\"\nkey = \"agent.key\"\n",
+            "name = \"{LOCAL_AGENT}\"\ncontroller = \"https://127.0.0.1:{port}\"\nlease = \"10s\"\nstate_dir = \"state\"\n\n[labels]\nlocal = \"true\"\n\n[tls]\nca = \"ca.pem\"\ncert = \"agent.pem\"\nkey = \"agent.key\"\n",
             port = addr.port()
         );
         let config_path = dir.path().join("agent.toml");
@@ -84,7 +87,10 @@ impl LocalFleet {
             .arg("--config")
             .arg(&config_path)
             // The agent's own log would drown the run's progress; GAMEDAY_LOG still wins.
-            .env("GAMEDAY_LOG", std::env::var("GAMEDAY_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "GAMEDAY_LOG",
+                std::env::var("GAMEDAY_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .kill_on_drop(true)
             .spawn()
             .context("starting the local agent")?;

@@ -15,7 +15,11 @@ use super::OutputFormat;
 #[derive(Args, Debug)]
 pub struct ConnArgs {
     /// Controller URL.
-    #[arg(long, env = "GAMEDAY_CONTROLLER", default_value = "https://127.0.0.1:7443")]
+    #[arg(
+        long,
+        env = "GAMEDAY_CONTROLLER",
+        default_value = "https://127.0.0.1:7443"
+    )]
     controller: String,
     /// Fleet CA certificate (PEM).
     #[arg(long, env = "GAMEDAY_CA")]
@@ -29,12 +33,17 @@ pub struct ConnArgs {
 }
 
 fn need<'a>(p: &'a Option<PathBuf>, flag: &str) -> anyhow::Result<&'a Path> {
-    p.as_deref()
-        .with_context(|| format!("--{flag} (or GAMEDAY_{}) is required to reach a controller", flag.to_uppercase()))
+    p.as_deref().with_context(|| {
+        format!(
+            "--{flag} (or GAMEDAY_{}) is required to reach a controller",
+            flag.to_uppercase()
+        )
+    })
 }
 
 async fn connect(conn: &ConnArgs) -> anyhow::Result<OperatorClient<Channel>> {
-    let read = |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+    let read =
+        |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
     let ca = read(need(&conn.ca, "ca")?)?;
     let cert = read(need(&conn.cert, "cert")?)?;
     let key = read(need(&conn.key, "key")?)?;
@@ -87,8 +96,8 @@ pub async fn run_file(file: &Path, format: OutputFormat, conn: &ConnArgs) -> any
         match event.event {
             Some(Event::Progress(line)) => eprintln!("{line}"),
             Some(Event::ReportJson(json)) => {
-                let report: ScenarioReport =
-                    serde_json::from_str(&json).context("the controller sent a report this CLI cannot read")?;
+                let report: ScenarioReport = serde_json::from_str(&json)
+                    .context("the controller sent a report this CLI cannot read")?;
                 return Ok(print_report(&report, format));
             }
             Some(Event::Invalid(msg)) => {
@@ -104,7 +113,10 @@ pub async fn run_file(file: &Path, format: OutputFormat, conn: &ConnArgs) -> any
 /// `gameday agents`.
 pub async fn agents(conn: &ConnArgs) -> anyhow::Result<i32> {
     let mut client = connect(conn).await?;
-    let list = client.list_agents(v1::ListAgentsRequest {}).await?.into_inner();
+    let list = client
+        .list_agents(v1::ListAgentsRequest {})
+        .await?
+        .into_inner();
     print!("{}", format_agents(&list.agents));
     Ok(exit::OK)
 }
@@ -151,7 +163,10 @@ pub async fn abort(run: Option<String>, all: bool, conn: &ConnArgs) -> anyhow::R
     match r {
         Ok(r) => {
             let r = r.into_inner();
-            println!("aborted {} run(s), reverted {} fault(s)", r.aborted_runs, r.reverted_faults);
+            println!(
+                "aborted {} run(s), reverted {} fault(s)",
+                r.aborted_runs, r.reverted_faults
+            );
             Ok(exit::OK)
         }
         Err(s) if s.code() == tonic::Code::NotFound => {

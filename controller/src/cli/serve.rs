@@ -20,7 +20,8 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
             return Ok(exit::INVALID);
         }
     };
-    let read = |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+    let read =
+        |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
     let ca = read(&config.tls.ca)?;
     let pem = gameday::certs::Pem {
         cert: read(&config.tls.cert)?,

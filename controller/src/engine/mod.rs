@@ -39,7 +39,12 @@ impl Engine {
     }
 
     /// Runs every repeat of `scenario` and returns the graded report.
-    pub async fn run_scenario(&self, file: &str, scenario: &Scenario, progress: &Progress) -> ScenarioReport {
+    pub async fn run_scenario(
+        &self,
+        file: &str,
+        scenario: &Scenario,
+        progress: &Progress,
+    ) -> ScenarioReport {
         let mut report = ScenarioReport {
             scenario: scenario.name.clone(),
             file: file.to_string(),
@@ -53,14 +58,18 @@ impl Engine {
             summary: summarize(&[], scenario.min_pass_rate, false),
         };
         for index in 1..=scenario.repeat {
-            let targets = match preflight::resolve(scenario, &self.registry) {
+            let resolved = preflight::resolve(scenario, &self.registry)
+                .and_then(|t| Ok((t, preflight::resolve_faults(scenario, &self.registry)?)));
+            let (targets, faults) = match resolved {
                 Ok(t) => t,
                 Err(e) => {
                     let _ = progress.send(format!("preflight failed: {e}"));
                     if report.runs.is_empty() {
                         report.error = Some(format!("preflight: {e}"));
                     } else {
-                        report.runs.push(run::preflight_failed(new_run_id(), index, e));
+                        report
+                            .runs
+                            .push(run::preflight_failed(new_run_id(), index, e));
                     }
                     break;
                 }
@@ -76,11 +85,15 @@ impl Engine {
                 run_id: run_id.clone(),
                 index,
                 targets,
+                faults,
                 progress,
                 cancel,
             };
             let result = run::run_once(ctx).await;
-            self.active.lock().expect("active runs lock").remove(&run_id);
+            self.active
+                .lock()
+                .expect("active runs lock")
+                .remove(&run_id);
             let _ = progress.send(format!(
                 "run {index}/{}: {} — {}",
                 scenario.repeat, result.verdict, result.reason

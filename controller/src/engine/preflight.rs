@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use gameday_proto::Fault;
+
 use crate::registry::{AgentConn, AgentRegistry};
 use crate::scenario::Scenario;
 
@@ -24,6 +26,9 @@ pub enum PreflightError {
         /// The limit.
         max: u32,
     },
+    /// A partition names a peer agent that is not connected.
+    #[error("network_partition peer agent {0:?} is not connected, so its address is unknown")]
+    PeerMissing(String),
     /// A target lacks a capability a fault needs.
     #[error("agent {agent:?} cannot apply {kind}: it advertises [{advertised}] (missing tool, rights, or not allowed by its policy)")]
     MissingCapability {
@@ -37,7 +42,10 @@ pub enum PreflightError {
 }
 
 /// The agents a scenario targets, each checked for every fault's capability.
-pub fn resolve(scenario: &Scenario, registry: &AgentRegistry) -> Result<Vec<Arc<AgentConn>>, PreflightError> {
+pub fn resolve(
+    scenario: &Scenario,
+    registry: &AgentRegistry,
+) -> Result<Vec<Arc<AgentConn>>, PreflightError> {
     let targets = &scenario.targets;
     let mut chosen: Vec<Arc<AgentConn>> = Vec::new();
     for name in &targets.agents {
@@ -50,7 +58,12 @@ pub fn resolve(scenario: &Scenario, registry: &AgentRegistry) -> Result<Vec<Arc<
         let matching: Vec<Arc<AgentConn>> = registry
             .all()
             .into_iter()
-            .filter(|a| targets.labels.iter().all(|(k, v)| a.labels.get(k) == Some(v)))
+            .filter(|a| {
+                targets
+                    .labels
+                    .iter()
+                    .all(|(k, v)| a.labels.get(k) == Some(v))
+            })
             .collect();
         if matching.is_empty() {
             let labels = targets
@@ -70,7 +83,11 @@ pub fn resolve(scenario: &Scenario, registry: &AgentRegistry) -> Result<Vec<Arc<
     if chosen.len() > targets.max_targets as usize {
         return Err(PreflightError::BlastRadius {
             found: chosen.len(),
-            names: chosen.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", "),
+            names: chosen
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             max: targets.max_targets,
         });
     }
@@ -87,4 +104,34 @@ pub fn resolve(scenario: &Scenario, registry: &AgentRegistry) -> Result<Vec<Arc<
         }
     }
     Ok(chosen)
+}
+
+/// The scenario's faults with every partition's `peer_agents` resolved to the addresses those
+/// agents connect from (their view of the network is the controller's best knowledge of it).
+pub fn resolve_faults(
+    scenario: &Scenario,
+    registry: &AgentRegistry,
+) -> Result<Vec<Fault>, PreflightError> {
+    scenario
+        .faults
+        .iter()
+        .map(|fault| {
+            let Fault::NetworkPartition(p) = fault else {
+                return Ok(fault.clone());
+            };
+            let mut p = p.clone();
+            for name in std::mem::take(&mut p.peer_agents) {
+                let agent = registry
+                    .get(&name)
+                    .ok_or_else(|| PreflightError::PeerMissing(name.clone()))?;
+                let ip = agent
+                    .peer
+                    .parse::<std::net::SocketAddr>()
+                    .map(|a| a.ip())
+                    .map_err(|_| PreflightError::PeerMissing(name.clone()))?;
+                p.peers.push(ip.to_string());
+            }
+            Ok(Fault::NetworkPartition(p))
+        })
+        .collect()
 }

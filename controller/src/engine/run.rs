@@ -26,6 +26,8 @@ pub(super) struct RunCtx<'a> {
     pub run_id: String,
     pub index: u32,
     pub targets: Vec<Arc<AgentConn>>,
+    /// The scenario's faults, peers resolved.
+    pub faults: Vec<gameday_proto::Fault>,
     pub progress: &'a Progress,
     pub cancel: watch::Receiver<bool>,
 }
@@ -92,7 +94,7 @@ pub(super) async fn run_once(mut ctx: RunCtx<'_>) -> RunReport {
     let deadline_ms = (window + DEADLINE_MARGIN).as_millis() as u64;
     let mut requests = Vec::new();
     for agent in &ctx.targets {
-        for (i, fault) in s.faults.iter().enumerate() {
+        for (i, fault) in ctx.faults.iter().enumerate() {
             let fault_id = format!("{}-f{i}-{}", ctx.run_id, agent.name);
             let apply = v1::ApplyFault {
                 fault_id: fault_id.clone(),
@@ -123,6 +125,7 @@ pub(super) async fn run_once(mut ctx: RunCtx<'_>) -> RunReport {
                 if let Some(ev) = &r.evidence {
                     rec.evidence = ev.summary.clone();
                     rec.pids = ev.pids.clone();
+                    rec.figures.extend(ev.figures.clone());
                 }
                 match &r.failure {
                     None => {
@@ -178,8 +181,18 @@ pub(super) async fn run_once(mut ctx: RunCtx<'_>) -> RunReport {
         );
     }
 
-    // Observe until every impacted probe has recovered or the window closes.
+    // Observe until every impacted probe has recovered (and holding faults are reverted) or
+    // the window closes. Holding faults stay for their duration, or the whole window.
     let window_end_us = inject.at_us + window.as_micros() as u64;
+    let holds = ctx.faults.iter().any(|f| !f.is_instant());
+    let revert_at_us = ctx
+        .faults
+        .iter()
+        .filter_map(|f| f.duration())
+        .map(|d| inject.at_us + d.get().as_micros() as u64)
+        .max()
+        .unwrap_or(window_end_us)
+        .min(window_end_us);
     let tick = s
         .probes
         .iter()
@@ -189,33 +202,49 @@ pub(super) async fn run_once(mut ctx: RunCtx<'_>) -> RunReport {
         .min(Duration::from_millis(50));
     let rto_us = s.rto.get().as_micros() as u64;
     let mut announced_impact = false;
+    let mut reverted = !holds;
     loop {
         if wait_or_cancel(&mut ctx.cancel, tick).await {
-            revert_all(&mut report, &applied, epoch, true).await;
+            revert_all(&mut report, &applied, epoch, holds).await;
             return finish_aborted(report, probes, "aborted by an operator while observing").await;
         }
         let now_us = micros(epoch, Instant::now());
+        if !reverted && now_us >= revert_at_us {
+            revert_all(&mut report, &applied, epoch, true).await;
+            reverted = true;
+            say(
+                &ctx,
+                format!(
+                    "{tag}: faults reverted at +{}",
+                    fmt_us(report.revert_us.unwrap_or(now_us))
+                ),
+            );
+        }
         let snapshot = probes.snapshot();
         let input = GradeInput {
             probes: &snapshot,
             inject,
-            revert_us: None,
+            revert_us: report.revert_us,
             rto_us,
             window_end_us: now_us.min(window_end_us),
         };
         if !announced_impact {
             if let Some(d) = grade::grade(&input).time_to_detect {
-                say(&ctx, format!("{tag}: impact detected {} after the fault", fmt_us(d.us)));
+                say(
+                    &ctx,
+                    format!("{tag}: impact detected {} after the fault", fmt_us(d.us)),
+                );
                 announced_impact = true;
             }
         }
-        if grade::settled(&input) || now_us >= window_end_us {
+        if (grade::settled(&input) && reverted) || now_us >= window_end_us {
             break;
         }
     }
     report.probes = probes.stop().await;
-    let holds = s.faults.iter().any(|f| !is_instant(f));
-    revert_all(&mut report, &applied, epoch, holds).await;
+    if !reverted {
+        revert_all(&mut report, &applied, epoch, holds).await;
+    }
 
     let g = grade::grade(&GradeInput {
         probes: &report.probes,
@@ -229,7 +258,7 @@ pub(super) async fn run_once(mut ctx: RunCtx<'_>) -> RunReport {
     if let Some(f) = report.faults.iter().find(|f| f.error.is_some()) {
         report.verdict = Verdict::Error;
         report.reason = format!(
-            "{} on {} could not be reverted: {}",
+            "{} on {} was not reverted cleanly: {}",
             f.kind,
             f.agent,
             f.error.clone().unwrap_or_default()
@@ -241,11 +270,6 @@ pub(super) async fn run_once(mut ctx: RunCtx<'_>) -> RunReport {
     );
     report.grade = Some(g);
     report
-}
-
-/// Faults that act once (a signal) and leave nothing to revert on the host.
-fn is_instant(fault: &gameday_proto::Fault) -> bool {
-    matches!(fault, gameday_proto::Fault::ProcessKill(_))
 }
 
 fn say(ctx: &RunCtx<'_>, line: String) {
@@ -293,10 +317,11 @@ async fn revert_all(
     epoch: Instant,
     record_time: bool,
 ) {
-    let results = join_all(applied.iter().map(|(agent, fault_id)| async move {
-        (fault_id.clone(), agent.revert(fault_id).await)
-    }))
-    .await;
+    let results =
+        join_all(applied.iter().map(|(agent, fault_id)| async move {
+            (fault_id.clone(), agent.revert(fault_id).await)
+        }))
+        .await;
     let mut last = None;
     for (fault_id, result) in results {
         let Some(rec) = report.faults.iter_mut().find(|f| f.fault_id == fault_id) else {
@@ -305,6 +330,16 @@ async fn revert_all(
         match result {
             Ok(x) => match &x.report.failure {
                 None => {
+                    if let Some(ev) = &x.report.evidence {
+                        rec.figures.extend(ev.figures.clone());
+                        if !ev.summary.is_empty() {
+                            rec.revert_evidence = ev.summary.clone();
+                        }
+                        if !ev.residue.is_empty() {
+                            rec.error =
+                                Some(format!("residue after revert: {}", ev.residue.join("; ")));
+                        }
+                    }
                     let at = effect_moment(
                         micros(epoch, x.sent_at),
                         micros(epoch, x.received_at),

@@ -23,7 +23,11 @@ pub struct HttpCheck {
 
 impl HttpCheck {
     /// A check of `url` (`http://host[:port]/path`).
-    pub fn new(url: &str, expect_status: u16, expect_body: Option<String>) -> Result<Self, ProbeError> {
+    pub fn new(
+        url: &str,
+        expect_status: u16,
+        expect_body: Option<String>,
+    ) -> Result<Self, ProbeError> {
         let uri: Uri = url
             .parse()
             .map_err(|e| ProbeError::Http(format!("invalid url {url:?}: {e}")))?;
@@ -63,7 +67,10 @@ impl HttpCheck {
             .map_or("/", |p| p.as_str())
             .to_string();
         let request = Request::get(path)
-            .header(hyper::header::HOST, self.uri.authority().map_or("", |a| a.as_str()))
+            .header(
+                hyper::header::HOST,
+                self.uri.authority().map_or("", |a| a.as_str()),
+            )
             .header(hyper::header::USER_AGENT, "gameday-probe")
             .header(hyper::header::CONNECTION, "close")
             .body(Empty::<Bytes>::new())
@@ -87,7 +94,9 @@ impl HttpCheck {
                     .map_err(|e| ProbeError::Http(format!("reading body: {e}")))?
                     .to_bytes();
                 if !String::from_utf8_lossy(&body).contains(needle.as_str()) {
-                    return Err(ProbeError::Unexpected(format!("body does not contain {needle:?}")));
+                    return Err(ProbeError::Unexpected(format!(
+                        "body does not contain {needle:?}"
+                    )));
                 }
             }
             Ok(())

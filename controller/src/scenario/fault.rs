@@ -131,16 +131,16 @@ mod tests {
     #[test]
     fn unknown_or_missing_kinds_list_the_expected_ones() {
         assert_only_error(
-            &valid_with("kind = \"process_kill\"", "kind = \"process_pause\""),
+            &valid_with("kind = \"process_kill\"", "kind = \"cpu_stress\""),
             13,
             8,
-            "unknown fault kind \"process_pause\" (expected one of: process_kill)",
+            "unknown fault kind \"cpu_stress\" (expected one of: process_kill, process_pause, network_partition, disk_fill, dns_poison)",
         );
         assert_only_error(
             &valid_with("kind = \"process_kill\"\n", ""),
             12,
             1,
-            "fault is missing `kind` (expected one of: process_kill)",
+            "fault is missing `kind` (expected one of: process_kill, process_pause, network_partition, disk_fill, dns_poison)",
         );
         assert_only_error(
             &valid_with("kind = \"process_kill\"", "kind = 1"),
@@ -188,7 +188,7 @@ mod tests {
             ),
             12,
             1,
-            "process_kill needs exactly one of `name`, `cmdline` or `pid_file`, found 2",
+            "a process fault needs exactly one of `name`, `cmdline` or `pid_file`, found 2",
         );
         assert_only_error(
             &valid_with("pid_file = \"/tmp/x.pid\"\n", ""),

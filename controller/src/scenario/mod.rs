@@ -312,7 +312,7 @@ signal = "SIGSTOP"
 name = "nginx"
 
 [[faults]]
-kind = "disk_fill"
+kind = "cpu_stress"
 
 [[probes]]
 name = "a"
@@ -349,7 +349,7 @@ interval = "1ms"
             &found,
             13,
             8,
-            "unknown fault kind \"disk_fill\" (expected one of: process_kill)",
+            "unknown fault kind \"cpu_stress\" (expected one of: process_kill, process_pause, network_partition, disk_fill, dns_poison)",
         );
         assert_error(&found, 18, 11, "has no port");
         assert_error(&found, 23, 7, "https probes are not supported yet");

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gameday_proto::v1::agent_control_server::AgentControl;
-use gameday_proto::v1::{self, agent_message, controller_message::Msg, AgentMessage, ControllerMessage};
+use gameday_proto::v1::{
+    self, agent_message, controller_message::Msg, AgentMessage, ControllerMessage,
+};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
@@ -38,7 +40,10 @@ type OutStream = Pin<Box<dyn Stream<Item = Result<ControllerMessage, Status>> + 
 impl AgentControl for AgentControlService {
     type AttachStream = OutStream;
 
-    async fn attach(&self, request: Request<Streaming<AgentMessage>>) -> Result<Response<OutStream>, Status> {
+    async fn attach(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<OutStream>, Status> {
         let id = identity::from_request(&request)?;
         identity::require_role(&id, Role::Agent)?;
         let peer = request
@@ -51,7 +56,11 @@ impl AgentControl for AgentControlService {
             .map_err(|_| Status::deadline_exceeded("no Register message within 10s"))??;
         let register = match first.and_then(|m| m.msg) {
             Some(agent_message::Msg::Register(r)) => r,
-            _ => return Err(Status::invalid_argument("the first message must be Register")),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message must be Register",
+                ))
+            }
         };
         if register.name != id.name {
             tracing::warn!(cert = %id.name, claimed = %register.name, %peer, "agent name does not match its certificate");
@@ -79,7 +88,9 @@ impl AgentControl for AgentControlService {
                         conn.heard();
                         match msg {
                             agent_message::Msg::Heartbeat(h) => {
-                                let _ = conn.send(Msg::HeartbeatAck(v1::HeartbeatAck { seq: h.seq })).await;
+                                let _ = conn
+                                    .send(Msg::HeartbeatAck(v1::HeartbeatAck { seq: h.seq }))
+                                    .await;
                             }
                             agent_message::Msg::FaultReport(r) => conn.deliver(r),
                             agent_message::Msg::Register(_) => {

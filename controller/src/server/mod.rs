@@ -55,7 +55,8 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let registry = engine.registry().clone();
     let expiry = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(timing.heartbeat_interval.min(Duration::from_millis(500)));
+        let mut tick =
+            tokio::time::interval(timing.heartbeat_interval.min(Duration::from_millis(500)));
         loop {
             tick.tick().await;
             for name in registry.expire(timing.heartbeat_timeout) {
@@ -66,10 +67,9 @@ pub async fn serve(
     let result = Server::builder()
         .tls_config(tls)?
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
-        .add_service(AgentControlServer::new(agent_control::AgentControlService::new(
-            engine.clone(),
-            timing,
-        )))
+        .add_service(AgentControlServer::new(
+            agent_control::AgentControlService::new(engine.clone(), timing),
+        ))
         .add_service(OperatorServer::new(operator::OperatorService::new(engine)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;

@@ -42,11 +42,20 @@ impl Operator for OperatorService {
         request: Request<v1::ListAgentsRequest>,
     ) -> Result<Response<v1::ListAgentsResponse>, Status> {
         operator(&request)?;
-        let agents = self.engine.registry().all().iter().map(|a| a.info()).collect();
+        let agents = self
+            .engine
+            .registry()
+            .all()
+            .iter()
+            .map(|a| a.info())
+            .collect();
         Ok(Response::new(v1::ListAgentsResponse { agents }))
     }
 
-    async fn run_scenario(&self, request: Request<v1::RunScenarioRequest>) -> Result<Response<EventStream>, Status> {
+    async fn run_scenario(
+        &self,
+        request: Request<v1::RunScenarioRequest>,
+    ) -> Result<Response<EventStream>, Status> {
         let who = operator(&request)?;
         let req = request.into_inner();
         let parsed = scenario::parse(&req.file_name, &req.scenario_toml)
@@ -67,10 +76,13 @@ impl Operator for OperatorService {
                         .await;
                 }
             });
-            let report = engine.run_scenario(&req.file_name, &parsed, &progress).await;
+            let report = engine
+                .run_scenario(&req.file_name, &parsed, &progress)
+                .await;
             drop(progress);
             let _ = forward.await;
-            let json = serde_json::to_string(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+            let json =
+                serde_json::to_string(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
             let _ = tx
                 .send(Ok(RunEvent {
                     event: Some(Event::ReportJson(json)),
@@ -80,11 +92,16 @@ impl Operator for OperatorService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn abort(&self, request: Request<v1::AbortRequest>) -> Result<Response<v1::AbortResponse>, Status> {
+    async fn abort(
+        &self,
+        request: Request<v1::AbortRequest>,
+    ) -> Result<Response<v1::AbortResponse>, Status> {
         let who = operator(&request)?;
         let req = request.into_inner();
         if !req.all && req.run_id.is_empty() {
-            return Err(Status::invalid_argument("name a run id or ask for all runs"));
+            return Err(Status::invalid_argument(
+                "name a run id or ask for all runs",
+            ));
         }
         let run = (!req.all).then_some(req.run_id.as_str());
         tracing::warn!(operator = %who.name, run = ?run, "abort requested");

@@ -289,8 +289,9 @@ impl Controller {
         std::fs::write(
             &config,
             format!(
-                "name = \"{name}\"\ncontroller = \"{}\"\nheartbeat = \"200ms\"\nlease = \"3s\"\n\n[labels]\n{labels}\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+                "name = \"{name}\"\ncontroller = \"{}\"\nheartbeat = \"200ms\"\nlease = \"3s\"\nstate_dir = \"{}\"\n\n[labels]\n{labels}\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
                 self.url(),
+                dir.join(format!("state-{name}")).display(),
                 ca.display(),
                 cert.display(),
                 key.display()

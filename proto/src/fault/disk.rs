@@ -1,0 +1,129 @@
+//! `disk_fill`: fill the filesystem holding a path, in a file the agent names and owns.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{duration_from_ms, duration_to_ms, FaultSpecError};
+use crate::bytes::ByteSize;
+use crate::v1;
+use crate::Duration;
+
+/// `disk_fill`: exactly one of `fill_to`, `leave_free`, `size`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskFill {
+    /// A directory on the filesystem to fill; the fill file is created in it.
+    pub path: PathBuf,
+    /// Fill until this percentage (1–100) of the filesystem is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill_to: Option<u8>,
+    /// Fill until only this much is free.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leave_free: Option<ByteSize>,
+    /// Write exactly this much.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<ByteSize>,
+    /// How long the disk stays full; until the run reverts it when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<Duration>,
+}
+
+/// How much a disk fill writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskAmount {
+    /// Until this percentage is used.
+    FillToPercent(u8),
+    /// Until this many bytes are free.
+    LeaveFree(u64),
+    /// This many bytes.
+    Size(u64),
+}
+
+impl DiskFill {
+    /// The one amount this fill uses.
+    pub fn amount(&self) -> Result<DiskAmount, FaultSpecError> {
+        let found = [
+            self.fill_to.is_some(),
+            self.leave_free.is_some(),
+            self.size.is_some(),
+        ]
+        .iter()
+        .filter(|s| **s)
+        .count();
+        if found != 1 {
+            return Err(FaultSpecError::Invalid {
+                field: "fill_to",
+                reason: format!("disk_fill needs exactly one of `fill_to`, `leave_free` or `size`, found {found}"),
+            });
+        }
+        if let Some(p) = self.fill_to {
+            if !(1..=100).contains(&p) {
+                return Err(FaultSpecError::Invalid {
+                    field: "fill_to",
+                    reason: format!("{p} is not a percentage from 1 to 100"),
+                });
+            }
+            return Ok(DiskAmount::FillToPercent(p));
+        }
+        if let Some(b) = self.leave_free {
+            return Ok(DiskAmount::LeaveFree(b.0));
+        }
+        let size = self.size.unwrap_or_default().0;
+        if size == 0 {
+            return Err(FaultSpecError::Invalid {
+                field: "size",
+                reason: "must be more than 0 bytes".into(),
+            });
+        }
+        Ok(DiskAmount::Size(size))
+    }
+
+    pub(super) fn validate(&self) -> Result<(), FaultSpecError> {
+        if self.path.as_os_str().is_empty() {
+            return Err(FaultSpecError::Empty { field: "path" });
+        }
+        if !self.path.is_absolute() {
+            return Err(FaultSpecError::Invalid {
+                field: "path",
+                reason: format!("{} is not an absolute path", self.path.display()),
+            });
+        }
+        self.amount().map(|_| ())
+    }
+
+    pub(super) fn to_wire(&self) -> v1::DiskFill {
+        use v1::disk_fill::Amount;
+        let amount = self.amount().ok().map(|a| match a {
+            DiskAmount::FillToPercent(p) => Amount::FillToPercent(u32::from(p)),
+            DiskAmount::LeaveFree(b) => Amount::LeaveFreeBytes(b),
+            DiskAmount::Size(b) => Amount::SizeBytes(b),
+        });
+        v1::DiskFill {
+            path: self.path.display().to_string(),
+            amount,
+            duration_ms: duration_to_ms(self.duration),
+        }
+    }
+
+    pub(super) fn from_wire(d: &v1::DiskFill) -> Result<DiskFill, FaultSpecError> {
+        use v1::disk_fill::Amount;
+        let mut fill = DiskFill {
+            path: PathBuf::from(&d.path),
+            duration: duration_from_ms(d.duration_ms),
+            ..DiskFill::default()
+        };
+        match d.amount {
+            Some(Amount::FillToPercent(p)) => {
+                fill.fill_to = Some(u8::try_from(p).map_err(|_| FaultSpecError::Invalid {
+                    field: "fill_to",
+                    reason: format!("{p} is not a percentage"),
+                })?)
+            }
+            Some(Amount::LeaveFreeBytes(b)) => fill.leave_free = Some(ByteSize(b)),
+            Some(Amount::SizeBytes(b)) => fill.size = Some(ByteSize(b)),
+            None => {}
+        }
+        Ok(fill)
+    }
+}
