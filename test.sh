@@ -9,6 +9,11 @@ declare -A needs=(
   [sleep]=coreutils
   [kill]=procps
   [ip]=iproute2
+  [nft]=nftables
+  [dig]=dnsutils
+  [dnsmasq]=dnsmasq
+  [curl]=curl
+  [mkfs.ext4]=e2fsprogs
 )
 missing=()
 for cmd in "${!needs[@]}"; do
@@ -21,6 +26,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# Privileged tests fail (rather than skip) when a prerequisite is missing under CI.
+export GAMEDAY_CI="${GAMEDAY_CI:-${CI:-}}"
 
 # The integration tests start the real binaries, so build them all first.
 cargo build --workspace --all-targets
