@@ -182,7 +182,7 @@ impl Agent {
                     let Some(msg) = msg.msg else { continue };
                     match msg {
                         controller_message::Msg::Registered(r) => {
-                            tracing::info!(lease_ms = r.lease_ms, "registered");
+                            tracing::info!(controller_lease_ms = r.lease_ms, own_lease = %self.config.lease, "registered; the agent enforces its own lease");
                         }
                         controller_message::Msg::HeartbeatAck(_) => {}
                         controller_message::Msg::Apply(apply) => {
@@ -234,8 +234,10 @@ fn apply_fault(live: &LiveFaults, apply: v1::ApplyFault, received: Instant) -> F
             )
         }
     };
-    // The agent's own deadline: the fault's duration when it has one, else the controller's.
-    let lifetime = Duration::from_millis(apply.deadline_ms.max(1));
+    // The agent enforces the fault's own duration and the controller's deadline itself,
+    // whichever ends first, whatever happens to the controller.
+    let deadline = Duration::from_millis(apply.deadline_ms.max(1));
+    let lifetime = fault.duration().map_or(deadline, |d| d.get().min(deadline));
     match live.apply(&apply.fault_id, &apply.run_id, &fault, lifetime) {
         Ok(applied) => {
             tracing::info!(fault = %apply.fault_id, kind = fault.kind(), evidence = %applied.evidence.summary, "applied");

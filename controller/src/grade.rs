@@ -270,9 +270,10 @@ fn probe_recovery(p: &ProbeTimeline, input: &GradeInput<'_>) -> ProbeRecovery {
             let first_good = window[i + 1 - need];
             let relapses = window[i + 1..].iter().filter(|s| !s.ok).count() as u32;
             // The service came back after the last failed check began and before the first good
-            // one answered; the first good check's start is the best single estimate.
+            // one answered. The answer's arrival is the estimate: a check that started while the
+            // service still hung (and waited for it) is only done once the service is back.
             let recovered = Measured {
-                us: first_good.start_us.max(t0) - t0,
+                us: first_good.end_us - t0,
                 low_us: last_failed.start_us.max(t0) - t0,
                 high_us: first_good.end_us - t0,
             };
@@ -350,7 +351,7 @@ mod tests {
         let g = grade(&input(&p, 25, 100));
         assert_eq!(g.verdict, Verdict::Pass, "{}", g.reason);
         let r = g.time_to_recover.unwrap();
-        assert_eq!(r.us, 35 * MS);
+        assert_eq!(r.us, 36 * MS, "the first good answer arrived at 61 ms");
         assert_eq!(r.low_us, 25 * MS, "last failed sample began at 50 ms");
         assert_eq!(r.high_us, 36 * MS, "first good answer arrived at 61 ms");
         let d = g.time_to_detect.unwrap();
@@ -368,7 +369,8 @@ mod tests {
     #[test]
     fn rto_boundary_is_inclusive() {
         let p = [probe("http", 3, "+++---+++++")];
-        assert_eq!(grade(&input(&p, 25, 35)).verdict, Verdict::Pass);
+        assert_eq!(grade(&input(&p, 25, 36)).verdict, Verdict::Pass);
+        assert_eq!(grade(&input(&p, 25, 35)).verdict, Verdict::Fail);
     }
 
     #[test]
@@ -395,7 +397,7 @@ mod tests {
         let g = grade(&input(&p, 25, 1_000));
         assert_eq!(g.verdict, Verdict::Pass);
         let r = g.time_to_recover.unwrap();
-        assert_eq!(r.us, 45 * MS);
+        assert_eq!(r.us, 46 * MS);
         assert_eq!(r.low_us, 35 * MS, "the flap at 60 ms is the last failure");
     }
 
@@ -433,7 +435,7 @@ mod tests {
         ];
         let g = grade(&input(&p, 15, 1_000));
         assert_eq!(g.verdict, Verdict::Pass);
-        assert_eq!(g.time_to_recover.unwrap().us, 55 * MS);
+        assert_eq!(g.time_to_recover.unwrap().us, 56 * MS);
         assert_eq!(g.time_to_detect.unwrap().us, 6 * MS);
     }
 
@@ -466,7 +468,7 @@ mod tests {
         let mut i = input(&p, 15, 1_000);
         i.revert_us = Some(50 * MS);
         let g = grade(&i);
-        assert_eq!(g.recover_after_revert_us, Some(10 * MS));
+        assert_eq!(g.recover_after_revert_us, Some(11 * MS));
     }
 
     #[test]
@@ -485,7 +487,7 @@ mod tests {
         let g = grade(&i);
         assert_eq!(g.verdict, Verdict::Fail);
         assert!(
-            g.reason.contains("only after the revert (5.0ms after it)"),
+            g.reason.contains("only after the revert (6.0ms after it)"),
             "{}",
             g.reason
         );

@@ -1,0 +1,313 @@
+//! Nothing is left behind: a crashed agent's successor reverts before it registers; a lost
+//! controller makes agents revert within their lease; a fault's deadline holds while the
+//! controller is unreachable. Real binaries, real signals, on processes the test started.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A `sleep` child with a unique argument, its pid written to `dir/target.pid`.
+fn sleeper(dir: &Path) -> ChildGuard {
+    let child = Command::new("sleep")
+        .arg(format!("300.{}{}", std::process::id(), free_port()))
+        .spawn()
+        .expect("start sleep");
+    std::fs::write(dir.join("target.pid"), format!("{}\n", child.id())).unwrap();
+    ChildGuard {
+        child,
+        name: "sleep",
+    }
+}
+
+/// The state letter of a process (`T` when stopped).
+fn state(pid: i32) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 1..];
+    after
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .chars()
+        .next()
+        .unwrap()
+}
+
+/// A scenario that pauses the sleeper for `duration` (observing `observe`), probing a live
+/// service so the steady state is healthy.
+fn pause_scenario(dir: &Path, port: u16, duration: &str, observe: &str) -> std::path::PathBuf {
+    let path = dir.join("pause.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+name = "pause"
+rto = "1s"
+steady_state = "200ms"
+observe = "{observe}"
+
+[targets]
+agents = ["web-1"]
+
+[[faults]]
+kind = "process_pause"
+pid_file = "{pid}"
+duration = "{duration}"
+
+[[probes]]
+name = "svc"
+kind = "tcp"
+address = "127.0.0.1:{port}"
+interval = "20ms"
+"#,
+            pid = dir.join("target.pid").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+struct Fleet {
+    dir: tempfile::TempDir,
+    certs: Certs,
+    controller: Controller,
+}
+
+impl Fleet {
+    fn start() -> Fleet {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = Certs::init(&dir.path().join("pki"), &["web-1"], &["sre"]);
+        let controller = Controller::start(dir.path(), &certs, "2s");
+        Fleet {
+            dir,
+            certs,
+            controller,
+        }
+    }
+
+    fn agent(&self) -> ChildGuard {
+        let (cert, key) = self.certs.pair("agent", "web-1");
+        self.controller.agent(
+            self.dir.path(),
+            "web-1",
+            &self.certs.ca(),
+            &cert,
+            &key,
+            "role = \"web\"",
+        )
+    }
+
+    fn listed(&self) -> bool {
+        let (cert, key) = self.certs.pair("operator", "sre");
+        let ca = self.certs.ca();
+        let env = self.controller.operator_env(&ca, &cert, &key);
+        let (code, out) = self.controller.agents(&env);
+        code == 0 && out.lines().any(|l| l.starts_with("web-1 "))
+    }
+
+    /// Starts `gameday run FILE` against the controller in the background.
+    fn run_in_background(&self, scenario: &Path) -> ChildGuard {
+        let (cert, key) = self.certs.pair("operator", "sre");
+        let child = Command::new(gameday_bin())
+            .args([
+                "run",
+                "--output",
+                "json",
+                "--controller",
+                &self.controller.url(),
+            ])
+            .arg(scenario)
+            .env("GAMEDAY_CA", self.certs.ca())
+            .env("GAMEDAY_CERT", cert)
+            .env("GAMEDAY_KEY", key)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start gameday run");
+        ChildGuard { child, name: "run" }
+    }
+}
+
+#[test]
+fn a_crashed_agents_successor_reverts_its_pause_before_registering() {
+    let fleet = Fleet::start();
+    let mut agent = fleet.agent();
+    wait_for("web-1 to register", Duration::from_secs(15), || {
+        fleet.listed()
+    });
+    let service_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _service = bare_service(service_dir.path(), port);
+    let mut target = sleeper(fleet.dir.path());
+    let scenario = pause_scenario(fleet.dir.path(), port, "60s", "60s");
+    let _run = fleet.run_in_background(&scenario);
+    wait_for("the pause to take effect", Duration::from_secs(15), || {
+        state(target.pid()) == 'T'
+    });
+
+    // kill -9: the agent cannot revert; its journal is all that remembers the pause.
+    agent.child.kill().unwrap();
+    agent.child.wait().unwrap();
+    wait_for(
+        "web-1 to drop off the list",
+        Duration::from_secs(10),
+        || !fleet.listed(),
+    );
+    assert_eq!(
+        state(target.pid()),
+        'T',
+        "the pause outlives the crashed agent"
+    );
+
+    let _successor = fleet.agent();
+    wait_for("the successor to register", Duration::from_secs(15), || {
+        fleet.listed()
+    });
+    // Registration comes after recovery, so by the time it is listed the pause is gone.
+    assert_ne!(state(target.pid()), 'T', "reverted before registering");
+    assert!(target.alive());
+}
+
+#[test]
+fn agents_revert_within_their_lease_when_the_controller_dies() {
+    let mut fleet = Fleet::start();
+    let _agent = fleet.agent();
+    wait_for("web-1 to register", Duration::from_secs(15), || {
+        fleet.listed()
+    });
+    let service_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _service = bare_service(service_dir.path(), port);
+    let target = sleeper(fleet.dir.path());
+    let scenario = pause_scenario(fleet.dir.path(), port, "60s", "60s");
+    let _run = fleet.run_in_background(&scenario);
+    wait_for("the pause to take effect", Duration::from_secs(15), || {
+        state(target.pid()) == 'T'
+    });
+
+    fleet.controller.guard.child.kill().unwrap();
+    fleet.controller.guard.child.wait().unwrap();
+    let killed = Instant::now();
+    // The harness gives agents a 3 s lease; allow the enforcement tick and process start-up.
+    wait_for(
+        "the agent to revert on its own",
+        Duration::from_secs(6),
+        || state(target.pid()) != 'T',
+    );
+    let took = killed.elapsed();
+    eprintln!("reverted {took:?} after the controller died (lease 3s)");
+    assert!(
+        took >= Duration::from_secs(2),
+        "not before the lease: {took:?}"
+    );
+}
+
+#[test]
+fn a_deadline_passes_on_time_while_the_controller_is_unreachable() {
+    let fleet = Fleet::start();
+    let _agent = fleet.agent();
+    wait_for("web-1 to register", Duration::from_secs(15), || {
+        fleet.listed()
+    });
+    let service_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _service = bare_service(service_dir.path(), port);
+    let target = sleeper(fleet.dir.path());
+    let scenario = pause_scenario(fleet.dir.path(), port, "1s", "30s");
+    let _run = fleet.run_in_background(&scenario);
+    wait_for("the pause to take effect", Duration::from_secs(15), || {
+        state(target.pid()) == 'T'
+    });
+    let applied = Instant::now();
+
+    // SIGSTOP the controller: its sockets stay open but nothing answers, so only the agent's
+    // own deadline can end the pause.
+    let pid = fleet.controller.guard.pid().to_string();
+    assert!(Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let cont = scopeguard(pid.clone());
+    wait_for(
+        "the agent to revert at the deadline",
+        Duration::from_secs(3),
+        || state(target.pid()) != 'T',
+    );
+    let took = applied.elapsed();
+    eprintln!("pause of 1s reverted after {took:?} with the controller stopped");
+    assert!(
+        took < Duration::from_millis(2_500),
+        "the 3 s lease did not do it: {took:?}"
+    );
+    drop(cont);
+}
+
+/// Continues a stopped process when dropped, so the controller can be shut down cleanly.
+struct Cont(String);
+
+impl Drop for Cont {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.0]).status();
+    }
+}
+
+fn scopeguard(pid: String) -> Cont {
+    Cont(pid)
+}
+
+#[test]
+fn abort_all_reverts_a_live_pause_now_and_the_run_is_aborted() {
+    let fleet = Fleet::start();
+    let _agent = fleet.agent();
+    wait_for("web-1 to register", Duration::from_secs(15), || {
+        fleet.listed()
+    });
+    let service_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _service = bare_service(service_dir.path(), port);
+    let target = sleeper(fleet.dir.path());
+    let scenario = pause_scenario(fleet.dir.path(), port, "60s", "60s");
+    let (cert, key) = fleet.certs.pair("operator", "sre");
+    let ca = fleet.certs.ca();
+    let run = Command::new(gameday_bin())
+        .args([
+            "run",
+            "--output",
+            "json",
+            "--controller",
+            &fleet.controller.url(),
+        ])
+        .arg(&scenario)
+        .env("GAMEDAY_CA", &ca)
+        .env("GAMEDAY_CERT", &cert)
+        .env("GAMEDAY_KEY", &key)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the pause to take effect", Duration::from_secs(15), || {
+        state(target.pid()) == 'T'
+    });
+    let env = fleet.controller.operator_env(&ca, &cert, &key);
+    let out = gameday(
+        &["abort", "--all", "--controller", &fleet.controller.url()],
+        &env,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("aborted 1 run(s)"), "{said}");
+    assert_ne!(
+        state(target.pid()),
+        'T',
+        "reverted by the time abort answers"
+    );
+    let (code, report, stderr) = report_of(run.wait_with_output().unwrap());
+    assert_eq!(code, 3, "aborted is exit 3; stderr: {stderr}");
+    assert_eq!(report["runs"][0]["verdict"], "ABORTED");
+}
