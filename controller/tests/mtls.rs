@@ -368,3 +368,55 @@ fn abort_all_with_no_runs_reports_zero() {
         "stdout:\n{stdout}\nstderr:\n{stderr}"
     );
 }
+
+#[test]
+fn a_silent_agent_is_dropped_at_the_heartbeat_timeout_and_comes_back() {
+    // SIGSTOP keeps the agent's connection open while it says nothing: only the heartbeat
+    // timeout can notice it.
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::init(&dir.path().join("pki"), &["web-1"], &["sre"]);
+    let ctl = Controller::start(dir.path(), &certs, "1s");
+    let (cert, key) = certs.pair("agent", "web-1");
+    let agent = ctl.agent(
+        dir.path(),
+        "web-1",
+        &certs.ca(),
+        &cert,
+        &key,
+        "role = \"web\"",
+    );
+    let (op_cert, op_key) = certs.pair("operator", "sre");
+    let ca = certs.ca();
+    let env = ctl.operator_env(&ca, &op_cert, &op_key);
+    wait_for("web-1 to be listed", Duration::from_secs(20), || {
+        names(&listed(&ctl, &env)).contains(&"web-1")
+    });
+
+    let pid = agent.pid().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let stopped = std::time::Instant::now();
+    wait_for(
+        "the silent agent to be dropped",
+        Duration::from_secs(5),
+        || !names(&listed(&ctl, &env)).contains(&"web-1"),
+    );
+    let took = stopped.elapsed();
+    assert!(
+        took >= Duration::from_millis(800),
+        "dropped before the 1s timeout could have passed: {took:?}"
+    );
+    eprintln!("silent agent dropped after {took:?} (heartbeat timeout 1s)");
+
+    assert!(std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_for("the agent to reconnect", Duration::from_secs(15), || {
+        names(&listed(&ctl, &env)).contains(&"web-1")
+    });
+}

@@ -64,6 +64,23 @@ async fn connect(conn: &ConnArgs) -> anyhow::Result<OperatorClient<Channel>> {
     Ok(OperatorClient::new(channel))
 }
 
+/// Turns a failed call into an error an operator can act on. A client certificate the
+/// controller refuses shows up after the handshake, as a closed connection, so say what to check.
+fn explain(status: tonic::Status, controller: &str) -> anyhow::Error {
+    use tonic::Code;
+    match status.code() {
+        Code::PermissionDenied | Code::Unauthenticated => {
+            anyhow::anyhow!("the controller refused this operator: {}", status.message())
+        }
+        Code::Unknown | Code::Cancelled | Code::Unavailable => anyhow::anyhow!(
+            "the connection to {controller} failed ({}); if it keeps failing, check that --cert is an \
+             operator certificate signed by the fleet CA that --ca names",
+            status.message()
+        ),
+        _ => anyhow::anyhow!("{}", status.message()),
+    }
+}
+
 /// `gameday run FILE` against a controller.
 pub async fn run_file(file: &Path, format: OutputFormat, conn: &ConnArgs) -> anyhow::Result<i32> {
     // Validate locally first: a bad file is exit code 2 without touching the fleet.
@@ -90,7 +107,7 @@ pub async fn run_file(file: &Path, format: OutputFormat, conn: &ConnArgs) -> any
             eprintln!("{}", s.message());
             return Ok(exit::INVALID);
         }
-        Err(s) => anyhow::bail!("controller refused the run: {}", s.message()),
+        Err(s) => return Err(explain(s, &conn.controller)),
     };
     while let Some(event) = stream.message().await? {
         match event.event {
@@ -173,6 +190,6 @@ pub async fn abort(run: Option<String>, all: bool, conn: &ConnArgs) -> anyhow::R
             eprintln!("error: {}", s.message());
             Ok(exit::INVALID)
         }
-        Err(s) => anyhow::bail!("abort failed: {}", s.message()),
+        Err(s) => Err(explain(s, &conn.controller)),
     }
 }
