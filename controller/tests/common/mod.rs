@@ -2,6 +2,8 @@
 //! processes on loopback. Everything a test starts is stopped when its guard drops.
 #![allow(dead_code)]
 
+pub mod lab;
+
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -224,22 +226,47 @@ impl Certs {
 pub struct Controller {
     pub guard: ChildGuard,
     pub addr: SocketAddr,
+    /// The namespace it runs in, if not the test's own.
+    pub netns: Option<String>,
+}
+
+/// A command for `program`, run inside `netns` when given (`ip netns exec`).
+pub fn in_netns(netns: Option<&str>, program: &Path) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
 }
 
 impl Controller {
     pub fn start(dir: &Path, certs: &Certs, heartbeat_timeout: &str) -> Controller {
+        Controller::start_in(dir, certs, heartbeat_timeout, None, "127.0.0.1")
+    }
+
+    /// A controller inside network namespace `netns` (when given), listening on `ip`.
+    pub fn start_in(
+        dir: &Path,
+        certs: &Certs,
+        heartbeat_timeout: &str,
+        netns: Option<&str>,
+        ip: &str,
+    ) -> Controller {
         let config = dir.join("controller.toml");
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:0\"\nheartbeat_interval = \"200ms\"\nheartbeat_timeout = \"{heartbeat_timeout}\"\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+                "listen = \"{ip}:0\"\nheartbeat_interval = \"200ms\"\nheartbeat_timeout = \"{heartbeat_timeout}\"\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
                 certs.ca().display(),
                 certs.dir.join("controller.pem").display(),
                 certs.dir.join("controller.key").display()
             ),
         )
         .unwrap();
-        let mut child = Command::new(gameday_bin())
+        let mut child = in_netns(netns, &gameday_bin())
             .args(["serve", "--config"])
             .arg(&config)
             .stderr(Stdio::piped())
@@ -268,7 +295,11 @@ impl Controller {
             .expect("the controller printed its address")
             .parse()
             .unwrap();
-        Controller { guard, addr }
+        Controller {
+            guard,
+            addr,
+            netns: netns.map(str::to_string),
+        }
     }
 
     pub fn url(&self) -> String {
@@ -285,11 +316,25 @@ impl Controller {
         key: &Path,
         labels: &str,
     ) -> ChildGuard {
+        self.agent_with(dir, name, (ca, cert, key), None, labels, "")
+    }
+
+    /// Starts an agent inside `netns` (when given), with `extra` TOML appended to its config
+    /// (a `[policy]` table, say).
+    pub fn agent_with(
+        &self,
+        dir: &Path,
+        name: &str,
+        (ca, cert, key): (&Path, &Path, &Path),
+        netns: Option<&str>,
+        labels: &str,
+        extra: &str,
+    ) -> ChildGuard {
         let config = dir.join(format!("agent-{name}-{}.toml", free_port()));
         std::fs::write(
             &config,
             format!(
-                "name = \"{name}\"\ncontroller = \"{}\"\nheartbeat = \"200ms\"\nlease = \"3s\"\nstate_dir = \"{}\"\n\n[labels]\n{labels}\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+                "name = \"{name}\"\ncontroller = \"{}\"\nheartbeat = \"200ms\"\nlease = \"3s\"\nstate_dir = \"{}\"\n\n[labels]\n{labels}\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n{extra}\n",
                 self.url(),
                 dir.join(format!("state-{name}")).display(),
                 ca.display(),
@@ -298,7 +343,7 @@ impl Controller {
             ),
         )
         .unwrap();
-        let child = Command::new(agent_bin())
+        let child = in_netns(netns, &agent_bin())
             .arg("--config")
             .arg(&config)
             .spawn()
