@@ -9,6 +9,7 @@ pub mod netns;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+#[allow(unused_imports)] // not every test binary uses both
 pub use netns::{privileged, NetNs};
 
 /// A bridge (in a namespace of its own) that hosts plug into.
