@@ -59,7 +59,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         wait_listening(DEMO_LISTEN).await?;
         eprintln!("demo: starting a local controller and agent");
         let fleet = LocalFleet::start().await?;
-        let report = fleet.run("scenarios/demo.toml", &scenario).await;
+        let report = fleet
+            .run("scenarios/demo.toml", DEMO_SCENARIO, &scenario)
+            .await;
         fleet.shutdown().await;
         anyhow::Ok(report)
     }

@@ -113,14 +113,22 @@ impl LocalFleet {
     }
 
     /// Runs a scenario, streaming progress to stderr.
-    pub async fn run(&self, file: &str, scenario: &Scenario) -> gameday::report::ScenarioReport {
+    pub async fn run(
+        &self,
+        file: &str,
+        source: &str,
+        scenario: &Scenario,
+    ) -> gameday::report::ScenarioReport {
         let (progress, mut lines) = mpsc::unbounded_channel();
         let printer = tokio::spawn(async move {
             while let Some(line) = lines.recv().await {
                 eprintln!("{line}");
             }
         });
-        let report = self.engine.run_scenario(file, scenario, &progress).await;
+        let report = self
+            .engine
+            .run_scenario(file, source, scenario, &progress)
+            .await;
         drop(progress);
         let _ = printer.await;
         report
@@ -151,7 +159,14 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 /// `gameday run --local FILE`.
 pub async fn run_file(file: &Path, format: OutputFormat) -> anyhow::Result<i32> {
     let name = file.display().to_string();
-    let scenario = match gameday::scenario::load(file) {
+    let source = match std::fs::read_to_string(file) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return Ok(exit::INVALID);
+        }
+    };
+    let scenario = match gameday::scenario::parse(&name, &source) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
@@ -159,7 +174,7 @@ pub async fn run_file(file: &Path, format: OutputFormat) -> anyhow::Result<i32> 
         }
     };
     let fleet = LocalFleet::start().await?;
-    let report = fleet.run(&name, &scenario).await;
+    let report = fleet.run(&name, &source, &scenario).await;
     fleet.shutdown().await;
     Ok(print_report(&report, format))
 }

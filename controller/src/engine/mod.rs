@@ -1,6 +1,7 @@
 //! The run engine: preflight, steady state, inject, observe, revert, grade — for every repeat of
 //! a scenario — and the table of active runs that operators can abort.
 
+pub mod observer;
 pub mod preflight;
 mod run;
 
@@ -12,8 +13,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 
 use crate::registry::AgentRegistry;
+
 use crate::report::{summarize, ScenarioReport};
 use crate::scenario::{Expectation, Scenario};
+pub use observer::{RunObserver, RunStart};
 
 /// Where the engine sends human-readable progress lines.
 pub type Progress = mpsc::UnboundedSender<String>;
@@ -22,6 +25,7 @@ pub type Progress = mpsc::UnboundedSender<String>;
 pub struct Engine {
     registry: Arc<AgentRegistry>,
     active: Mutex<HashMap<String, watch::Sender<bool>>>,
+    observers: Vec<Arc<dyn RunObserver>>,
 }
 
 impl Engine {
@@ -30,7 +34,14 @@ impl Engine {
         Engine {
             registry,
             active: Mutex::new(HashMap::new()),
+            observers: Vec::new(),
         }
+    }
+
+    /// Adds an observer that receives every run's record as it progresses.
+    pub fn with_observer(mut self, observer: Arc<dyn RunObserver>) -> Engine {
+        self.observers.push(observer);
+        self
     }
 
     /// The agents.
@@ -42,6 +53,7 @@ impl Engine {
     pub async fn run_scenario(
         &self,
         file: &str,
+        source: &str,
         scenario: &Scenario,
         progress: &Progress,
     ) -> ScenarioReport {
@@ -87,6 +99,9 @@ impl Engine {
                 targets,
                 faults,
                 progress,
+                observers: &self.observers,
+                file,
+                source,
                 cancel,
             };
             let result = run::run_once(ctx).await;
@@ -102,6 +117,9 @@ impl Engine {
                 result.verdict,
                 crate::grade::Verdict::Aborted | crate::grade::Verdict::Error
             );
+            for o in &self.observers {
+                o.run_finished(scenario, &result);
+            }
             report.runs.push(result);
             if stop {
                 break;
@@ -111,6 +129,9 @@ impl Engine {
             }
         }
         report.summary = summarize(&report.runs, scenario.min_pass_rate, report.error.is_some());
+        for o in &self.observers {
+            o.scenario_finished(&report);
+        }
         report
     }
 

@@ -7,6 +7,7 @@ use futures_util::future::join_all;
 use gameday_proto::v1;
 use tokio::sync::watch;
 
+use super::observer::{RunObserver, RunStart};
 use super::preflight::PreflightError;
 use super::Progress;
 use crate::grade::{self, fmt_us, GradeInput, Verdict};
@@ -30,6 +31,9 @@ pub(super) struct RunCtx<'a> {
     pub faults: Vec<gameday_proto::Fault>,
     pub progress: &'a Progress,
     pub cancel: watch::Receiver<bool>,
+    pub observers: &'a [Arc<dyn RunObserver>],
+    pub file: &'a str,
+    pub source: &'a str,
 }
 
 /// A run that could not start because preflight failed (on a repeat after the first).
@@ -52,7 +56,6 @@ pub(super) fn preflight_failed(run_id: String, index: u32, e: PreflightError) ->
 
 pub(super) async fn run_once(mut ctx: RunCtx<'_>) -> RunReport {
     let s = ctx.scenario;
-    let tag = format!("run {}/{}", ctx.index, s.repeat);
     let epoch = Instant::now();
     let mut report = RunReport {
         run_id: ctx.run_id.clone(),
@@ -68,6 +71,17 @@ pub(super) async fn run_once(mut ctx: RunCtx<'_>) -> RunReport {
         faults: vec![],
         probes: vec![],
     };
+    for o in ctx.observers {
+        o.run_started(&RunStart {
+            run_id: &ctx.run_id,
+            index: ctx.index,
+            scenario: s,
+            source: ctx.source,
+            file: ctx.file,
+            targets: &report.targets,
+            epoch_monotonic_ns: report.epoch_monotonic_ns,
+        });
+    }
     let probes = match ProbeSet::start(&s.probes, epoch) {
         Ok(p) => p,
         Err(e) => {
@@ -75,6 +89,64 @@ pub(super) async fn run_once(mut ctx: RunCtx<'_>) -> RunReport {
             return report;
         }
     };
+    let recorder = Recorder::start(&probes, ctx.observers, &ctx.run_id);
+    let report = run_with_probes(&mut ctx, report, probes, epoch).await;
+    recorder.finish().await;
+    for o in ctx.observers {
+        for f in &report.faults {
+            o.fault(&ctx.run_id, f);
+        }
+    }
+    report
+}
+
+/// Hands new samples to the observers four times a second, so a controller that dies mid-run
+/// has recorded everything up to its last quarter second.
+struct Recorder {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Recorder {
+    fn start(probes: &ProbeSet, observers: &[Arc<dyn RunObserver>], run_id: &str) -> Recorder {
+        let mut reader = probes.reader();
+        let observers = observers.to_vec();
+        let run_id = run_id.to_string();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                let last = tokio::select! {
+                    _ = tick.tick() => false,
+                    _ = &mut stopped => true,
+                };
+                for (probe, samples) in reader.take_new() {
+                    for o in &observers {
+                        o.samples(&run_id, &probe, &samples);
+                    }
+                }
+                if last {
+                    return;
+                }
+            }
+        });
+        Recorder { stop, task }
+    }
+
+    async fn finish(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+async fn run_with_probes(
+    ctx: &mut RunCtx<'_>,
+    mut report: RunReport,
+    probes: ProbeSet,
+    epoch: Instant,
+) -> RunReport {
+    let s = ctx.scenario;
+    let tag = format!("run {}/{}", ctx.index, s.repeat);
 
     // Steady state: every probe must answer, and answer well, before anything is injected.
     say(&ctx, format!("{tag}: steady state for {}", s.steady_state));
@@ -142,6 +214,9 @@ pub(super) async fn run_once(mut ctx: RunCtx<'_>) -> RunReport {
                 }
             }
             Err(e) => rec.error = Some(e.to_string()),
+        }
+        for o in ctx.observers {
+            o.fault(&ctx.run_id, &rec);
         }
         report.faults.push(rec);
     }

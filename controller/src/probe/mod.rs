@@ -116,6 +116,14 @@ impl ProbeSet {
         })
     }
 
+    /// A handle that reads samples as they arrive, for recording them while the run goes on.
+    pub fn reader(&self) -> SampleReader {
+        SampleReader {
+            timelines: self.timelines.clone(),
+            cursors: Vec::new(),
+        }
+    }
+
     /// A copy of every probe's samples so far.
     pub fn snapshot(&self) -> Vec<ProbeTimeline> {
         self.timelines.lock().expect("probe samples lock").clone()
@@ -129,6 +137,29 @@ impl ProbeSet {
         }
         let mut t = self.timelines.lock().expect("probe samples lock");
         std::mem::take(&mut *t)
+    }
+}
+
+/// Reads each probe's samples incrementally.
+pub struct SampleReader {
+    timelines: Arc<Mutex<Vec<ProbeTimeline>>>,
+    cursors: Vec<usize>,
+}
+
+impl SampleReader {
+    /// Samples taken since the last call, per probe (probes with none are left out).
+    pub fn take_new(&mut self) -> Vec<(String, Vec<Sample>)> {
+        let timelines = self.timelines.lock().expect("probe samples lock");
+        self.cursors.resize(timelines.len(), 0);
+        timelines
+            .iter()
+            .zip(self.cursors.iter_mut())
+            .filter_map(|(t, cursor)| {
+                let new = t.samples.get(*cursor..).unwrap_or_default().to_vec();
+                *cursor = t.samples.len().max(*cursor);
+                (!new.is_empty()).then(|| (t.name.clone(), new))
+            })
+            .collect()
     }
 }
 

@@ -77,7 +77,7 @@ impl Operator for OperatorService {
                 }
             });
             let report = engine
-                .run_scenario(&req.file_name, &parsed, &progress)
+                .run_scenario(&req.file_name, &req.scenario_toml, &parsed, &progress)
                 .await;
             drop(progress);
             let _ = forward.await;

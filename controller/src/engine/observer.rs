@@ -1,0 +1,40 @@
+//! Observers receive a run's record as it happens — the run history writes it down, metrics
+//! count it — so a controller that dies mid-run has lost nothing already seen.
+
+use crate::report::{FaultRecord, RunReport, ScenarioReport};
+use crate::scenario::Scenario;
+use crate::timeline::Sample;
+
+/// A run that is starting.
+#[derive(Clone, Copy, Debug)]
+pub struct RunStart<'a> {
+    /// Unique run id.
+    pub run_id: &'a str,
+    /// 1-based index among the scenario's repeats.
+    pub index: u32,
+    /// The validated scenario.
+    pub scenario: &'a Scenario,
+    /// The scenario file as written (its text is kept with the run).
+    pub source: &'a str,
+    /// The file name it came from.
+    pub file: &'a str,
+    /// Targeted agents.
+    pub targets: &'a [String],
+    /// CLOCK_MONOTONIC at the run's epoch, nanoseconds.
+    pub epoch_monotonic_ns: u64,
+}
+
+/// Receives a run's record as it progresses. Every method has a default that ignores the
+/// event; observers must not block for long (they run on the engine's task).
+pub trait RunObserver: Send + Sync {
+    /// A run passed preflight and starts its steady state.
+    fn run_started(&self, _run: &RunStart<'_>) {}
+    /// New samples of one probe, in order, since the last call for that probe.
+    fn samples(&self, _run_id: &str, _probe: &str, _samples: &[Sample]) {}
+    /// A fault was applied or reverted (or failed to be).
+    fn fault(&self, _run_id: &str, _fault: &FaultRecord) {}
+    /// A run is graded.
+    fn run_finished(&self, _scenario: &Scenario, _run: &RunReport) {}
+    /// Every run of a scenario is done.
+    fn scenario_finished(&self, _report: &ScenarioReport) {}
+}
