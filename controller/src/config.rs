@@ -25,6 +25,18 @@ pub struct ControllerConfig {
     /// What agents are told their lease is.
     #[serde(default = "default_lease")]
     pub lease: Duration,
+    /// Where the controller keeps its run history (`DATA_DIR/history.sqlite3`).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Probe samples older than this are pruned; verdicts and figures are kept forever.
+    #[serde(default)]
+    pub sample_retention: Option<Duration>,
+    /// Serve Prometheus metrics over HTTP on this address (`/metrics`).
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Scenarios that run on a schedule (`[[schedules]]`).
+    #[serde(default)]
+    pub schedules: Vec<crate::schedule::ScheduleConfig>,
 }
 
 /// PEM files; relative paths are resolved against the config file's directory.
@@ -44,6 +56,9 @@ fn default_heartbeat_interval() -> Duration {
 }
 fn default_heartbeat_timeout() -> Duration {
     Duration::from_millis(5_000)
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/gameday")
 }
 fn default_lease() -> Duration {
     Duration::from_millis(10_000)
@@ -104,6 +119,7 @@ impl ControllerConfig {
             &mut config.tls.ca,
             &mut config.tls.cert,
             &mut config.tls.key,
+            &mut config.data_dir,
         ] {
             if p.is_relative() {
                 *p = base.join(&*p);

@@ -12,6 +12,7 @@ pub mod identity;
 pub mod probe;
 pub mod registry;
 pub mod report;
+pub mod schedule;
 pub mod scenario;
 pub mod server;
 pub mod timeline;

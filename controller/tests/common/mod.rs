@@ -259,7 +259,8 @@ impl Controller {
         std::fs::write(
             &config,
             format!(
-                "listen = \"{ip}:0\"\nheartbeat_interval = \"200ms\"\nheartbeat_timeout = \"{heartbeat_timeout}\"\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+                "listen = \"{ip}:0\"\ndata_dir = \"{}\"\nheartbeat_interval = \"200ms\"\nheartbeat_timeout = \"{heartbeat_timeout}\"\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+                dir.join("controller-data").display(),
                 certs.ca().display(),
                 certs.dir.join("controller.pem").display(),
                 certs.dir.join("controller.key").display()
