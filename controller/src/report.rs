@@ -55,6 +55,9 @@ pub struct RunReport {
     /// CLOCK_MONOTONIC at the run's epoch, in nanoseconds, so others on the host can line up
     /// their own timestamps with the run's.
     pub epoch_monotonic_ns: u64,
+    /// Wall-clock start of the run, milliseconds since the Unix epoch (for history and trends).
+    #[serde(default)]
+    pub started_unix_ms: u64,
     /// When the fault took effect (the first target's), microseconds since the epoch.
     pub inject: Option<Moment>,
     /// When the faults were reverted, for faults that hold.
@@ -313,6 +316,7 @@ mod tests {
             met_expectation: met,
             targets: vec![],
             epoch_monotonic_ns: 0,
+            started_unix_ms: 0,
             inject: None,
             revert_us: None,
             grade: recover_us.map(|us| Grade {

@@ -46,6 +46,7 @@ pub(super) fn preflight_failed(run_id: String, index: u32, e: PreflightError) ->
         met_expectation: false,
         targets: vec![],
         epoch_monotonic_ns: monotonic_ns(),
+        started_unix_ms: unix_ms_now(),
         inject: None,
         revert_us: None,
         grade: None,
@@ -65,6 +66,7 @@ pub(super) async fn run_once(mut ctx: RunCtx<'_>) -> RunReport {
         met_expectation: false,
         targets: ctx.targets.iter().map(|t| t.name.clone()).collect(),
         epoch_monotonic_ns: monotonic_ns(),
+        started_unix_ms: unix_ms_now(),
         inject: None,
         revert_us: None,
         grade: None,
@@ -98,6 +100,14 @@ pub(super) async fn run_once(mut ctx: RunCtx<'_>) -> RunReport {
         }
     }
     report
+}
+
+/// Wall-clock now, milliseconds since the Unix epoch.
+pub fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Hands new samples to the observers four times a second, so a controller that dies mid-run
