@@ -244,7 +244,10 @@ mod tests {
     fn test_host() -> Host {
         Host {
             processes: Arc::new(crate::os::RealOs::default()),
-            network: network_partition::Backend::default(),
+            // A firewall that cannot run: unit tests never touch the machine's nftables.
+            network: network_partition::Backend::new(Arc::new(crate::os::nft::Nft::with_program(
+                "/nonexistent/nft",
+            ))),
             disk: disk_fill::Backend::default(),
             dns: dns_poison::Backend::default(),
             controller: Vec::new(),

@@ -3,6 +3,10 @@
 //! Fault logic only sees the [`ProcessOs`] trait, so it can be unit-tested with a recording fake;
 //! `clippy.toml` bans the signal-sending calls everywhere else.
 
+pub mod disk;
+pub mod dns;
+pub mod nft;
+
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};

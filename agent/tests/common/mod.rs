@@ -26,7 +26,10 @@ pub fn privileged(needs: &[&str]) -> bool {
     if missing.is_empty() {
         return true;
     }
-    let msg = format!("this test needs {} (./test.sh installs the tools)", missing.join(", "));
+    let msg = format!(
+        "this test needs {} (./test.sh installs the tools)",
+        missing.join(", ")
+    );
     assert!(
         !std::env::var("GAMEDAY_CI").is_ok_and(|v| !v.is_empty()),
         "{msg}"
@@ -39,7 +42,10 @@ pub fn privileged(needs: &[&str]) -> bool {
 pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -70,7 +76,10 @@ impl NetNs {
             std::process::id() % 100_000,
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
-        assert!(name.len() <= 15, "{name} is too long for an interface-style name");
+        assert!(
+            name.len() <= 15,
+            "{name} is too long for an interface-style name"
+        );
         run(Command::new("ip").args(["netns", "add", &name]));
         let ns = NetNs { name };
         run(Command::new("ip").args(["-n", &ns.name, "link", "set", "lo", "up"]));
@@ -116,7 +125,9 @@ impl NetNs {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 

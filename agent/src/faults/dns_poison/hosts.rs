@@ -1,0 +1,256 @@
+//! Hosts mode: a marked block of poisoned entries goes at the top of the hosts file (the
+//! resolver library uses the first entry for a name, so the top wins over the host's own
+//! entries); revert writes the original bytes back exactly.
+//!
+//! The original bytes travel in the plan, which is journaled before the file is touched, so an
+//! agent restarted after a crash restores them byte for byte.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use gameday_proto::v1::Evidence;
+use serde::{Deserialize, Serialize};
+
+use super::{label, Plan};
+use crate::faults::{Applied, FaultError, Reverted};
+use crate::os::dns::{DnsFiles, DnsOsError};
+
+/// Hosts files larger than this are refused: the plan carries the whole file into the
+/// journal. Generous for ad-blocking lists of ~100k lines.
+pub const MAX_HOSTS_BYTES: u64 = 4 << 20;
+
+/// The file to poison and what it held before.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostsPlan {
+    /// The hosts file (from the host's policy).
+    pub path: PathBuf,
+    /// Its exact bytes before the fault, hex-encoded in the journal.
+    #[serde(with = "hex_bytes")]
+    pub original: Vec<u8>,
+}
+
+/// The first line of the block: `# gameday <fault_id> BEGIN ...`.
+fn begin_line(fault_id: &str) -> String {
+    format!(
+        "# gameday {} BEGIN: poisoned by the gameday agent, removed when the fault is reverted",
+        label(fault_id)
+    )
+}
+
+/// The block `apply` puts on top of the file, in the file's own line ending (CRLF when the
+/// original uses it), one `ADDRESS NAME` line per name.
+pub fn block(fault_id: &str, names: &[String], address: IpAddr, crlf: bool) -> Vec<u8> {
+    let eol = if crlf { "\r\n" } else { "\n" };
+    let mut text = begin_line(fault_id);
+    text.push_str(eol);
+    for name in names {
+        text.push_str(&format!("{address} {name}{eol}"));
+    }
+    text.push_str(&format!("# gameday {} END{eol}", label(fault_id)));
+    text.into_bytes()
+}
+
+/// The file's content while poisoned: the block, then the original untouched.
+pub fn poisoned(plan: &Plan, hosts: &HostsPlan, address: IpAddr) -> Vec<u8> {
+    let crlf = hosts.original.windows(2).any(|w| w == b"\r\n");
+    let names: Vec<String> = plan.names.iter().map(|n| n.to_string()).collect();
+    let mut bytes = block(&plan.fault_id, &names, address, crlf);
+    bytes.extend_from_slice(&hosts.original);
+    bytes
+}
+
+/// The first gameday BEGIN line in `bytes`, if any: another fault's block, live or left over.
+pub fn existing_block(bytes: &[u8]) -> Option<String> {
+    bytes
+        .split(|b| *b == b'\n')
+        .map(|line| {
+            String::from_utf8_lossy(line)
+                .trim_end_matches('\r')
+                .to_string()
+        })
+        .find(|line| line.starts_with("# gameday ") && line.contains(" BEGIN"))
+}
+
+fn system(e: DnsOsError) -> FaultError {
+    FaultError::System(e.to_string())
+}
+
+/// Reads the file as it is before the fault. Refuses a file that already holds a gameday
+/// block: two faults stacking blocks would restore each other's poison on revert.
+pub fn prepare(path: &Path, files: &dyn DnsFiles) -> Result<HostsPlan, FaultError> {
+    files.check_writable(path).map_err(|e| {
+        FaultError::Unsupported(format!("hosts mode cannot write the hosts file: {e}"))
+    })?;
+    let original = files.read(path, MAX_HOSTS_BYTES).map_err(system)?;
+    if let Some(line) = existing_block(&original) {
+        return Err(FaultError::Invalid(format!(
+            "{} already holds a gameday block ({line:?}): another hosts-mode fault is live or \
+             one was left behind; one at a time",
+            path.display()
+        )));
+    }
+    Ok(HostsPlan {
+        path: path.to_path_buf(),
+        original,
+    })
+}
+
+/// Writes the poisoned file, if the file is still what the plan read.
+pub fn apply(
+    plan: &Plan,
+    hosts: &HostsPlan,
+    address: IpAddr,
+    files: &dyn DnsFiles,
+) -> Result<Applied, FaultError> {
+    let now = files.read(&hosts.path, MAX_HOSTS_BYTES).map_err(system)?;
+    if now != hosts.original {
+        return Err(FaultError::Invalid(format!(
+            "{} changed since the fault was planned; not poisoning a file we would then \
+             restore to a stale copy",
+            hosts.path.display()
+        )));
+    }
+    let bytes = poisoned(plan, hosts, address);
+    files.write_in_place(&hosts.path, &bytes).map_err(system)?;
+    let effect_at = Instant::now();
+    let summary = format!(
+        "{} now maps {} to {address} ({} entries on top of the original {} bytes)",
+        hosts.path.display(),
+        plan.names
+            .iter()
+            .map(|n| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        plan.names.len(),
+        hosts.original.len()
+    );
+    tracing::info!(%summary, "dns_poison applied (hosts mode)");
+    Ok(Applied {
+        effect_at,
+        evidence: Evidence {
+            summary,
+            figures: [("names_poisoned".to_string(), plan.names.len() as i64)].into(),
+            ..Evidence::default()
+        },
+    })
+}
+
+/// Writes the original bytes back, whatever the file holds now, and checks they stuck.
+///
+/// A file that holds neither the original nor our poisoned content was changed by someone
+/// else while poisoned. The original still wins: it is the one state known to be good, and
+/// an agent recovering after a crash mid-write must be able to restore it. The discarded
+/// content is logged and the evidence says so.
+pub fn revert(
+    plan: &Plan,
+    hosts: &HostsPlan,
+    address: IpAddr,
+    files: &dyn DnsFiles,
+) -> Result<Reverted, FaultError> {
+    let path = hosts.path.display().to_string();
+    let now = match files.read(&hosts.path, MAX_HOSTS_BYTES) {
+        Ok(bytes) => Some(bytes),
+        Err(DnsOsError::File { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            None
+        }
+        Err(DnsOsError::File { source, .. })
+            if source.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            // Grown past the limit while poisoned: not ours, but the original still goes back.
+            Some(Vec::new())
+        }
+        Err(e) => return Err(system(e)),
+    };
+    let Some(now) = now else {
+        // Recreating it would guess its owner and mode; say it loudly instead.
+        return Ok(Reverted {
+            evidence: Evidence {
+                summary: format!("{path} was deleted while poisoned; not recreated"),
+                residue: vec![format!(
+                    "hosts file {path} no longer exists (the original was {} bytes)",
+                    hosts.original.len()
+                )],
+                ..Evidence::default()
+            },
+        });
+    };
+    if now == hosts.original {
+        return Ok(Reverted {
+            evidence: Evidence {
+                summary: format!("{path} already holds its original content"),
+                ..Evidence::default()
+            },
+        });
+    }
+    let concurrent = now != poisoned(plan, hosts, address);
+    if concurrent {
+        tracing::warn!(
+            path = %path,
+            discarded = %String::from_utf8_lossy(&now[..now.len().min(4096)]),
+            "the hosts file was changed by someone else while poisoned; restoring the original \
+             and discarding that change"
+        );
+    }
+    files
+        .write_in_place(&hosts.path, &hosts.original)
+        .map_err(system)?;
+    let mut residue = Vec::new();
+    match files.read(&hosts.path, MAX_HOSTS_BYTES) {
+        Ok(after) if after == hosts.original => {}
+        Ok(after) => residue.push(format!(
+            "hosts file {path} differs from its original after the revert ({} bytes, the \
+             original had {})",
+            after.len(),
+            hosts.original.len()
+        )),
+        Err(e) => residue.push(format!("hosts file {path} cannot be read back: {e}")),
+    }
+    let mut summary = format!(
+        "restored {path} to its original {} bytes",
+        hosts.original.len()
+    );
+    if concurrent {
+        summary.push_str(
+            "; it had also been changed by someone else while poisoned, and that change was \
+             discarded (see the agent's log)",
+        );
+    }
+    Ok(Reverted {
+        evidence: Evidence {
+            summary,
+            figures: [("hosts_concurrent_change".to_string(), i64::from(concurrent))].into(),
+            residue,
+            ..Evidence::default()
+        },
+    })
+}
+
+/// Bytes as a lower-case hex string: exact for any content (CR, NUL, invalid UTF-8), and
+/// readable enough in a journal entry.
+mod hex_bytes {
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        let mut text = String::with_capacity(bytes.len() * 2);
+        for b in bytes {
+            text.push_str(&format!("{b:02x}"));
+        }
+        s.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.len() % 2 != 0 {
+            return Err(D::Error::custom("hex text of odd length"));
+        }
+        (0..text.len())
+            .step_by(2)
+            .map(|i| {
+                text.get(i..i + 2)
+                    .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                    .ok_or_else(|| D::Error::custom(format!("not hex at offset {i}")))
+            })
+            .collect()
+    }
+}
