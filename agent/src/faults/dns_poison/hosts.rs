@@ -72,6 +72,14 @@ pub fn existing_block(bytes: &[u8]) -> Option<String> {
         .find(|line| line.starts_with("# gameday ") && line.contains(" BEGIN"))
 }
 
+/// Whether `bytes` still hold this fault's BEGIN line.
+fn holds_block(bytes: &[u8], fault_id: &str) -> bool {
+    let begin = begin_line(fault_id);
+    bytes
+        .split(|b| *b == b'\n')
+        .any(|line| line.strip_suffix(b"\r").unwrap_or(line) == begin.as_bytes())
+}
+
 fn system(e: DnsOsError) -> FaultError {
     FaultError::System(e.to_string())
 }
@@ -136,12 +144,13 @@ pub fn apply(
     })
 }
 
-/// Writes the original bytes back, whatever the file holds now, and checks they stuck.
+/// Writes the original bytes back and checks they stuck.
 ///
-/// A file that holds neither the original nor our poisoned content was changed by someone
-/// else while poisoned. The original still wins: it is the one state known to be good, and
-/// an agent recovering after a crash mid-write must be able to restore it. The discarded
-/// content is logged and the evidence says so.
+/// A file that holds our block plus other changes was also changed by someone else while
+/// poisoned. The original still wins: it is the one state known to be good, and the block
+/// must go. The discarded content is logged and the evidence says so. A file with no trace of
+/// our block at all is left alone (writing an old copy over it would be a change of our own)
+/// and the difference is reported as residue.
 pub fn revert(
     plan: &Plan,
     hosts: &HostsPlan,
@@ -184,6 +193,24 @@ pub fn revert(
         });
     }
     let concurrent = now != poisoned(plan, hosts, address);
+    if concurrent && !holds_block(&now, &plan.fault_id) {
+        // Not a trace of this fault: someone else rewrote the file (or it changed before the
+        // fault was ever applied). Writing our old copy over it would be our change, not a
+        // revert; the difference is reported instead.
+        return Ok(Reverted {
+            evidence: Evidence {
+                summary: format!("{path} no longer holds this fault's block; left as it is"),
+                figures: [("hosts_concurrent_change".to_string(), 1)].into(),
+                residue: vec![format!(
+                    "hosts file {path} differs from its original ({} bytes, the original had \
+                     {}) and holds no gameday block: someone else rewrote it while poisoned",
+                    now.len(),
+                    hosts.original.len()
+                )],
+                ..Evidence::default()
+            },
+        });
+    }
     if concurrent {
         tracing::warn!(
             path = %path,

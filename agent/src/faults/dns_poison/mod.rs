@@ -50,6 +50,9 @@ pub struct Backend {
     firewall: Arc<dyn Firewall>,
     /// Running resolvers by fault id. Dropping the backend stops them.
     servers: Mutex<BTreeMap<String, server::Server>>,
+    /// Names that are never poisoned: the controller's host name, so that a reconnecting
+    /// agent can always find its controller.
+    protected: Vec<String>,
 }
 
 impl Default for Backend {
@@ -78,8 +81,10 @@ impl fmt::Debug for Backend {
 impl Backend {
     /// The real machinery, configured from the agent's config (everything this fault may
     /// touch is named by `[policy.dns_poison]`, which reaches it through the policy).
-    pub fn from_config(_config: &crate::config::AgentConfig) -> Backend {
-        Backend::default()
+    pub fn from_config(config: &crate::config::AgentConfig) -> Backend {
+        let mut backend = Backend::default();
+        backend.protected = controller_name(&config.controller).into_iter().collect();
+        backend
     }
 
     /// Machinery over the given seams (tests pass fakes).
@@ -93,7 +98,14 @@ impl Backend {
             sockets,
             firewall,
             servers: Mutex::new(BTreeMap::new()),
+            protected: Vec::new(),
         }
+    }
+
+    /// Never poisons `name` (tests; the real agent protects its controller's name).
+    pub fn protect(mut self, name: &str) -> Backend {
+        self.protected.push(names::normalize(name));
+        self
     }
 
     /// The fault whose embedded resolver is running, if any.
@@ -277,6 +289,16 @@ pub enum ModePlan {
     Resolver(ResolverPlan),
 }
 
+/// The host name of a controller URL, when it is a name and not an address literal.
+fn controller_name(url: &str) -> Option<String> {
+    let uri = url.parse::<tonic::codegen::http::Uri>().ok()?;
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+    if host.parse::<IpAddr>().is_ok() {
+        return None;
+    }
+    Some(names::normalize(host))
+}
+
 /// A fault id made safe for a hosts-file comment and an nftables name.
 fn label(fault_id: &str) -> String {
     fault_id
@@ -345,6 +367,18 @@ pub fn prepare(
                 config.names
             )));
         }
+    }
+    if let Some((pattern, name)) = names.iter().find_map(|p| {
+        host.dns
+            .protected
+            .iter()
+            .find(|n| p.matches(n))
+            .map(|n| (p, n))
+    }) {
+        return Err(FaultError::Policy(format!(
+            "refusing to poison {pattern}: it covers {name}, the controller's name, and the \
+             agent must always be able to find its controller"
+        )));
     }
     let mode = match spec.mode {
         DnsMode::Hosts => {

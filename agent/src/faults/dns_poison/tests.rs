@@ -295,6 +295,16 @@ fn residue_is_reported_when_the_original_does_not_come_back() {
         residue[0].contains("differs from its original"),
         "{residue:?}"
     );
+    // A file rewritten whole by someone else (no trace of our block) is left alone and
+    // the difference reported.
+    files.frozen.lock().unwrap().clear();
+    files.put(HOSTS, b"10.3.3.3 rewritten.test\n");
+    let rewritten = revert(&plan, &host).unwrap();
+    assert_eq!(files.get(HOSTS), b"10.3.3.3 rewritten.test\n");
+    assert!(
+        rewritten.evidence.residue[0].contains("holds no gameday block"),
+        "{rewritten:?}"
+    );
     // A deleted file is residue too, and is not recreated.
     files.files.lock().unwrap().clear();
     let gone = revert(&plan, &host).unwrap();
@@ -340,6 +350,9 @@ fn hosts_mode_refusals() {
     files.put(HOSTS, b"127.0.0.1 localhost\n10.0.0.1 x\n");
     let err = apply(&plan, &host).unwrap_err();
     assert!(err.message().contains("changed since"), "{err}");
+    // The undo of that failed apply leaves the newer file alone.
+    revert(&plan, &host).unwrap();
+    assert_eq!(files.get(HOSTS), b"127.0.0.1 localhost\n10.0.0.1 x\n");
     // A file the agent may not write: not usable here.
     files.readonly.lock().unwrap().push(PathBuf::from(HOSTS));
     let err = prepare(&s, "f4", &hosts_policy(), &host).unwrap_err();
@@ -544,4 +557,23 @@ fn fault_ids_become_safe_labels() {
     assert_eq!(table_name("a-b"), table_name("a-b"));
     let long = table_name(&"x".repeat(300));
     assert!(long.len() <= 12 + 40 + 1 + 8, "{long}");
+}
+
+#[test]
+fn the_controllers_name_is_never_poisoned() {
+    assert_eq!(
+        controller_name("https://GameDay.example:7443/").as_deref(),
+        Some("gameday.example")
+    );
+    assert_eq!(controller_name("https://10.0.0.5:7443"), None);
+    assert_eq!(controller_name("https://[fd00::5]:7443"), None);
+    let files = FakeFiles::with(HOSTS, b"");
+    let mut host = host_with(files, Arc::new(FakeFirewall::default()));
+    host.dns = std::mem::take(&mut host.dns).protect("gameday.example");
+    let s = spec(DnsMode::Resolver, &["*.example"], "nxdomain");
+    let err = prepare(&s, "f1", &hosts_policy(), &host).unwrap_err();
+    assert!(matches!(err, FaultError::Policy(_)), "{err:?}");
+    assert!(err.message().contains("controller"), "{err}");
+    let s = spec(DnsMode::Hosts, &["api.example"], "10.0.0.1");
+    assert!(prepare(&s, "f1", &hosts_policy(), &host).is_ok());
 }
