@@ -214,6 +214,15 @@ fn resolver_mode_poisons_forwards_and_leaves_nothing_behind() {
             applied.evidence.summary.contains("redirects"),
             "{applied:?}"
         );
+        let poisoned_rules = lab.ruleset();
+        assert!(
+            poisoned_rules.contains("meta mark 0x47444e53 return"),
+            "{poisoned_rules}"
+        );
+        assert!(poisoned_rules.contains("redirect to :"), "{poisoned_rules}");
+        if i == 0 {
+            println!("{poisoned_rules}");
+        }
         // Poisoned names, over UDP and TCP; everything else still resolves through us.
         assert_eq!(&lab.ask("api.test", &[]), expected, "{answer}");
         assert_eq!(

@@ -6,6 +6,8 @@
 //! the real upstream, with an nftables table of the fault's own redirecting the host's
 //! outgoing port-53 traffic to it. See `docs/faults/dns_poison.md`.
 
+mod answer;
+mod forward;
 mod hosts;
 mod names;
 mod resolver;
@@ -82,9 +84,10 @@ impl Backend {
     /// The real machinery, configured from the agent's config (everything this fault may
     /// touch is named by `[policy.dns_poison]`, which reaches it through the policy).
     pub fn from_config(config: &crate::config::AgentConfig) -> Backend {
-        let mut backend = Backend::default();
-        backend.protected = controller_name(&config.controller).into_iter().collect();
-        backend
+        Backend {
+            protected: controller_name(&config.controller).into_iter().collect(),
+            ..Backend::default()
+        }
     }
 
     /// Machinery over the given seams (tests pass fakes).

@@ -14,7 +14,8 @@ use gameday_proto::v1::Evidence;
 use nftables::types::NfFamily;
 use serde::{Deserialize, Serialize};
 
-use super::server::{Figures, Poison, Server, Settings};
+use super::answer::Poison;
+use super::server::{Figures, Server, Settings};
 use super::{Backend, Plan, PolicyConfig};
 use crate::faults::{Applied, FaultError, Reverted};
 use crate::os::dns::{counted_packets, redirect_ruleset, DnsFiles, Redirect};
