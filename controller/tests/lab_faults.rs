@@ -57,13 +57,51 @@ struct Setup {
     ctl: Controller,
     web_ns: NetNs,
     web_ip: String,
-    _agent: ChildGuard,
+    ctl_ip: String,
+    agent: ChildGuard,
+    agent_extra: String,
+}
+
+impl Setup {
+    /// Starts another agent process for web-1 (same state directory, so the same journal).
+    fn restart_agent(&mut self) {
+        let (cert, key) = self.certs.pair("agent", "web-1");
+        self.agent = self.ctl.agent_with(
+            self.dir.path(),
+            "web-1",
+            (&self.certs.ca(), &cert, &key),
+            Some(&self.web_ns.name),
+            "role = \"web\"",
+            &self.agent_extra,
+        );
+    }
+
+    /// Whether web-1 is in `gameday agents`, asked from the controller's host.
+    fn listed(&self) -> bool {
+        let (cert, key) = self.certs.pair("operator", "sre");
+        let out = in_netns(Some(&self.ctl_ns.name), &gameday_bin())
+            .args(["agents", "--controller", &self.ctl.url()])
+            .env("GAMEDAY_CA", self.certs.ca())
+            .env("GAMEDAY_CERT", cert)
+            .env("GAMEDAY_KEY", key)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.starts_with("web-1 "))
+    }
+
+    /// nftables tables in the web host's namespace.
+    fn web_tables(&self) -> String {
+        self.web_ns.ok(&["nft", "list", "tables"])
+    }
 }
 
 fn setup(agent_extra: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let mut lab = Lab::new();
     let (ctl_ns, ctl_ip) = lab.host("ctl");
+    let ctl_ip = ctl_ip.clone();
     let (web_ns, web_ip) = lab.host("web");
     let pki = dir.path().join("pki");
     let out = gameday(
@@ -119,7 +157,9 @@ fn setup(agent_extra: &str) -> Setup {
         ctl,
         web_ns,
         web_ip,
-        _agent: agent,
+        ctl_ip,
+        agent,
+        agent_extra: agent_extra.to_string(),
     }
 }
 
@@ -173,4 +213,238 @@ recovered_after = 3
         "recovery {recovered} µs for a 1 s pause"
     );
     let _ = &s.lab;
+}
+
+/// A partition scenario: web-1 drops traffic from the controller's host to port 8080 only.
+fn partition_scenario(s: &Setup, duration: &str) -> std::path::PathBuf {
+    let path = s.dir.path().join("partition.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+name = "partition-across-hosts"
+rto = "3s"
+steady_state = "300ms"
+observe = "20s"
+
+[targets]
+agents = ["web-1"]
+
+[[faults]]
+kind = "network_partition"
+direction = "ingress"
+peers = ["{ctl}/32"]
+ports = [8080]
+protocol = "tcp"
+duration = "{duration}"
+
+[[probes]]
+name = "http"
+kind = "http"
+url = "http://{ip}:8080/"
+interval = "20ms"
+timeout = "100ms"
+recovered_after = 3
+"#,
+            ctl = s.ctl_ip,
+            ip = s.web_ip
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn a_partition_cuts_the_service_but_never_the_agents_control_connection() {
+    if !privileged(&["ip", "nft"]) {
+        return;
+    }
+    let s = setup("");
+    let _service = service_in(&s.web_ns, s.dir.path(), &s.web_ip, 8080);
+    let before = s.web_tables();
+    let scenario = partition_scenario(&s, "1s");
+    let (code, report, stderr) = run_from(&s.ctl_ns, &s.ctl, &s.certs, &scenario);
+    assert_eq!(code, 0, "stderr:\n{stderr}\nreport: {report:#}");
+    let run = &report["runs"][0];
+    assert_eq!(run["verdict"], "PASS");
+    let fault = &run["faults"][0];
+    // The revert was acknowledged over the control connection the partition exempted, and
+    // the rules really dropped the probe's packets.
+    assert!(fault["reverted_us"].as_u64().is_some(), "{fault:#}");
+    assert!(
+        fault["figures"]["packets_dropped"].as_i64().unwrap() > 0,
+        "{fault:#}"
+    );
+    let recovered = run["grade"]["time_to_recover"]["us"].as_u64().unwrap();
+    assert!(
+        (1_000_000..1_400_000).contains(&recovered),
+        "recovery {recovered} µs for a 1 s partition"
+    );
+    assert_eq!(s.web_tables(), before, "no table left behind");
+}
+
+#[test]
+fn an_agent_killed_mid_partition_is_succeeded_by_one_that_reverts_before_registering() {
+    if !privileged(&["ip", "nft"]) {
+        return;
+    }
+    let mut s = setup("");
+    let _service = service_in(&s.web_ns, s.dir.path(), &s.web_ip, 8080);
+    let before = s.web_tables();
+    let scenario = partition_scenario(&s, "60s");
+    let (cert, key) = s.certs.pair("operator", "sre");
+    let run = in_netns(Some(&s.ctl_ns.name), &gameday_bin())
+        .args(["run", "--output", "json", "--controller", &s.ctl.url()])
+        .arg(&scenario)
+        .env("GAMEDAY_CA", s.certs.ca())
+        .env("GAMEDAY_CERT", cert)
+        .env("GAMEDAY_KEY", key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _run = ChildGuard {
+        child: run,
+        name: "run",
+    };
+    wait_for(
+        "the partition table to appear",
+        Duration::from_secs(20),
+        || s.web_tables().contains("gameday_"),
+    );
+
+    s.agent.child.kill().unwrap();
+    s.agent.child.wait().unwrap();
+    assert!(
+        s.web_tables().contains("gameday_"),
+        "the table outlives the killed agent"
+    );
+    wait_for(
+        "web-1 to drop off the list",
+        Duration::from_secs(10),
+        || !s.listed(),
+    );
+
+    s.restart_agent();
+    wait_for("the successor to register", Duration::from_secs(20), || {
+        s.listed()
+    });
+    assert_eq!(s.web_tables(), before, "reverted before registering");
+}
+
+/// A small tmpfs mounted for the test, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(path: std::path::PathBuf) -> Tmpfs {
+        std::fs::create_dir_all(&path).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+            .arg(&path)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount a tmpfs on {}", path.display());
+        Tmpfs(path)
+    }
+
+    fn fill_files(&self) -> Vec<String> {
+        std::fs::read_dir(&self.0)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".gameday-fill-"))
+            .collect()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn an_agent_killed_mid_disk_fill_is_succeeded_by_one_that_deletes_the_fill_before_registering() {
+    if !privileged(&["ip", "mount", "umount"]) {
+        return;
+    }
+    let base = tempfile::tempdir().unwrap();
+    let disk = Tmpfs::mount(base.path().join("data"));
+    let policy = format!("[policy.disk_fill]\npaths = [\"{}\"]\n", disk.0.display());
+    let mut s = setup(&policy);
+    let _service = service_in(&s.web_ns, s.dir.path(), &s.web_ip, 8080);
+    let scenario = s.dir.path().join("fill.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"
+name = "fill"
+rto = "3s"
+steady_state = "300ms"
+observe = "60s"
+
+[targets]
+agents = ["web-1"]
+
+[[faults]]
+kind = "disk_fill"
+path = "{path}"
+fill_to = 90
+duration = "60s"
+
+[[probes]]
+name = "http"
+kind = "http"
+url = "http://{ip}:8080/"
+interval = "50ms"
+"#,
+            path = disk.0.display(),
+            ip = s.web_ip
+        ),
+    )
+    .unwrap();
+    let (cert, key) = s.certs.pair("operator", "sre");
+    let run = in_netns(Some(&s.ctl_ns.name), &gameday_bin())
+        .args(["run", "--output", "json", "--controller", &s.ctl.url()])
+        .arg(&scenario)
+        .env("GAMEDAY_CA", s.certs.ca())
+        .env("GAMEDAY_CERT", cert)
+        .env("GAMEDAY_KEY", key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _run = ChildGuard {
+        child: run,
+        name: "run",
+    };
+    wait_for("the fill file to appear", Duration::from_secs(20), || {
+        !disk.fill_files().is_empty()
+    });
+
+    s.agent.child.kill().unwrap();
+    s.agent.child.wait().unwrap();
+    assert!(
+        !disk.fill_files().is_empty(),
+        "the fill outlives the killed agent"
+    );
+    wait_for(
+        "web-1 to drop off the list",
+        Duration::from_secs(10),
+        || !s.listed(),
+    );
+
+    s.restart_agent();
+    wait_for("the successor to register", Duration::from_secs(20), || {
+        s.listed()
+    });
+    assert!(
+        disk.fill_files().is_empty(),
+        "deleted before registering: {:?}",
+        disk.fill_files()
+    );
 }
