@@ -159,7 +159,7 @@ async fn run_with_probes(
     let tag = format!("run {}/{}", ctx.index, s.repeat);
 
     // Steady state: every probe must answer, and answer well, before anything is injected.
-    say(&ctx, format!("{tag}: steady state for {}", s.steady_state));
+    say(ctx, format!("{tag}: steady state for {}", s.steady_state));
     if wait_or_cancel(&mut ctx.cancel, s.steady_state.get()).await {
         return finish_aborted(report, probes, "aborted by an operator during steady state").await;
     }
@@ -254,7 +254,7 @@ async fn run_with_probes(
     report.inject = Some(inject);
     for f in &report.faults {
         say(
-            &ctx,
+            ctx,
             format!(
                 "{tag}: {} on {} took effect at +{} (±{}): {}",
                 f.kind,
@@ -298,7 +298,7 @@ async fn run_with_probes(
             revert_all(&mut report, &applied, epoch, true).await;
             reverted = true;
             say(
-                &ctx,
+                ctx,
                 format!(
                     "{tag}: faults reverted at +{}",
                     fmt_us(report.revert_us.unwrap_or(now_us))
@@ -316,7 +316,7 @@ async fn run_with_probes(
         if !announced_impact {
             if let Some(d) = grade::grade(&input).time_to_detect {
                 say(
-                    &ctx,
+                    ctx,
                     format!("{tag}: impact detected {} after the fault", fmt_us(d.us)),
                 );
                 announced_impact = true;
