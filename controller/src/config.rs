@@ -134,6 +134,15 @@ impl ControllerConfig {
                 ),
             });
         }
+        for schedule in &mut config.schedules {
+            schedule.resolve_paths(base);
+        }
+        crate::schedule::validate_all(&config.schedules).map_err(|message| {
+            ConfigError::Invalid {
+                path: shown,
+                message,
+            }
+        })?;
         Ok(config)
     }
 

@@ -30,21 +30,69 @@ pub fn record_event(events: Option<&Path>, event: &str) -> std::io::Result<()> {
 
 /// Serves `GET /` → 200 "ok" on `listen` forever.
 pub async fn serve(listen: SocketAddr, events: Option<PathBuf>) -> std::io::Result<()> {
+    serve_with(listen, events, None).await
+}
+
+/// [`serve`], and when `write_to` is given, every request first writes a small record durably
+/// into that directory ([`spool_record`]) and is answered 500 when it cannot: a service whose
+/// health depends on its disk, for disk-fill game days.
+pub async fn serve_with(
+    listen: SocketAddr,
+    events: Option<PathBuf>,
+    write_to: Option<PathBuf>,
+) -> std::io::Result<()> {
     let listener = TcpListener::bind(listen).await?;
     record_event(events.as_deref(), "listening")?;
+    let write_to = std::sync::Arc::new(write_to);
+    let seq = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     loop {
         let (stream, _) = listener.accept().await?;
+        let (write_to, seq) = (write_to.clone(), seq.clone());
         tokio::spawn(async move {
-            let service = service_fn(|_req: Request<hyper::body::Incoming>| async {
-                Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(
-                    b"ok\n",
-                ))))
+            let service = service_fn(move |_req: Request<hyper::body::Incoming>| {
+                let (write_to, seq) = (write_to.clone(), seq.clone());
+                async move {
+                    let Some(dir) = write_to.as_ref().clone() else {
+                        return Ok::<_, std::convert::Infallible>(Response::new(Full::new(
+                            Bytes::from_static(b"ok\n"),
+                        )));
+                    };
+                    let n = seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let written = tokio::task::spawn_blocking(move || spool_record(&dir, n)).await;
+                    Ok(match written {
+                        Ok(Ok(())) => Response::new(Full::new(Bytes::from_static(b"ok\n"))),
+                        Ok(Err(e)) => error_500(format!("cannot write: {e}\n")),
+                        Err(e) => error_500(format!("writer failed: {e}\n")),
+                    })
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
     }
+}
+
+/// Writes request `n`'s record durably into `dir`: a new file, written and fsynced, then
+/// removed (the lab has no consumer for the spool, and a service that kept them would fill its
+/// disk by itself). A new file every time, because it needs a new block: an append to one log
+/// file lands in the partly-filled last block, which a full filesystem still has room for, so
+/// the service would keep answering 200 for a while after its disk filled.
+pub fn spool_record(dir: &Path, n: u64) -> std::io::Result<()> {
+    let path = dir.join(format!("request-{}-{n}.rec", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&path)?;
+        writeln!(f, "request {n} at {}", monotonic_ns())?;
+        f.sync_all()
+    })();
+    let _ = std::fs::remove_file(&path);
+    result
+}
+
+fn error_500(body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+    response
 }
 
 /// Runs `command` forever: whenever it exits, waits `delay` and starts it again. Writes the
@@ -83,5 +131,24 @@ pub async fn supervise(
             _ = tokio::time::sleep(delay) => {}
             _ = terminate.recv() => return Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spooled_record_is_written_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        spool_record(dir.path(), 7).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_record_that_cannot_be_written_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = spool_record(&dir.path().join("missing"), 1).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
     }
 }

@@ -54,6 +54,34 @@ impl Operator for WhoAmI {
     ) -> Result<Response<AbortResponse>, Status> {
         Err(Status::unimplemented("not in this test"))
     }
+
+    async fn list_runs(
+        &self,
+        _request: Request<gameday_proto::v1::ListRunsRequest>,
+    ) -> Result<Response<gameday_proto::v1::ListRunsResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn get_run(
+        &self,
+        _request: Request<gameday_proto::v1::GetRunRequest>,
+    ) -> Result<Response<gameday_proto::v1::GetRunResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn get_scenario_history(
+        &self,
+        _request: Request<gameday_proto::v1::GetScenarioHistoryRequest>,
+    ) -> Result<Response<gameday_proto::v1::GetScenarioHistoryResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn list_schedules(
+        &self,
+        _request: Request<gameday_proto::v1::ListSchedulesRequest>,
+    ) -> Result<Response<gameday_proto::v1::ListSchedulesResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
 }
 
 /// A running test server; stops and is joined on [`TestServer::stop`].

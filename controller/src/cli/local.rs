@@ -15,8 +15,7 @@ use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 
-use super::output::print_report;
-use super::OutputFormat;
+use super::output::{print_report, ReportOutput};
 
 /// The local agent's name.
 pub const LOCAL_AGENT: &str = "local";
@@ -157,7 +156,7 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 }
 
 /// `gameday run --local FILE`.
-pub async fn run_file(file: &Path, format: OutputFormat) -> anyhow::Result<i32> {
+pub async fn run_file(file: &Path, out: ReportOutput) -> anyhow::Result<i32> {
     let name = file.display().to_string();
     let source = match std::fs::read_to_string(file) {
         Ok(s) => s,
@@ -176,5 +175,5 @@ pub async fn run_file(file: &Path, format: OutputFormat) -> anyhow::Result<i32> 
     let fleet = LocalFleet::start().await?;
     let report = fleet.run(&name, &source, &scenario).await;
     fleet.shutdown().await;
-    Ok(print_report(&report, format))
+    Ok(print_report(&report, out))
 }

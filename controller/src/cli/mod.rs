@@ -5,6 +5,9 @@ mod demo;
 mod local;
 mod output;
 mod remote;
+mod report;
+mod runs;
+mod schedules;
 mod serve;
 
 use std::path::PathBuf;
@@ -48,6 +51,12 @@ enum Command {
         #[command(flatten)]
         conn: remote::ConnArgs,
     },
+    /// List past runs from the controller's history, or show one (`gameday runs show RUN`).
+    Runs(runs::RunsArgs),
+    /// Render a run, or a scenario's recent game days with their trend (md, html, json, junit).
+    Report(report::ReportArgs),
+    /// List the controller's schedules with their next and last runs.
+    Schedules(schedules::SchedulesArgs),
     /// Check scenario files without running them.
     Validate {
         /// Scenario files.
@@ -66,6 +75,10 @@ enum Command {
         listen: std::net::SocketAddr,
         #[arg(long)]
         events: Option<PathBuf>,
+        /// Write a record into this directory (new file, fsync) before answering each
+        /// request; answer 500 when that fails (a full disk, say).
+        #[arg(long)]
+        write_to: Option<PathBuf>,
     },
     /// Restart a command a fixed delay after it exits (used by `gameday demo` and tests).
     #[command(hide = true)]
@@ -89,11 +102,28 @@ struct RunArgs {
     /// Run with an embedded controller and a local agent (named `local`) on this machine.
     #[arg(long)]
     local: bool,
-    /// Report format.
-    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
-    output: OutputFormat,
+    /// Report format on stdout.
+    #[arg(long, short, value_enum, default_value_t = gameday::render::Format::Text)]
+    output: gameday::render::Format,
+    /// Also write the report as JUnit XML to this file (one test case per run), for CI.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Also write the report as one self-contained HTML file with timeline plots.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
     #[command(flatten)]
     conn: remote::ConnArgs,
+}
+
+impl RunArgs {
+    /// Where the report goes.
+    fn report_output(&self) -> output::ReportOutput {
+        output::ReportOutput {
+            format: self.output,
+            junit: self.junit.clone(),
+            html: self.html.clone(),
+        }
+    }
 }
 
 /// How reports are printed.
@@ -150,18 +180,25 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Serve { config } => serve::run(&config).await,
         Command::Run(args) => {
             if args.local {
-                local::run_file(&args.file, args.output).await
+                local::run_file(&args.file, args.report_output()).await
             } else {
-                remote::run_file(&args.file, args.output, &args.conn).await
+                remote::run_file(&args.file, args.report_output(), &args.conn).await
             }
         }
         Command::Agents { conn } => remote::agents(&conn).await,
         Command::Abort { run, all, conn } => remote::abort(run, all, &conn).await,
+        Command::Runs(args) => runs::run(args).await,
+        Command::Report(args) => report::run(args).await,
+        Command::Schedules(args) => schedules::run(args).await,
         Command::Validate { files } => Ok(validate(&files)),
         Command::Certs(c) => certs::run(c),
         Command::Demo(args) => demo::run(args).await,
-        Command::DemoService { listen, events } => {
-            gameday::demo_service::serve(listen, events).await?;
+        Command::DemoService {
+            listen,
+            events,
+            write_to,
+        } => {
+            gameday::demo_service::serve_with(listen, events, write_to).await?;
             Ok(exit::OK)
         }
         Command::DemoSupervise {

@@ -8,8 +8,7 @@ use gameday::report::{exit, ScenarioReport};
 use gameday_proto::v1::{self, operator_client::OperatorClient, run_event::Event};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-use super::output::print_report;
-use super::OutputFormat;
+use super::output::{print_report, ReportOutput};
 
 /// How to reach the controller as an operator.
 #[derive(Args, Debug)]
@@ -32,6 +31,13 @@ pub struct ConnArgs {
     key: Option<PathBuf>,
 }
 
+impl ConnArgs {
+    /// The controller URL.
+    pub(super) fn controller(&self) -> &str {
+        &self.controller
+    }
+}
+
 fn need<'a>(p: &'a Option<PathBuf>, flag: &str) -> anyhow::Result<&'a Path> {
     p.as_deref().with_context(|| {
         format!(
@@ -41,7 +47,7 @@ fn need<'a>(p: &'a Option<PathBuf>, flag: &str) -> anyhow::Result<&'a Path> {
     })
 }
 
-async fn connect(conn: &ConnArgs) -> anyhow::Result<OperatorClient<Channel>> {
+pub(super) async fn connect(conn: &ConnArgs) -> anyhow::Result<OperatorClient<Channel>> {
     let read =
         |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
     let ca = read(need(&conn.ca, "ca")?)?;
@@ -66,7 +72,7 @@ async fn connect(conn: &ConnArgs) -> anyhow::Result<OperatorClient<Channel>> {
 
 /// Turns a failed call into an error an operator can act on. A client certificate the
 /// controller refuses shows up after the handshake, as a closed connection, so say what to check.
-fn explain(status: tonic::Status, controller: &str) -> anyhow::Error {
+pub(super) fn explain(status: tonic::Status, controller: &str) -> anyhow::Error {
     use tonic::Code;
     match status.code() {
         Code::PermissionDenied | Code::Unauthenticated => {
@@ -82,7 +88,7 @@ fn explain(status: tonic::Status, controller: &str) -> anyhow::Error {
 }
 
 /// `gameday run FILE` against a controller.
-pub async fn run_file(file: &Path, format: OutputFormat, conn: &ConnArgs) -> anyhow::Result<i32> {
+pub async fn run_file(file: &Path, out: ReportOutput, conn: &ConnArgs) -> anyhow::Result<i32> {
     // Validate locally first: a bad file is exit code 2 without touching the fleet.
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
@@ -115,7 +121,7 @@ pub async fn run_file(file: &Path, format: OutputFormat, conn: &ConnArgs) -> any
             Some(Event::ReportJson(json)) => {
                 let report: ScenarioReport = serde_json::from_str(&json)
                     .context("the controller sent a report this CLI cannot read")?;
-                return Ok(print_report(&report, format));
+                return Ok(print_report(&report, out));
             }
             Some(Event::Invalid(msg)) => {
                 eprintln!("{msg}");

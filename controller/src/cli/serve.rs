@@ -8,7 +8,9 @@ use gameday::config::ControllerConfig;
 use gameday::engine::Engine;
 use gameday::registry::AgentRegistry;
 use gameday::report::exit;
+use gameday::store::Store;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 
 /// Validates the config (exit 2 when it is wrong, before anything starts), then serves until
 /// SIGINT or SIGTERM.
@@ -31,11 +33,89 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    let engine = Arc::new(Engine::new(Arc::new(AgentRegistry::default())));
+    let history = open_history(&config)?;
+    let agents = Arc::new(AgentRegistry::default());
+    let metrics = Arc::new(gameday::metrics::Metrics::new(agents.clone()));
+    let engine = Arc::new(
+        Engine::new(agents)
+            .with_observer(history.clone())
+            .with_observer(metrics.clone()),
+    );
+    let metrics_server = match config.metrics_listen {
+        Some(addr) => Some(
+            gameday::metrics::MetricsServer::start(addr, metrics)
+                .await
+                .with_context(|| format!("binding metrics_listen {addr}"))?,
+        ),
+        None => None,
+    };
+    let scheduler =
+        gameday::schedule::Scheduler::start(&config.schedules, &config.data_dir, engine.clone())?;
+    let (stop_pruning, pruning) = start_pruning(&history, &config);
     tracing::info!(listen = %listener.local_addr()?, "controller serving");
     eprintln!("gameday controller listening on {}", listener.local_addr()?);
-    gameday::server::serve(tls, config.timing(), engine, listener, shutdown_signal()).await?;
+    let extras = gameday::server::Extras {
+        history: Some(history),
+        schedules: Some(scheduler.book()),
+    };
+    let served = gameday::server::serve_with(
+        tls,
+        config.timing(),
+        engine,
+        extras,
+        listener,
+        shutdown_signal(),
+    )
+    .await;
+    let _ = stop_pruning.send(());
+    if let Some(task) = pruning {
+        let _ = task.await;
+    }
+    scheduler.stop().await;
+    if let Some(server) = metrics_server {
+        server.stop().await;
+    }
+    served?;
     Ok(exit::OK)
+}
+
+/// Opens the run history and marks the runs a previous controller left running as
+/// interrupted: none can be going on in a controller that is only starting.
+fn open_history(config: &ControllerConfig) -> anyhow::Result<Arc<Store>> {
+    let store = Store::open(&config.data_dir)?;
+    store
+        .mark_interrupted_runs(gameday::store::unix_ms_now())
+        .with_context(|| format!("marking interrupted runs in {}", store.path().display()))?;
+    let marked = store.interrupted_runs_marked();
+    if marked > 0 {
+        tracing::warn!(
+            runs = marked,
+            history = %store.path().display(),
+            "runs left running by a stopped controller are marked interrupted"
+        );
+    }
+    tracing::info!(history = %store.path().display(), "run history open");
+    Ok(Arc::new(store))
+}
+
+/// Prunes old probe samples now and every hour, when a retention is configured; the task
+/// stops when the returned sender fires (or is dropped).
+fn start_pruning(
+    history: &Arc<Store>,
+    config: &ControllerConfig,
+) -> (oneshot::Sender<()>, Option<tokio::task::JoinHandle<()>>) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = config.sample_retention.map(|retention| {
+        tokio::spawn(gameday::store::prune_periodically(
+            history.clone(),
+            retention.get(),
+            std::time::Duration::from_secs(3600),
+            async {
+                let _ = stopped.await;
+            },
+        ))
+    });
+    (stop, task)
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -45,11 +45,33 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// What the operator service can answer besides agents and runs; absent parts answer
+/// FailedPrecondition ("this controller keeps no history", "runs no scheduler").
+#[derive(Default)]
+pub struct Extras {
+    /// The run history.
+    pub history: Option<Arc<crate::store::Store>>,
+    /// The scheduler's table of schedules.
+    pub schedules: Option<crate::schedule::ScheduleBook>,
+}
+
 /// Serves agents and operators on `listener` until `shutdown` resolves.
 pub async fn serve(
     tls: ServerTlsConfig,
     timing: ChannelTiming,
     engine: Arc<Engine>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    serve_with(tls, timing, engine, Extras::default(), listener, shutdown).await
+}
+
+/// Like [`serve`], with history and schedules answering the operators' calls about them.
+pub async fn serve_with(
+    tls: ServerTlsConfig,
+    timing: ChannelTiming,
+    engine: Arc<Engine>,
+    extras: Extras,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
@@ -70,7 +92,11 @@ pub async fn serve(
         .add_service(AgentControlServer::new(
             agent_control::AgentControlService::new(engine.clone(), timing),
         ))
-        .add_service(OperatorServer::new(operator::OperatorService::new(engine)))
+        .add_service(OperatorServer::new(
+            operator::OperatorService::new(engine)
+                .with_history(extras.history)
+                .with_schedules(extras.schedules),
+        ))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
     expiry.abort();

@@ -1,4 +1,5 @@
-//! The operator service: list agents, run a scenario with streamed progress, abort runs.
+//! The operator service: list agents, run a scenario with streamed progress, abort runs, read
+//! the run history.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,15 +15,58 @@ use crate::certs::Role;
 use crate::engine::Engine;
 use crate::identity;
 use crate::scenario;
+use crate::store::{RunFilter, Store, StoreError};
 
 pub(super) struct OperatorService {
     engine: Arc<Engine>,
+    history: Option<Arc<Store>>,
+    schedules: Option<crate::schedule::ScheduleBook>,
 }
 
 impl OperatorService {
     pub(super) fn new(engine: Arc<Engine>) -> Self {
-        Self { engine }
+        Self {
+            engine,
+            history: None,
+            schedules: None,
+        }
     }
+
+    /// Answers `ListSchedules` from the scheduler's table (without it the call fails with a
+    /// clear message).
+    pub(super) fn with_schedules(
+        mut self,
+        schedules: Option<crate::schedule::ScheduleBook>,
+    ) -> Self {
+        self.schedules = schedules;
+        self
+    }
+
+    /// Answers the history calls from `history` (without it they fail with a clear message).
+    pub(super) fn with_history(mut self, history: Option<Arc<Store>>) -> Self {
+        self.history = history;
+        self
+    }
+
+    fn history(&self) -> Result<Arc<Store>, Status> {
+        self.history
+            .clone()
+            .ok_or_else(|| Status::failed_precondition("this controller keeps no run history"))
+    }
+}
+
+/// Runs a history query off the async threads (SQLite blocks) and maps its errors.
+async fn query<T: Send + 'static>(
+    store: Arc<Store>,
+    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| Status::internal(format!("run history query failed: {e}")))?
+        .map_err(|e| {
+            tracing::error!(error = %e, "run history query failed");
+            Status::internal(e.to_string())
+        })
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<RunEvent, Status>> + Send>>;
@@ -92,6 +136,23 @@ impl Operator for OperatorService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    async fn list_schedules(
+        &self,
+        request: Request<v1::ListSchedulesRequest>,
+    ) -> Result<Response<v1::ListSchedulesResponse>, Status> {
+        operator(&request)?;
+        let book = self
+            .schedules
+            .as_ref()
+            .ok_or_else(|| Status::failed_precondition("this controller runs no scheduler"))?;
+        let schedules = book
+            .status(chrono::Utc::now())
+            .iter()
+            .map(|s| s.to_info())
+            .collect();
+        Ok(Response::new(v1::ListSchedulesResponse { schedules }))
+    }
+
     async fn abort(
         &self,
         request: Request<v1::AbortRequest>,
@@ -114,6 +175,65 @@ impl Operator for OperatorService {
         Ok(Response::new(v1::AbortResponse {
             aborted_runs,
             reverted_faults,
+        }))
+    }
+
+    async fn list_runs(
+        &self,
+        request: Request<v1::ListRunsRequest>,
+    ) -> Result<Response<v1::ListRunsResponse>, Status> {
+        operator(&request)?;
+        let store = self.history()?;
+        let filter = RunFilter::try_from(request.get_ref())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let runs = query(store, move |s| s.list_runs(&filter)).await?;
+        Ok(Response::new(v1::ListRunsResponse {
+            runs: runs.iter().map(v1::RunSummary::from).collect(),
+        }))
+    }
+
+    async fn get_run(
+        &self,
+        request: Request<v1::GetRunRequest>,
+    ) -> Result<Response<v1::GetRunResponse>, Status> {
+        operator(&request)?;
+        let store = self.history()?;
+        let run_id = request.into_inner().run_id;
+        if run_id.is_empty() {
+            return Err(Status::invalid_argument("name a run id"));
+        }
+        let id = run_id.clone();
+        let run = query(store, move |s| s.get_run(&id))
+            .await?
+            .ok_or_else(|| Status::not_found(format!("no run {run_id:?} in the history")))?;
+        let response = v1::GetRunResponse::try_from(&run)
+            .map_err(|e| Status::internal(format!("run {run_id}: {e}")))?;
+        Ok(Response::new(response))
+    }
+
+    async fn get_scenario_history(
+        &self,
+        request: Request<v1::GetScenarioHistoryRequest>,
+    ) -> Result<Response<v1::GetScenarioHistoryResponse>, Status> {
+        operator(&request)?;
+        let store = self.history()?;
+        let req = request.into_inner();
+        if req.scenario.is_empty() {
+            return Err(Status::invalid_argument("name a scenario"));
+        }
+        let name = req.scenario.clone();
+        let history = query(store, move |s| s.scenario_report(&name, req.limit))
+            .await?
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "scenario {:?} has no runs in the history",
+                    req.scenario
+                ))
+            })?;
+        let encode = |e: serde_json::Error| Status::internal(format!("encoding the history: {e}"));
+        Ok(Response::new(v1::GetScenarioHistoryResponse {
+            report_json: serde_json::to_string(&history.report).map_err(encode)?,
+            trend_json: serde_json::to_string(&history.trend).map_err(encode)?,
         }))
     }
 }

@@ -382,3 +382,91 @@ impl Controller {
         )
     }
 }
+
+/// The run history database of a controller started in `dir` (its `data_dir` is
+/// `dir/controller-data`).
+pub fn history_db(dir: &Path) -> PathBuf {
+    dir.join("controller-data").join("history.sqlite3")
+}
+
+impl Controller {
+    /// SIGKILL, then reap: the controller gets no chance to tidy up.
+    pub fn kill(&mut self) {
+        let _ = self.guard.child.kill();
+        let _ = self.guard.child.wait();
+    }
+
+    /// Kills this controller (if still alive) and starts a new one with the same directory,
+    /// config and data, as a restarted daemon would be. It listens on a new port.
+    pub fn restart(mut self, dir: &Path, certs: &Certs, heartbeat_timeout: &str) -> Controller {
+        self.kill();
+        let netns = self.netns.take();
+        let ip = self.addr.ip().to_string();
+        Controller::start_in(dir, certs, heartbeat_timeout, netns.as_deref(), &ip)
+    }
+}
+
+/// Stderr lines a process printed, as they arrive.
+pub type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+impl Controller {
+    /// A `gameday serve` on loopback whose config gets `extra` TOML before its `[tls]` table
+    /// (top-level keys such as `metrics_listen` first, then tables such as `[[schedules]]`),
+    /// logging at info level; its stderr lines are kept in the returned buffer too.
+    pub fn start_with_extra(
+        dir: &Path,
+        certs: &Certs,
+        heartbeat_timeout: &str,
+        extra: &str,
+    ) -> (Controller, Lines) {
+        let config = dir.join("controller.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nheartbeat_interval = \"200ms\"\nheartbeat_timeout = \"{heartbeat_timeout}\"\n{extra}\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+                dir.join("controller-data").display(),
+                certs.ca().display(),
+                certs.dir.join("controller.pem").display(),
+                certs.dir.join("controller.key").display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(gameday_bin())
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("GAMEDAY_LOG", "warn,gameday=info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start gameday serve");
+        let stderr = child.stderr.take().unwrap();
+        let lines: Lines = Default::default();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let kept = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("gameday controller listening on ") {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+                eprintln!("[controller] {line}");
+                kept.lock().unwrap().push(line);
+            }
+        });
+        let guard = ChildGuard {
+            child,
+            name: "controller",
+        };
+        let addr = rx
+            .recv_timeout(Duration::from_secs(15))
+            .expect("the controller printed its address")
+            .parse()
+            .unwrap();
+        (
+            Controller {
+                guard,
+                addr,
+                netns: None,
+            },
+            lines,
+        )
+    }
+}

@@ -1,0 +1,518 @@
+//! The per-run timeline plot: one lane per probe with every sample drawn where it ran (green
+//! ok, red failed), the fault window shaded, the RTO drawn from the injection, and impact and
+//! recovery marked with their measurement brackets.
+//!
+//! Lanes with more samples than [`MAX_MARKS`] are reduced to at most one ok and one failed mark
+//! per pixel column, so a long run stays light while every failure stays visible.
+
+use std::fmt::Write as _;
+
+use super::escape;
+use super::svg::{fmt_axis_us, nice_step, text, ticks, Scale};
+use crate::grade::{fmt_us, Measured};
+use crate::report::RunReport;
+use crate::timeline::Sample;
+
+/// Above this many samples in a lane, marks are merged per pixel column.
+pub(crate) const MAX_MARKS: usize = 2000;
+
+const WIDTH: f64 = 1100.0;
+const LEFT: f64 = 170.0;
+const RIGHT: f64 = 30.0;
+const ROW: f64 = 16.0;
+const TOP: f64 = 8.0 + 4.0 * ROW + 6.0;
+const LANE: f64 = 30.0;
+const BOTTOM: f64 = 48.0;
+
+/// Colours of ok and failed samples (the browser test looks for them).
+pub(crate) const OK_COLOR: &str = "#2da44e";
+/// See [`OK_COLOR`].
+pub(crate) const FAILED_COLOR: &str = "#e5332a";
+
+/// One drawn mark: a sample, or the samples of one state in one pixel column.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Mark {
+    pub start_us: u64,
+    pub end_us: u64,
+    pub ok: bool,
+    /// How many samples it stands for.
+    pub samples: usize,
+    /// The first error among them.
+    pub error: String,
+}
+
+impl Mark {
+    fn of(s: &Sample) -> Mark {
+        Mark {
+            start_us: s.start_us,
+            end_us: s.end_us,
+            ok: s.ok,
+            samples: 1,
+            error: s.error.clone(),
+        }
+    }
+
+    fn absorb(&mut self, s: &Sample) {
+        self.start_us = self.start_us.min(s.start_us);
+        self.end_us = self.end_us.max(s.end_us);
+        self.samples += 1;
+    }
+}
+
+/// The marks of one lane: one per sample up to `max_marks` samples; beyond that, per pixel
+/// column of the `[d0_us, d1_us]` range split into `columns`, one mark for the ok samples and
+/// one for the failed ones, so every failure keeps a mark of its own column.
+pub(crate) fn downsample(
+    samples: &[Sample],
+    d0_us: u64,
+    d1_us: u64,
+    columns: usize,
+    max_marks: usize,
+) -> Vec<Mark> {
+    if samples.len() <= max_marks {
+        return samples.iter().map(Mark::of).collect();
+    }
+    let columns = columns.max(1) as u128;
+    let span = u128::from(d1_us.saturating_sub(d0_us).max(1));
+    let column_of = |s: &Sample| -> u128 {
+        (u128::from(s.start_us.saturating_sub(d0_us)) * columns / span).min(columns - 1)
+    };
+    let mut out = Vec::new();
+    let mut current: Option<u128> = None;
+    let (mut ok, mut failed): (Option<Mark>, Option<Mark>) = (None, None);
+    for s in samples {
+        let col = column_of(s);
+        if current != Some(col) {
+            out.extend(ok.take());
+            out.extend(failed.take());
+            current = Some(col);
+        }
+        let slot = if s.ok { &mut ok } else { &mut failed };
+        match slot {
+            Some(m) => m.absorb(s),
+            None => *slot = Some(Mark::of(s)),
+        }
+    }
+    out.extend(ok);
+    out.extend(failed);
+    out
+}
+
+/// The plot of one run, or `None` when it has no samples to draw.
+pub(crate) fn plot(run: &RunReport, rto_us: u64) -> Option<String> {
+    let first = run
+        .probes
+        .iter()
+        .filter_map(|p| p.samples.first().map(|s| s.start_us))
+        .min()?;
+    let last = run
+        .probes
+        .iter()
+        .filter_map(|p| p.samples.last().map(|s| s.end_us))
+        .max()?;
+    // Times are drawn relative to the injection when there was one: that is where the RTO,
+    // impact and recovery are counted from.
+    let origin = run.inject.map_or(0, |m| m.at_us);
+    let grade = run.grade.as_ref();
+    let mut end = last.max(run.revert_us.unwrap_or(0));
+    if let Some(inject) = run.inject {
+        end = end.max(inject.at_us + rto_us);
+        if let Some(r) = grade.and_then(|g| g.time_to_recover) {
+            end = end.max(inject.at_us + r.high_us);
+        }
+    }
+    let start = first.min(origin);
+    let pad = (end - start) / 100;
+    let (d0, d1) = (start.saturating_sub(pad), end + pad);
+    let rel = |us: u64| us as f64 - origin as f64;
+    let x = Scale::new(rel(d0), rel(d1), LEFT, WIDTH - RIGHT);
+    let lanes = run.probes.len() as f64;
+    let lanes_bottom = TOP + lanes * LANE;
+    let height = lanes_bottom + BOTTOM;
+    let plot_width = WIDTH - LEFT - RIGHT;
+
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg class="timeline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" font-family="system-ui, sans-serif" font-size="12" role="img" aria-label="probe timeline of run {}">"#,
+        escape::xml_attr(&run.run_id)
+    );
+    // Lane backgrounds and labels.
+    for (i, p) in run.probes.iter().enumerate() {
+        let y0 = TOP + i as f64 * LANE;
+        let fill = if i % 2 == 0 { "#f6f8fa" } else { "#ffffff" };
+        let _ = write!(
+            s,
+            r#"<rect x="{LEFT}" y="{y0}" width="{plot_width}" height="{LANE}" fill="{fill}"/>"#
+        );
+        let failed = p.samples.iter().filter(|s| !s.ok).count();
+        let _ = write!(s, "<g><title>{}</title>", escape::xml(&p.name));
+        text(
+            &mut s,
+            LEFT - 8.0,
+            y0 + 13.0,
+            r#"class="lane" text-anchor="end" font-weight="600""#,
+            &escape::truncate(&p.name, 20),
+        );
+        s.push_str("</g>");
+        text(
+            &mut s,
+            LEFT - 8.0,
+            y0 + 26.0,
+            r##"class="small" text-anchor="end" font-size="10" fill="#57606a""##,
+            &format!("{} samples, {failed} failed", p.samples.len()),
+        );
+    }
+    let _ = write!(
+        s,
+        r##"<rect x="{LEFT}" y="{TOP}" width="{plot_width}" height="{}" fill="none" stroke="#d0d7de"/>"##,
+        lanes * LANE
+    );
+    // Grid and axis.
+    let (t0, t1) = x.domain();
+    let step = nice_step(t1 - t0, 10);
+    for t in ticks(t0, t1, step) {
+        let px = x.px(t);
+        let _ = write!(
+            s,
+            r##"<line x1="{px:.1}" x2="{px:.1}" y1="{TOP}" y2="{:.1}" stroke="#d8dee4" stroke-width="0.8"/>"##,
+            lanes_bottom + 4.0
+        );
+        text(
+            &mut s,
+            px,
+            lanes_bottom + 17.0,
+            r##"class="tick" text-anchor="middle" font-size="11" fill="#57606a""##,
+            &fmt_axis_us(t, step),
+        );
+    }
+    text(
+        &mut s,
+        LEFT + plot_width / 2.0,
+        lanes_bottom + 38.0,
+        r##"class="axis" text-anchor="middle" fill="#24292f""##,
+        if run.inject.is_some() {
+            "time since the fault took effect"
+        } else {
+            "time since the run started"
+        },
+    );
+
+    // The fault window: shaded while the fault held, a line for an instant fault.
+    let kind = run
+        .faults
+        .first()
+        .map(|f| f.kind.as_str())
+        .unwrap_or("fault");
+    if let Some(inject) = run.inject {
+        let fx = x.px(0.0);
+        match run.revert_us {
+            Some(r) if r > inject.at_us => {
+                let rx = x.px(rel(r));
+                let _ = write!(
+                    s,
+                    r##"<rect class="fault-window" x="{fx:.1}" y="{TOP}" width="{:.1}" height="{}" fill="#f4a261" fill-opacity="0.3"/>"##,
+                    (rx - fx).max(1.0),
+                    lanes * LANE
+                );
+                annotate(
+                    &mut s,
+                    &x,
+                    0.0,
+                    0,
+                    lanes_bottom,
+                    "#c2410c",
+                    "",
+                    &format!(
+                        "fault {kind}, held {} until the revert",
+                        fmt_us(r - inject.at_us)
+                    ),
+                );
+            }
+            _ => annotate(
+                &mut s,
+                &x,
+                0.0,
+                0,
+                lanes_bottom,
+                "#c2410c",
+                "4 2",
+                &format!("fault {kind} (±{})", fmt_us(inject.uncertainty_us)),
+            ),
+        }
+    }
+
+    // Samples: ok first, failed on top, so no failure hides under a neighbour.
+    let columns = plot_width as usize;
+    for (i, p) in run.probes.iter().enumerate() {
+        let y = TOP + i as f64 * LANE + 7.0;
+        let marks = downsample(&p.samples, d0, d1, columns, MAX_MARKS);
+        for ok in [true, false] {
+            let color = if ok { OK_COLOR } else { FAILED_COLOR };
+            let _ = write!(
+                s,
+                r#"<g class="{}" fill="{color}">"#,
+                if ok { "ok" } else { "failed" }
+            );
+            for m in marks.iter().filter(|m| m.ok == ok) {
+                let mx = x.px(rel(m.start_us));
+                // At least 2 px: a lone sample, failed above all, must stay visible.
+                let w = (x.px(rel(m.end_us)) - mx).max(2.0);
+                let _ = write!(
+                    s,
+                    r#"<rect x="{mx:.1}" y="{y:.1}" width="{w:.1}" height="16""#
+                );
+                if ok {
+                    s.push_str("/>");
+                } else {
+                    let what = if m.samples == 1 {
+                        format!("failed at {}: {}", signed(rel(m.start_us)), m.error)
+                    } else {
+                        format!(
+                            "{} failed samples from {}, first: {}",
+                            m.samples,
+                            signed(rel(m.start_us)),
+                            m.error
+                        )
+                    };
+                    let _ = write!(s, "><title>{}</title></rect>", escape::xml(&what));
+                }
+            }
+            s.push_str("</g>");
+        }
+    }
+
+    // Impact, recovery and the RTO, counted from the injection.
+    if run.inject.is_some() {
+        let impact = grade.and_then(|g| g.time_to_detect);
+        let recovered = grade.and_then(|g| g.time_to_recover);
+        if let Some(m) = impact {
+            bracket_band(&mut s, &x, &m, lanes, "#9b2226");
+            annotate(
+                &mut s,
+                &x,
+                m.us as f64,
+                1,
+                lanes_bottom,
+                "#9b2226",
+                "",
+                &format!("impact +{} {}", fmt_us(m.us), bracket(&m)),
+            );
+        }
+        match recovered {
+            Some(m) => {
+                bracket_band(&mut s, &x, &m, lanes, "#1a7f37");
+                annotate(
+                    &mut s,
+                    &x,
+                    m.us as f64,
+                    2,
+                    lanes_bottom,
+                    "#1a7f37",
+                    "",
+                    &format!("recovered +{} {}", fmt_us(m.us), bracket(&m)),
+                );
+            }
+            None if impact.is_some() => text(
+                &mut s,
+                WIDTH - RIGHT,
+                8.0 + 2.0 * ROW + 11.0,
+                r##"class="label" text-anchor="end" font-weight="600" fill="#cf222e""##,
+                "not recovered within the observation window",
+            ),
+            None => {}
+        }
+        annotate(
+            &mut s,
+            &x,
+            rto_us as f64,
+            3,
+            lanes_bottom,
+            "#1f4e99",
+            "8 4",
+            &format!("RTO {}", fmt_us(rto_us)),
+        );
+    }
+    s.push_str("</svg>");
+    Some(s)
+}
+
+/// "[low .. high]" of a figure.
+fn bracket(m: &Measured) -> String {
+    format!("[{} .. {}]", fmt_us(m.low_us), fmt_us(m.high_us))
+}
+
+fn signed(us: f64) -> String {
+    if us < 0.0 {
+        format!("-{}", fmt_us((-us) as u64))
+    } else {
+        format!("+{}", fmt_us(us as u64))
+    }
+}
+
+/// A translucent band over the lanes where the truth lies.
+fn bracket_band(s: &mut String, x: &Scale, m: &Measured, lanes: f64, color: &str) {
+    let lo = x.px(m.low_us as f64);
+    let hi = x.px(m.high_us as f64);
+    let _ = write!(
+        s,
+        r#"<rect class="bracket" x="{lo:.1}" y="{TOP}" width="{:.1}" height="{}" fill="{color}" fill-opacity="0.16"/>"#,
+        (hi - lo).max(1.0),
+        lanes * LANE
+    );
+}
+
+/// A vertical line at `at_us` (relative to the origin) from its label row down through the
+/// lanes, labelled in that row; labels near the right edge are anchored to the left of it.
+#[allow(clippy::too_many_arguments)]
+fn annotate(
+    s: &mut String,
+    x: &Scale,
+    at_us: f64,
+    row: usize,
+    lanes_bottom: f64,
+    color: &str,
+    dash: &str,
+    label: &str,
+) {
+    let px = x.px(at_us);
+    let row_y = 8.0 + row as f64 * ROW;
+    let dash = if dash.is_empty() {
+        String::new()
+    } else {
+        format!(r#" stroke-dasharray="{dash}""#)
+    };
+    let _ = write!(
+        s,
+        r#"<line class="marker" x1="{px:.1}" x2="{px:.1}" y1="{:.1}" y2="{lanes_bottom:.1}" stroke="{color}" stroke-width="2"{dash}/>"#,
+        row_y + 13.0
+    );
+    let right_half = px > LEFT + 0.62 * (WIDTH - LEFT - RIGHT);
+    let (tx, anchor) = if right_half {
+        (px - 4.0, "end")
+    } else {
+        (px + 4.0, "start")
+    };
+    text(
+        s,
+        tx,
+        row_y + 11.0,
+        &format!(r#"class="label" text-anchor="{anchor}" font-weight="600" fill="{color}""#),
+        label,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grade::{Grade, Verdict};
+    use crate::timeline::{Moment, ProbeTimeline};
+
+    fn samples(n: u64, failed: &[u64]) -> Vec<Sample> {
+        (0..n)
+            .map(|i| Sample {
+                start_us: i * 10_000,
+                end_us: i * 10_000 + 1_000,
+                ok: !failed.contains(&i),
+                error: if failed.contains(&i) {
+                    format!("refused #{i}")
+                } else {
+                    String::new()
+                },
+            })
+            .collect()
+    }
+
+    #[test]
+    fn small_lanes_keep_every_sample() {
+        let s = samples(100, &[5]);
+        let m = downsample(&s, 0, 1_000_000, 900, MAX_MARKS);
+        assert_eq!(m.len(), 100);
+    }
+
+    #[test]
+    fn large_lanes_merge_per_column_and_keep_every_failure() {
+        let failed = [3, 4_000, 4_001, 9_999];
+        let s = samples(10_000, &failed);
+        let m = downsample(&s, 0, 100_000_000, 900, MAX_MARKS);
+        assert!(m.len() <= 2 * 900, "{} marks", m.len());
+        assert!(m.len() >= 900, "every column has a mark: {}", m.len());
+        let red: Vec<&Mark> = m.iter().filter(|m| !m.ok).collect();
+        for f in failed {
+            let at = f * 10_000;
+            assert!(
+                red.iter().any(|m| m.start_us <= at && at < m.end_us),
+                "failure {f} has a red mark"
+            );
+        }
+        assert_eq!(red.iter().map(|m| m.samples).sum::<usize>(), failed.len());
+        assert_eq!(m.iter().map(|m| m.samples).sum::<usize>(), 10_000);
+        assert_eq!(red[0].error, "refused #3");
+    }
+
+    fn run() -> RunReport {
+        RunReport {
+            run_id: "run-<1>".into(),
+            index: 1,
+            verdict: Verdict::Pass,
+            reason: "ok".into(),
+            met_expectation: true,
+            targets: vec!["local".into()],
+            epoch_monotonic_ns: 0,
+            started_unix_ms: 0,
+            inject: Some(Moment {
+                at_us: 1_000_000,
+                uncertainty_us: 500,
+            }),
+            revert_us: None,
+            grade: Some(Grade {
+                verdict: Verdict::Pass,
+                reason: "ok".into(),
+                time_to_detect: Some(Measured {
+                    us: 1_000,
+                    low_us: 0,
+                    high_us: 1_000,
+                }),
+                time_to_recover: Some(Measured {
+                    us: 301_000,
+                    low_us: 290_000,
+                    high_us: 301_000,
+                }),
+                recover_after_revert_us: None,
+                probes: vec![],
+            }),
+            faults: vec![],
+            probes: vec![ProbeTimeline {
+                name: "http <&> probe".into(),
+                recovered_after: 3,
+                samples: samples(200, &[100, 101, 102]),
+            }],
+        }
+    }
+
+    #[test]
+    fn plot_marks_the_run() {
+        let svg = plot(&run(), 2_000_000).expect("a plot");
+        assert!(svg.contains("RTO 2.000s"), "{svg}");
+        assert!(svg.contains("impact +1.0ms [0µs .. 1.0ms]"));
+        assert!(svg.contains("recovered +301.0ms [290.0ms .. 301.0ms]"));
+        assert!(svg.contains("fault fault (±500µs)"));
+        assert!(svg.contains("http &lt;&amp;&gt; probe"));
+        assert!(svg.contains("run-&lt;1&gt;"));
+        assert!(!svg.contains("<&>"));
+        assert_eq!(
+            svg.matches(FAILED_COLOR).count(),
+            1,
+            "one group of failed marks"
+        );
+        assert_eq!(svg.matches("<title>failed at").count(), 3);
+        assert!(svg.contains("time since the fault took effect"));
+    }
+
+    #[test]
+    fn no_samples_no_plot() {
+        let mut r = run();
+        r.probes.clear();
+        assert!(plot(&r, 1).is_none());
+    }
+}

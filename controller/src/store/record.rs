@@ -1,0 +1,215 @@
+//! Writing runs down as they happen: the store as a [`RunObserver`].
+//!
+//! A failed write is logged and forgotten: losing a line of history must never stop or fail a
+//! run that is injecting faults on real hosts.
+
+use rusqlite::{params, Connection};
+use sha2::{Digest, Sha256};
+
+use super::{unix_ms_now, Store, StoreError};
+use crate::engine::{RunObserver, RunStart};
+use crate::report::{FaultRecord, RunReport};
+use crate::scenario::{Expectation, Scenario};
+use crate::timeline::Sample;
+
+/// A probe as the history remembers it, to rebuild timelines of runs that were never graded.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) struct ProbeEntry {
+    pub name: String,
+    pub recovered_after: u32,
+}
+
+fn expect_name(e: Expectation) -> &'static str {
+    match e {
+        Expectation::Recovery => "recovery",
+        Expectation::NoImpact => "no_impact",
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    // Plain data (strings, numbers, maps with string keys) always encodes.
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+fn log_failure(what: &str, run_id: &str, result: Result<(), StoreError>) {
+    if let Err(e) = result {
+        tracing::error!(run = %run_id, error = %e, "run history: could not record {what}");
+    }
+}
+
+impl Store {
+    fn record_start(&self, run: &RunStart<'_>) -> Result<(), StoreError> {
+        let s = run.scenario;
+        let probes: Vec<ProbeEntry> = s
+            .probes
+            .iter()
+            .map(|p| ProbeEntry {
+                name: p.name.clone(),
+                recovered_after: p.recovered_after,
+            })
+            .collect();
+        let hash = format!("{:x}", Sha256::digest(run.source.as_bytes()));
+        self.writer().execute(
+            "INSERT INTO runs (run_id, scenario, file, scenario_text, scenario_sha256, idx,
+                targets, probes, expect, rto_us, min_pass_rate, status, started_unix_ms,
+                epoch_monotonic_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'running', ?12, ?13)",
+            params![
+                run.run_id,
+                s.name,
+                run.file,
+                run.source,
+                hash,
+                run.index,
+                to_json(&run.targets),
+                to_json(&probes),
+                expect_name(s.expect),
+                s.rto.get().as_micros() as u64,
+                s.min_pass_rate,
+                unix_ms_now(),
+                run.epoch_monotonic_ns,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn record_samples(
+        &self,
+        run_id: &str,
+        probe: &str,
+        samples: &[Sample],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO samples (run_id, probe, start_us, end_us, ok, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for s in samples {
+                insert.execute(params![run_id, probe, s.start_us, s.end_us, s.ok, s.error])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn record_fault(&self, run_id: &str, fault: &FaultRecord) -> Result<(), StoreError> {
+        upsert_fault(&self.writer(), run_id, fault)
+    }
+
+    fn record_finish(&self, scenario: &Scenario, run: &RunReport) -> Result<(), StoreError> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        let grade = run.grade.as_ref();
+        let recover = grade.and_then(|g| g.time_to_recover);
+        let report_json = serde_json::to_string(run).map_err(|e| StoreError::Corrupt {
+            run_id: run.run_id.clone(),
+            what: "report",
+            message: e.to_string(),
+        })?;
+        // A repeat whose preflight failed never started: its row is made here.
+        tx.execute(
+            "INSERT INTO runs (run_id, scenario, idx, targets, expect, rto_us, min_pass_rate,
+                status, started_unix_ms, epoch_monotonic_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'finished', ?8, ?9)
+             ON CONFLICT (run_id) DO NOTHING",
+            params![
+                run.run_id,
+                scenario.name,
+                run.index,
+                to_json(&run.targets),
+                expect_name(scenario.expect),
+                scenario.rto.get().as_micros() as u64,
+                scenario.min_pass_rate,
+                run.started_unix_ms,
+                run.epoch_monotonic_ns,
+            ],
+        )?;
+        tx.execute(
+            "UPDATE runs SET status = 'finished', verdict = ?2, reason = ?3, met_expectation = ?4,
+                finished_unix_ms = ?5, time_to_recover_us = ?6, time_to_recover_low_us = ?7,
+                time_to_recover_high_us = ?8, time_to_detect_us = ?9,
+                recover_after_revert_us = ?10, report_json = ?11,
+                started_unix_ms = CASE WHEN ?12 > 0 THEN ?12 ELSE started_unix_ms END
+             WHERE run_id = ?1",
+            params![
+                run.run_id,
+                run.verdict.to_string(),
+                run.reason,
+                run.met_expectation,
+                unix_ms_now(),
+                recover.map(|m| m.us),
+                recover.map(|m| m.low_us),
+                recover.map(|m| m.high_us),
+                grade.and_then(|g| g.time_to_detect).map(|m| m.us),
+                grade.and_then(|g| g.recover_after_revert_us),
+                report_json,
+                run.started_unix_ms,
+            ],
+        )?;
+        for f in &run.faults {
+            upsert_fault(&tx, &run.run_id, f)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Inserts a fault or updates it in place (it is reported when applied and again when
+/// reverted), keeping its first insertion's order.
+fn upsert_fault(conn: &Connection, run_id: &str, f: &FaultRecord) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO faults (fault_id, run_id, agent, kind, applied_at_us, uncertainty_us,
+            apply_us, reverted_us, evidence, revert_evidence, pids, figures, error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+         ON CONFLICT (fault_id) DO UPDATE SET
+            agent = excluded.agent, kind = excluded.kind,
+            applied_at_us = excluded.applied_at_us, uncertainty_us = excluded.uncertainty_us,
+            apply_us = excluded.apply_us, reverted_us = excluded.reverted_us,
+            evidence = excluded.evidence, revert_evidence = excluded.revert_evidence,
+            pids = excluded.pids, figures = excluded.figures, error = excluded.error",
+        params![
+            f.fault_id,
+            run_id,
+            f.agent,
+            f.kind,
+            f.applied.map(|m| m.at_us),
+            f.applied.map(|m| m.uncertainty_us),
+            f.apply_us,
+            f.reverted_us,
+            f.evidence,
+            f.revert_evidence,
+            to_json(&f.pids),
+            to_json(&f.figures),
+            f.error,
+        ],
+    )?;
+    Ok(())
+}
+
+impl RunObserver for Store {
+    fn run_started(&self, run: &RunStart<'_>) {
+        log_failure("the start of the run", run.run_id, self.record_start(run));
+    }
+
+    fn samples(&self, run_id: &str, probe: &str, samples: &[Sample]) {
+        log_failure(
+            "probe samples",
+            run_id,
+            self.record_samples(run_id, probe, samples),
+        );
+    }
+
+    fn fault(&self, run_id: &str, fault: &FaultRecord) {
+        log_failure("a fault", run_id, self.record_fault(run_id, fault));
+    }
+
+    fn run_finished(&self, scenario: &Scenario, run: &RunReport) {
+        log_failure(
+            "the graded run",
+            &run.run_id,
+            self.record_finish(scenario, run),
+        );
+    }
+}

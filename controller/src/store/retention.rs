@@ -1,0 +1,103 @@
+//! Sample retention: probe samples of runs that ended longer ago than `sample_retention` are
+//! deleted (from the samples table and from the stored report); verdicts, figures and faults
+//! are kept forever.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::params;
+
+use super::{unix_ms_now, Store, StoreError};
+use crate::report::RunReport;
+
+/// What one pruning pass removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PruneOutcome {
+    /// Runs whose samples were removed.
+    pub runs: usize,
+    /// Sample rows deleted.
+    pub samples: usize,
+}
+
+impl Store {
+    /// Deletes the samples of every run that ended (finished or interrupted) more than
+    /// `retention` before `now_unix_ms`, and empties the sample lists of their stored reports.
+    /// Running runs are never touched.
+    pub fn prune_samples(
+        &self,
+        retention: Duration,
+        now_unix_ms: u64,
+    ) -> Result<PruneOutcome, StoreError> {
+        let cutoff = now_unix_ms.saturating_sub(retention.as_millis() as u64);
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        let due: Vec<(String, Option<String>)> = tx
+            .prepare(
+                "SELECT run_id, report_json FROM runs
+                 WHERE status != 'running' AND samples_pruned = 0
+                   AND COALESCE(finished_unix_ms, started_unix_ms) < ?1",
+            )?
+            .query_map(params![cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut outcome = PruneOutcome::default();
+        for (run_id, report_json) in due {
+            outcome.samples += tx.execute("DELETE FROM samples WHERE run_id = ?1", [&run_id])?;
+            let stripped = match report_json {
+                Some(json) => {
+                    let mut report: RunReport =
+                        serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
+                            run_id: run_id.clone(),
+                            what: "report",
+                            message: e.to_string(),
+                        })?;
+                    for p in &mut report.probes {
+                        p.samples.clear();
+                    }
+                    Some(serde_json::to_string(&report).unwrap_or(json))
+                }
+                None => None,
+            };
+            tx.execute(
+                "UPDATE runs SET samples_pruned = 1, report_json = ?2 WHERE run_id = ?1",
+                params![run_id, stripped],
+            )?;
+            outcome.runs += 1;
+        }
+        tx.commit()?;
+        Ok(outcome)
+    }
+}
+
+/// Prunes samples older than `retention` now and then every `period` until `shutdown`
+/// resolves. Failures are logged; the next pass tries again.
+pub async fn prune_periodically(
+    store: Arc<Store>,
+    retention: Duration,
+    period: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tick.tick() => {}
+        }
+        let store = store.clone();
+        let pass =
+            tokio::task::spawn_blocking(move || store.prune_samples(retention, unix_ms_now()));
+        match pass.await {
+            Ok(Ok(o)) if o.runs > 0 => tracing::info!(
+                runs = o.runs,
+                samples = o.samples,
+                retention = ?retention,
+                "run history: pruned old probe samples"
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "run history: pruning samples failed"),
+            Err(e) => tracing::error!(error = %e, "run history: the pruning task failed"),
+        }
+    }
+}

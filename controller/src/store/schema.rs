@@ -1,0 +1,142 @@
+//! The history database's schema and its migrations, versioned with `PRAGMA user_version`.
+//!
+//! Migrations only ever append: version N is the database after the first N entries of
+//! [`MIGRATIONS`] ran, each in its own transaction together with the version bump, so a
+//! controller killed during an upgrade leaves the database at a whole version.
+
+use rusqlite::Connection;
+
+/// Every migration, in order; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[V1];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Version 1: runs, their faults and their probe samples.
+const V1: &str = r#"
+CREATE TABLE runs (
+    run_id                  TEXT PRIMARY KEY NOT NULL,
+    scenario                TEXT NOT NULL,
+    file                    TEXT NOT NULL DEFAULT '',
+    scenario_text           TEXT NOT NULL DEFAULT '',
+    scenario_sha256         TEXT NOT NULL DEFAULT '',
+    idx                     INTEGER NOT NULL,
+    targets                 TEXT NOT NULL DEFAULT '[]',
+    -- [{"name": ..., "recovered_after": ...}] in the scenario's order, to rebuild timelines.
+    probes                  TEXT NOT NULL DEFAULT '[]',
+    expect                  TEXT NOT NULL DEFAULT 'recovery',
+    rto_us                  INTEGER NOT NULL,
+    min_pass_rate           REAL NOT NULL DEFAULT 1.0,
+    status                  TEXT NOT NULL CHECK (status IN ('running', 'finished', 'interrupted')),
+    verdict                 TEXT,
+    reason                  TEXT NOT NULL DEFAULT '',
+    met_expectation         INTEGER,
+    started_unix_ms         INTEGER NOT NULL,
+    finished_unix_ms        INTEGER,
+    epoch_monotonic_ns      INTEGER NOT NULL DEFAULT 0,
+    time_to_recover_us      INTEGER,
+    time_to_recover_low_us  INTEGER,
+    time_to_recover_high_us INTEGER,
+    time_to_detect_us       INTEGER,
+    recover_after_revert_us INTEGER,
+    samples_pruned          INTEGER NOT NULL DEFAULT 0,
+    report_json             TEXT
+);
+CREATE INDEX runs_by_scenario ON runs (scenario, started_unix_ms);
+CREATE INDEX runs_by_start ON runs (started_unix_ms);
+CREATE INDEX runs_by_status ON runs (status);
+
+CREATE TABLE faults (
+    fault_id        TEXT PRIMARY KEY NOT NULL,
+    run_id          TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    agent           TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    applied_at_us   INTEGER,
+    uncertainty_us  INTEGER,
+    apply_us        INTEGER,
+    reverted_us     INTEGER,
+    evidence        TEXT NOT NULL DEFAULT '',
+    revert_evidence TEXT NOT NULL DEFAULT '',
+    pids            TEXT NOT NULL DEFAULT '[]',
+    figures         TEXT NOT NULL DEFAULT '{}',
+    error           TEXT
+);
+CREATE INDEX faults_by_run ON faults (run_id);
+
+CREATE TABLE samples (
+    run_id   TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    probe    TEXT NOT NULL,
+    start_us INTEGER NOT NULL,
+    end_us   INTEGER NOT NULL,
+    ok       INTEGER NOT NULL,
+    error    TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX samples_by_run ON samples (run_id);
+"#;
+
+/// Why the schema could not be brought up to date.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    /// A newer gameday wrote this database; this build must not touch it.
+    #[error(
+        "the database has schema version {found}, newer than this build's {supported}; \
+         upgrade gameday or point data_dir elsewhere"
+    )]
+    Newer {
+        /// The version found.
+        found: u32,
+        /// The newest version this build knows.
+        supported: u32,
+    },
+    /// SQLite failed.
+    #[error("{0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// Brings the schema up to [`SCHEMA_VERSION`] and returns the version it found.
+pub fn migrate(conn: &mut Connection) -> Result<u32, MigrationError> {
+    let found: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(MigrationError::Newer {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (done, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", done as u32 + 1)?;
+        tx.commit()?;
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_a_fresh_database_once() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), 0);
+        assert_eq!(migrate(&mut conn).unwrap(), SCHEMA_VERSION);
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(tables, ["faults", "runs", "samples"]);
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let e = migrate(&mut conn).unwrap_err();
+        assert!(matches!(e, MigrationError::Newer { .. }), "{e}");
+        assert!(e.to_string().contains("newer than this build"));
+    }
+}

@@ -1,0 +1,391 @@
+//! Run history end to end with the real binaries: a served controller records a run that
+//! `gameday runs` lists and `gameday runs show` reproduces exactly; a controller killed in the
+//! middle of a run leaves it `interrupted` after a restart, with every sample recorded up to
+//! the kill and none after.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// A controller, one agent (`web-1`) and an operator (`sre`) in a temp dir.
+struct Fleet {
+    dir: tempfile::TempDir,
+    certs: Certs,
+    _agent: ChildGuard,
+}
+
+impl Fleet {
+    fn start() -> (Fleet, Controller) {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = Certs::init(&dir.path().join("pki"), &["web-1"], &["sre"]);
+        let controller = Controller::start(dir.path(), &certs, "2s");
+        let (cert, key) = certs.pair("agent", "web-1");
+        let agent = controller.agent(dir.path(), "web-1", &certs.ca(), &cert, &key, "");
+        let fleet = Fleet {
+            dir,
+            certs,
+            _agent: agent,
+        };
+        wait_for("web-1 to register", Duration::from_secs(15), || {
+            let (code, out, _) = fleet.cli(&controller, &["agents"]);
+            code == 0 && out.lines().any(|l| l.starts_with("web-1 "))
+        });
+        (fleet, controller)
+    }
+
+    fn env(&self) -> Vec<(&'static str, PathBuf)> {
+        let (cert, key) = self.certs.pair("operator", "sre");
+        vec![
+            ("GAMEDAY_CA", self.certs.ca()),
+            ("GAMEDAY_CERT", cert),
+            ("GAMEDAY_KEY", key),
+        ]
+    }
+
+    /// `gameday ARGS --controller URL` as the operator: (exit code, stdout, stderr).
+    fn cli(&self, controller: &Controller, args: &[&str]) -> (i32, String, String) {
+        let url = controller.url();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--controller", &url]);
+        let env = self.env();
+        let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+        let out = gameday(&all, &env);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `gameday runs ARGS --output json`, parsed.
+    fn runs_json(&self, controller: &Controller, args: &[&str]) -> Vec<Value> {
+        let mut all = vec!["runs", "--output", "json"];
+        all.extend(args);
+        let (code, out, err) = self.cli(controller, &all);
+        assert_eq!(code, 0, "gameday runs {args:?}: {err}");
+        serde_json::from_str::<Vec<Value>>(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    }
+
+    /// `gameday runs show RUN --output json`, parsed (Null when it fails).
+    fn show_json(&self, controller: &Controller, run: &str) -> Value {
+        let (code, out, _) = self.cli(controller, &["runs", "show", run, "--output", "json"]);
+        if code != 0 {
+            return Value::Null;
+        }
+        serde_json::from_str(&out).unwrap_or(Value::Null)
+    }
+}
+
+fn ids(runs: &[Value]) -> Vec<&str> {
+    runs.iter().filter_map(|r| r["run_id"].as_str()).collect()
+}
+
+fn samples(run: &Value) -> Vec<&Value> {
+    run["probes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["samples"].as_array().into_iter().flatten())
+        .collect()
+}
+
+#[test]
+fn a_served_run_is_recorded_listed_filtered_and_shown() {
+    let (fleet, controller) = Fleet::start();
+    let service_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _service = supervised_service(service_dir.path(), port, "300ms");
+    let text = format!(
+        r#"name = "history-kill"
+rto = "3s"
+steady_state = "300ms"
+observe = "6s"
+
+[targets]
+agents = ["web-1"]
+
+[[faults]]
+kind = "process_kill"
+pid_file = "{pid}"
+
+[[probes]]
+name = "port"
+kind = "tcp"
+address = "127.0.0.1:{port}"
+interval = "10ms"
+timeout = "200ms"
+"#,
+        pid = service_dir.path().join("service.pid").display()
+    );
+    let file = fleet.dir.path().join("kill.toml");
+    std::fs::write(&file, &text).unwrap();
+
+    let (code, out, err) = fleet.cli(
+        &controller,
+        &["run", "--output", "json", file.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "the run passes; stderr:\n{err}\n{out}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let run = &report["runs"][0];
+    let run_id = run["run_id"].as_str().unwrap().to_string();
+    assert_eq!(run["verdict"], "PASS");
+
+    // The table.
+    let (code, table, err) = fleet.cli(&controller, &["runs"]);
+    assert_eq!(code, 0, "{err}");
+    eprintln!("gameday runs:\n{table}");
+    let header = table.lines().next().unwrap();
+    for column in [
+        "RUN", "SCENARIO", "#", "STATUS", "VERDICT", "STARTED", "RECOVERY", "RTO",
+    ] {
+        assert!(header.contains(column), "{table}");
+    }
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(&run_id))
+        .unwrap_or_else(|| panic!("{run_id} is listed:\n{table}"));
+    for word in ["history-kill", "finished", "PASS", "3.000s"] {
+        assert!(line.contains(word), "{word} in {line:?}");
+    }
+
+    // JSON and filters.
+    let all = fleet.runs_json(&controller, &[]);
+    assert_eq!(ids(&all), [run_id.as_str()]);
+    assert_eq!(all[0]["status"], "finished");
+    assert_eq!(all[0]["verdict"], "PASS");
+    assert_eq!(all[0]["rto_us"], 3_000_000);
+    assert_eq!(
+        all[0]["time_to_recover_us"],
+        run["grade"]["time_to_recover"]["us"]
+    );
+    let listed = |args: &[&str]| fleet.runs_json(&controller, args).len();
+    assert_eq!(listed(&["--verdict", "pass"]), 1);
+    assert_eq!(listed(&["--verdict", "FAIL"]), 0);
+    assert_eq!(listed(&["--scenario", "history-kill"]), 1);
+    assert_eq!(listed(&["--scenario", "another"]), 0);
+    assert_eq!(listed(&["--status", "running"]), 0);
+    assert_eq!(listed(&["--since", "2000-01-01"]), 1);
+    assert_eq!(listed(&["--until", "2000-01-01"]), 0);
+    let (code, _, err) = fleet.cli(&controller, &["runs", "--verdict", "GREAT"]);
+    assert_eq!(code, 2, "an unknown verdict is a usage error: {err}");
+
+    // The stored run is the report `gameday run` printed, samples and all.
+    let shown = fleet.show_json(&controller, &run_id);
+    assert_eq!(shown["status"], "finished");
+    assert_eq!(&shown["run"], run, "the history keeps the run exactly");
+    assert!(samples(&shown["run"]).len() > 10, "{shown:#}");
+    assert_eq!(shown["scenario_toml"], text.as_str());
+    assert_eq!(shown["scenario_sha256"].as_str().unwrap().len(), 64);
+
+    let (code, human, err) = fleet.cli(&controller, &["runs", "show", &run_id]);
+    assert_eq!(code, 0, "{err}");
+    eprintln!("gameday runs show:\n{human}");
+    assert!(human.starts_with("status: finished"), "{human}");
+    assert!(human.contains("PASS"), "{human}");
+    assert!(human.contains("time to recover"), "{human}");
+
+    let (code, _, err) = fleet.cli(&controller, &["runs", "show", "run-nope"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no run"), "{err}");
+
+    // `gameday report`: a run by id, and a scenario by name with its trend.
+    let (code, junit, err) = fleet.cli(&controller, &["report", &run_id, "--format", "junit"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        junit.contains("<testsuites") && junit.contains(&run_id),
+        "{junit}"
+    );
+    let html = fleet.dir.path().join("scenario.html");
+    let (code, _, err) = fleet.cli(
+        &controller,
+        &[
+            "report",
+            "history-kill",
+            "--format",
+            "html",
+            "-o",
+            html.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("<svg") && page.contains("history-kill"),
+        "an HTML report with plots"
+    );
+    let (code, md, err) = fleet.cli(&controller, &["report", "history-kill", "--format", "md"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(md.contains("history-kill") && md.contains("PASS"), "{md}");
+    let (code, _, err) = fleet.cli(&controller, &["report", "nothing-by-this-name"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+/// A `sleep` child with a unique argument, its pid written to `dir/target.pid`.
+fn sleeper(dir: &Path) -> ChildGuard {
+    let child = Command::new("sleep")
+        .arg(format!("300.{}{}", std::process::id(), free_port()))
+        .spawn()
+        .expect("start sleep");
+    std::fs::write(dir.join("target.pid"), format!("{}\n", child.id())).unwrap();
+    ChildGuard {
+        child,
+        name: "sleep",
+    }
+}
+
+/// True when the process is stopped (SIGSTOP).
+fn stopped(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next())
+        .is_some_and(|s| s == "T")
+}
+
+/// Samples of `run_id` in the database, read directly.
+fn samples_in_db(db: &Path, run_id: &str) -> i64 {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    conn.query_row(
+        "SELECT count(*) FROM samples WHERE run_id = ?1",
+        [run_id],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_controller_killed_mid_run_leaves_the_run_interrupted_with_its_samples() {
+    let (fleet, mut controller) = Fleet::start();
+    let service_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _service = bare_service(service_dir.path(), port);
+    let target = sleeper(fleet.dir.path());
+    let file = fleet.dir.path().join("pause.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"name = "long-pause"
+rto = "1s"
+steady_state = "200ms"
+observe = "60s"
+
+[targets]
+agents = ["web-1"]
+
+[[faults]]
+kind = "process_pause"
+pid_file = "{pid}"
+duration = "60s"
+
+[[probes]]
+name = "svc"
+kind = "tcp"
+address = "127.0.0.1:{port}"
+interval = "20ms"
+"#,
+            pid = fleet.dir.path().join("target.pid").display()
+        ),
+    )
+    .unwrap();
+    let (cert, key) = fleet.certs.pair("operator", "sre");
+    let _run = ChildGuard {
+        child: Command::new(gameday_bin())
+            .args(["run", "--controller", &controller.url()])
+            .arg(&file)
+            .env("GAMEDAY_CA", fleet.certs.ca())
+            .env("GAMEDAY_CERT", &cert)
+            .env("GAMEDAY_KEY", &key)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start gameday run"),
+        name: "run",
+    };
+    wait_for("the pause to take effect", Duration::from_secs(15), || {
+        stopped(target.pid())
+    });
+
+    // The history shows the run as running, with its fault and samples, while it runs.
+    let mut run_id = String::new();
+    wait_for(
+        "the run to be listed as running",
+        Duration::from_secs(10),
+        || {
+            let running = fleet.runs_json(&controller, &["--status", "running"]);
+            run_id = ids(&running)
+                .first()
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            !run_id.is_empty()
+        },
+    );
+    let mut epoch_ns = 0;
+    wait_for(
+        "samples after the injection to be recorded",
+        Duration::from_secs(10),
+        || {
+            let shown = fleet.show_json(&controller, &run_id);
+            let run = &shown["run"];
+            epoch_ns = run["epoch_monotonic_ns"].as_u64().unwrap_or(0);
+            let inject = run["faults"][0]["applied"]["at_us"].as_u64();
+            shown["status"] == "running"
+                && inject.is_some_and(|at| {
+                    samples(run)
+                        .iter()
+                        .any(|s| s["start_us"].as_u64().is_some_and(|t| t > at))
+                })
+        },
+    );
+
+    controller.kill();
+    let killed_ns = gameday::timeline::monotonic_ns();
+    let at_kill = samples_in_db(&history_db(fleet.dir.path()), &run_id);
+    assert!(at_kill > 0);
+
+    let controller = controller.restart(fleet.dir.path(), &fleet.certs, "2s");
+    let all = fleet.runs_json(&controller, &[]);
+    assert_eq!(ids(&all), [run_id.as_str()]);
+    assert_eq!(all[0]["status"], "interrupted", "{all:#?}");
+    assert!(all[0]["verdict"].is_null(), "never graded: {all:#?}");
+    assert!(fleet
+        .runs_json(&controller, &["--status", "running"])
+        .is_empty());
+    assert_eq!(
+        fleet
+            .runs_json(&controller, &["--status", "interrupted"])
+            .len(),
+        1
+    );
+
+    let shown = fleet.show_json(&controller, &run_id);
+    assert_eq!(shown["status"], "interrupted", "{shown:#}");
+    let run = &shown["run"];
+    assert_eq!(run["reason"], "controller stopped during the run");
+    assert!(run["faults"][0]["applied"]["at_us"].is_u64(), "{run:#}");
+    let kept = samples(run);
+    assert_eq!(kept.len() as i64, at_kill, "every sample up to the kill");
+    let kill_us = (killed_ns - epoch_ns) / 1_000;
+    for s in &kept {
+        let end = s["end_us"].as_u64().unwrap();
+        assert!(
+            end <= kill_us,
+            "sample ending at {end}µs after the kill at {kill_us}µs"
+        );
+    }
+    let (code, human, err) = fleet.cli(&controller, &["runs", "show", &run_id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(human.starts_with("status: interrupted"), "{human}");
+
+    // The agent lost its controller and reverted the pause within its 3s lease.
+    wait_for(
+        "the agent to revert the pause",
+        Duration::from_secs(10),
+        || !stopped(target.pid()),
+    );
+}
