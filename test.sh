@@ -14,6 +14,21 @@ declare -A needs=(
   [dnsmasq]=dnsmasq
   [curl]=curl
   [mkfs.ext4]=e2fsprogs
+  [xmllint]=libxml2-utils
+  [chromium]=chromium
+  # The namespace lab (lab/lab.sh, controller/tests/lab_e2e.rs): real services.
+  [haproxy]=haproxy
+  [nginx]=nginx
+  [redis-server]=redis-server
+  [supervisord]=supervisor
+  [supervisorctl]=supervisor
+  [findmnt]=util-linux
+  [setsid]=util-linux
+  # The Ansible roles' test (ansible/tests/run.sh).
+  [systemd-analyze]=systemd
+  [setpriv]=util-linux
+  [openssl]=openssl
+  [python3]=python3-venv
 )
 missing=()
 for cmd in "${!needs[@]}"; do
@@ -33,3 +48,4 @@ export GAMEDAY_CI="${GAMEDAY_CI:-${CI:-}}"
 # The integration tests start the real binaries, so build them all first.
 cargo build --workspace --all-targets
 cargo test --workspace "$@"
+
