@@ -118,12 +118,8 @@ impl LocalFleet {
         source: &str,
         scenario: &Scenario,
     ) -> gameday::report::ScenarioReport {
-        let (progress, mut lines) = mpsc::unbounded_channel();
-        let printer = tokio::spawn(async move {
-            while let Some(line) = lines.recv().await {
-                eprintln!("{line}");
-            }
-        });
+        let (progress, events) = mpsc::unbounded_channel();
+        let printer = tokio::spawn(super::progress::show(events));
         let report = self
             .engine
             .run_scenario(file, source, scenario, &progress)

@@ -4,6 +4,7 @@ mod certs;
 mod demo;
 mod local;
 mod output;
+mod progress;
 mod remote;
 mod report;
 mod runs;

@@ -115,20 +115,39 @@ pub async fn run_file(file: &Path, out: ReportOutput, conn: &ConnArgs) -> anyhow
         }
         Err(s) => return Err(explain(s, &conn.controller)),
     };
+    let (progress, events) = tokio::sync::mpsc::unbounded_channel();
+    let printer = tokio::spawn(super::progress::show(events));
+    let mut outcome = None;
     while let Some(event) = stream.message().await? {
         match event.event {
             Some(Event::Progress(line)) => eprintln!("{line}"),
+            Some(Event::Update(u)) => {
+                let _ = progress.send(super::progress::from_wire(u));
+            }
             Some(Event::ReportJson(json)) => {
-                let report: ScenarioReport = serde_json::from_str(&json)
-                    .context("the controller sent a report this CLI cannot read")?;
-                return Ok(print_report(&report, out));
+                outcome = Some(Ok(json));
+                break;
             }
             Some(Event::Invalid(msg)) => {
-                eprintln!("{msg}");
-                return Ok(exit::INVALID);
+                outcome = Some(Err(msg));
+                break;
             }
             None => {}
         }
+    }
+    drop(progress);
+    let _ = printer.await;
+    match outcome {
+        Some(Ok(json)) => {
+            let report: ScenarioReport = serde_json::from_str(&json)
+                .context("the controller sent a report this CLI cannot read")?;
+            return Ok(print_report(&report, out));
+        }
+        Some(Err(msg)) => {
+            eprintln!("{msg}");
+            return Ok(exit::INVALID);
+        }
+        None => {}
     }
     anyhow::bail!("the controller closed the stream before sending the report")
 }

@@ -3,6 +3,7 @@
 
 pub mod observer;
 pub mod preflight;
+pub mod progress;
 mod run;
 
 use std::collections::HashMap;
@@ -10,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::registry::AgentRegistry;
 
@@ -18,8 +19,7 @@ use crate::report::{summarize, ScenarioReport};
 use crate::scenario::{Expectation, Scenario};
 pub use observer::{RunObserver, RunStart};
 
-/// Where the engine sends human-readable progress lines.
-pub type Progress = mpsc::UnboundedSender<String>;
+pub use progress::{Phase, Progress, ProgressEvent};
 
 /// Runs scenarios against the connected agents.
 pub struct Engine {
@@ -75,7 +75,14 @@ impl Engine {
             let (targets, faults) = match resolved {
                 Ok(t) => t,
                 Err(e) => {
-                    let _ = progress.send(format!("preflight failed: {e}"));
+                    let _ = progress.send(ProgressEvent {
+                        line: format!("preflight failed: {e}"),
+                        phase: Phase::Graded,
+                        run: index,
+                        runs: scenario.repeat,
+                        rto_ms: scenario.rto.get().as_millis() as u64,
+                        injected_unix_ms: None,
+                    });
                     if report.runs.is_empty() {
                         report.error = Some(format!("preflight: {e}"));
                     } else {
@@ -100,6 +107,7 @@ impl Engine {
                 faults,
                 progress,
                 observers: &self.observers,
+                injected_unix_ms: Default::default(),
                 file,
                 source,
                 cancel,
@@ -109,10 +117,17 @@ impl Engine {
                 .lock()
                 .expect("active runs lock")
                 .remove(&run_id);
-            let _ = progress.send(format!(
-                "run {index}/{}: {} — {}",
-                scenario.repeat, result.verdict, result.reason
-            ));
+            let _ = progress.send(ProgressEvent {
+                line: format!(
+                    "run {index}/{}: {} — {}",
+                    scenario.repeat, result.verdict, result.reason
+                ),
+                phase: Phase::Graded,
+                run: index,
+                runs: scenario.repeat,
+                rto_ms: scenario.rto.get().as_millis() as u64,
+                injected_unix_ms: None,
+            });
             let stop = matches!(
                 result.verdict,
                 crate::grade::Verdict::Aborted | crate::grade::Verdict::Error

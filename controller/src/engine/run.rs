@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use super::observer::{RunObserver, RunStart};
 use super::preflight::PreflightError;
-use super::Progress;
+use super::progress::{Phase, Progress, ProgressEvent};
 use crate::grade::{self, fmt_us, GradeInput, Verdict};
 use crate::probe::{micros, ProbeSet};
 use crate::registry::AgentConn;
@@ -32,6 +32,8 @@ pub(super) struct RunCtx<'a> {
     pub progress: &'a Progress,
     pub cancel: watch::Receiver<bool>,
     pub observers: &'a [Arc<dyn RunObserver>],
+    /// When the fault took effect (wall clock, ms), 0 before.
+    pub injected_unix_ms: std::sync::atomic::AtomicU64,
     pub file: &'a str,
     pub source: &'a str,
 }
@@ -159,7 +161,11 @@ async fn run_with_probes(
     let tag = format!("run {}/{}", ctx.index, s.repeat);
 
     // Steady state: every probe must answer, and answer well, before anything is injected.
-    say(ctx, format!("{tag}: steady state for {}", s.steady_state));
+    say(
+        ctx,
+        Phase::SteadyState,
+        format!("{tag}: steady state for {}", s.steady_state),
+    );
     if wait_or_cancel(&mut ctx.cancel, s.steady_state.get()).await {
         return finish_aborted(report, probes, "aborted by an operator during steady state").await;
     }
@@ -252,9 +258,14 @@ async fn run_with_probes(
             uncertainty_us: 0,
         });
     report.inject = Some(inject);
+    // The wall-clock moment of the effect, for live RTO timers elsewhere.
+    let injected_unix_ms = report.started_unix_ms + inject.at_us / 1000;
+    ctx.injected_unix_ms
+        .store(injected_unix_ms, std::sync::atomic::Ordering::Relaxed);
     for f in &report.faults {
         say(
             ctx,
+            Phase::Observing,
             format!(
                 "{tag}: {} on {} took effect at +{} (±{}): {}",
                 f.kind,
@@ -299,6 +310,7 @@ async fn run_with_probes(
             reverted = true;
             say(
                 ctx,
+                Phase::Reverted,
                 format!(
                     "{tag}: faults reverted at +{}",
                     fmt_us(report.revert_us.unwrap_or(now_us))
@@ -315,8 +327,14 @@ async fn run_with_probes(
         };
         if !announced_impact {
             if let Some(d) = grade::grade(&input).time_to_detect {
+                let phase = if reverted && holds {
+                    Phase::Reverted
+                } else {
+                    Phase::Observing
+                };
                 say(
                     ctx,
+                    phase,
                     format!("{tag}: impact detected {} after the fault", fmt_us(d.us)),
                 );
                 announced_impact = true;
@@ -357,8 +375,18 @@ async fn run_with_probes(
     report
 }
 
-fn say(ctx: &RunCtx<'_>, line: String) {
-    let _ = ctx.progress.send(line);
+fn say(ctx: &RunCtx<'_>, phase: Phase, line: String) {
+    let injected = ctx
+        .injected_unix_ms
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let _ = ctx.progress.send(ProgressEvent {
+        line,
+        phase,
+        run: ctx.index,
+        runs: ctx.scenario.repeat,
+        rto_ms: ctx.scenario.rto.get().as_millis() as u64,
+        injected_unix_ms: (injected > 0).then_some(injected),
+    });
 }
 
 fn failure_text(f: &v1::FaultFailure) -> String {

@@ -376,13 +376,13 @@ async fn run_scenario(
     let report = loop {
         tokio::select! {
             report = &mut run => break report,
-            Some(line) = lines.recv() => {
-                tracing::info!(schedule = %schedule.name, "{line}");
+            Some(p) = lines.recv() => {
+                tracing::info!(schedule = %schedule.name, "{}", p.line);
             }
         }
     };
-    while let Ok(line) = lines.try_recv() {
-        tracing::info!(schedule = %schedule.name, "{line}");
+    while let Ok(p) = lines.try_recv() {
+        tracing::info!(schedule = %schedule.name, "{}", p.line);
     }
     Ok(report)
 }

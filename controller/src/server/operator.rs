@@ -109,13 +109,21 @@ impl Operator for OperatorService {
         let engine = self.engine.clone();
         // The run goes on to its end (and reverts) even if the operator hangs up.
         tokio::spawn(async move {
-            let (progress, mut lines) = mpsc::unbounded_channel();
+            let (progress, mut lines) = mpsc::unbounded_channel::<crate::engine::ProgressEvent>();
             let forward_tx = tx.clone();
             let forward = tokio::spawn(async move {
-                while let Some(line) = lines.recv().await {
+                while let Some(p) = lines.recv().await {
+                    let update = v1::ProgressUpdate {
+                        line: p.line,
+                        phase: p.phase.as_str().to_string(),
+                        run: p.run,
+                        runs: p.runs,
+                        rto_ms: p.rto_ms,
+                        injected_unix_ms: p.injected_unix_ms.unwrap_or(0),
+                    };
                     let _ = forward_tx
                         .send(Ok(RunEvent {
-                            event: Some(Event::Progress(line)),
+                            event: Some(Event::Update(update)),
                         }))
                         .await;
                 }

@@ -1,0 +1,67 @@
+//! Progress of a run as it happens: a line for logs and CI, plus where the run stands (phase,
+//! injection time, RTO) so a terminal can show a live RTO timer.
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+/// Where the engine sends progress.
+pub type Progress = mpsc::UnboundedSender<ProgressEvent>;
+
+/// The phase a run is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Resolving targets.
+    Preflight,
+    /// Probing before anything is injected.
+    SteadyState,
+    /// The fault took effect; waiting for recovery.
+    Observing,
+    /// Holding faults were reverted; still observing.
+    Reverted,
+    /// The run has its verdict.
+    Graded,
+}
+
+impl Phase {
+    /// The phase as logs and the wire name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Preflight => "preflight",
+            Phase::SteadyState => "steady_state",
+            Phase::Observing => "observing",
+            Phase::Reverted => "reverted",
+            Phase::Graded => "graded",
+        }
+    }
+
+    /// Reads a wire name; unknown names are `None`.
+    pub fn parse(s: &str) -> Option<Phase> {
+        [
+            Phase::Preflight,
+            Phase::SteadyState,
+            Phase::Observing,
+            Phase::Reverted,
+            Phase::Graded,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
+    }
+}
+
+/// One progress event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgressEvent {
+    /// What happened, for people (and CI logs).
+    pub line: String,
+    /// The phase the run is in after this event.
+    pub phase: Phase,
+    /// 1-based run index.
+    pub run: u32,
+    /// Runs in the scenario.
+    pub runs: u32,
+    /// The scenario's RTO, milliseconds.
+    pub rto_ms: u64,
+    /// When the fault took effect, wall clock (ms since the Unix epoch), once it has.
+    pub injected_unix_ms: Option<u64>,
+}
