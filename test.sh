@@ -49,3 +49,6 @@ export GAMEDAY_CI="${GAMEDAY_CI:-${CI:-}}"
 cargo build --workspace --all-targets
 cargo test --workspace "$@"
 
+# The Ansible roles, run for real under a throw-away root (pip-installs ansible-core and
+# ansible-lint into a virtualenv the first time).
+bash ansible/tests/run.sh
