@@ -388,3 +388,23 @@ fn nth_weekday_and_nicknames_parse() {
         Some(utc("2025-07-01T00:00:00Z"))
     );
 }
+
+#[test]
+fn day_of_month_and_weekday_together_mean_either_as_in_vixie_cron() {
+    use std::str::FromStr as _;
+    // "1-7 * MON" is any of the first seven days OR any Monday: Tuesday the 1st fires.
+    let cron = croner::Cron::from_str("0 10 1-7 * MON").unwrap();
+    let from = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+    let next = cron.find_next_occurrence(&from, false).unwrap();
+    assert_eq!(next, Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap());
+}
+
+#[test]
+fn the_first_weekday_of_the_month_is_written_with_a_hash() {
+    use std::str::FromStr as _;
+    // 2026-12-01 is a Tuesday: the first Monday is the 7th, not any day from the 1st to the 7th.
+    let cron = croner::Cron::from_str("0 10 * * MON#1").unwrap();
+    let from = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+    let next = cron.find_next_occurrence(&from, false).unwrap();
+    assert_eq!(next, Utc.with_ymd_and_hms(2026, 12, 7, 10, 0, 0).unwrap());
+}
