@@ -28,6 +28,9 @@ pub struct LiveFaults {
     /// Reverts the agent did on its own (deadline, lease), kept so the controller's later
     /// revert request still gets the evidence.
     self_reverted: Mutex<BTreeMap<String, Reverted>>,
+    /// Held for the whole of every revert, so the agent's own deadline and the controller's
+    /// request never undo the same fault twice at once.
+    reverting: Mutex<()>,
     last_heard: Mutex<Instant>,
     host: Arc<Host>,
     policy: Arc<Policy>,
@@ -46,6 +49,7 @@ impl LiveFaults {
         Self {
             faults: Mutex::new(BTreeMap::new()),
             self_reverted: Mutex::new(BTreeMap::new()),
+            reverting: Mutex::new(()),
             last_heard: Mutex::new(Instant::now()),
             host,
             policy,
@@ -118,6 +122,12 @@ impl LiveFaults {
     /// Reverts one fault. Reverting a fault that is not live succeeds (revert is idempotent);
     /// if the agent already reverted it on its own, that revert's evidence is returned.
     pub fn revert(&self, fault_id: &str) -> Result<Reverted, FaultError> {
+        let _one_at_a_time = self.reverting.lock().expect("reverting lock");
+        self.revert_now(fault_id)
+    }
+
+    /// [`LiveFaults::revert`] with the revert lock already held.
+    fn revert_now(&self, fault_id: &str) -> Result<Reverted, FaultError> {
         let live = self
             .faults
             .lock()
@@ -182,7 +192,12 @@ impl LiveFaults {
             .collect();
         let mut reverted = Vec::new();
         for (id, why) in due {
-            match self.revert(&id) {
+            let _one_at_a_time = self.reverting.lock().expect("reverting lock");
+            // The controller may have reverted it while we waited for the lock.
+            if !self.faults.lock().expect("live faults lock").contains_key(&id) {
+                continue;
+            }
+            match self.revert_now(&id) {
                 Ok(r) => {
                     tracing::warn!(fault = %id, reason = why, residue = ?r.evidence.residue, "reverted by the agent itself");
                     let mut r = r;

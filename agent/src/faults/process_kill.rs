@@ -132,9 +132,14 @@ fn send(
     let mut vanished = Vec::new();
     let mut effect_at = None;
     for p in targets {
+        // The signal takes effect inside kill(2): the moment before the call is a bound the
+        // effect can never precede, whereas a stamp after it can be late by however long the
+        // thread is preempted on its way out (milliseconds on a busy host), which would make
+        // the first refused probe look older than the fault.
+        let before = Instant::now();
         match os.signal(p.pid, signal) {
             Ok(()) => {
-                effect_at = Some(Instant::now());
+                effect_at.get_or_insert(before);
                 signalled.push(p);
             }
             Err(OsError::NoSuchProcess { .. }) => vanished.push(p),

@@ -70,9 +70,16 @@ pub fn prepare(pause: &ProcessPause, policy: &Policy, host: &Host) -> Result<Pla
 pub fn apply(plan: &Plan, host: &Host) -> Result<Applied, FaultError> {
     let os = host.processes.as_ref();
     let mut stopped: Vec<&Target> = Vec::new();
+    // The moment before the first successful SIGSTOP: the effect cannot precede it (see
+    // process_kill for why not after).
+    let mut effect_at = None;
     for t in &plan.targets {
+        let before = Instant::now();
         match os.signal(t.pid, Signal::SIGSTOP) {
-            Ok(()) => stopped.push(t),
+            Ok(()) => {
+                effect_at.get_or_insert(before);
+                stopped.push(t);
+            }
             Err(OsError::NoSuchProcess { .. }) => {}
             Err(e) => {
                 for s in &stopped {
@@ -82,12 +89,11 @@ pub fn apply(plan: &Plan, host: &Host) -> Result<Applied, FaultError> {
             }
         }
     }
-    let effect_at = Instant::now();
-    if stopped.is_empty() {
+    let Some(effect_at) = effect_at else {
         return Err(FaultError::Invalid(
             "every chosen process exited before it could be stopped".into(),
         ));
-    }
+    };
     let infos: Vec<ProcessInfo> = stopped.iter().map(|t| info(t)).collect();
     let summary = format!(
         "stopped {} (SIGSTOP): {}",

@@ -48,6 +48,20 @@ pub struct DnsPoison {
     pub duration: Option<Duration>,
 }
 
+/// Whether `name` is a DNS name (`api.example`) or a `*.suffix` wildcard: labels of letters,
+/// digits, `-` and `_`, each 1–63 long, 253 in all.
+pub fn is_dns_pattern(name: &str) -> bool {
+    let bare = name.strip_prefix("*.").unwrap_or(name);
+    !bare.is_empty()
+        && bare.len() <= 253
+        && bare.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+}
+
 fn invalid(field: &'static str, reason: impl Into<String>) -> FaultSpecError {
     FaultSpecError::Invalid {
         field,
@@ -80,16 +94,7 @@ impl DnsPoison {
         }
         let answer = self.parsed_answer()?;
         for name in &self.names {
-            let bare = name.strip_prefix("*.").unwrap_or(name);
-            let valid = !bare.is_empty()
-                && bare.len() <= 253
-                && bare.split('.').all(|l| {
-                    !l.is_empty()
-                        && l.len() <= 63
-                        && l.chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-                });
-            if !valid {
+            if !is_dns_pattern(name) {
                 return Err(invalid(
                     "names",
                     format!("{name:?} is not a DNS name (or *.suffix wildcard)"),

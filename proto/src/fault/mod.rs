@@ -12,8 +12,8 @@ use crate::v1;
 use crate::Duration;
 
 pub use disk::{DiskAmount, DiskFill};
-pub use dns::{DnsAnswer, DnsMode, DnsPoison};
-pub use network::{Direction, NetworkPartition, Protocol};
+pub use dns::{is_dns_pattern, DnsAnswer, DnsMode, DnsPoison};
+pub use network::{parse_cidr, Direction, NetworkPartition, Protocol};
 pub use process::{Count, ProcessKill, ProcessMatch, ProcessPause, KILL_SIGNALS};
 
 /// One fault a scenario injects on each of its targets.

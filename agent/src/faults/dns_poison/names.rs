@@ -19,16 +19,7 @@ impl NamePattern {
     /// Reads `api.example` or `*.example`; the labels follow the rules the scenario checks.
     pub fn parse(text: &str) -> Result<NamePattern, String> {
         let pattern = normalize(text);
-        let bare = pattern.strip_prefix("*.").unwrap_or(&pattern);
-        let valid = !bare.is_empty()
-            && bare.len() <= 253
-            && bare.split('.').all(|l| {
-                !l.is_empty()
-                    && l.len() <= 63
-                    && l.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            });
-        if valid {
+        if gameday_proto::fault::is_dns_pattern(&pattern) {
             Ok(NamePattern(pattern))
         } else {
             Err(format!("{text:?} is not a DNS name or a *.suffix wildcard"))

@@ -18,22 +18,7 @@ pub struct Net {
 impl Net {
     /// Parses `a.b.c.d/n`, `v6/n`, or a bare address (that one host).
     pub fn parse(s: &str) -> Result<Net, String> {
-        let (addr, len) = match s.trim().split_once('/') {
-            Some((a, l)) => (a, Some(l)),
-            None => (s.trim(), None),
-        };
-        let addr: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("{s:?} is not an IP network (expected e.g. \"10.0.0.0/24\")"))?;
-        let max = max_len(addr);
-        let len = match len {
-            Some(l) => l
-                .parse::<u8>()
-                .ok()
-                .filter(|l| *l <= max)
-                .ok_or_else(|| format!("{s:?}: prefix length must be 0..={max}"))?,
-            None => max,
-        };
+        let (addr, len) = gameday_proto::fault::parse_cidr(s.trim())?;
         Ok(Net {
             addr: mask(addr, len),
             len,

@@ -1,0 +1,687 @@
+//! End-to-end game days in the namespace lab (`lab/lab.sh`): real haproxy, nginx, redis under
+//! supervisord, dnsmasq and a disk-writing app, each on a host of its own, with the real
+//! controller and agents. Every scenario in `scenarios/lab/` that documents a verdict
+//! (`# lab-expect-verdict: ...`) is run; its verdict, exit code and, where it documents one,
+//! its recovery time are checked. The recovery ranges are derived here from the services'
+//! configuration in `lab/conf/` (haproxy's `inter`/`fall`/`rise`/timeouts, supervisord's
+//! restart loop, haproxy's resolution interval) and from the scenario (probe interval, fault
+//! duration), and must equal the range the scenario documents, so the docs cannot drift from
+//! the configs. The whole catalog runs twice, each time in a lab brought up and torn down
+//! again, to show that a run leaves nothing behind and that the verdicts repeat.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Instant;
+
+use common::lab::privileged;
+use common::{agent_bin, gameday_bin};
+
+/// Tolerances, in ms, on top of what the configs say (explained in each scenario's header):
+/// scheduling and request latency around the probe's own interval.
+const SLACK_MS: f64 = 30.0;
+/// How late a timed revert may land after the fault's planned duration: its round trip, the
+/// nftables/file work, and the controller's observation tick (at most 50ms, here 20ms).
+const REVERT_MS: f64 = 100.0;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The lab of this test: its own prefix, network and state directory, so it can run beside
+/// other tests (and another lab). Torn down when dropped, also on panic.
+struct Lab {
+    prefix: String,
+    net: String,
+    dir: PathBuf,
+    up: bool,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let pid = std::process::id();
+        let prefix = format!("gde{}", pid % 10_000_000);
+        Lab {
+            dir: PathBuf::from(format!("/tmp/gameday-lab-{prefix}")),
+            net: format!("10.{}.{}", 201 + pid % 50, (pid / 50) % 250),
+            prefix,
+            up: false,
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(repo().join("lab/lab.sh"));
+        c.args(args)
+            .env("LAB_PREFIX", &self.prefix)
+            .env("LAB_NET", &self.net)
+            .env("LAB_DIR", &self.dir)
+            .env("GAMEDAY", gameday_bin())
+            .env("GAMEDAY_AGENT", agent_bin())
+            .env_remove("LAB_KEEP_FAILED")
+            .env_remove("LAB_NO_WAIT");
+        c
+    }
+
+    fn sh(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run lab/lab.sh")
+    }
+
+    fn up(&mut self) {
+        let started = Instant::now();
+        self.up = true; // a failed `up` tears itself down, but the guard makes sure
+        let out = self.sh(&["up"]);
+        assert!(
+            out.status.success(),
+            "lab.sh up failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!(
+            "lab {} up on {}.0/24 in {:.1}s",
+            self.prefix,
+            self.net,
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    fn down(&mut self) -> Output {
+        self.up = false;
+        self.sh(&["down"])
+    }
+
+    /// `lab.sh run FILE --output json`: exit code, report, stderr.
+    fn run(&self, scenario: &Path) -> (i32, serde_json::Value, String) {
+        common::report_of(
+            self.cmd(&["run", scenario.to_str().unwrap(), "--output", "json"])
+                .output()
+                .expect("lab.sh run"),
+        )
+    }
+
+    fn namespaces(&self) -> Vec<String> {
+        let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|n| n.starts_with(&format!("{}-", self.prefix)))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// nftables tables inside the lab's hosts, as `namespace: table`.
+    fn nft_tables(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for ns in self.namespaces() {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &ns, "nft", "list", "tables"])
+                .output()
+                .unwrap();
+            found.extend(
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| format!("{ns}: {l}")),
+            );
+        }
+        found
+    }
+
+    /// Everything of the lab that is still there: namespaces, mounts, processes.
+    fn leftovers(&self) -> Vec<String> {
+        let mut left: Vec<String> = self
+            .namespaces()
+            .into_iter()
+            .map(|n| format!("namespace {n}"))
+            .collect();
+        let dir = self.dir.display().to_string();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        left.extend(
+            mounts
+                .lines()
+                .filter(|l| l.contains(&dir) || l.contains(&format!("{}-app-data", self.prefix)))
+                .map(|l| format!("mount {l}")),
+        );
+        // Every process of the lab has a path under its state directory on its command line.
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(&dir) {
+                left.push(format!(
+                    "process {}: {cmdline}",
+                    entry.file_name().to_string_lossy()
+                ));
+            }
+        }
+        for n in ["sw", "ctl", "lb", "web1", "web2", "cache", "app", "dns"] {
+            let etc = format!("/etc/netns/{}-{n}", self.prefix);
+            if Path::new(&etc).exists() {
+                left.push(format!("directory {etc}"));
+            }
+        }
+        if self.dir.exists() {
+            left.push(format!("directory {dir}"));
+        }
+        left
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.up {
+            let out = self.down();
+            eprintln!(
+                "lab {} torn down by the guard: {}",
+                self.prefix,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
+}
+
+/// A scenario of the catalog, with what its header documents.
+struct Entry {
+    file: PathBuf,
+    verdict: String,
+    exit: i32,
+    recovery: Option<(f64, f64)>,
+    after_revert: Option<(f64, f64)>,
+    derive: Option<String>,
+    scenario: toml::Value,
+}
+
+/// "0.68s" / "680ms" → milliseconds.
+fn ms(text: &str) -> f64 {
+    let t = text.trim();
+    if let Some(v) = t.strip_suffix("ms") {
+        v.parse().unwrap_or_else(|_| panic!("bad duration {t:?}"))
+    } else if let Some(v) = t.strip_suffix('s') {
+        v.parse::<f64>()
+            .unwrap_or_else(|_| panic!("bad duration {t:?}"))
+            * 1000.0
+    } else {
+        panic!("duration without a unit: {t:?}")
+    }
+}
+
+fn range(text: &str) -> (f64, f64) {
+    let (a, b) = text
+        .split_once("..")
+        .unwrap_or_else(|| panic!("expected LOW..HIGH, found {text:?}"));
+    (ms(a), ms(b))
+}
+
+fn catalog() -> Vec<Entry> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("scenarios/lab"))
+        .expect("scenarios/lab")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    let mut entries = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let mut tags = BTreeMap::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# lab-") {
+                if let Some((k, v)) = rest.split_once(':') {
+                    tags.insert(k.trim().to_string(), v.trim().to_string());
+                }
+            }
+        }
+        let Some(verdict) = tags.get("expect-verdict") else {
+            continue;
+        };
+        let exit = match tags.get("expect-exit") {
+            Some(e) => e.parse().expect("lab-expect-exit: a number"),
+            None => i32::from(verdict == "FAIL"),
+        };
+        entries.push(Entry {
+            verdict: verdict.clone(),
+            exit,
+            recovery: tags.get("expect-recovery").map(|r| range(r)),
+            after_revert: tags.get("expect-after-revert").map(|r| range(r)),
+            derive: tags.get("derive").cloned(),
+            scenario: toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display())),
+            file,
+        });
+    }
+    entries
+}
+
+/// lab/conf/haproxy.cfg, as sections of `key words...` lines.
+struct Haproxy {
+    sections: BTreeMap<String, Vec<Vec<String>>>,
+}
+
+impl Haproxy {
+    fn load() -> Haproxy {
+        let text = std::fs::read_to_string(repo().join("lab/conf/haproxy.cfg")).unwrap();
+        let mut sections: BTreeMap<String, Vec<Vec<String>>> = BTreeMap::new();
+        let mut current = String::new();
+        for line in text.lines() {
+            let line = line.split('#').next().unwrap();
+            if line.trim().is_empty() {
+                continue;
+            }
+            let words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+            if !line.starts_with(char::is_whitespace) {
+                current = words.join(" ");
+                sections.entry(current.clone()).or_default();
+            } else {
+                sections.get_mut(&current).unwrap().push(words);
+            }
+        }
+        Haproxy { sections }
+    }
+
+    /// The value after `key` (one or two words, e.g. "timeout connect") in `section`.
+    fn get(&self, section: &str, key: &str) -> Option<String> {
+        let key: Vec<&str> = key.split(' ').collect();
+        self.sections.get(section)?.iter().find_map(|words| {
+            (words.len() > key.len() && words.iter().zip(&key).all(|(w, k)| w == k))
+                .then(|| words[key.len()].clone())
+        })
+    }
+
+    /// A backend's setting, or the `defaults` one.
+    fn setting(&self, backend: &str, key: &str) -> Option<String> {
+        self.get(&format!("backend {backend}"), key)
+            .or_else(|| self.get("defaults", key))
+    }
+
+    /// A health-check parameter (`inter`, `fall`, `rise`) of `default-server`; the backend's
+    /// servers must not override it.
+    fn check_param(&self, backend: &str, param: &str) -> String {
+        for words in &self.sections[&format!("backend {backend}")] {
+            if words[0] == "server" {
+                assert!(
+                    !words.iter().any(|w| w == param),
+                    "backend {backend}: a server overrides `{param}`; the derivation reads default-server's"
+                );
+            }
+        }
+        let ds = self.sections["defaults"]
+            .iter()
+            .find(|w| w[0] == "default-server")
+            .expect("default-server in defaults");
+        let i = ds
+            .iter()
+            .position(|w| w == param)
+            .unwrap_or_else(|| panic!("default-server has no `{param}`"));
+        ds[i + 1].clone()
+    }
+
+    /// The health-check numbers of `backend`.
+    fn checks(&self, backend: &str) -> Checks {
+        let inter = ms(&self.check_param(backend, "inter"));
+        let connect = ms(&self
+            .setting(backend, "timeout connect")
+            .expect("timeout connect"));
+        Checks {
+            inter,
+            fall: self.check_param(backend, "fall").parse().unwrap(),
+            rise: self.check_param(backend, "rise").parse().unwrap(),
+            // With `timeout check` set, a check's connect timeout is min(timeout connect,
+            // inter); without it, `inter` bounds the whole check.
+            tc: if self.setting(backend, "timeout check").is_some() {
+                connect.min(inter)
+            } else {
+                inter
+            },
+            connect,
+            retries: self
+                .setting(backend, "retries")
+                .map_or(3.0, |r| r.parse().unwrap()),
+        }
+    }
+}
+
+/// A backend's health checks and connection settings, in ms (and counts).
+struct Checks {
+    /// Between the end of a check and the start of the next.
+    inter: f64,
+    /// Failed checks that take a server DOWN.
+    fall: f64,
+    /// Good checks that bring it UP.
+    rise: f64,
+    /// A check's connect timeout.
+    tc: f64,
+    /// `timeout connect` for requests.
+    connect: f64,
+    /// `retries` for requests.
+    retries: f64,
+}
+
+/// supervisord's main-loop poll timeout, read from the installed supervisord when it can be
+/// found (4.2: `timeout = 1`, in seconds), else 1s.
+fn supervisord_poll_ms() -> f64 {
+    let source = ["/usr/lib/python3/dist-packages/supervisor/supervisord.py"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    source
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("timeout = "))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(1000.0, |s| s * 1000.0)
+}
+
+/// A range of milliseconds, low..high.
+type Range = (f64, f64);
+
+/// The recovery range (and the recovery-after-revert range) the configs predict for `entry`.
+fn derive(entry: &Entry, haproxy: &Haproxy) -> (Option<Range>, Option<Range>) {
+    let Some(model) = &entry.derive else {
+        return (None, None);
+    };
+    let probe = &entry.scenario["probes"][0];
+    let interval = ms(probe["interval"].as_str().expect("probe interval"));
+    let duration = entry.scenario["faults"][0]
+        .get("duration")
+        .and_then(|d| d.as_str())
+        .map(ms);
+    let mut words = model.split_whitespace();
+    match (words.next().unwrap(), words.next()) {
+        ("supervisord-restart", _) => {
+            let conf = std::fs::read_to_string(repo().join("lab/conf/supervisord.conf")).unwrap();
+            let program = conf
+                .split("[program:redis]")
+                .nth(1)
+                .expect("[program:redis]");
+            assert!(
+                program.contains("autorestart=true") && program.contains("startsecs=0"),
+                "the supervisord derivation assumes autorestart=true and startsecs=0"
+            );
+            // Reaped on the loop turn the death wakes (or one turn later), spawned one turn
+            // after the reap; plus redis's start, a probe interval and slack for a busy
+            // machine (200ms).
+            let poll = supervisord_poll_ms();
+            (Some((poll, 2.0 * poll + 200.0)), None)
+        }
+        ("haproxy-down", Some(backend)) => {
+            let c = haproxy.checks(backend);
+            let down = (
+                c.fall * c.tc + (c.fall - 1.0) * c.inter,
+                c.fall * c.tc + c.fall * c.inter,
+            );
+            // The last failed request takes up to (retries + 1) connect timeouts.
+            let last_failure = (c.retries + 1.0) * c.connect;
+            (
+                Some((
+                    down.0 - interval,
+                    down.1 + last_failure + interval + SLACK_MS,
+                )),
+                None,
+            )
+        }
+        ("haproxy-up", Some(backend)) => {
+            let c = haproxy.checks(backend);
+            let after = (
+                (c.rise - 1.0) * c.inter - interval,
+                c.tc + c.rise * c.inter + interval + SLACK_MS,
+            );
+            let d = duration.expect("a timed fault");
+            (Some((d + after.0, d + after.1 + REVERT_MS)), Some(after))
+        }
+        ("haproxy-resolve", Some(backend)) => {
+            // The `resolvers NAME` the backend's server uses.
+            let server = haproxy.sections[&format!("backend {backend}")]
+                .iter()
+                .find(|w| w[0] == "server")
+                .expect("a server");
+            let i = server
+                .iter()
+                .position(|w| w == "resolvers")
+                .expect("the server resolves through `resolvers`");
+            let resolvers = format!("resolvers {}", server[i + 1]);
+            let resolve = ms(&haproxy
+                .get(&resolvers, "timeout resolve")
+                .expect("timeout resolve"));
+            let d = duration.expect("a timed fault");
+            (
+                Some((d - interval, d + resolve + interval + SLACK_MS + REVERT_MS)),
+                None,
+            )
+        }
+        ("fault-duration", _) => {
+            let d = duration.expect("a timed fault");
+            (
+                Some((d - interval, d + interval + SLACK_MS + REVERT_MS)),
+                None,
+            )
+        }
+        (other, _) => panic!("{}: unknown lab-derive {other:?}", entry.file.display()),
+    }
+}
+
+fn close(a: (f64, f64), b: (f64, f64)) -> bool {
+    (a.0 - b.0).abs() < 1.0 && (a.1 - b.1).abs() < 1.0
+}
+
+fn fmt_range(r: Option<(f64, f64)>) -> String {
+    r.map_or("-".into(), |(a, b)| {
+        format!("{:.2}s..{:.2}s", a / 1000.0, b / 1000.0)
+    })
+}
+
+fn fmt_ms(us: Option<u64>) -> String {
+    us.map_or("-".into(), |us| format!("{:.3}s", us as f64 / 1e6))
+}
+
+/// One row of the measured-vs-predicted table.
+struct Row {
+    round: u32,
+    name: String,
+    verdict: String,
+    exit: i32,
+    recovery: Option<u64>,
+    predicted: Option<(f64, f64)>,
+    after_revert: Option<u64>,
+    predicted_after: Option<(f64, f64)>,
+}
+
+/// Runs every catalog entry in an up lab; returns the rows and every failed expectation.
+fn run_catalog(
+    lab: &Lab,
+    round: u32,
+    entries: &[Entry],
+    haproxy: &Haproxy,
+) -> (Vec<Row>, Vec<String>) {
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    for e in entries {
+        let name = e.file.file_name().unwrap().to_string_lossy().to_string();
+        let (recovery, after) = derive(e, haproxy);
+        // The documented range must be the derived one: the scenario's header and the
+        // service configs cannot drift apart.
+        for (what, documented, derived) in [
+            ("recovery", e.recovery, recovery),
+            ("after-revert", e.after_revert, after),
+        ] {
+            if let (Some(doc), Some(der)) = (documented, derived) {
+                assert!(
+                    close(doc, der),
+                    "{name}: documents lab-expect-{what}: {} but lab/conf predicts {}",
+                    fmt_range(Some(doc)),
+                    fmt_range(Some(der))
+                );
+            }
+        }
+        let predicted = e.recovery.or(recovery);
+        let predicted_after = e.after_revert;
+
+        let started = Instant::now();
+        let (code, report, stderr) = lab.run(&e.file);
+        let run = &report["runs"][0];
+        let verdict = run["verdict"].as_str().unwrap_or("(no report)").to_string();
+        let recovered = run["grade"]["time_to_recover"]["us"].as_u64();
+        let after_revert = run["grade"]["recover_after_revert_us"].as_u64();
+        eprintln!(
+            "round {round}: {name}: {verdict}, exit {code}, recovery {}, after revert {} ({:.1}s)",
+            fmt_ms(recovered),
+            fmt_ms(after_revert),
+            started.elapsed().as_secs_f64()
+        );
+        let mut fail = |why: String| {
+            failures.push(format!(
+                "round {round}, {name}: {why}\n  reason: {}\n  stderr (tail): {}",
+                run["reason"],
+                stderr.lines().rev().take(8).collect::<Vec<_>>().join(" | ")
+            ))
+        };
+        if verdict != e.verdict {
+            fail(format!("verdict {verdict}, documented {}", e.verdict));
+        }
+        if code != e.exit {
+            fail(format!("exit code {code}, documented {}", e.exit));
+        }
+        if let Some((lo, hi)) = predicted {
+            match recovered {
+                Some(us) if (lo..=hi).contains(&(us as f64 / 1000.0)) => {}
+                other => fail(format!(
+                    "recovery {} outside the predicted {}",
+                    fmt_ms(other),
+                    fmt_range(predicted)
+                )),
+            }
+        }
+        if let Some((lo, hi)) = predicted_after {
+            match after_revert {
+                Some(us) if (lo..=hi).contains(&(us as f64 / 1000.0)) => {}
+                other => fail(format!(
+                    "recovery after the revert {} outside the predicted {}",
+                    fmt_ms(other),
+                    fmt_range(predicted_after)
+                )),
+            }
+        }
+        // A NO_IMPACT must come from a fault that hit: a partition that dropped nothing
+        // missed, it proved nothing about redundancy.
+        if e.verdict == "NO_IMPACT" {
+            for f in run["faults"].as_array().into_iter().flatten() {
+                if f["kind"] == "network_partition" {
+                    let dropped = f["figures"]["packets_dropped"].as_i64().unwrap_or(0);
+                    if dropped == 0 {
+                        fail("NO_IMPACT, but the partition dropped no packet".into());
+                    }
+                }
+            }
+        }
+        rows.push(Row {
+            round,
+            name,
+            verdict,
+            exit: code,
+            recovery: recovered,
+            predicted,
+            after_revert,
+            predicted_after,
+        });
+    }
+    (rows, failures)
+}
+
+#[test]
+fn the_lab_catalog_gives_its_documented_verdicts_twice_and_leaves_nothing() {
+    if !privileged(&[
+        "ip",
+        "nft",
+        "haproxy",
+        "nginx",
+        "redis-server",
+        "supervisord",
+        "supervisorctl",
+        "dnsmasq",
+        "curl",
+        "findmnt",
+        "setsid",
+    ]) {
+        return;
+    }
+    let entries = catalog();
+    assert!(
+        entries.len() >= 6,
+        "scenarios/lab/ should hold the whole catalog, found {}",
+        entries.len()
+    );
+    let haproxy = Haproxy::load();
+    let mut lab = Lab::new();
+    assert!(
+        lab.leftovers().is_empty(),
+        "a previous lab {} is still there: {:#?}",
+        lab.prefix,
+        lab.leftovers()
+    );
+
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    for round in 1..=2 {
+        lab.up();
+        let (r, f) = run_catalog(&lab, round, &entries, &haproxy);
+        rows.extend(r);
+        failures.extend(f);
+        // Every fault was reverted: no nftables table is left in any host.
+        let tables = lab.nft_tables();
+        if !tables.is_empty() {
+            failures.push(format!(
+                "round {round}: nftables tables left after the catalog: {tables:?}"
+            ));
+        }
+        let out = lab.down();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stderr.contains("down check ok"),
+            "round {round}: lab.sh down: {stderr}"
+        );
+        let left = lab.leftovers();
+        assert!(
+            left.is_empty(),
+            "round {round}: left behind after lab.sh down: {left:#?}"
+        );
+    }
+
+    eprintln!(
+        "\nmeasured vs predicted ({} scenarios, 2 rounds, {:.0}s in all):",
+        entries.len(),
+        started.elapsed().as_secs_f64()
+    );
+    eprintln!(
+        "{:<5} {:<30} {:<9} {:>4} {:>9} {:<13} {:>12} {:<13}",
+        "round",
+        "scenario",
+        "verdict",
+        "exit",
+        "recovery",
+        "predicted",
+        "after revert",
+        "predicted"
+    );
+    for r in &rows {
+        eprintln!(
+            "{:<5} {:<30} {:<9} {:>4} {:>9} {:<13} {:>12} {:<13}",
+            r.round,
+            r.name,
+            r.verdict,
+            r.exit,
+            fmt_ms(r.recovery),
+            fmt_range(r.predicted),
+            fmt_ms(r.after_revert),
+            fmt_range(r.predicted_after)
+        );
+    }
+    // The same verdicts both times.
+    let n = entries.len();
+    for (a, b) in rows[..n].iter().zip(&rows[n..]) {
+        if a.verdict != b.verdict {
+            failures.push(format!(
+                "{}: {} in round 1, {} in round 2",
+                a.name, a.verdict, b.verdict
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
