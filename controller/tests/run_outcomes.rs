@@ -377,3 +377,34 @@ fn demo_command_passes() {
         || std::net::TcpStream::connect(("127.0.0.1", 18080)).is_err(),
     );
 }
+
+#[test]
+fn a_missing_capability_fails_preflight_naming_the_host_and_the_kind() {
+    // The local agent has no `[policy.disk_fill] paths`, so it does not advertise disk_fill.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _service = bare_service(dir.path(), port);
+    let file = write(
+        dir.path(),
+        "fill.toml",
+        &format!(
+            "name = \"fill\"\nrto = \"1s\"\nobserve = \"2s\"\nsteady_state = \"300ms\"\n\n\
+             [targets]\nagents = [\"local\"]\n\n\
+             [[faults]]\nkind = \"disk_fill\"\npath = \"{}\"\nfill_to = 90\n\n{}",
+            dir.path().display(),
+            http_probe(port)
+        ),
+    );
+    let (code, report, stderr) = run_local(&file);
+    let ctx = format!("stderr:\n{stderr}\nreport: {report:#}");
+    assert_eq!(
+        code, 4,
+        "a missing capability is an infrastructure failure; {ctx}"
+    );
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("\"local\"") && error.contains("disk_fill"),
+        "error {error:?} must name the host and the capability; {ctx}"
+    );
+    assert_eq!(report["runs"].as_array().map(Vec::len), Some(0), "{ctx}");
+}
