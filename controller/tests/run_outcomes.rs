@@ -408,3 +408,72 @@ fn a_missing_capability_fails_preflight_naming_the_host_and_the_kind() {
     );
     assert_eq!(report["runs"].as_array().map(Vec::len), Some(0), "{ctx}");
 }
+
+#[test]
+fn the_local_agent_takes_its_policy_from_agent_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut service = bare_service(dir.path(), port);
+    let pid_file = dir.path().join("service.pid");
+    let file = write(
+        dir.path(),
+        "kill.toml",
+        &scenario_text(
+            "kill",
+            "local",
+            &pid_file,
+            "rto = \"1s\"\nobserve = \"2s\"\nsteady_state = \"300ms\"",
+            &http_probe(port),
+        ),
+    );
+    let policy = write(
+        dir.path(),
+        "policy.toml",
+        "[policy.process_kill]\ndeny = [\"demo-service\"]\n",
+    );
+    let out = gameday(
+        &[
+            "run",
+            "--local",
+            "--output",
+            "json",
+            "--agent-policy",
+            policy.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let (code, report, stderr) = report_of(out);
+    let ctx = format!("stderr:\n{stderr}\nreport: {report:#}");
+    assert_eq!(code, 4, "{ctx}");
+    let error = report["runs"][0]["faults"][0]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        error.contains("denied by policy rule `demo-service`"),
+        "{ctx}"
+    );
+    assert!(service.alive(), "{ctx}");
+
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        "[policy]\nallow_faults = [\"teleport\"]\n",
+    );
+    let out = gameday(
+        &[
+            "run",
+            "--local",
+            "--agent-policy",
+            bad.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("teleport") && stderr.contains("before registering"),
+        "{stderr}"
+    );
+}

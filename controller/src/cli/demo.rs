@@ -58,7 +58,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     let outcome = async {
         wait_listening(DEMO_LISTEN).await?;
         eprintln!("demo: starting a local controller and agent");
-        let fleet = LocalFleet::start().await?;
+        let fleet = LocalFleet::start(None).await?;
         let report = fleet
             .run("scenarios/demo.toml", DEMO_SCENARIO, &scenario)
             .await;

@@ -47,7 +47,7 @@ fn agent_binary() -> anyhow::Result<PathBuf> {
 
 impl LocalFleet {
     /// Starts the controller and the agent and waits until the agent is registered.
-    pub async fn start() -> anyhow::Result<LocalFleet> {
+    pub async fn start(policy: Option<&str>) -> anyhow::Result<LocalFleet> {
         let fleet = gameday::certs::ephemeral_fleet(&[LOCAL_AGENT])
             .context("making throw-away certificates")?;
         let dir = tempfile::Builder::new()
@@ -76,10 +76,15 @@ impl LocalFleet {
             }
         });
 
-        let config = format!(
+        let mut config = format!(
             "name = \"{LOCAL_AGENT}\"\ncontroller = \"https://127.0.0.1:{port}\"\nlease = \"10s\"\nstate_dir = \"state\"\n\n[labels]\nlocal = \"true\"\n\n[tls]\nca = \"ca.pem\"\ncert = \"agent.pem\"\nkey = \"agent.key\"\n",
             port = addr.port()
         );
+        let policy_first_line = config.lines().count() + 2;
+        if let Some(policy) = policy {
+            config.push_str("\n# --agent-policy\n");
+            config.push_str(policy);
+        }
         let config_path = dir.path().join("agent.toml");
         std::fs::write(&config_path, config)?;
         let agent = Command::new(agent_binary()?)
@@ -101,7 +106,18 @@ impl LocalFleet {
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(15);
+        let mut fleet = fleet;
         while fleet.engine.registry().get(LOCAL_AGENT).is_none() {
+            if let Some(status) = fleet.agent.try_wait()? {
+                anyhow::bail!(
+                    "the local agent exited ({status}) before registering; see its message above{}",
+                    if policy.is_some() {
+                        format!(" (lines of --agent-policy start at line {policy_first_line} of its config)")
+                    } else {
+                        String::new()
+                    }
+                );
+            }
             anyhow::ensure!(
                 Instant::now() < deadline,
                 "the local agent did not register within 15s"
@@ -151,8 +167,8 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     f.write_all(contents.as_bytes())
 }
 
-/// `gameday run --local FILE`.
-pub async fn run_file(file: &Path, out: ReportOutput) -> anyhow::Result<i32> {
+/// `gameday run --local FILE [--agent-policy POLICY]`.
+pub async fn run_file(file: &Path, policy: Option<&Path>, out: ReportOutput) -> anyhow::Result<i32> {
     let name = file.display().to_string();
     let source = match std::fs::read_to_string(file) {
         Ok(s) => s,
@@ -168,7 +184,14 @@ pub async fn run_file(file: &Path, out: ReportOutput) -> anyhow::Result<i32> {
             return Ok(exit::INVALID);
         }
     };
-    let fleet = LocalFleet::start().await?;
+    let policy = match policy.map(std::fs::read_to_string).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("--agent-policy: {e}");
+            return Ok(exit::INVALID);
+        }
+    };
+    let fleet = LocalFleet::start(policy.as_deref()).await?;
     let report = fleet.run(&name, &source, &scenario).await;
     fleet.shutdown().await;
     Ok(print_report(&report, out))

@@ -112,6 +112,11 @@ struct RunArgs {
     /// Also write the report as one self-contained HTML file with timeline plots.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
+    /// With --local: the local agent's `[policy]` (a TOML file with a `[policy]` table), e.g.
+    /// to allow disk_fill on a path or dns_poison with a hosts file. Default: every kind, any
+    /// process, no disk or DNS targets.
+    #[arg(long, value_name = "FILE", requires = "local")]
+    agent_policy: Option<PathBuf>,
     #[command(flatten)]
     conn: remote::ConnArgs,
 }
@@ -181,7 +186,7 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Serve { config } => serve::run(&config).await,
         Command::Run(args) => {
             if args.local {
-                local::run_file(&args.file, args.report_output()).await
+                local::run_file(&args.file, args.agent_policy.as_deref(), args.report_output()).await
             } else {
                 remote::run_file(&args.file, args.report_output(), &args.conn).await
             }
