@@ -194,7 +194,12 @@ impl LiveFaults {
         for (id, why) in due {
             let _one_at_a_time = self.reverting.lock().expect("reverting lock");
             // The controller may have reverted it while we waited for the lock.
-            if !self.faults.lock().expect("live faults lock").contains_key(&id) {
+            if !self
+                .faults
+                .lock()
+                .expect("live faults lock")
+                .contains_key(&id)
+            {
                 continue;
             }
             match self.revert_now(&id) {

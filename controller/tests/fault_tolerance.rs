@@ -10,32 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// A `sleep` child with a unique argument, its pid written to `dir/target.pid`.
-fn sleeper(dir: &Path) -> ChildGuard {
-    let child = Command::new("sleep")
-        .arg(format!("300.{}{}", std::process::id(), free_port()))
-        .spawn()
-        .expect("start sleep");
-    std::fs::write(dir.join("target.pid"), format!("{}\n", child.id())).unwrap();
-    ChildGuard {
-        child,
-        name: "sleep",
-    }
-}
-
-/// The state letter of a process (`T` when stopped).
-fn state(pid: i32) -> char {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 1..];
-    after
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .chars()
-        .next()
-        .unwrap()
-}
-
 /// A scenario that pauses the sleeper for `duration` (observing `observe`), probing a live
 /// service so the steady state is healthy.
 fn pause_scenario(dir: &Path, port: u16, duration: &str, observe: &str) -> std::path::PathBuf {
@@ -140,11 +114,11 @@ fn a_crashed_agents_successor_reverts_its_pause_before_registering() {
     let service_dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let _service = bare_service(service_dir.path(), port);
-    let mut target = sleeper(fleet.dir.path());
+    let mut target = sleeper(fleet.dir.path()).0;
     let scenario = pause_scenario(fleet.dir.path(), port, "60s", "60s");
     let _run = fleet.run_in_background(&scenario);
     wait_for("the pause to take effect", Duration::from_secs(15), || {
-        state(target.pid()) == 'T'
+        stopped(target.pid())
     });
 
     // kill -9: the agent cannot revert; its journal is all that remembers the pause.
@@ -155,9 +129,8 @@ fn a_crashed_agents_successor_reverts_its_pause_before_registering() {
         Duration::from_secs(10),
         || !fleet.listed(),
     );
-    assert_eq!(
-        state(target.pid()),
-        'T',
+    assert!(
+        stopped(target.pid()),
         "the pause outlives the crashed agent"
     );
 
@@ -166,7 +139,7 @@ fn a_crashed_agents_successor_reverts_its_pause_before_registering() {
         fleet.listed()
     });
     // Registration comes after recovery, so by the time it is listed the pause is gone.
-    assert_ne!(state(target.pid()), 'T', "reverted before registering");
+    assert!(!stopped(target.pid()), "reverted before registering");
     assert!(target.alive());
 }
 
@@ -180,11 +153,11 @@ fn agents_revert_within_their_lease_when_the_controller_dies() {
     let service_dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let _service = bare_service(service_dir.path(), port);
-    let target = sleeper(fleet.dir.path());
+    let target = sleeper(fleet.dir.path()).0;
     let scenario = pause_scenario(fleet.dir.path(), port, "60s", "60s");
     let _run = fleet.run_in_background(&scenario);
     wait_for("the pause to take effect", Duration::from_secs(15), || {
-        state(target.pid()) == 'T'
+        stopped(target.pid())
     });
 
     fleet.controller.guard.child.kill().unwrap();
@@ -194,7 +167,7 @@ fn agents_revert_within_their_lease_when_the_controller_dies() {
     wait_for(
         "the agent to revert on its own",
         Duration::from_secs(6),
-        || state(target.pid()) != 'T',
+        || !stopped(target.pid()),
     );
     let took = killed.elapsed();
     eprintln!("reverted {took:?} after the controller died (lease 3s)");
@@ -214,11 +187,11 @@ fn a_deadline_passes_on_time_while_the_controller_is_unreachable() {
     let service_dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let _service = bare_service(service_dir.path(), port);
-    let target = sleeper(fleet.dir.path());
+    let target = sleeper(fleet.dir.path()).0;
     let scenario = pause_scenario(fleet.dir.path(), port, "1s", "30s");
     let _run = fleet.run_in_background(&scenario);
     wait_for("the pause to take effect", Duration::from_secs(15), || {
-        state(target.pid()) == 'T'
+        stopped(target.pid())
     });
     let applied = Instant::now();
 
@@ -234,7 +207,7 @@ fn a_deadline_passes_on_time_while_the_controller_is_unreachable() {
     wait_for(
         "the agent to revert at the deadline",
         Duration::from_secs(3),
-        || state(target.pid()) != 'T',
+        || !stopped(target.pid()),
     );
     let took = applied.elapsed();
     eprintln!("pause of 1s reverted after {took:?} with the controller stopped");
@@ -268,7 +241,7 @@ fn abort_all_reverts_a_live_pause_now_and_the_run_is_aborted() {
     let service_dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let _service = bare_service(service_dir.path(), port);
-    let target = sleeper(fleet.dir.path());
+    let target = sleeper(fleet.dir.path()).0;
     let scenario = pause_scenario(fleet.dir.path(), port, "60s", "60s");
     let (cert, key) = fleet.certs.pair("operator", "sre");
     let ca = fleet.certs.ca();
@@ -288,7 +261,7 @@ fn abort_all_reverts_a_live_pause_now_and_the_run_is_aborted() {
         .spawn()
         .unwrap();
     wait_for("the pause to take effect", Duration::from_secs(15), || {
-        state(target.pid()) == 'T'
+        stopped(target.pid())
     });
     let env = fleet.controller.operator_env(&ca, &cert, &key);
     let out = gameday(
@@ -302,11 +275,7 @@ fn abort_all_reverts_a_live_pause_now_and_the_run_is_aborted() {
     );
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("aborted 1 run(s)"), "{said}");
-    assert_ne!(
-        state(target.pid()),
-        'T',
-        "reverted by the time abort answers"
-    );
+    assert!(!stopped(target.pid()), "reverted by the time abort answers");
     let (code, report, stderr) = report_of(run.wait_with_output().unwrap());
     assert_eq!(code, 3, "aborted is exit 3; stderr: {stderr}");
     assert_eq!(report["runs"][0]["verdict"], "ABORTED");

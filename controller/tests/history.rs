@@ -225,27 +225,6 @@ timeout = "200ms"
     assert_eq!(code, 2, "{err}");
 }
 
-/// A `sleep` child with a unique argument, its pid written to `dir/target.pid`.
-fn sleeper(dir: &Path) -> ChildGuard {
-    let child = Command::new("sleep")
-        .arg(format!("300.{}{}", std::process::id(), free_port()))
-        .spawn()
-        .expect("start sleep");
-    std::fs::write(dir.join("target.pid"), format!("{}\n", child.id())).unwrap();
-    ChildGuard {
-        child,
-        name: "sleep",
-    }
-}
-
-/// True when the process is stopped (SIGSTOP).
-fn stopped(pid: i32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.rfind(')')
-        .and_then(|i| stat[i + 1..].split_whitespace().next())
-        .is_some_and(|s| s == "T")
-}
-
 /// Samples of `run_id` in the database, read directly.
 fn samples_in_db(db: &Path, run_id: &str) -> i64 {
     let conn =
@@ -265,7 +244,7 @@ fn a_controller_killed_mid_run_leaves_the_run_interrupted_with_its_samples() {
     let service_dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let _service = bare_service(service_dir.path(), port);
-    let target = sleeper(fleet.dir.path());
+    let target = sleeper(fleet.dir.path()).0;
     let file = fleet.dir.path().join("pause.toml");
     std::fs::write(
         &file,

@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -53,24 +52,6 @@ kind = "tcp"
 address = "127.0.0.1:{port}"
 interval = "10ms"
 timeout = "200ms""#
-    )
-}
-
-/// A harmless `sleep` child whose pid is written to `dir/sleep.pid`: a fault target that must
-/// survive runs that inject nothing. Its argument makes its command line unique to this test.
-fn sleep_child(dir: &Path) -> (ChildGuard, PathBuf) {
-    let child = Command::new("sleep")
-        .arg(format!("300.{}", free_port()))
-        .spawn()
-        .expect("start sleep");
-    let pid_file = dir.join("sleep.pid");
-    std::fs::write(&pid_file, format!("{}\n", child.id())).unwrap();
-    (
-        ChildGuard {
-            child,
-            name: "sleep",
-        },
-        pid_file,
     )
 }
 
@@ -133,7 +114,7 @@ fn service_that_never_comes_back_fails_with_exit_1() {
 #[test]
 fn unhealthy_steady_state_is_inconclusive_and_injects_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut target, pid_file) = sleep_child(dir.path());
+    let (mut target, pid_file) = sleeper(dir.path());
     // Nothing listens here: the steady state cannot be healthy.
     let dead_port = free_port();
     let file = write(
@@ -166,7 +147,7 @@ fn absent_agent_is_an_error_before_anything_is_injected() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let _service = bare_service(dir.path(), port);
-    let (mut target, pid_file) = sleep_child(dir.path());
+    let (mut target, pid_file) = sleeper(dir.path());
     let file = write(
         dir.path(),
         "ghost.toml",

@@ -168,7 +168,11 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 }
 
 /// `gameday run --local FILE [--agent-policy POLICY]`.
-pub async fn run_file(file: &Path, policy: Option<&Path>, out: ReportOutput) -> anyhow::Result<i32> {
+pub async fn run_file(
+    file: &Path,
+    policy: Option<&Path>,
+    out: ReportOutput,
+) -> anyhow::Result<i32> {
     let name = file.display().to_string();
     let source = match std::fs::read_to_string(file) {
         Ok(s) => s,

@@ -186,7 +186,12 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Serve { config } => serve::run(&config).await,
         Command::Run(args) => {
             if args.local {
-                local::run_file(&args.file, args.agent_policy.as_deref(), args.report_output()).await
+                local::run_file(
+                    &args.file,
+                    args.agent_policy.as_deref(),
+                    args.report_output(),
+                )
+                .await
             } else {
                 remote::run_file(&args.file, args.report_output(), &args.conn).await
             }

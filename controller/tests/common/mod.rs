@@ -26,16 +26,30 @@ pub fn agent_bin() -> PathBuf {
     p
 }
 
-/// Polls `cond` every 10 ms until it holds or `timeout` passes; panics with `what` then.
-pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+pub use lab::netns::wait_for;
+
+/// A harmless `sleep` child (a fault target) whose pid is written to `dir/target.pid`; its
+/// argument makes its command line unique to this test process.
+pub fn sleeper(dir: &Path) -> (ChildGuard, PathBuf) {
+    let child = Command::new("sleep")
+        .arg(format!("300.{}{}", std::process::id(), free_port()))
+        .spawn()
+        .expect("start sleep");
+    let pid_file = dir.join("target.pid");
+    std::fs::write(&pid_file, format!("{}\n", child.id())).unwrap();
+    let guard = ChildGuard {
+        child,
+        name: "sleep",
+    };
+    (guard, pid_file)
+}
+
+/// True when the process is stopped (SIGSTOP).
+pub fn stopped(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next())
+        .is_some_and(|s| s == "T")
 }
 
 /// A loopback port nobody listens on right now.
