@@ -4,6 +4,7 @@
 pub mod observer;
 pub mod preflight;
 pub mod progress;
+mod recorder;
 mod run;
 
 use std::collections::HashMap;

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use super::observer::{RunObserver, RunStart};
 use super::preflight::PreflightError;
 use super::progress::{Phase, Progress, ProgressEvent};
+use super::recorder::{unix_ms_now, Recorder};
 use crate::grade::{self, fmt_us, GradeInput, Verdict};
 use crate::probe::{micros, ProbeSet};
 use crate::registry::AgentConn;
@@ -102,53 +103,6 @@ pub(super) async fn run_once(mut ctx: RunCtx<'_>) -> RunReport {
         }
     }
     report
-}
-
-/// Wall-clock now, milliseconds since the Unix epoch.
-pub fn unix_ms_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// Hands new samples to the observers four times a second, so a controller that dies mid-run
-/// has recorded everything up to its last quarter second.
-struct Recorder {
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Recorder {
-    fn start(probes: &ProbeSet, observers: &[Arc<dyn RunObserver>], run_id: &str) -> Recorder {
-        let mut reader = probes.reader();
-        let observers = observers.to_vec();
-        let run_id = run_id.to_string();
-        let (stop, mut stopped) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(250));
-            loop {
-                let last = tokio::select! {
-                    _ = tick.tick() => false,
-                    _ = &mut stopped => true,
-                };
-                for (probe, samples) in reader.take_new() {
-                    for o in &observers {
-                        o.samples(&run_id, &probe, &samples);
-                    }
-                }
-                if last {
-                    return;
-                }
-            }
-        });
-        Recorder { stop, task }
-    }
-
-    async fn finish(self) {
-        let _ = self.stop.send(());
-        let _ = self.task.await;
-    }
 }
 
 async fn run_with_probes(
