@@ -67,6 +67,14 @@ pub fn monotonic_ns() -> u64 {
         .unwrap_or_default()
 }
 
+/// Wall-clock now, milliseconds since the Unix epoch.
+pub fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 //! the injection.
 
 use std::io::{IsTerminal as _, Write as _};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use gameday::engine::{Phase, ProgressEvent};
 use gameday::grade::fmt_us;
@@ -31,20 +31,13 @@ pub async fn show(mut events: mpsc::UnboundedReceiver<ProgressEvent>) {
             let _ = write!(
                 std::io::stderr().lock(),
                 "\r\x1b[2K{}",
-                status(event, now_unix_ms())
+                status(event, gameday::timeline::unix_ms_now())
             );
         }
     }
     if live {
         let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
     }
-}
-
-fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// The status line for the latest event at wall-clock `now_ms`.

@@ -10,7 +10,6 @@ mod run;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
@@ -180,9 +179,6 @@ impl Engine {
 
 fn new_run_id() -> String {
     static SEQ: AtomicU64 = AtomicU64::new(0);
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or_default();
+    let ms = crate::timeline::unix_ms_now();
     format!("run-{ms:x}-{}", SEQ.fetch_add(1, Ordering::Relaxed))
 }

@@ -6,14 +6,6 @@ use std::time::Duration;
 use super::observer::RunObserver;
 use crate::probe::ProbeSet;
 
-/// Wall-clock now, milliseconds since the Unix epoch.
-pub fn unix_ms_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// Hands new samples to the observers four times a second, so a controller that dies mid-run
 /// has recorded everything up to its last quarter second.
 pub(super) struct Recorder {

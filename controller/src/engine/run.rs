@@ -10,13 +10,13 @@ use tokio::sync::watch;
 use super::observer::{RunObserver, RunStart};
 use super::preflight::PreflightError;
 use super::progress::{Phase, Progress, ProgressEvent};
-use super::recorder::{unix_ms_now, Recorder};
+use super::recorder::Recorder;
 use crate::grade::{self, fmt_us, GradeInput, Verdict};
 use crate::probe::{micros, ProbeSet};
 use crate::registry::AgentConn;
 use crate::report::{FaultRecord, RunReport};
 use crate::scenario::{Expectation, Scenario};
-use crate::timeline::{effect_moment, monotonic_ns, Moment, ProbeTimeline};
+use crate::timeline::{effect_moment, monotonic_ns, unix_ms_now, Moment, ProbeTimeline};
 
 /// How much longer than the observation window an agent keeps a fault before reverting it on
 /// its own, so the controller's revert normally wins and the agent's deadline is the backstop.

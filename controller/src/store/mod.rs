@@ -345,13 +345,7 @@ fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Wall-clock now, milliseconds since the Unix epoch.
-pub fn unix_ms_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use crate::timeline::unix_ms_now;
 
 #[cfg(test)]
 mod tests;
