@@ -458,3 +458,41 @@ fn the_local_agent_takes_its_policy_from_agent_policy() {
         "{stderr}"
     );
 }
+
+#[test]
+fn revert_on_recovery_ends_a_holding_fault_as_soon_as_the_service_is_back() {
+    // Kill the supervised service (it is back after ~300 ms) while pausing a bystander for a
+    // long time: with `revert = "on_recovery"` the pause ends with the recovery, not after 30s.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _service = supervised_service(dir.path(), port, "300ms");
+    let (mut bystander, bystander_pid) = sleeper(dir.path());
+    let file = write(
+        dir.path(),
+        "on_recovery.toml",
+        &format!(
+            "name = \"on-recovery\"\nrto = \"2s\"\nobserve = \"40s\"\nsteady_state = \"300ms\"\n\
+             revert = \"on_recovery\"\n\n[targets]\nagents = [\"local\"]\n\n\
+             [[faults]]\nkind = \"process_kill\"\npid_file = \"{}\"\n\n\
+             [[faults]]\nkind = \"process_pause\"\npid_file = \"{}\"\nduration = \"30s\"\n\n{}",
+            dir.path().join("service.pid").display(),
+            bystander_pid.display(),
+            http_probe(port)
+        ),
+    );
+    let started = std::time::Instant::now();
+    let (code, report, stderr) = run_local(&file);
+    let ctx = format!("stderr:\n{stderr}\nreport: {report:#}");
+    assert_eq!(code, 0, "{ctx}");
+    assert!(started.elapsed() < Duration::from_secs(15), "{ctx}");
+    let run = &report["runs"][0];
+    let inject = run["inject"]["at_us"].as_u64().unwrap();
+    let recovered = run["grade"]["time_to_recover"]["us"].as_u64().unwrap();
+    let reverted = run["revert_us"].as_u64().expect("the pause was reverted");
+    assert!(
+        reverted >= inject + recovered && reverted < inject + recovered + 1_000_000,
+        "reverted at +{} µs, recovered at +{recovered} µs after the fault; {ctx}",
+        reverted - inject
+    );
+    assert!(!stopped(bystander.pid()) && bystander.alive(), "{ctx}");
+}

@@ -15,7 +15,7 @@ use crate::grade::{self, fmt_us, GradeInput, Verdict};
 use crate::probe::{micros, ProbeSet};
 use crate::registry::AgentConn;
 use crate::report::{FaultRecord, RunReport};
-use crate::scenario::{Expectation, Scenario};
+use crate::scenario::{Expectation, RevertPolicy, Scenario};
 use crate::timeline::{effect_moment, monotonic_ns, unix_ms_now, Moment, ProbeTimeline};
 
 /// How much longer than the observation window an agent keeps a fault before reverting it on
@@ -259,7 +259,16 @@ async fn run_with_probes(
             return finish_aborted(report, probes, "aborted by an operator while observing").await;
         }
         let now_us = micros(epoch, Instant::now());
-        if !reverted && now_us >= revert_at_us {
+        let recovered_while_held = !reverted
+            && s.revert == RevertPolicy::OnRecovery
+            && grade::settled(&GradeInput {
+                probes: &probes.snapshot(),
+                inject,
+                revert_us: None,
+                rto_us,
+                window_end_us: now_us.min(window_end_us),
+            });
+        if !reverted && (now_us >= revert_at_us || recovered_while_held) {
             revert_all(&mut report, &applied, epoch, true).await;
             reverted = true;
             say(

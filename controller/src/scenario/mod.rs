@@ -52,6 +52,9 @@ pub struct Scenario {
     pub cooldown: Duration,
     /// What the scenario expects the fault to do to the service.
     pub expect: Expectation,
+    /// When holding faults are reverted.
+    #[serde(default)]
+    pub revert: RevertPolicy,
     /// Which agents the faults are applied on.
     pub targets: Targets,
     /// The faults injected on every target; at least one, each valid.
@@ -69,6 +72,18 @@ pub enum Expectation {
     Recovery,
     /// The service must not notice the fault at all (redundancy absorbs it).
     NoImpact,
+}
+
+/// When holding faults are reverted (`revert = "after_duration" | "on_recovery"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevertPolicy {
+    /// At the end of the fault's `duration` (or of the observation window).
+    #[default]
+    AfterDuration,
+    /// As soon as every impacted probe has recovered, or at the end of the duration if that
+    /// comes first: for faults a redundant system is expected to absorb while they hold.
+    OnRecovery,
 }
 
 /// The agents a scenario runs on: those named, plus those carrying all the labels.
@@ -186,6 +201,7 @@ mod tests {
             observe: ms(10_000),
             cooldown: ms(0),
             expect: Expectation::Recovery,
+            revert: RevertPolicy::AfterDuration,
             targets: Targets {
                 agents: vec!["local".into()],
                 labels: BTreeMap::new(),

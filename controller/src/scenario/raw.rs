@@ -24,6 +24,7 @@ pub(crate) struct RawScenario {
     pub observe: Option<Spanned<String>>,
     pub cooldown: Option<Spanned<String>>,
     pub expect: Option<Spanned<String>>,
+    pub revert: Option<Spanned<String>>,
     #[allow(dead_code)]
     pub targets: Option<IgnoredAny>,
     #[allow(dead_code)]

@@ -9,11 +9,12 @@ use toml::Spanned;
 use super::error::Diagnostics;
 use super::raw::RawScenario;
 use super::validate::TOP;
-use super::Expectation;
+use super::{Expectation, RevertPolicy};
 
 const DEFAULT_STEADY_STATE: Duration = Duration::from_millis(2_000);
 const DEFAULT_OBSERVE: Duration = Duration::from_millis(30_000);
 const EXPECTATIONS: &[&str] = &["recovery", "no_impact"];
+const REVERT_POLICIES: &[&str] = &["after_duration", "on_recovery"];
 
 /// The top-level settings, each `None` when it was reported as wrong.
 pub(crate) struct TopLevel {
@@ -26,6 +27,7 @@ pub(crate) struct TopLevel {
     pub(crate) observe: Option<Duration>,
     pub(crate) cooldown: Option<Duration>,
     pub(crate) expect: Option<Expectation>,
+    pub(crate) revert: Option<RevertPolicy>,
 }
 
 /// Reads and checks the top-level settings, filling in the defaults.
@@ -147,6 +149,24 @@ pub(crate) fn top_level(diagnostics: &mut Diagnostics<'_>, raw: RawScenario) -> 
         },
     };
 
+    let revert = match &raw.revert {
+        None => Some(RevertPolicy::AfterDuration),
+        Some(revert) => match revert.get_ref().as_str() {
+            "after_duration" => Some(RevertPolicy::AfterDuration),
+            "on_recovery" => Some(RevertPolicy::OnRecovery),
+            other => {
+                diagnostics.error(
+                    revert.span(),
+                    format!(
+                        "unknown `revert` {other:?} (expected one of: {})",
+                        REVERT_POLICIES.join(", ")
+                    ),
+                );
+                None
+            }
+        },
+    };
+
     TopLevel {
         name,
         description: raw.description.unwrap_or_default(),
@@ -157,6 +177,7 @@ pub(crate) fn top_level(diagnostics: &mut Diagnostics<'_>, raw: RawScenario) -> 
         observe,
         cooldown,
         expect,
+        revert,
     }
 }
 
@@ -237,6 +258,26 @@ pub(crate) fn count(
 mod tests {
     use super::super::fixture::{assert_only_error, valid_with, MINIMAL};
     use super::super::parse;
+
+    #[test]
+    fn revert_policy_is_one_of_two() {
+        let ok = parse(
+            "s.toml",
+            &valid_with("rto = \"2s\"", "rto = \"2s\"\nrevert = \"on_recovery\""),
+        )
+        .unwrap();
+        assert_eq!(ok.revert, super::super::RevertPolicy::OnRecovery);
+        assert_eq!(
+            parse("s.toml", MINIMAL).unwrap().revert,
+            super::super::RevertPolicy::AfterDuration
+        );
+        assert_only_error(
+            &valid_with("rto = \"2s\"", "rto = \"2s\"\nrevert = \"whenever\""),
+            4,
+            10,
+            "unknown `revert` \"whenever\" (expected one of: after_duration, on_recovery)",
+        );
+    }
 
     #[test]
     fn unknown_top_level_keys_are_named_with_the_expected_ones() {

@@ -84,6 +84,7 @@ pub(crate) fn scenario(diagnostics: &mut Diagnostics<'_>, text: &str) -> Option<
         observe: top.observe?,
         cooldown: top.cooldown?,
         expect: top.expect?,
+        revert: top.revert?,
         targets: targets?,
         faults: faults.into_iter().collect::<Option<Vec<_>>>()?,
         probes: probes.into_iter().collect::<Option<Vec<_>>>()?,
