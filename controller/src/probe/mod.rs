@@ -1,5 +1,6 @@
 //! Synthetic probes: each runs on the controller at its interval and records timestamped samples.
 
+mod dns;
 mod http;
 mod tcp;
 
@@ -12,6 +13,7 @@ use tokio::task::JoinHandle;
 use crate::scenario::{ProbeCheck, ProbeSpec};
 use crate::timeline::{ProbeTimeline, Sample};
 
+pub use dns::DnsCheck;
 pub use http::HttpCheck;
 pub use tcp::TcpCheck;
 
@@ -39,6 +41,8 @@ pub enum Check {
     Tcp(TcpCheck),
     /// HTTP request with status (and body) match.
     Http(HttpCheck),
+    /// DNS lookup with an expected answer.
+    Dns(DnsCheck),
 }
 
 impl Check {
@@ -51,6 +55,12 @@ impl Check {
                 expect_status,
                 expect_body,
             } => Check::Http(HttpCheck::new(url, *expect_status, expect_body.clone())?),
+            ProbeCheck::Dns {
+                server,
+                query,
+                record,
+                expect,
+            } => Check::Dns(DnsCheck::new(*server, query, *record, expect.clone())?),
         })
     }
 
@@ -60,6 +70,7 @@ impl Check {
             match self {
                 Check::Tcp(c) => c.check().await,
                 Check::Http(c) => c.check().await,
+                Check::Dns(c) => c.check().await,
             }
         };
         tokio::time::timeout(timeout, fut)

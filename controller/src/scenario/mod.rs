@@ -18,6 +18,7 @@ mod tree;
 mod validate;
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use gameday_proto::{Duration, Fault};
@@ -114,7 +115,7 @@ pub struct ProbeSpec {
     pub check: ProbeCheck,
 }
 
-/// What a probe checks (`kind = "tcp" | "http"`).
+/// What a probe checks (`kind = "tcp" | "http" | "dns"`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ProbeCheck {
@@ -133,6 +134,50 @@ pub enum ProbeCheck {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expect_body: Option<String>,
     },
+    /// One UDP DNS query whose answer must hold records of the type (and the addresses).
+    Dns {
+        /// The DNS server asked: an IP address and port (53 unless written).
+        server: SocketAddr,
+        /// The name looked up, as written (without a trailing dot it is still asked as is:
+        /// no search domains are appended).
+        query: String,
+        /// `A` (default) or `AAAA`.
+        #[serde(default)]
+        record: DnsRecord,
+        /// Addresses the answer must all contain; empty: any answer with a record of the type.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        expect: Vec<IpAddr>,
+    },
+}
+
+/// The record type a `dns` probe asks for (`record = "A" | "AAAA"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DnsRecord {
+    /// IPv4 addresses.
+    #[default]
+    A,
+    /// IPv6 addresses.
+    #[serde(rename = "AAAA")]
+    Aaaa,
+}
+
+impl DnsRecord {
+    /// Whether `ip` is of the family this record type holds.
+    pub fn holds(self, ip: &IpAddr) -> bool {
+        matches!(
+            (self, ip),
+            (DnsRecord::A, IpAddr::V4(_)) | (DnsRecord::Aaaa, IpAddr::V6(_))
+        )
+    }
+}
+
+impl std::fmt::Display for DnsRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DnsRecord::A => "A",
+            DnsRecord::Aaaa => "AAAA",
+        })
+    }
 }
 
 /// Parses and validates the scenario in `text`; `file_name` is only used in the errors.

@@ -1,7 +1,7 @@
 //! `[[probes]]`: each table read into a [`ProbeSpec`], with the fields checked against its kind.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 
 use gameday_proto::Duration;
@@ -13,10 +13,10 @@ use super::error::Diagnostics;
 use super::raw::RawProbe;
 use super::settings::{count, optional_duration, positive};
 use super::tree::key_span;
-use super::{ProbeCheck, ProbeSpec};
+use super::{DnsRecord, ProbeCheck, ProbeSpec};
 
 /// Probe kinds by the name scenarios use.
-pub(crate) const PROBE_KINDS: &[&str] = &["tcp", "http"];
+pub(crate) const PROBE_KINDS: &[&str] = &["tcp", "http", "dns"];
 
 const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
 /// Faster probing would load the service more than it tells us.
@@ -24,9 +24,12 @@ const MIN_INTERVAL: Duration = Duration::from_millis(10);
 const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1_000);
 const DEFAULT_RECOVERED_AFTER: u32 = 3;
 const DEFAULT_STATUS: u16 = 200;
+/// The port of a dns probe's `server` written without one.
+const DNS_PORT: u16 = 53;
 
 const TCP_FIELDS: &[&str] = &["address"];
 const HTTP_FIELDS: &[&str] = &["url", "expect_status", "expect_body"];
+const DNS_FIELDS: &[&str] = &["server", "query", "record", "expect"];
 
 /// Every probe, with names checked for uniqueness; `None` entries were reported as wrong.
 pub(crate) fn probes(
@@ -131,12 +134,19 @@ fn probe(
         }
         Some(kind) => match kind.get_ref().as_str() {
             "tcp" => {
-                reject_fields(diagnostics, table, "tcp", TCP_FIELDS, HTTP_FIELDS);
+                let foreign = [HTTP_FIELDS, DNS_FIELDS].concat();
+                reject_fields(diagnostics, table, "tcp", TCP_FIELDS, &foreign);
                 tcp(diagnostics, &raw, &header)
             }
             "http" => {
-                reject_fields(diagnostics, table, "http", HTTP_FIELDS, TCP_FIELDS);
+                let foreign = [TCP_FIELDS, DNS_FIELDS].concat();
+                reject_fields(diagnostics, table, "http", HTTP_FIELDS, &foreign);
                 http(diagnostics, &raw, &header)
+            }
+            "dns" => {
+                let foreign = [TCP_FIELDS, HTTP_FIELDS].concat();
+                reject_fields(diagnostics, table, "dns", DNS_FIELDS, &foreign);
+                dns(diagnostics, &raw, &header)
             }
             other => {
                 diagnostics.error(
@@ -262,6 +272,185 @@ fn http(
     })
 }
 
+fn dns(
+    diagnostics: &mut Diagnostics<'_>,
+    raw: &RawProbe,
+    header: &Range<usize>,
+) -> Option<ProbeCheck> {
+    let server = match &raw.server {
+        None => {
+            diagnostics.error(
+                header.clone(),
+                "dns probe is missing `server`, like server = \"10.0.0.2:53\"",
+            );
+            None
+        }
+        Some(server) => match dns_server(server.get_ref()) {
+            Ok(address) => Some(address),
+            Err(why) => {
+                diagnostics.error(
+                    server.span(),
+                    format!(
+                        "`server` {:?} {why} (expected an IP address with an optional port, \
+                         like \"10.0.0.2\", \"10.0.0.2:53\" or \"[fd00::2]:53\")",
+                        server.get_ref()
+                    ),
+                );
+                None
+            }
+        },
+    };
+    let query = match &raw.query {
+        None => {
+            diagnostics.error(
+                header.clone(),
+                "dns probe is missing `query`, like query = \"api.internal\"",
+            );
+            None
+        }
+        Some(query) => match check_dns_name(query.get_ref()) {
+            Ok(()) => Some(query.get_ref().clone()),
+            Err(why) => {
+                diagnostics.error(query.span(), why);
+                None
+            }
+        },
+    };
+    let record = match &raw.record {
+        None => Some(DnsRecord::default()),
+        Some(record) => match record.get_ref().to_ascii_uppercase().as_str() {
+            "A" => Some(DnsRecord::A),
+            "AAAA" => Some(DnsRecord::Aaaa),
+            _ => {
+                diagnostics.error(
+                    record.span(),
+                    format!(
+                        "`record` must be \"A\" or \"AAAA\", got {:?}",
+                        record.get_ref()
+                    ),
+                );
+                None
+            }
+        },
+    };
+    let expect = match &raw.expect {
+        None => Some(Vec::new()),
+        Some(list) if list.get_ref().is_empty() => {
+            diagnostics.error(
+                list.span(),
+                "`expect` is empty: leave it out to accept any address, or list the addresses \
+                 the answer must contain",
+            );
+            None
+        }
+        Some(list) => {
+            let mut addresses = Vec::new();
+            let mut valid = true;
+            for entry in list.get_ref() {
+                match expected_address(entry.get_ref(), record) {
+                    Ok(ip) => addresses.push(ip),
+                    Err(why) => {
+                        diagnostics.error(entry.span(), why);
+                        valid = false;
+                    }
+                }
+            }
+            valid.then_some(addresses)
+        }
+    };
+    Some(ProbeCheck::Dns {
+        server: server?,
+        query: query?,
+        record: record?,
+        expect: expect?,
+    })
+}
+
+const NOT_AN_IP: &str =
+    "is not an IP address: the probe asks the server directly, so give its address, not its name";
+
+/// Reads a dns probe's `server`: `ip:port`, `[ipv6]:port`, or an address alone (port 53).
+fn dns_server(server: &str) -> Result<SocketAddr, &'static str> {
+    let address = match server.parse::<SocketAddr>() {
+        Ok(address) => address,
+        Err(_) => {
+            let bare = server
+                .strip_prefix('[')
+                .and_then(|s| s.strip_suffix(']'))
+                .unwrap_or(server);
+            match bare.parse::<IpAddr>() {
+                Ok(ip) => SocketAddr::new(ip, DNS_PORT),
+                Err(_) => {
+                    let host = server.rsplit_once(':').map(|(host, _)| {
+                        host.strip_prefix('[')
+                            .and_then(|h| h.strip_suffix(']'))
+                            .unwrap_or(host)
+                    });
+                    return Err(match host.map(str::parse::<IpAddr>) {
+                        Some(Ok(_)) => "has a port that is not a number from 1 to 65535",
+                        _ if server.trim().is_empty() => "is empty",
+                        // Resolving the server's own name would make the probe depend on
+                        // another DNS server, which a fault may well be breaking.
+                        _ => NOT_AN_IP,
+                    });
+                }
+            }
+        }
+    };
+    if address.port() == 0 {
+        return Err("has port 0");
+    }
+    if address.ip().is_unspecified() {
+        return Err("is the unspecified address, which no server answers from");
+    }
+    Ok(address)
+}
+
+/// Checks a dns probe's `query` is one DNS name (a trailing dot is allowed).
+fn check_dns_name(query: &str) -> Result<(), String> {
+    let bare = query.strip_suffix('.').unwrap_or(query);
+    if bare.starts_with("*.") {
+        return Err(format!(
+            "`query` {query:?} is a wildcard; a probe looks up one name"
+        ));
+    }
+    if bare.parse::<IpAddr>().is_ok() {
+        return Err(format!(
+            "`query` {query:?} is an IP address; give the name to look up"
+        ));
+    }
+    if !gameday_proto::fault::is_dns_pattern(bare)
+        || hickory_proto::rr::Name::from_ascii(bare).is_err()
+    {
+        return Err(format!(
+            "`query` {query:?} is not a DNS name (labels of letters, digits, '-' and '_', \
+             1 to 63 characters each, 253 in all, like \"api.internal\")"
+        ));
+    }
+    Ok(())
+}
+
+/// Reads one `expect` entry of a dns probe: an address of the family `record` asks for (when
+/// `record` itself is valid).
+fn expected_address(entry: &str, record: Option<DnsRecord>) -> Result<IpAddr, String> {
+    let Ok(ip) = entry.parse::<IpAddr>() else {
+        return Err(format!("`expect` entry {entry:?} is not an IP address"));
+    };
+    match record {
+        Some(record) if !record.holds(&ip) => {
+            let (family, other, fix) = match record {
+                DnsRecord::A => ("IPv6", "IPv4", "AAAA"),
+                DnsRecord::Aaaa => ("IPv4", "IPv6", "A"),
+            };
+            Err(format!(
+                "`expect` entry {entry:?} is an {family} address, but {record} records hold \
+                 {other} addresses (use record = \"{fix}\" for {family})"
+            ))
+        }
+        _ => Ok(ip),
+    }
+}
+
 /// Checks `url` is a plain-HTTP URL with a host, as the http probe reads it (`hyper::Uri`).
 fn check_url(url: &str) -> Result<(), String> {
     if url.to_ascii_lowercase().starts_with("https://") {
@@ -342,21 +531,36 @@ fn check_host_port(address: &str) -> Result<(), &'static str> {
 mod tests {
     use super::super::fixture::{assert_error, assert_only_error, errors, valid_with};
     use super::super::parse;
-    use super::{check_host_port, check_url};
+    use super::{check_dns_name, check_host_port, check_url, dns_server};
+    use crate::scenario::{DnsRecord, ProbeCheck};
+
+    /// `VALID` with its tcp probe (line 28) turned into a dns probe: `kind` on line 30, then
+    /// `fields` from line 31 on.
+    fn dns_probe(fields: &str) -> String {
+        valid_with(
+            "kind = \"tcp\"\naddress = \"127.0.0.1:18080\"\n",
+            &format!("kind = \"dns\"\n{fields}\n"),
+        )
+    }
+
+    fn dns_check(fields: &str) -> ProbeCheck {
+        let scenario = parse("x.toml", &dns_probe(fields)).expect("valid");
+        scenario.probes[1].check.clone()
+    }
 
     #[test]
     fn unknown_or_missing_kinds_list_the_expected_ones() {
         assert_only_error(
-            &valid_with("kind = \"tcp\"", "kind = \"dns\""),
+            &valid_with("kind = \"tcp\"", "kind = \"grpc\""),
             30,
             8,
-            "unknown probe kind \"dns\" (expected one of: tcp, http)",
+            "unknown probe kind \"grpc\" (expected one of: tcp, http, dns)",
         );
         assert_only_error(
             &valid_with("kind = \"tcp\"\n", ""),
             28,
             1,
-            "probe is missing `kind` (expected one of: tcp, http)",
+            "probe is missing `kind` (expected one of: tcp, http, dns)",
         );
         assert_only_error(
             &valid_with("name = \"port\"\n", ""),
@@ -612,5 +816,229 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_dns_probe_takes_a_server_a_name_a_type_and_addresses() {
+        assert_eq!(
+            dns_check("server = \"10.0.0.2\"\nquery = \"api.internal\""),
+            ProbeCheck::Dns {
+                server: "10.0.0.2:53".parse().unwrap(),
+                query: "api.internal".into(),
+                record: DnsRecord::A,
+                expect: Vec::new(),
+            }
+        );
+        assert_eq!(
+            dns_check(
+                "server = \"[fd00::2]:5353\"\nquery = \"api.internal.\"\nrecord = \"aaaa\"\n\
+                 expect = [\"fd00::5\", \"fd00::6\"]"
+            ),
+            ProbeCheck::Dns {
+                server: "[fd00::2]:5353".parse().unwrap(),
+                query: "api.internal.".into(),
+                record: DnsRecord::Aaaa,
+                expect: vec!["fd00::5".parse().unwrap(), "fd00::6".parse().unwrap()],
+            }
+        );
+        let scenario = parse(
+            "x.toml",
+            &dns_probe(
+                "server = \"10.0.0.2:53\"\nquery = \"api.internal\"\nrecord = \"A\"\n\
+                 expect = [\"10.0.0.5\"]\ninterval = \"50ms\"\ntimeout = \"300ms\"",
+            ),
+        )
+        .expect("valid");
+        let dns = &scenario.probes[1];
+        assert_eq!(dns.interval, gameday_proto::Duration::from_millis(50));
+        assert_eq!(dns.timeout, gameday_proto::Duration::from_millis(300));
+        // Reports and history embed it as written, defaults spelled out.
+        let json = serde_json::to_value(dns).expect("serializes");
+        assert_eq!(json["kind"], "dns");
+        assert_eq!(json["server"], "10.0.0.2:53");
+        assert_eq!(json["query"], "api.internal");
+        assert_eq!(json["record"], "A");
+        assert_eq!(json["expect"], serde_json::json!(["10.0.0.5"]));
+        let back: super::ProbeSpec = serde_json::from_value(json).expect("deserializes");
+        assert_eq!(&back, dns);
+    }
+
+    #[test]
+    fn a_dns_probe_needs_a_server_and_a_query() {
+        assert_only_error(
+            &dns_probe("query = \"api.internal\""),
+            28,
+            1,
+            "dns probe is missing `server`, like server = \"10.0.0.2:53\"",
+        );
+        assert_only_error(
+            &dns_probe("server = \"10.0.0.2\""),
+            28,
+            1,
+            "dns probe is missing `query`, like query = \"api.internal\"",
+        );
+    }
+
+    #[test]
+    fn dns_servers_are_addresses_not_names() {
+        let cases = [
+            ("dns.internal:53", "is not an IP address"),
+            ("dns.internal", "give its address, not its name"),
+            ("10.0.0.2:0", "has port 0"),
+            ("10.0.0.2:dns", "not a number from 1 to 65535"),
+            ("[fd00::2]:99999", "not a number from 1 to 65535"),
+            ("0.0.0.0", "unspecified"),
+            ("", "is empty"),
+        ];
+        for (server, why) in cases {
+            let text = dns_probe(&format!("server = \"{server}\"\nquery = \"api.internal\""));
+            assert_only_error(&text, 31, 10, why);
+            assert_only_error(
+                &text,
+                31,
+                10,
+                "(expected an IP address with an optional port",
+            );
+        }
+        for (good, address) in [
+            ("10.0.0.2", "10.0.0.2:53"),
+            ("10.0.0.2:5353", "10.0.0.2:5353"),
+            ("fd00::2", "[fd00::2]:53"),
+            ("[fd00::2]", "[fd00::2]:53"),
+            ("[fd00::2]:53", "[fd00::2]:53"),
+        ] {
+            assert_eq!(dns_server(good), Ok(address.parse().unwrap()), "{good}");
+        }
+    }
+
+    #[test]
+    fn dns_queries_are_single_names() {
+        let cases = [
+            ("*.internal", "is a wildcard"),
+            ("10.0.0.5", "is an IP address; give the name to look up"),
+            ("api..internal", "is not a DNS name"),
+            ("api internal", "is not a DNS name"),
+            (".", "is not a DNS name"),
+            ("", "is not a DNS name"),
+        ];
+        for (query, why) in cases {
+            let text = dns_probe(&format!("server = \"10.0.0.2\"\nquery = \"{query}\""));
+            assert_only_error(&text, 32, 9, why);
+        }
+        let long = format!("{}.internal", "a".repeat(64));
+        assert!(check_dns_name(&long).is_err_and(|e| e.contains("is not a DNS name")));
+        for good in [
+            "api.internal",
+            "api.internal.",
+            "localhost",
+            "_srv.x-1.example",
+        ] {
+            assert_eq!(check_dns_name(good), Ok(()), "{good}");
+        }
+    }
+
+    #[test]
+    fn dns_records_are_a_or_aaaa_with_addresses_of_their_family() {
+        let base = "server = \"10.0.0.2\"\nquery = \"api.internal\"";
+        assert_only_error(
+            &dns_probe(&format!("{base}\nrecord = \"MX\"")),
+            33,
+            10,
+            "`record` must be \"A\" or \"AAAA\", got \"MX\"",
+        );
+        // Every bad entry, each at its place.
+        let text = dns_probe(&format!(
+            "{base}\nrecord = \"A\"\nexpect = [\"10.0.0.5\", \"nope\", \"fd00::5\"]"
+        ));
+        let found = errors(&text);
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert_error(
+            &found,
+            34,
+            23,
+            "`expect` entry \"nope\" is not an IP address",
+        );
+        assert_error(
+            &found,
+            34,
+            31,
+            "`expect` entry \"fd00::5\" is an IPv6 address, but A records hold IPv4 addresses \
+             (use record = \"AAAA\" for IPv6)",
+        );
+        // The default type is A.
+        assert_only_error(
+            &dns_probe(&format!("{base}\nexpect = [\"fd00::5\"]")),
+            33,
+            11,
+            "is an IPv6 address, but A records",
+        );
+        assert_only_error(
+            &dns_probe(&format!(
+                "{base}\nrecord = \"AAAA\"\nexpect = [\"10.0.0.5\"]"
+            )),
+            34,
+            11,
+            "is an IPv4 address, but AAAA records hold IPv6 addresses (use record = \"A\"",
+        );
+        // A wrong type is reported alone; the addresses are not judged against it.
+        assert_only_error(
+            &dns_probe(&format!("{base}\nrecord = \"TXT\"\nexpect = [\"fd00::5\"]")),
+            33,
+            10,
+            "got \"TXT\"",
+        );
+        assert_only_error(
+            &dns_probe(&format!("{base}\nexpect = []")),
+            33,
+            10,
+            "`expect` is empty: leave it out to accept any address",
+        );
+        assert_only_error(
+            &dns_probe(&format!("{base}\nexpect = \"10.0.0.5\"")),
+            33,
+            10,
+            "`expect`: invalid type: string \"10.0.0.5\"",
+        );
+    }
+
+    #[test]
+    fn dns_fields_belong_to_dns_probes_only() {
+        let text = dns_probe(
+            "server = \"10.0.0.2\"\nquery = \"api.internal\"\naddress = \"h:1\"\nexpect_status = 200",
+        );
+        let found = errors(&text);
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert_error(
+            &found,
+            33,
+            1,
+            "`address` does not apply to dns probes (besides the common fields, dns probes take \
+             `server`, `query`, `record`, `expect`)",
+        );
+        assert_error(
+            &found,
+            34,
+            1,
+            "`expect_status` does not apply to dns probes",
+        );
+        assert_only_error(
+            &valid_with(
+                "address = \"127.0.0.1:18080\"",
+                "address = \"127.0.0.1:18080\"\nquery = \"api.internal\"",
+            ),
+            32,
+            1,
+            "`query` does not apply to tcp probes (besides the common fields, tcp probes take \
+             `address`)",
+        );
+        assert_only_error(
+            &valid_with(
+                "expect_body = \"ok\"",
+                "expect_body = \"ok\"\nexpect = [\"10.0.0.5\"]",
+            ),
+            27,
+            1,
+            "`expect` does not apply to http probes",
+        );
     }
 }

@@ -59,4 +59,12 @@ pub(crate) struct RawProbe {
     pub expect_status: Option<Spanned<i64>>,
     /// http
     pub expect_body: Option<Spanned<String>>,
+    /// dns
+    pub server: Option<Spanned<String>>,
+    /// dns
+    pub query: Option<Spanned<String>>,
+    /// dns
+    pub record: Option<Spanned<String>>,
+    /// dns
+    pub expect: Option<Spanned<Vec<Spanned<String>>>>,
 }
