@@ -37,6 +37,21 @@ pub struct FaultRecord {
     pub error: Option<String>,
 }
 
+impl FaultRecord {
+    /// "applied at +1.005s (±1.3ms), took 2.8ms", or "not applied".
+    pub fn applied_text(&self) -> String {
+        match (&self.applied, self.apply_us) {
+            (Some(m), Some(a)) => format!(
+                "applied at +{} (±{}), took {}",
+                fmt_us(m.at_us),
+                fmt_us(m.uncertainty_us),
+                fmt_us(a)
+            ),
+            _ => "not applied".into(),
+        }
+    }
+}
+
 /// One run of a scenario.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunReport {
@@ -214,15 +229,7 @@ pub fn render_text(report: &ScenarioReport) -> String {
             let _ = writeln!(out, "  targets:            {}", run.targets.join(", "));
         }
         for f in &run.faults {
-            let applied = match (&f.applied, f.apply_us) {
-                (Some(m), Some(a)) => format!(
-                    "applied at +{} (±{}), took {}",
-                    fmt_us(m.at_us),
-                    fmt_us(m.uncertainty_us),
-                    fmt_us(a)
-                ),
-                _ => "not applied".into(),
-            };
+            let applied = f.applied_text();
             let _ = writeln!(out, "  fault {} on {}: {applied}", f.kind, f.agent);
             if !f.evidence.is_empty() {
                 let _ = writeln!(out, "    evidence: {}", f.evidence);

@@ -278,15 +278,7 @@ fn run_section(out: &mut String, r: &ScenarioReport, run: &RunReport) {
     if !run.faults.is_empty() {
         out.push_str("<h3>Faults</h3>\n<ul class=\"faults\">\n");
         for f in &run.faults {
-            let applied = match (&f.applied, f.apply_us) {
-                (Some(m), Some(a)) => format!(
-                    "applied at +{} (±{}), took {}",
-                    fmt_us(m.at_us),
-                    fmt_us(m.uncertainty_us),
-                    fmt_us(a)
-                ),
-                _ => "not applied".into(),
-            };
+            let applied = f.applied_text();
             let _ = write!(
                 out,
                 "<li><b>{}</b> on {}: {applied}",

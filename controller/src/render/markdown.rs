@@ -212,15 +212,7 @@ fn run_section(out: &mut String, r: &ScenarioReport, run: &RunReport) {
         out.push_str("\n### Faults\n\n");
     }
     for f in &run.faults {
-        let applied = match (&f.applied, f.apply_us) {
-            (Some(m), Some(a)) => format!(
-                "applied at +{} (±{}), took {}",
-                fmt_us(m.at_us),
-                fmt_us(m.uncertainty_us),
-                fmt_us(a)
-            ),
-            _ => "not applied".into(),
-        };
+        let applied = f.applied_text();
         let _ = writeln!(
             out,
             "- **{}** on {}: {applied}",

@@ -127,7 +127,7 @@ impl Backend {
 ///
 /// ```toml
 /// [policy.dns_poison]
-/// hosts_file = "/etc/hosts"          # hosts mode may rewrite this file (no default)
+/// hosts_file = "/srv/hosts/app.hosts" # hosts mode may rewrite this file (no default)
 /// upstream = ["10.0.0.2:53"]          # resolver mode forwards here (or: resolv_conf = "...")
 /// names = ["*.internal.example"]      # only these may be poisoned (any when absent)
 /// ```
