@@ -88,9 +88,16 @@ pub(crate) struct FakeUpstream {
 
 impl FakeUpstream {
     pub(crate) fn start(answer: Ipv4Addr) -> FakeUpstream {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let addr = udp.local_addr().unwrap();
-        let tcp = std::net::TcpListener::bind(addr).unwrap();
+        // The kernel picks a free UDP port; the same TCP port may be taken by anything else
+        // running in parallel, so try again with another pair rather than fail.
+        let (udp, tcp, addr) = (0..50)
+            .find_map(|_| {
+                let udp = UdpSocket::bind("127.0.0.1:0").ok()?;
+                let addr = udp.local_addr().ok()?;
+                let tcp = std::net::TcpListener::bind(addr).ok()?;
+                Some((udp, tcp, addr))
+            })
+            .expect("a loopback port free for both UDP and TCP");
         udp.set_read_timeout(Some(Duration::from_millis(20)))
             .unwrap();
         tcp.set_nonblocking(true).unwrap();
