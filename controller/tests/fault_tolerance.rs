@@ -44,6 +44,14 @@ interval = "20ms"
     path
 }
 
+/// What a pause scenario needs; everything stops when it drops.
+struct PauseSetup {
+    _service_dir: tempfile::TempDir,
+    _service: ChildGuard,
+    target: ChildGuard,
+    scenario: std::path::PathBuf,
+}
+
 struct Fleet {
     dir: tempfile::TempDir,
     certs: Certs,
@@ -59,6 +67,22 @@ impl Fleet {
             dir,
             certs,
             controller,
+        }
+    }
+
+    /// A healthy service for the probe, a `sleep` target, and a scenario pausing the target
+    /// for `duration` while observing `observe`.
+    fn pause_setup(&self, duration: &str, observe: &str) -> PauseSetup {
+        let service_dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let service = bare_service(service_dir.path(), port);
+        let target = sleeper(self.dir.path()).0;
+        let scenario = pause_scenario(self.dir.path(), port, duration, observe);
+        PauseSetup {
+            _service_dir: service_dir,
+            _service: service,
+            target,
+            scenario,
         }
     }
 
@@ -111,12 +135,9 @@ fn a_crashed_agents_successor_reverts_its_pause_before_registering() {
     wait_for("web-1 to register", Duration::from_secs(15), || {
         fleet.listed()
     });
-    let service_dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _service = bare_service(service_dir.path(), port);
-    let mut target = sleeper(fleet.dir.path()).0;
-    let scenario = pause_scenario(fleet.dir.path(), port, "60s", "60s");
-    let _run = fleet.run_in_background(&scenario);
+    let mut setup = fleet.pause_setup("60s", "60s");
+    let (target, scenario) = (&mut setup.target, &setup.scenario);
+    let _run = fleet.run_in_background(scenario);
     wait_for("the pause to take effect", Duration::from_secs(15), || {
         stopped(target.pid())
     });
@@ -150,12 +171,9 @@ fn agents_revert_within_their_lease_when_the_controller_dies() {
     wait_for("web-1 to register", Duration::from_secs(15), || {
         fleet.listed()
     });
-    let service_dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _service = bare_service(service_dir.path(), port);
-    let target = sleeper(fleet.dir.path()).0;
-    let scenario = pause_scenario(fleet.dir.path(), port, "60s", "60s");
-    let _run = fleet.run_in_background(&scenario);
+    let setup = fleet.pause_setup("60s", "60s");
+    let (target, scenario) = (&setup.target, &setup.scenario);
+    let _run = fleet.run_in_background(scenario);
     wait_for("the pause to take effect", Duration::from_secs(15), || {
         stopped(target.pid())
     });
@@ -184,12 +202,9 @@ fn a_deadline_passes_on_time_while_the_controller_is_unreachable() {
     wait_for("web-1 to register", Duration::from_secs(15), || {
         fleet.listed()
     });
-    let service_dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _service = bare_service(service_dir.path(), port);
-    let target = sleeper(fleet.dir.path()).0;
-    let scenario = pause_scenario(fleet.dir.path(), port, "1s", "30s");
-    let _run = fleet.run_in_background(&scenario);
+    let setup = fleet.pause_setup("1s", "30s");
+    let (target, scenario) = (&setup.target, &setup.scenario);
+    let _run = fleet.run_in_background(scenario);
     wait_for("the pause to take effect", Duration::from_secs(15), || {
         stopped(target.pid())
     });
@@ -238,11 +253,8 @@ fn abort_all_reverts_a_live_pause_now_and_the_run_is_aborted() {
     wait_for("web-1 to register", Duration::from_secs(15), || {
         fleet.listed()
     });
-    let service_dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _service = bare_service(service_dir.path(), port);
-    let target = sleeper(fleet.dir.path()).0;
-    let scenario = pause_scenario(fleet.dir.path(), port, "60s", "60s");
+    let setup = fleet.pause_setup("60s", "60s");
+    let (target, scenario) = (&setup.target, &setup.scenario);
     let (cert, key) = fleet.certs.pair("operator", "sre");
     let ca = fleet.certs.ca();
     let run = Command::new(gameday_bin())
@@ -253,7 +265,7 @@ fn abort_all_reverts_a_live_pause_now_and_the_run_is_aborted() {
             "--controller",
             &fleet.controller.url(),
         ])
-        .arg(&scenario)
+        .arg(scenario)
         .env("GAMEDAY_CA", &ca)
         .env("GAMEDAY_CERT", &cert)
         .env("GAMEDAY_KEY", &key)
