@@ -147,6 +147,7 @@ impl Agent {
             labels: self.config.labels.clone().into_iter().collect(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             capabilities: faults::capabilities(self.live.policy(), self.live.host()),
+            held_faults: self.live.held(),
         };
         // Fault operations can take a while (a disk fill writes gigabytes); they run on a
         // worker, in order, so heartbeats keep flowing meanwhile.

@@ -67,7 +67,10 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
 
 /// Milliseconds since the Unix epoch, `d` from now.
 pub fn unix_ms_in(d: Duration) -> u64 {
-    (SystemTime::now() + d)
+    let now = SystemTime::now();
+    // A duration past what the clock can hold saturates instead of panicking.
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
         .duration_since(UNIX_EPOCH)
         .map(|t| t.as_millis() as u64)
         .unwrap_or(0)

@@ -11,9 +11,11 @@ use crate::faults::{self, Applied, FaultError, Host, Plan, Reverted};
 use crate::journal::{unix_ms_in, Entry, Journal, JournalError};
 use crate::policy::Policy;
 
-/// One applied fault.
+/// One applied holding fault.
 #[derive(Clone, Debug)]
 pub struct LiveFault {
+    /// What the controller asked for.
+    pub fault: Fault,
     /// How to undo it.
     pub plan: Plan,
     /// The run it belongs to.
@@ -35,6 +37,14 @@ pub struct LiveFaults {
     host: Arc<Host>,
     policy: Arc<Policy>,
     journal: Journal,
+}
+
+/// `lifetime` from now; a lifetime past what the clock can hold (a hostile or mistaken
+/// deadline) is capped at a year rather than overflowing.
+fn deadline_in(lifetime: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(lifetime)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
 }
 
 fn journal_error(e: JournalError) -> FaultError {
@@ -68,7 +78,8 @@ impl LiveFaults {
     }
 
     /// Prepares, journals and applies a fault. If applying fails, whatever part took effect is
-    /// reverted and the journal entry removed: nothing is half-applied.
+    /// reverted and the journal entry removed: nothing is half-applied. An instant fault (a
+    /// kill) is over once applied: it is never live and leaves no journal entry.
     pub fn apply(
         &self,
         fault_id: &str,
@@ -95,13 +106,20 @@ impl LiveFaults {
         };
         self.journal.record(&entry).map_err(journal_error)?;
         match faults::apply(&plan, &self.policy, &self.host) {
+            Ok(applied) if fault.is_instant() => {
+                if let Err(j) = self.journal.remove(fault_id) {
+                    tracing::error!(fault = %fault_id, error = %j, "could not remove the journal entry");
+                }
+                Ok(applied)
+            }
             Ok(applied) => {
                 self.faults.lock().expect("live faults lock").insert(
                     fault_id.to_string(),
                     LiveFault {
+                        fault: fault.clone(),
                         plan,
                         run_id: run_id.to_string(),
-                        deadline: Instant::now() + lifetime,
+                        deadline: deadline_in(lifetime),
                     },
                 );
                 Ok(applied)
@@ -153,6 +171,23 @@ impl LiveFaults {
             ))
         })?;
         Ok(reverted)
+    }
+
+    /// Every live fault, as the agent reports them when it (re)registers, so a controller that
+    /// restarted learns what its predecessor left on this host.
+    pub fn held(&self) -> Vec<gameday_proto::v1::HeldFault> {
+        let now = Instant::now();
+        self.faults
+            .lock()
+            .expect("live faults lock")
+            .iter()
+            .map(|(id, f)| gameday_proto::v1::HeldFault {
+                fault_id: id.clone(),
+                run_id: f.run_id.clone(),
+                spec: Some(f.fault.to_wire()),
+                remaining_ms: f.deadline.saturating_duration_since(now).as_millis() as u64,
+            })
+            .collect()
     }
 
     /// How many faults are live.

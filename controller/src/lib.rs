@@ -9,6 +9,7 @@ pub mod demo_service;
 pub mod engine;
 pub mod grade;
 pub mod identity;
+pub mod limits;
 pub mod metrics;
 pub mod probe;
 pub mod registry;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use gameday_proto::v1::{
     self, controller_message::Msg, ControllerMessage, FaultPhase, FaultReport,
 };
+use gameday_proto::Fault;
 use tokio::sync::{mpsc, oneshot};
 
 /// The outbound half of an agent's stream.
@@ -33,6 +34,9 @@ pub enum DispatchError {
     },
 }
 
+/// Someone waiting for an agent's answer.
+type Waiter = oneshot::Sender<FaultReport>;
+
 /// One connected agent.
 pub struct AgentConn {
     /// Name, from its certificate.
@@ -50,8 +54,44 @@ pub struct AgentConn {
     connected_at: Instant,
     last_heard: Mutex<Instant>,
     tx: AgentSender,
-    pending: Mutex<HashMap<(String, i32), oneshot::Sender<FaultReport>>>,
-    live_faults: Mutex<BTreeMap<String, String>>,
+    /// Everyone waiting for an answer, by fault and phase: a run's revert and an operator's
+    /// abort may wait on the same fault at once.
+    pending: Mutex<HashMap<(String, i32), Vec<Waiter>>>,
+    live_faults: Mutex<BTreeMap<String, LiveEntry>>,
+}
+
+/// Why the controller counts a fault as live on an agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LiveState {
+    /// Applied by a run of this controller.
+    Applied,
+    /// Reported by the agent when it (re)registered, for a run this controller is running.
+    Adopted,
+    /// Reported by the agent when it (re)registered, for a run this controller is not running
+    /// (its predecessor's, say): being reverted.
+    Reverting,
+}
+
+impl LiveState {
+    /// The word operators see.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LiveState::Applied => "applied",
+            LiveState::Adopted => "adopted",
+            LiveState::Reverting => "reverting",
+        }
+    }
+}
+
+/// A holding fault live on an agent: applied and not yet confirmed reverted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveEntry {
+    /// The run it belongs to.
+    pub run_id: String,
+    /// Its kind, e.g. `network_partition`.
+    pub kind: String,
+    /// How the controller came to know it.
+    pub state: LiveState,
 }
 
 /// The answer to a fault operation, with when it was sent and received.
@@ -108,31 +148,48 @@ impl AgentConn {
         let _ = self.tx.try_send(Err(status));
     }
 
+    /// The stream ended: every waiter gets "disconnected" at once instead of a timeout.
+    pub fn hang_up(&self) {
+        self.pending.lock().expect("pending lock").clear();
+    }
+
     /// Delivers an agent's fault report to whoever waits for it.
     pub fn deliver(&self, report: FaultReport) {
         let key = (report.fault_id.clone(), report.phase);
-        if let Some(waiter) = self.pending.lock().expect("pending lock").remove(&key) {
-            let _ = waiter.send(report);
+        let waiters = self.pending.lock().expect("pending lock").remove(&key);
+        for waiter in waiters.unwrap_or_default() {
+            let _ = waiter.send(report.clone());
         }
     }
 
-    /// Applies a fault and waits for the agent's answer.
+    /// Applies `fault` and waits for the agent's answer. A holding fault counts as live from
+    /// the agent's confirmation until a confirmed revert; an instant one (a kill) never does.
     pub async fn apply(
         &self,
         apply: v1::ApplyFault,
-        run_id: &str,
+        fault: &Fault,
     ) -> Result<Exchange, DispatchError> {
         let fault_id = apply.fault_id.clone();
+        let run_id = apply.run_id.clone();
         let exchange = self
             .request(fault_id.clone(), FaultPhase::Applied, Msg::Apply(apply))
             .await?;
-        if exchange.report.failure.is_none() {
-            self.live_faults
-                .lock()
-                .expect("live faults lock")
-                .insert(fault_id, run_id.to_string());
+        if exchange.report.failure.is_none() && !fault.is_instant() {
+            self.track(fault_id, run_id, fault.kind(), LiveState::Applied);
         }
         Ok(exchange)
+    }
+
+    /// Counts a fault as live on this agent (e.g. one it reported when it registered).
+    pub fn track(&self, fault_id: String, run_id: String, kind: &str, state: LiveState) {
+        self.live_faults.lock().expect("live faults lock").insert(
+            fault_id,
+            LiveEntry {
+                run_id,
+                kind: kind.to_string(),
+                state,
+            },
+        );
     }
 
     /// Reverts a fault and waits for the agent's answer.
@@ -155,8 +212,8 @@ impl AgentConn {
         Ok(exchange)
     }
 
-    /// Faults applied through this connection and not yet reverted, with their run ids.
-    pub fn live_faults(&self) -> BTreeMap<String, String> {
+    /// Holding faults live on this agent and not yet confirmed reverted, by fault id.
+    pub fn live_faults(&self) -> BTreeMap<String, LiveEntry> {
         self.live_faults.lock().expect("live faults lock").clone()
     }
 
@@ -167,16 +224,16 @@ impl AgentConn {
         msg: Msg,
     ) -> Result<Exchange, DispatchError> {
         let (tx, rx) = oneshot::channel();
+        let key = (fault_id, phase as i32);
         self.pending
             .lock()
             .expect("pending lock")
-            .insert((fault_id.clone(), phase as i32), tx);
+            .entry(key.clone())
+            .or_default()
+            .push(tx);
         let sent_at = Instant::now();
         if let Err(e) = self.send(msg).await {
-            self.pending
-                .lock()
-                .expect("pending lock")
-                .remove(&(fault_id, phase as i32));
+            self.forget_closed_waiters(&key);
             return Err(e);
         }
         match tokio::time::timeout(ANSWER_TIMEOUT, rx).await {
@@ -187,10 +244,7 @@ impl AgentConn {
             }),
             Ok(Err(_)) => Err(DispatchError::Disconnected(self.name.clone())),
             Err(_) => {
-                self.pending
-                    .lock()
-                    .expect("pending lock")
-                    .remove(&(fault_id, phase as i32));
+                self.forget_closed_waiters(&key);
                 Err(DispatchError::Timeout {
                     agent: self.name.clone(),
                     timeout: ANSWER_TIMEOUT,
@@ -199,8 +253,20 @@ impl AgentConn {
         }
     }
 
+    /// Drops the waiters for `key` that gave up (their receiver is gone), keeping the others.
+    fn forget_closed_waiters(&self, key: &(String, i32)) {
+        let mut pending = self.pending.lock().expect("pending lock");
+        if let Some(waiters) = pending.get_mut(key) {
+            waiters.retain(|w| !w.is_closed());
+            if waiters.is_empty() {
+                pending.remove(key);
+            }
+        }
+    }
+
     /// The operator's view of this agent.
     pub fn info(&self) -> v1::AgentInfo {
+        let live = self.live_faults();
         v1::AgentInfo {
             name: self.name.clone(),
             labels: self.labels.clone().into_iter().collect(),
@@ -209,7 +275,16 @@ impl AgentConn {
             peer_address: self.peer.clone(),
             connected_for_ms: self.connected_at.elapsed().as_millis() as u64,
             last_heard_ms_ago: self.silent_for().as_millis() as u64,
-            live_faults: self.live_faults.lock().expect("live faults lock").len() as u32,
+            live_faults: live.len() as u32,
+            faults: live
+                .into_iter()
+                .map(|(fault_id, e)| v1::LiveFault {
+                    fault_id,
+                    run_id: e.run_id,
+                    kind: e.kind,
+                    state: e.state.as_str().to_string(),
+                })
+                .collect(),
         }
     }
 }

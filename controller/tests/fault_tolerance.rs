@@ -87,15 +87,60 @@ impl Fleet {
     }
 
     fn agent(&self) -> ChildGuard {
+        self.agent_leased("3s")
+    }
+
+    /// The agent, with a lease of its own: a long one proves something other than the lease
+    /// reverted a fault.
+    fn agent_leased(&self, lease: &str) -> ChildGuard {
         let (cert, key) = self.certs.pair("agent", "web-1");
-        self.controller.agent(
+        self.controller.agent_leased(
             self.dir.path(),
             "web-1",
-            &self.certs.ca(),
-            &cert,
-            &key,
+            (&self.certs.ca(), &cert, &key),
+            None,
             "role = \"web\"",
+            "",
+            lease,
         )
+    }
+
+    /// SIGKILLs the controller and starts it again on the same address and data, as systemd
+    /// would.
+    fn restart_controller(&mut self) {
+        self.controller
+            .restart_in_place(self.dir.path(), &self.certs, "2s");
+    }
+
+    /// `gameday agents` as text.
+    fn agents_text(&self) -> String {
+        let (cert, key) = self.certs.pair("operator", "sre");
+        let ca = self.certs.ca();
+        let env = self.controller.operator_env(&ca, &cert, &key);
+        self.controller.agents(&env).1
+    }
+
+    /// `gameday runs --output json`.
+    fn runs(&self) -> serde_json::Value {
+        let (cert, key) = self.certs.pair("operator", "sre");
+        let ca = self.certs.ca();
+        let env = self.controller.operator_env(&ca, &cert, &key);
+        let out = gameday(
+            &[
+                "runs",
+                "--output",
+                "json",
+                "--controller",
+                &self.controller.url(),
+            ],
+            &env,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
     }
 
     fn listed(&self) -> bool {
@@ -104,6 +149,26 @@ impl Fleet {
         let env = self.controller.operator_env(&ca, &cert, &key);
         let (code, out) = self.controller.agents(&env);
         code == 0 && out.lines().any(|l| l.starts_with("web-1 "))
+    }
+
+    /// Starts `gameday run FILE --output json` with its report piped back.
+    fn run_piped(&self, scenario: &Path) -> std::process::Child {
+        let (cert, key) = self.certs.pair("operator", "sre");
+        Command::new(gameday_bin())
+            .args([
+                "run",
+                "--output",
+                "json",
+                "--controller",
+                &self.controller.url(),
+            ])
+            .arg(scenario)
+            .env("GAMEDAY_CA", self.certs.ca())
+            .env("GAMEDAY_CERT", cert)
+            .env("GAMEDAY_KEY", key)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start gameday run")
     }
 
     /// Starts `gameday run FILE` against the controller in the background.
@@ -162,6 +227,97 @@ fn a_crashed_agents_successor_reverts_its_pause_before_registering() {
     // Registration comes after recovery, so by the time it is listed the pause is gone.
     assert!(!stopped(target.pid()), "reverted before registering");
     assert!(target.alive());
+}
+
+/// The FAULTS column of web-1 in `gameday agents`.
+fn faults_column(agents: &str) -> Option<u32> {
+    let line = agents.lines().find(|l| l.starts_with("web-1 "))?;
+    line.split_whitespace().nth(4)?.parse().ok()
+}
+
+#[test]
+fn a_controller_restarted_within_the_lease_reverts_the_pause_its_predecessor_left() {
+    let mut fleet = Fleet::start();
+    // A lease far longer than the test: only the new controller can end the pause early.
+    let _agent = fleet.agent_leased("60s");
+    wait_for("web-1 to register", Duration::from_secs(15), || {
+        fleet.listed()
+    });
+    let setup = fleet.pause_setup("60s", "60s");
+    let (target, scenario) = (&setup.target, &setup.scenario);
+    let _run = fleet.run_in_background(scenario);
+    wait_for("the pause to take effect", Duration::from_secs(15), || {
+        stopped(target.pid())
+    });
+
+    fleet.restart_controller();
+    wait_for("web-1 to re-register", Duration::from_secs(15), || {
+        fleet.listed()
+    });
+    let registered = Instant::now();
+    wait_for(
+        "the new controller to revert the orphaned pause",
+        Duration::from_secs(3),
+        || !stopped(target.pid()),
+    );
+    eprintln!(
+        "orphaned pause reverted {:?} after re-registration was seen",
+        registered.elapsed()
+    );
+    wait_for("FAULTS to drop to 0", Duration::from_secs(5), || {
+        faults_column(&fleet.agents_text()) == Some(0)
+    });
+    let runs = fleet.runs();
+    let run = &runs[0];
+    assert_eq!(run["status"], "interrupted", "{runs:#}");
+    let reason = run["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("process_pause on web-1 was still held when the agent re-registered")
+            && reason.contains("reverted then"),
+        "the run's record says what happened: {reason}"
+    );
+}
+
+#[test]
+fn an_agent_that_reconnects_mid_run_has_its_fault_adopted_and_reverted_by_the_run() {
+    let fleet = Fleet::start();
+    let mut agent = fleet.agent_leased("60s");
+    wait_for("web-1 to register", Duration::from_secs(15), || {
+        fleet.listed()
+    });
+    let setup = fleet.pause_setup("8s", "20s");
+    let (target, scenario) = (&setup.target, &setup.scenario);
+    let run = fleet.run_piped(scenario);
+    wait_for("the pause to take effect", Duration::from_secs(15), || {
+        stopped(target.pid())
+    });
+
+    // Freeze the agent past the heartbeat timeout: the controller drops its stream, and the
+    // agent (lease 60s) keeps the pause and dials again once it runs.
+    let pid = agent.pid().to_string();
+    assert!(Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let cont = scopeguard(pid);
+    wait_for("web-1 to be dropped", Duration::from_secs(10), || {
+        !fleet.listed()
+    });
+    drop(cont);
+    wait_for("web-1 to come back", Duration::from_secs(10), || {
+        fleet.agents_text().contains("adopted")
+    });
+    assert!(stopped(target.pid()), "the run's pause is still on");
+
+    // The run reverts through the agent's new connection when its 8 s are up.
+    let (code, report, stderr) = report_of(run.wait_with_output().unwrap());
+    let fault = &report["runs"][0]["faults"][0];
+    assert!(fault["error"].is_null(), "{fault:#}\n{stderr}");
+    assert!(fault["reverted_us"].as_u64().is_some(), "{fault:#}");
+    assert!(!stopped(target.pid()));
+    assert_ne!(code, 4, "{stderr}");
+    assert!(agent.alive());
 }
 
 #[test]

@@ -98,6 +98,11 @@ impl Setup {
 }
 
 fn setup(agent_extra: &str) -> Setup {
+    setup_leased(agent_extra, "3s")
+}
+
+/// [`setup`] with the agent's lease set to `lease`.
+fn setup_leased(agent_extra: &str, lease: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let mut lab = Lab::new();
     let (ctl_ns, ctl_ip) = lab.host("ctl");
@@ -127,13 +132,14 @@ fn setup(agent_extra: &str) -> Setup {
     let certs = Certs { dir: pki };
     let ctl = Controller::start_in(dir.path(), &certs, "2s", Some(&ctl_ns.name), &ctl_ip);
     let (cert, key) = certs.pair("agent", "web-1");
-    let agent = ctl.agent_with(
+    let agent = ctl.agent_leased(
         dir.path(),
         "web-1",
         (&certs.ca(), &cert, &key),
         Some(&web_ns.name),
         "role = \"web\"",
         agent_extra,
+        lease,
     );
     let op = certs.pair("operator", "sre");
     let ca = certs.ca();
@@ -330,6 +336,70 @@ fn an_agent_killed_mid_partition_is_succeeded_by_one_that_reverts_before_registe
         s.listed()
     });
     assert_eq!(s.web_tables(), before, "reverted before registering");
+}
+
+#[test]
+fn a_controller_restarted_mid_partition_reverts_it_within_a_second_of_re_registration() {
+    if !privileged(&["ip", "nft"]) {
+        return;
+    }
+    // The agent's lease outlasts the test: only the new controller can lift the partition.
+    let mut s = setup_leased("", "60s");
+    let _service = service_in(&s.web_ns, s.dir.path(), &s.web_ip, 8080);
+    let before = s.web_tables();
+    let scenario = partition_scenario(&s, "30s");
+    let (cert, key) = s.certs.pair("operator", "sre");
+    let run = in_netns(Some(&s.ctl_ns.name), &gameday_bin())
+        .args(["run", "--output", "json", "--controller", &s.ctl.url()])
+        .arg(&scenario)
+        .env("GAMEDAY_CA", s.certs.ca())
+        .env("GAMEDAY_CERT", &cert)
+        .env("GAMEDAY_KEY", &key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _run = ChildGuard {
+        child: run,
+        name: "run",
+    };
+    wait_for(
+        "the partition table to appear",
+        Duration::from_secs(20),
+        || s.web_tables().contains("gameday_"),
+    );
+
+    // SIGKILL and restart on the same address, as systemd would.
+    s.ctl.restart_in_place(s.dir.path(), &s.certs, "2s");
+    wait_for("web-1 to re-register", Duration::from_secs(20), || {
+        s.listed()
+    });
+    let registered = std::time::Instant::now();
+    wait_for(
+        "the orphaned partition to be reverted",
+        Duration::from_secs(3),
+        || s.web_tables() == before,
+    );
+    eprintln!(
+        "orphaned partition reverted {:?} after re-registration was seen",
+        registered.elapsed()
+    );
+    let out = in_netns(Some(&s.ctl_ns.name), &gameday_bin())
+        .args(["runs", "--output", "json", "--controller", &s.ctl.url()])
+        .env("GAMEDAY_CA", s.certs.ca())
+        .env("GAMEDAY_CERT", &cert)
+        .env("GAMEDAY_KEY", &key)
+        .output()
+        .unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs[0]["status"], "interrupted", "{runs:#}");
+    assert!(
+        runs[0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("network_partition on web-1 was still held"),
+        "{runs:#}"
+    );
 }
 
 /// A small tmpfs mounted for the test, unmounted when dropped.

@@ -87,6 +87,15 @@ pub(super) fn explain(status: tonic::Status, controller: &str) -> anyhow::Error 
     }
 }
 
+/// The controller refused what was sent (bad scenario, over a size limit): the operator's to
+/// fix, exit 2.
+fn refused_input(s: &tonic::Status) -> bool {
+    matches!(
+        s.code(),
+        tonic::Code::InvalidArgument | tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
+    )
+}
+
 /// `gameday run FILE` against a controller.
 pub async fn run_file(file: &Path, out: ReportOutput, conn: &ConnArgs) -> anyhow::Result<i32> {
     // Validate locally first: a bad file is exit code 2 without touching the fleet.
@@ -98,6 +107,10 @@ pub async fn run_file(file: &Path, out: ReportOutput, conn: &ConnArgs) -> anyhow
         }
     };
     let name = file.display().to_string();
+    if let Err(e) = gameday::limits::check_scenario_size(&name, &text) {
+        eprintln!("{e}");
+        return Ok(exit::INVALID);
+    }
     if let Err(e) = gameday::scenario::parse(&name, &text) {
         eprintln!("{e}");
         return Ok(exit::INVALID);
@@ -109,7 +122,7 @@ pub async fn run_file(file: &Path, out: ReportOutput, conn: &ConnArgs) -> anyhow
     };
     let mut stream = match client.run_scenario(request).await {
         Ok(s) => s.into_inner(),
-        Err(s) if s.code() == tonic::Code::InvalidArgument => {
+        Err(s) if refused_input(&s) => {
             eprintln!("{}", s.message());
             return Ok(exit::INVALID);
         }
@@ -118,7 +131,17 @@ pub async fn run_file(file: &Path, out: ReportOutput, conn: &ConnArgs) -> anyhow
     let (progress, events) = tokio::sync::mpsc::unbounded_channel();
     let printer = tokio::spawn(super::progress::show(events));
     let mut outcome = None;
-    while let Some(event) = stream.message().await? {
+    loop {
+        let event = match stream.message().await {
+            Ok(Some(event)) => event,
+            Ok(None) => break,
+            // The controller's one-line refusal, when the stream carried no `invalid` event.
+            Err(s) if refused_input(&s) => {
+                outcome = Some(Err(s.message().to_string()));
+                break;
+            }
+            Err(s) => return Err(explain(s, &conn.controller)),
+        };
         match event.event {
             Some(Event::Progress(line)) => eprintln!("{line}"),
             Some(Event::Update(u)) => {
@@ -185,6 +208,22 @@ pub fn format_agents(agents: &[v1::AgentInfo]) -> String {
     }
     if agents.is_empty() {
         out.push_str("(no agents connected)\n");
+    }
+    let live: Vec<(&str, &v1::LiveFault)> = agents
+        .iter()
+        .flat_map(|a| a.faults.iter().map(move |f| (a.name.as_str(), f)))
+        .collect();
+    if !live.is_empty() {
+        out.push_str(&format!(
+            "\n{:<20} {:<18} {:<10} {:<28} {}\n",
+            "LIVE FAULT ON", "KIND", "STATE", "RUN", "FAULT"
+        ));
+        for (agent, f) in live {
+            out.push_str(&format!(
+                "{:<20} {:<18} {:<10} {:<28} {}\n",
+                agent, f.kind, f.state, f.run_id, f.fault_id
+            ));
+        }
     }
     out
 }

@@ -4,10 +4,14 @@
 pub mod observer;
 pub mod preflight;
 pub mod progress;
+mod reconcile;
 mod recorder;
 mod run;
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -18,6 +22,7 @@ use crate::registry::AgentRegistry;
 use crate::report::{summarize, ScenarioReport};
 use crate::scenario::{Expectation, Scenario};
 pub use observer::{RunObserver, RunStart};
+pub use reconcile::OrphanRevert;
 
 pub use progress::{Phase, Progress, ProgressEvent};
 
@@ -106,17 +111,32 @@ impl Engine {
                 targets,
                 faults,
                 progress,
+                registry: &self.registry,
                 observers: &self.observers,
                 injected_unix_ms: Default::default(),
                 file,
                 source,
                 cancel,
             };
-            let result = run::run_once(ctx).await;
+            // A bug that panics a run must still grade it ERROR and record it, never leave it
+            // `running`; its faults are reverted by the sweep below.
+            let result = match AssertUnwindSafe(run::run_once(ctx)).catch_unwind().await {
+                Ok(r) => r,
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".into());
+                    tracing::error!(run = %run_id, panic = %what, "the run task panicked");
+                    run::crashed(run_id.clone(), index, &what)
+                }
+            };
             self.active
                 .lock()
                 .expect("active runs lock")
                 .remove(&run_id);
+            self.revert_leftovers(&run_id).await;
             let _ = progress.send(ProgressEvent {
                 line: format!(
                     "run {index}/{}: {} — {}",
@@ -150,6 +170,16 @@ impl Engine {
         report
     }
 
+    /// Whether `run_id` is going on here; if so, runs `f` before the run can end.
+    fn while_active(&self, run_id: &str, f: impl FnOnce()) -> bool {
+        let active = self.active.lock().expect("active runs lock");
+        let running = active.contains_key(run_id);
+        if running {
+            f();
+        }
+        running
+    }
+
     /// Aborts one run, or all of them, and reverts every live fault agents hold for them.
     /// Returns (runs aborted, faults reverted).
     pub async fn abort(&self, run_id: Option<&str>) -> (u32, u32) {
@@ -162,8 +192,8 @@ impl Engine {
         }
         let mut reverted = 0;
         for agent in self.registry.all() {
-            for (fault_id, fault_run) in agent.live_faults() {
-                if run_id.is_none_or(|r| r == fault_run)
+            for (fault_id, entry) in agent.live_faults() {
+                if run_id.is_none_or(|r| r == entry.run_id)
                     && agent
                         .revert(&fault_id)
                         .await

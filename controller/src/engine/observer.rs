@@ -1,6 +1,7 @@
 //! Observers receive a run's record as it happens — the run history writes it down, metrics
 //! count it — so a controller that dies mid-run has lost nothing already seen.
 
+use super::OrphanRevert;
 use crate::report::{FaultRecord, RunReport, ScenarioReport};
 use crate::scenario::Scenario;
 use crate::timeline::Sample;
@@ -37,4 +38,7 @@ pub trait RunObserver: Send + Sync {
     fn run_finished(&self, _scenario: &Scenario, _run: &RunReport) {}
     /// Every run of a scenario is done.
     fn scenario_finished(&self, _report: &ScenarioReport) {}
+    /// A fault an agent still held for a run that is not going on here (a run of a controller
+    /// that died) was reverted when the agent re-registered, or could not be.
+    fn orphan_reverted(&self, _orphan: &OrphanRevert) {}
 }

@@ -31,6 +31,9 @@ pub(super) struct RunCtx<'a> {
     /// The scenario's faults, peers resolved.
     pub faults: Vec<gameday_proto::Fault>,
     pub progress: &'a Progress,
+    /// The agents' current connections: a revert goes to the connection an agent has now,
+    /// which is not the one the fault was applied through if the agent reconnected meanwhile.
+    pub registry: &'a crate::registry::AgentRegistry,
     pub cancel: watch::Receiver<bool>,
     pub observers: &'a [Arc<dyn RunObserver>],
     /// When the fault took effect (wall clock, ms), 0 before.
@@ -41,11 +44,24 @@ pub(super) struct RunCtx<'a> {
 
 /// A run that could not start because preflight failed (on a repeat after the first).
 pub(super) fn preflight_failed(run_id: String, index: u32, e: PreflightError) -> RunReport {
+    errored(run_id, index, format!("preflight: {e}"))
+}
+
+/// A run whose task panicked: graded ERROR with the panic's message.
+pub(super) fn crashed(run_id: String, index: u32, panic: &str) -> RunReport {
+    errored(
+        run_id,
+        index,
+        format!("internal error: the run stopped unexpectedly ({panic}); its faults were reverted"),
+    )
+}
+
+fn errored(run_id: String, index: u32, reason: String) -> RunReport {
     RunReport {
         run_id,
         index,
         verdict: Verdict::Error,
-        reason: format!("preflight: {e}"),
+        reason,
         met_expectation: false,
         targets: vec![],
         epoch_monotonic_ns: monotonic_ns(),
@@ -133,7 +149,7 @@ async fn run_with_probes(
 
     // Inject on every target at once; the first effect is t_inject.
     let window = s.observe.get();
-    let deadline_ms = (window + DEADLINE_MARGIN).as_millis() as u64;
+    let deadline_ms = saturating_ms(window.saturating_add(DEADLINE_MARGIN));
     let mut requests = Vec::new();
     for agent in &ctx.targets {
         for (i, fault) in ctx.faults.iter().enumerate() {
@@ -145,10 +161,9 @@ async fn run_with_probes(
                 deadline_ms,
             };
             let agent = agent.clone();
-            let run_id = ctx.run_id.clone();
             let kind = fault.kind().to_string();
             requests.push(async move {
-                let result = agent.apply(apply, &run_id).await;
+                let result = agent.apply(apply, fault).await;
                 (agent, fault_id, kind, result)
             });
         }
@@ -198,7 +213,7 @@ async fn run_with_probes(
             failed.error.clone().unwrap_or_default()
         );
         // Nothing half-applied: undo what did take effect.
-        revert_all(&mut report, &applied, epoch, false).await;
+        revert_all(ctx.registry, &mut report, &applied, epoch, false).await;
         report.probes = probes.stop().await;
         return report;
     }
@@ -213,7 +228,7 @@ async fn run_with_probes(
         });
     report.inject = Some(inject);
     // The wall-clock moment of the effect, for live RTO timers elsewhere.
-    let injected_unix_ms = report.started_unix_ms + inject.at_us / 1000;
+    let injected_unix_ms = report.started_unix_ms.saturating_add(inject.at_us / 1000);
     ctx.injected_unix_ms
         .store(injected_unix_ms, std::sync::atomic::Ordering::Relaxed);
     for f in &report.faults {
@@ -233,13 +248,13 @@ async fn run_with_probes(
 
     // Observe until every impacted probe has recovered (and holding faults are reverted) or
     // the window closes. Holding faults stay for their duration, or the whole window.
-    let window_end_us = inject.at_us + window.as_micros() as u64;
+    let window_end_us = inject.at_us.saturating_add(saturating_us(window));
     let holds = ctx.faults.iter().any(|f| !f.is_instant());
     let revert_at_us = ctx
         .faults
         .iter()
         .filter_map(|f| f.duration())
-        .map(|d| inject.at_us + d.get().as_micros() as u64)
+        .map(|d| inject.at_us.saturating_add(saturating_us(d.get())))
         .max()
         .unwrap_or(window_end_us)
         .min(window_end_us);
@@ -250,13 +265,23 @@ async fn run_with_probes(
         .min()
         .unwrap_or(Duration::from_millis(10))
         .min(Duration::from_millis(50));
-    let rto_us = s.rto.get().as_micros() as u64;
+    let rto_us = saturating_us(s.rto.get());
     let mut announced_impact = false;
     let mut reverted = !holds;
     loop {
         if wait_or_cancel(&mut ctx.cancel, tick).await {
-            revert_all(&mut report, &applied, epoch, holds).await;
+            revert_all(ctx.registry, &mut report, &applied, epoch, holds).await;
             return finish_aborted(report, probes, "aborted by an operator while observing").await;
+        }
+        if let Some(probe) = probes.crashed() {
+            // A probe that stopped sampling would read as a service that never failed.
+            revert_all(ctx.registry, &mut report, &applied, epoch, holds).await;
+            report.verdict = Verdict::Error;
+            report.reason = format!(
+                "probe {probe} stopped sampling unexpectedly (a bug); the run cannot be graded"
+            );
+            report.probes = probes.stop().await;
+            return report;
         }
         let now_us = micros(epoch, Instant::now());
         let recovered_while_held = !reverted
@@ -269,7 +294,7 @@ async fn run_with_probes(
                 window_end_us: now_us.min(window_end_us),
             });
         if !reverted && (now_us >= revert_at_us || recovered_while_held) {
-            revert_all(&mut report, &applied, epoch, true).await;
+            revert_all(ctx.registry, &mut report, &applied, epoch, true).await;
             reverted = true;
             say(
                 ctx,
@@ -309,7 +334,7 @@ async fn run_with_probes(
     }
     report.probes = probes.stop().await;
     if !reverted {
-        revert_all(&mut report, &applied, epoch, holds).await;
+        revert_all(ctx.registry, &mut report, &applied, epoch, holds).await;
     }
 
     let g = grade::grade(&GradeInput {
@@ -336,6 +361,15 @@ async fn run_with_probes(
     );
     report.grade = Some(g);
     report
+}
+
+/// Microseconds in `d`, saturating instead of wrapping for durations past u64's range.
+fn saturating_us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn saturating_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn say(ctx: &RunCtx<'_>, phase: Phase, line: String) {
@@ -388,16 +422,17 @@ async fn wait_or_cancel(cancel: &mut watch::Receiver<bool>, d: Duration) -> bool
 }
 
 async fn revert_all(
+    registry: &crate::registry::AgentRegistry,
     report: &mut RunReport,
     applied: &[(Arc<AgentConn>, String)],
     epoch: Instant,
     record_time: bool,
 ) {
-    let results =
-        join_all(applied.iter().map(|(agent, fault_id)| async move {
-            (fault_id.clone(), agent.revert(fault_id).await)
-        }))
-        .await;
+    let results = join_all(applied.iter().map(|(agent, fault_id)| async move {
+        let agent = registry.get(&agent.name).unwrap_or_else(|| agent.clone());
+        (fault_id.clone(), agent.revert(fault_id).await)
+    }))
+    .await;
     let mut last = None;
     for (fault_id, result) in results {
         let Some(rec) = report.faults.iter_mut().find(|f| f.fault_id == fault_id) else {

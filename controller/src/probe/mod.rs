@@ -140,6 +140,21 @@ impl ProbeSet {
         self.timelines.lock().expect("probe samples lock").clone()
     }
 
+    /// The name of a probe whose sampling task ended before it was told to stop (it panicked),
+    /// if any: its silence must not be read as a healthy service.
+    pub fn crashed(&self) -> Option<String> {
+        if *self.stop.borrow() {
+            return None;
+        }
+        let index = self.tasks.iter().position(|t| t.is_finished())?;
+        let timelines = self.timelines.lock().expect("probe samples lock");
+        Some(
+            timelines
+                .get(index)
+                .map_or_else(|| format!("#{index}"), |t| t.name.clone()),
+        )
+    }
+
     /// Stops sampling (a check in flight is abandoned) and returns the samples.
     pub async fn stop(self) -> Vec<ProbeTimeline> {
         let _ = self.stop.send(true);
@@ -207,7 +222,10 @@ async fn sample_loop(
         timelines.lock().expect("probe samples lock")[index]
             .samples
             .push(sample);
-        next += interval;
+        // An interval past what the clock can hold means "no next check", not a panic.
+        next = next.checked_add(interval).unwrap_or_else(|| {
+            tokio::time::Instant::now() + std::time::Duration::from_secs(365 * 24 * 3600)
+        });
         let now = tokio::time::Instant::now();
         if next < now {
             next = now;

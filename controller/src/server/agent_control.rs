@@ -54,7 +54,7 @@ impl AgentControl for AgentControlService {
         let first = tokio::time::timeout(REGISTER_TIMEOUT, inbound.message())
             .await
             .map_err(|_| Status::deadline_exceeded("no Register message within 10s"))??;
-        let register = match first.and_then(|m| m.msg) {
+        let mut register = match first.and_then(|m| m.msg) {
             Some(agent_message::Msg::Register(r)) => r,
             _ => {
                 return Err(Status::invalid_argument(
@@ -70,6 +70,7 @@ impl AgentControl for AgentControlService {
             )));
         }
         let (tx, rx) = mpsc::channel(64);
+        let held = std::mem::take(&mut register.held_faults);
         let conn = Arc::new(AgentConn::new(register, peer, tx));
         conn.send(Msg::Registered(v1::Registered {
             lease_ms: self.timing.lease.as_millis() as u64,
@@ -79,7 +80,13 @@ impl AgentControl for AgentControlService {
         .map_err(|_| Status::internal("stream closed during registration"))?;
         let registry = self.engine.registry().clone();
         registry.register(conn.clone());
-        tracing::info!(agent = %conn.name, peer = %conn.peer, capabilities = ?conn.capabilities, "agent registered");
+        tracing::info!(agent = %conn.name, peer = %conn.peer, capabilities = ?conn.capabilities, held_faults = held.len(), "agent registered");
+        if !held.is_empty() {
+            // Needs the reader below running: the reverts' answers arrive on this stream.
+            let engine = self.engine.clone();
+            let conn = conn.clone();
+            tokio::spawn(async move { engine.reconcile(&conn, held).await });
+        }
         // The reader lives as long as the agent's stream; when it ends the agent is gone.
         tokio::spawn(async move {
             loop {
@@ -106,6 +113,8 @@ impl AgentControl for AgentControlService {
                     }
                 }
             }
+            // Whoever waits for an answer on this stream learns now that none will come.
+            conn.hang_up();
             if registry.remove(&conn.name, conn.generation) {
                 tracing::warn!(agent = %conn.name, "agent disconnected");
             }

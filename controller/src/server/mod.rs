@@ -92,11 +92,14 @@ pub async fn serve_with(
         .add_service(AgentControlServer::new(
             agent_control::AgentControlService::new(engine.clone(), timing),
         ))
-        .add_service(OperatorServer::new(
-            operator::OperatorService::new(engine)
-                .with_history(extras.history)
-                .with_schedules(extras.schedules),
-        ))
+        .add_service(
+            OperatorServer::new(
+                operator::OperatorService::new(engine)
+                    .with_history(extras.history)
+                    .with_schedules(extras.schedules),
+            )
+            .max_decoding_message_size(crate::limits::MAX_REQUEST_BYTES),
+        )
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
     expiry.abort();

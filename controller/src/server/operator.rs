@@ -14,11 +14,12 @@ use tonic::{Request, Response, Status};
 use crate::certs::Role;
 use crate::engine::Engine;
 use crate::identity;
-use crate::scenario;
+use crate::limits::Validator;
 use crate::store::{RunFilter, Store, StoreError};
 
 pub(super) struct OperatorService {
     engine: Arc<Engine>,
+    validator: Validator,
     history: Option<Arc<Store>>,
     schedules: Option<crate::schedule::ScheduleBook>,
 }
@@ -27,6 +28,7 @@ impl OperatorService {
     pub(super) fn new(engine: Arc<Engine>) -> Self {
         Self {
             engine,
+            validator: Validator::default(),
             history: None,
             schedules: None,
         }
@@ -102,10 +104,34 @@ impl Operator for OperatorService {
     ) -> Result<Response<EventStream>, Status> {
         let who = operator(&request)?;
         let req = request.into_inner();
-        let parsed = scenario::parse(&req.file_name, &req.scenario_toml)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        tracing::info!(operator = %who.name, scenario = %parsed.name, file = %req.file_name, "run requested");
         let (tx, rx) = mpsc::channel(256);
+        let file_name = req.file_name;
+        let (parsed, source) = match self
+            .validator
+            .parse(file_name.clone(), req.scenario_toml)
+            .await
+        {
+            Ok(p) => p,
+            Err(refusal) => {
+                tracing::info!(operator = %who.name, file = %file_name, refusal = %refusal.summary(), "scenario refused");
+                // The problems go in the body, where no header limit truncates them; the
+                // status says what kind of failure it is in one line.
+                let _ = tx
+                    .send(Ok(RunEvent {
+                        event: Some(Event::Invalid(refusal.to_string())),
+                    }))
+                    .await;
+                let _ = tx
+                    .send(Err(Status::invalid_argument(refusal.summary())))
+                    .await;
+                return Ok(Response::new(Box::pin(ReceiverStream::new(rx))));
+            }
+        };
+        let req = v1::RunScenarioRequest {
+            file_name,
+            scenario_toml: source,
+        };
+        tracing::info!(operator = %who.name, scenario = %parsed.name, file = %req.file_name, "run requested");
         let engine = self.engine.clone();
         // The run goes on to its end (and reverts) even if the operator hangs up.
         tokio::spawn(async move {

@@ -7,7 +7,7 @@ use rusqlite::{params, Connection};
 use sha2::{Digest, Sha256};
 
 use super::{unix_ms_now, Store, StoreError};
-use crate::engine::{RunObserver, RunStart};
+use crate::engine::{OrphanRevert, RunObserver, RunStart};
 use crate::report::{FaultRecord, RunReport};
 use crate::scenario::{Expectation, Scenario};
 use crate::timeline::Sample;
@@ -188,7 +188,57 @@ fn upsert_fault(conn: &Connection, run_id: &str, f: &FaultRecord) -> Result<(), 
     Ok(())
 }
 
+impl Store {
+    /// Writes down, on the fault and on its run, that the fault was still held when its agent
+    /// re-registered and what its revert then did. A run this history never saw is skipped.
+    fn record_orphan(&self, o: &OrphanRevert) -> Result<(), StoreError> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        let known: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM runs WHERE run_id = ?1)",
+            params![o.run_id],
+            |r| r.get(0),
+        )?;
+        if !known {
+            return Ok(());
+        }
+        let sentence = o.sentence();
+        tx.execute(
+            "INSERT INTO faults (fault_id, run_id, agent, kind, revert_evidence, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (fault_id) DO UPDATE SET
+                revert_evidence = excluded.revert_evidence,
+                error = COALESCE(excluded.error, faults.error)",
+            params![
+                o.fault_id,
+                o.run_id,
+                o.agent,
+                o.kind,
+                format!("{sentence}: {}", o.evidence),
+                o.error
+                    .as_ref()
+                    .map(|e| format!("revert after the restart: {e}")),
+            ],
+        )?;
+        tx.execute(
+            "UPDATE runs SET reason = CASE WHEN reason = '' THEN ?2 ELSE reason || '; ' || ?2 END
+             WHERE run_id = ?1",
+            params![o.run_id, sentence],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
 impl RunObserver for Store {
+    fn orphan_reverted(&self, orphan: &OrphanRevert) {
+        log_failure(
+            "a fault reverted after a restart",
+            &orphan.run_id,
+            self.record_orphan(orphan),
+        );
+    }
+
     fn run_started(&self, run: &RunStart<'_>) {
         log_failure("the start of the run", run.run_id, self.record_start(run));
     }

@@ -269,11 +269,22 @@ impl Controller {
         netns: Option<&str>,
         ip: &str,
     ) -> Controller {
+        Controller::start_at(dir, certs, heartbeat_timeout, netns, &format!("{ip}:0"))
+    }
+
+    /// A controller inside `netns` (when given), listening on `listen` ("ip:port").
+    pub fn start_at(
+        dir: &Path,
+        certs: &Certs,
+        heartbeat_timeout: &str,
+        netns: Option<&str>,
+        listen: &str,
+    ) -> Controller {
         let config = dir.join("controller.toml");
         std::fs::write(
             &config,
             format!(
-                "listen = \"{ip}:0\"\ndata_dir = \"{}\"\nheartbeat_interval = \"200ms\"\nheartbeat_timeout = \"{heartbeat_timeout}\"\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+                "listen = \"{listen}\"\ndata_dir = \"{}\"\nheartbeat_interval = \"200ms\"\nheartbeat_timeout = \"{heartbeat_timeout}\"\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
                 dir.join("controller-data").display(),
                 certs.ca().display(),
                 certs.dir.join("controller.pem").display(),
@@ -345,11 +356,26 @@ impl Controller {
         labels: &str,
         extra: &str,
     ) -> ChildGuard {
+        self.agent_leased(dir, name, (ca, cert, key), netns, labels, extra, "3s")
+    }
+
+    /// [`Controller::agent_with`] with the agent's lease set to `lease`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn agent_leased(
+        &self,
+        dir: &Path,
+        name: &str,
+        (ca, cert, key): (&Path, &Path, &Path),
+        netns: Option<&str>,
+        labels: &str,
+        extra: &str,
+        lease: &str,
+    ) -> ChildGuard {
         let config = dir.join(format!("agent-{name}-{}.toml", free_port()));
         std::fs::write(
             &config,
             format!(
-                "name = \"{name}\"\ncontroller = \"{}\"\nheartbeat = \"200ms\"\nlease = \"3s\"\nstate_dir = \"{}\"\n\n[labels]\n{labels}\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n{extra}\n",
+                "name = \"{name}\"\ncontroller = \"{}\"\nheartbeat = \"200ms\"\nlease = \"{lease}\"\nstate_dir = \"{}\"\n\n[labels]\n{labels}\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n{extra}\n",
                 self.url(),
                 dir.join(format!("state-{name}")).display(),
                 ca.display(),
@@ -408,6 +434,15 @@ impl Controller {
     pub fn kill(&mut self) {
         let _ = self.guard.child.kill();
         let _ = self.guard.child.wait();
+    }
+
+    /// Kills this controller (if still alive) and starts a new one with the same directory,
+    /// config, data and address, as systemd would restart it: its agents find it again.
+    pub fn restart_in_place(&mut self, dir: &Path, certs: &Certs, heartbeat_timeout: &str) {
+        self.kill();
+        let netns = self.netns.clone();
+        let listen = self.addr.to_string();
+        *self = Controller::start_at(dir, certs, heartbeat_timeout, netns.as_deref(), &listen);
     }
 
     /// Kills this controller (if still alive) and starts a new one with the same directory,
