@@ -97,6 +97,9 @@ pub fn classify(error: &SessionError) -> Failure {
                 return failure(Outlook::Permanent, Some(meaning));
             }
         }
+        if refused_alert_text(*e) {
+            return failure(Outlook::Permanent, Some(REFUSED_MEANING));
+        }
         if let Some(status) = e.downcast_ref::<tonic::Status>() {
             if matches!(
                 status.code(),
@@ -119,6 +122,32 @@ pub fn classify(error: &SessionError) -> Failure {
     failure(Outlook::Retry, None)
 }
 
+/// Alerts by which the controller says it refuses this agent's certificate.
+const REFUSED_ALERTS: [AlertDescription; 9] = [
+    AlertDescription::BadCertificate,
+    AlertDescription::UnsupportedCertificate,
+    AlertDescription::CertificateRevoked,
+    AlertDescription::CertificateExpired,
+    AlertDescription::CertificateUnknown,
+    AlertDescription::UnknownCA,
+    AlertDescription::AccessDenied,
+    AlertDescription::CertificateRequired,
+    // What rustls sends when our certificate's signature does not verify against the
+    // controller's CA (another fleet's CA with the same name, say).
+    AlertDescription::DecryptError,
+];
+
+const REFUSED_MEANING: &str = "the controller refused this agent's certificate";
+
+/// A refusal alert that reached us as text only: h2 keeps an I/O error's kind and message but
+/// not the error itself, so a rustls alert read by the HTTP/2 connection is a string by then.
+fn refused_alert_text(error: &(dyn Error + 'static)) -> bool {
+    let text = error.to_string();
+    REFUSED_ALERTS
+        .iter()
+        .any(|alert| text.contains(&format!("received fatal alert: {alert:?}")))
+}
+
 /// What a TLS error means when retrying cannot fix it; `None` when it may heal.
 fn permanent_tls(error: &rustls::Error) -> Option<&'static str> {
     match error {
@@ -133,19 +162,9 @@ fn permanent_tls(error: &rustls::Error) -> Option<&'static str> {
             }
             _ => Some("the controller's certificate is not trusted by this agent's tls.ca"),
         },
-        rustls::Error::AlertReceived(alert) => match alert {
-            AlertDescription::BadCertificate
-            | AlertDescription::UnsupportedCertificate
-            | AlertDescription::CertificateRevoked
-            | AlertDescription::CertificateExpired
-            | AlertDescription::CertificateUnknown
-            | AlertDescription::UnknownCA
-            | AlertDescription::AccessDenied
-            | AlertDescription::CertificateRequired => {
-                Some("the controller refused this agent's certificate")
-            }
-            _ => None,
-        },
+        rustls::Error::AlertReceived(alert) if REFUSED_ALERTS.contains(alert) => {
+            Some(REFUSED_MEANING)
+        }
         _ => None,
     }
 }

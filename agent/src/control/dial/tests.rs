@@ -41,6 +41,7 @@ fn a_certificate_the_controller_refuses_is_permanent() {
         AlertDescription::UnknownCA,
         AlertDescription::BadCertificate,
         AlertDescription::CertificateRequired,
+        AlertDescription::DecryptError,
     ] {
         let failure = classify(&stream_failure(tls_in_io(rustls::Error::AlertReceived(
             alert,
@@ -58,6 +59,21 @@ fn a_certificate_the_controller_refuses_is_permanent() {
         failure.to_string(),
         "the controller refused this agent: PermissionDenied: this certificate belongs to \
          agent \"a\""
+    );
+}
+
+#[test]
+fn a_refusal_alert_known_only_by_its_text_is_permanent() {
+    // What h2 hands over: the I/O error's kind and message, not the rustls error.
+    let flattened = std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        rustls::Error::AlertReceived(AlertDescription::UnknownCA).to_string(),
+    );
+    let failure = classify(&stream_failure(flattened));
+    assert_eq!(failure.outlook, Outlook::Permanent);
+    assert_eq!(
+        failure.to_string(),
+        "the controller refused this agent's certificate: received fatal alert: UnknownCA"
     );
 }
 
