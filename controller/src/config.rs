@@ -229,13 +229,31 @@ mod tests {
     fn refuses_zero_and_unbounded_durations() {
         assert_eq!(load_err(""), "");
         for (extra, expected) in [
-            ("lease = \"0s\"", "lease (0s) must be longer than zero and at most 1h"),
+            (
+                "lease = \"0s\"",
+                "lease (0s) must be longer than zero and at most 1h",
+            ),
             ("lease = \"2h\"", "lease (2h) must be longer than zero"),
-            ("heartbeat_interval = \"0s\"", "heartbeat_interval (0s) must be"),
-            ("heartbeat_timeout = \"3h\"", "heartbeat_timeout (3h) must be"),
-            ("heartbeat_timeout = \"1s\"", "heartbeat_timeout (1s) must be longer than"),
-            ("sample_retention = \"0s\"", "sample_retention must be longer than zero"),
-            ("metrics_listen = \"127.0.0.1:7443\"", "metrics_listen (127.0.0.1:7443) must differ"),
+            (
+                "heartbeat_interval = \"0s\"",
+                "heartbeat_interval (0s) must be",
+            ),
+            (
+                "heartbeat_timeout = \"3h\"",
+                "heartbeat_timeout (3h) must be",
+            ),
+            (
+                "heartbeat_timeout = \"1s\"",
+                "heartbeat_timeout (1s) must be longer than",
+            ),
+            (
+                "sample_retention = \"0s\"",
+                "sample_retention must be longer than zero",
+            ),
+            (
+                "metrics_listen = \"127.0.0.1:7443\"",
+                "metrics_listen (127.0.0.1:7443) must differ",
+            ),
         ] {
             let err = load_err(extra);
             assert!(err.contains(expected), "{extra}: {err}");

@@ -84,7 +84,14 @@ fn agent_whose_certificate_the_controller_refuses_exits_2() {
     let pem = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap();
     std::fs::write(&bundle, pem(ours.ca()) + &pem(theirs.ca())).unwrap();
     let (cert, key) = theirs.pair("agent", "web-1");
-    let config = agent_config(dir.path(), "web-1", &ctl.url(), (&bundle, &cert, &key), "", "");
+    let config = agent_config(
+        dir.path(),
+        "web-1",
+        &ctl.url(),
+        (&bundle, &cert, &key),
+        "",
+        "",
+    );
     let (code, stderr) = agent_exit(&config);
     assert_eq!(code, 2, "stderr:\n{stderr}");
     assert!(
@@ -99,7 +106,14 @@ fn agent_retries_a_controller_that_is_not_up_yet_naming_the_cause() {
     let certs = Certs::init(&dir.path().join("pki"), &["web-1"], &[]);
     let (cert, key) = certs.pair("agent", "web-1");
     let url = format!("https://127.0.0.1:{}", free_port());
-    let config = agent_config(dir.path(), "web-1", &url, (&certs.ca(), &cert, &key), "", "");
+    let config = agent_config(
+        dir.path(),
+        "web-1",
+        &url,
+        (&certs.ca(), &cert, &key),
+        "",
+        "",
+    );
     let mut child = Command::new(agent_bin())
         .arg("--config")
         .arg(&config)
@@ -111,7 +125,10 @@ fn agent_retries_a_controller_that_is_not_up_yet_naming_the_cause() {
     let kept = lines.clone();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             kept.lock().unwrap().push(line);
         }
     });

@@ -12,7 +12,8 @@ fuzz_target!(|data: &[u8]| {
     };
     match Fault::from_wire(&spec) {
         Ok(fault) => {
-            let again = Fault::from_wire(&fault.to_wire()).expect("a fault's own wire form is valid");
+            let again =
+                Fault::from_wire(&fault.to_wire()).expect("a fault's own wire form is valid");
             assert_eq!(again, fault, "to_wire/from_wire round-trips");
         }
         Err(e) => assert!(!e.to_string().is_empty()),

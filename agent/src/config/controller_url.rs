@@ -102,9 +102,11 @@ mod tests {
     fn refuses_ports_out_of_range() {
         assert_eq!(
             check("https://c:99999"),
-            Err("controller: port 99999 is out of range; expected 1 to 65535 \
+            Err(
+                "controller: port 99999 is out of range; expected 1 to 65535 \
                  (found \"https://c:99999\")"
-                .into())
+                    .into()
+            )
         );
         assert!(check("https://c:0").unwrap_err().contains("port 0 is out"));
         assert!(check("https://[::1]:70000")
@@ -122,7 +124,15 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("\"https://c:7443\""), "{err}");
-        for url in ["c:7443", "grpc://c:7443", "https://", "https://:7443", "https://a b", "https://a:b:1", "https://[zz]:1"] {
+        for url in [
+            "c:7443",
+            "grpc://c:7443",
+            "https://",
+            "https://:7443",
+            "https://a b",
+            "https://a:b:1",
+            "https://[zz]:1",
+        ] {
             assert!(check(url).is_err(), "{url}");
         }
         assert!(check("https://me:pw@c:7443")

@@ -1,7 +1,8 @@
 //! The agent config file: who the agent is, where its controller is, and the host's policy.
 //!
 //! Loading goes file → TOML (unknown keys are errors) → validation, and every error names the
-//! file, the line and column, and what was expected.
+//! file, the line and column, and what was expected. The TLS files it names are read and
+//! checked by [`tls::load`], before the agent starts anything.
 //!
 //! ```toml
 //! name = "web-1"
@@ -344,17 +345,24 @@ deny = ["^sshd"]
 
     #[test]
     fn refuses_zero_and_overlong_leases() {
-        let with_lease = |lease: &str| VALID.replace("heartbeat", &format!("lease = \"{lease}\"\nheartbeat"));
+        let with_lease =
+            |lease: &str| VALID.replace("heartbeat", &format!("lease = \"{lease}\"\nheartbeat"));
         let err = parse_err(&with_lease("0s"));
         assert!(
             err.starts_with("agent.toml:4:9: lease (0s) must be longer than zero and at most 1h"),
             "{err}"
         );
         let err = parse_err(&with_lease("2h"));
-        assert!(err.starts_with("agent.toml:4:9: lease (2h) must be"), "{err}");
+        assert!(
+            err.starts_with("agent.toml:4:9: lease (2h) must be"),
+            "{err}"
+        );
         parse("agent.toml", &with_lease("1h"), Path::new("/")).unwrap();
         let err = parse_err(&VALID.replace("\"500ms\"", "\"0s\""));
-        assert!(err.starts_with("agent.toml:4:13: heartbeat (0s) must be"), "{err}");
+        assert!(
+            err.starts_with("agent.toml:4:13: heartbeat (0s) must be"),
+            "{err}"
+        );
     }
 
     #[test]

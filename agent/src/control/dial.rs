@@ -59,7 +59,10 @@ impl fmt::Display for Failure {
 }
 
 /// The controller endpoint with mutual TLS from the checked files.
-pub fn endpoint(config: &AgentConfig, tls: &TlsMaterial) -> Result<Endpoint, tonic::transport::Error> {
+pub fn endpoint(
+    config: &AgentConfig,
+    tls: &TlsMaterial,
+) -> Result<Endpoint, tonic::transport::Error> {
     // The URL was checked at load, so it has a host.
     let host = config
         .controller
@@ -176,7 +179,10 @@ fn chain<'a>(error: &'a (dyn Error + 'static)) -> Vec<&'a (dyn Error + 'static)>
     let mut next = Some(error);
     while let Some(e) = next {
         out.push(e);
-        next = match e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+        next = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
             Some(inner) => Some(inner as &(dyn Error + 'static)),
             None => e.source(),
         };

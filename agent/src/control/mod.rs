@@ -8,11 +8,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use gameday_proto::tls::TlsMaterial;
 use gameday_proto::v1::agent_control_client::AgentControlClient;
 use gameday_proto::v1::{
     self, agent_message, controller_message, AgentMessage, FaultPhase, FaultReport,
 };
-use gameday_proto::tls::TlsMaterial;
 use gameday_proto::Fault;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -180,7 +180,10 @@ impl Agent {
         send(&tx, agent_message::Msg::Register(register)).await;
         let attached = client.attach(ReceiverStream::new(rx)).await;
         let result = match attached {
-            Ok(inbound) => self.converse(&mut inbound.into_inner(), &tx, &work_tx).await,
+            Ok(inbound) => {
+                self.converse(&mut inbound.into_inner(), &tx, &work_tx)
+                    .await
+            }
             Err(status) => Err(status),
         };
         drop(work_tx);

@@ -221,9 +221,8 @@ fn check(
             ca_subject: cas[0].subject().to_string(),
         }));
     }
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| {
-        fail(TlsFile::Key, paths.key)(not_pem("private key", "PRIVATE KEY", e))
-    })?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| fail(TlsFile::Key, paths.key)(not_pem("private key", "PRIVATE KEY", e)))?;
     let signing_key = rustls::crypto::ring::sign::any_supported_type(&key)
         .map_err(|e| fail(TlsFile::Key, paths.key)(TlsProblem::BadKey(e)))?;
     let certified = rustls::sign::CertifiedKey::new(vec![cert_ders[0].clone()], signing_key);

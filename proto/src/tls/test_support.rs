@@ -50,7 +50,10 @@ impl TestCa {
         params.distinguished_name.push(DnType::CommonName, name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let issuer = Issuer::from_params(&self.params, &self.key);
-        let cert_pem = params.signed_by(&key, &issuer).expect("CA certificate").pem();
+        let cert_pem = params
+            .signed_by(&key, &issuer)
+            .expect("CA certificate")
+            .pem();
         TestCa {
             params,
             key,

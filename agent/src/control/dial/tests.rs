@@ -94,7 +94,8 @@ fn unresolvable_hosts_are_retried_as_such() {
     #[derive(Debug, thiserror::Error)]
     #[error("dns error")]
     struct Dns(#[source] std::io::Error);
-    let lookup = std::io::Error::other("failed to lookup address information: Name or service not known");
+    let lookup =
+        std::io::Error::other("failed to lookup address information: Name or service not known");
     let failure = classify(&stream_failure(Dns(lookup)));
     assert_eq!(failure.outlook, Outlook::Unresolved);
     assert_eq!(
