@@ -59,8 +59,8 @@ pub struct TlsFileError {
     pub file: TlsFile,
     /// Its path.
     pub path: PathBuf,
-    /// What is wrong with it.
-    pub problem: TlsProblem,
+    /// What is wrong with it (boxed: some problems carry several names).
+    pub problem: Box<TlsProblem>,
 }
 
 /// What is wrong with a TLS file.
@@ -164,7 +164,7 @@ pub fn load(paths: TlsPaths<'_>) -> Result<TlsMaterial, TlsFileError> {
         std::fs::read_to_string(path).map_err(|e| TlsFileError {
             file,
             path: path.to_path_buf(),
-            problem: TlsProblem::Read(e),
+            problem: Box::new(TlsProblem::Read(e)),
         })
     };
     let ca_pem = read(TlsFile::Ca, paths.ca)?;
@@ -192,7 +192,7 @@ fn check(
         move |problem| TlsFileError {
             file,
             path,
-            problem,
+            problem: Box::new(problem),
         }
     };
     let ca_ders = certificates(ca_pem).map_err(fail(TlsFile::Ca, paths.ca))?;
