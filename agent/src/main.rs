@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use gameday_agent::control::Agent;
+use gameday_agent::control::{Agent, ControlError};
 use gameday_agent::faults::Host;
 use gameday_agent::policy::Policy;
 
@@ -43,6 +43,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // So are TLS files that cannot work: checked now, not discovered in a connect loop.
+    let tls = match gameday_agent::config::tls::load(&config) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}: {e}", args.config.display());
+            return ExitCode::from(2);
+        }
+    };
     let policy = match Policy::from_config(&config.policy) {
         Ok(p) => p,
         Err(e) => {
@@ -61,7 +69,7 @@ fn main() -> ExitCode {
         }
     };
     let host = Arc::new(Host::from_config(&config));
-    let agent = match Agent::new(Arc::new(config), Arc::new(policy), host) {
+    let agent = match Agent::new(Arc::new(config), Arc::new(policy), host, tls) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e}");
@@ -70,6 +78,11 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(agent.run(shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
+        // A certificate one side refuses is a config problem, like the ones above.
+        Err(e @ ControlError::Permanent(_)) => {
+            eprintln!("{}: {e}", args.config.display());
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(4)

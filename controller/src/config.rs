@@ -8,6 +8,9 @@ use serde::Deserialize;
 
 use crate::server::ChannelTiming;
 
+/// The longest `heartbeat_interval`, `heartbeat_timeout` and `lease` accepted.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// `gameday serve`'s configuration.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,13 +19,14 @@ pub struct ControllerConfig {
     pub listen: SocketAddr,
     /// The fleet CA and the controller's certificate.
     pub tls: TlsPaths,
-    /// How often agents send heartbeats.
+    /// How often agents send heartbeats; more than zero, at most [`MAX_DURATION`].
     #[serde(default = "default_heartbeat_interval")]
     pub heartbeat_interval: Duration,
-    /// An agent silent this long is dropped.
+    /// An agent silent this long is dropped; longer than `heartbeat_interval`, at most
+    /// [`MAX_DURATION`].
     #[serde(default = "default_heartbeat_timeout")]
     pub heartbeat_timeout: Duration,
-    /// What agents are told their lease is.
+    /// What agents are told their lease is; more than zero, at most [`MAX_DURATION`].
     #[serde(default = "default_lease")]
     pub lease: Duration,
     /// Where the controller keeps its run history (`DATA_DIR/history.sqlite3`).
@@ -125,12 +129,19 @@ impl ControllerConfig {
                 *p = base.join(&*p);
             }
         }
-        if config.heartbeat_timeout <= config.heartbeat_interval {
+        if let Err(message) = config.check_durations() {
+            return Err(ConfigError::Invalid {
+                path: shown,
+                message,
+            });
+        }
+        if config.metrics_listen == Some(config.listen) && config.listen.port() != 0 {
             return Err(ConfigError::Invalid {
                 path: shown,
                 message: format!(
-                    "heartbeat_timeout ({}) must be longer than heartbeat_interval ({})",
-                    config.heartbeat_timeout, config.heartbeat_interval
+                    "metrics_listen ({}) must differ from listen: gRPC and metrics cannot share \
+                     a port",
+                    config.listen
                 ),
             });
         }
@@ -144,6 +155,36 @@ impl ControllerConfig {
             }
         })?;
         Ok(config)
+    }
+
+    /// Durations must be positive, bounded by [`MAX_DURATION`], and heartbeats must fit in
+    /// the timeout.
+    fn check_durations(&self) -> Result<(), String> {
+        let bounded = [
+            ("heartbeat_interval", self.heartbeat_interval),
+            ("heartbeat_timeout", self.heartbeat_timeout),
+            ("lease", self.lease),
+        ];
+        for (key, value) in bounded {
+            if value.get().is_zero() || value.get() > MAX_DURATION {
+                return Err(format!(
+                    "{key} ({value}) must be longer than zero and at most {}",
+                    Duration::from(MAX_DURATION)
+                ));
+            }
+        }
+        if self.sample_retention.is_some_and(|r| r.get().is_zero()) {
+            return Err(
+                "sample_retention must be longer than zero (leave it out to keep samples)".into(),
+            );
+        }
+        if self.heartbeat_timeout <= self.heartbeat_interval {
+            return Err(format!(
+                "heartbeat_timeout ({}) must be longer than heartbeat_interval ({})",
+                self.heartbeat_timeout, self.heartbeat_interval
+            ));
+        }
+        Ok(())
     }
 
     /// The control channel's timing.
@@ -162,4 +203,61 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_err(extra: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("controller.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "listen = \"127.0.0.1:7443\"\n{extra}\n[tls]\nca = \"ca.pem\"\ncert = \"c.pem\"\n\
+                 key = \"c.key\"\n"
+            ),
+        )
+        .unwrap();
+        ControllerConfig::load(&path)
+            .map(|_| String::new())
+            .unwrap_or_else(|e| e.to_string())
+    }
+
+    #[test]
+    fn refuses_zero_and_unbounded_durations() {
+        assert_eq!(load_err(""), "");
+        for (extra, expected) in [
+            (
+                "lease = \"0s\"",
+                "lease (0s) must be longer than zero and at most 1h",
+            ),
+            ("lease = \"2h\"", "lease (2h) must be longer than zero"),
+            (
+                "heartbeat_interval = \"0s\"",
+                "heartbeat_interval (0s) must be",
+            ),
+            (
+                "heartbeat_timeout = \"3h\"",
+                "heartbeat_timeout (3h) must be",
+            ),
+            (
+                "heartbeat_timeout = \"1s\"",
+                "heartbeat_timeout (1s) must be longer than",
+            ),
+            (
+                "sample_retention = \"0s\"",
+                "sample_retention must be longer than zero",
+            ),
+            (
+                "metrics_listen = \"127.0.0.1:7443\"",
+                "metrics_listen (127.0.0.1:7443) must differ",
+            ),
+        ] {
+            let err = load_err(extra);
+            assert!(err.contains(expected), "{extra}: {err}");
+            assert!(err.contains("controller.toml: "), "{extra}: {err}");
+        }
+    }
 }

@@ -5,6 +5,7 @@
 pub mod bytes;
 pub mod duration;
 pub mod fault;
+pub mod tls;
 
 /// Generated protocol types and services, package `gameday.v1`.
 #[allow(clippy::all, missing_docs)]

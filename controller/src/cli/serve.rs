@@ -1,16 +1,19 @@
 //! `gameday serve`: the controller daemon.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use gameday::certs::Role;
 use gameday::config::ControllerConfig;
 use gameday::engine::Engine;
 use gameday::registry::AgentRegistry;
 use gameday::report::exit;
-use gameday::store::Store;
+use gameday::store::{Store, StoreError};
+use gameday_proto::tls::TlsPaths;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tonic::transport::ServerTlsConfig;
 
 /// Validates the config (exit 2 when it is wrong, before anything starts), then serves until
 /// SIGINT or SIGTERM.
@@ -22,18 +25,26 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
             return Ok(exit::INVALID);
         }
     };
-    let read =
-        |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
-    let ca = read(&config.tls.ca)?;
-    let pem = gameday::certs::Pem {
-        cert: read(&config.tls.cert)?,
-        key: read(&config.tls.key)?,
+    // Everything in the config that can be checked is checked before binding, so a broken
+    // file is named (exit 2) before "listening on" is ever printed.
+    let tls = match check_tls(&config) {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("{}: {e}", config_path.display());
+            return Ok(exit::INVALID);
+        }
     };
-    let tls = gameday::certs::server_tls(&ca, &pem);
+    let history = match open_history(&config) {
+        Ok(h) => h,
+        Err(e @ HistoryError::DataDir(_)) => {
+            eprintln!("{}: {e}", config_path.display());
+            return Ok(exit::INVALID);
+        }
+        Err(HistoryError::Other(e)) => return Err(e),
+    };
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    let history = open_history(&config)?;
     let agents = Arc::new(AgentRegistry::default());
     let metrics = Arc::new(gameday::metrics::Metrics::new(agents.clone()));
     let engine = Arc::new(
@@ -79,10 +90,67 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
     Ok(exit::OK)
 }
 
+/// The controller's TLS files, checked (see [`gameday_proto::tls`]) and turned into the
+/// server's TLS config; the certificate must be a controller certificate.
+fn check_tls(config: &ControllerConfig) -> Result<ServerTlsConfig, TlsError> {
+    let material = gameday_proto::tls::load(TlsPaths {
+        ca: &config.tls.ca,
+        cert: &config.tls.cert,
+        key: &config.tls.key,
+    })?;
+    let role = material.role().unwrap_or_default();
+    if role != Role::Controller.as_str() {
+        return Err(TlsError::WrongRole {
+            path: config.tls.cert.clone(),
+            role: role.to_string(),
+        });
+    }
+    let pem = gameday::certs::Pem {
+        cert: material.cert_pem,
+        key: material.key_pem,
+    };
+    Ok(gameday::certs::server_tls(&material.ca_pem, &pem))
+}
+
+/// The controller's TLS files cannot serve.
+#[derive(Debug, thiserror::Error)]
+enum TlsError {
+    /// A file is unreadable, malformed, not signed by the CA, or the key is not the
+    /// certificate's.
+    #[error(transparent)]
+    File(#[from] gameday_proto::tls::TlsFileError),
+    /// The certificate is not a controller certificate.
+    #[error(
+        "tls.cert ({}): the certificate's role (organizational unit) is {role:?}, not \
+         \"controller\"; use the controller.pem that `gameday certs init` writes",
+        path.display()
+    )]
+    WrongRole {
+        /// The certificate file.
+        path: PathBuf,
+        /// Its organizational unit, or `""` when it has none.
+        role: String,
+    },
+}
+
+/// Why the run history could not be opened.
+#[derive(Debug, thiserror::Error)]
+enum HistoryError {
+    /// `data_dir` cannot be created or used: a config problem.
+    #[error("data_dir: {0}")]
+    DataDir(StoreError),
+    /// Anything else.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
 /// Opens the run history and marks the runs a previous controller left running as
 /// interrupted: none can be going on in a controller that is only starting.
-fn open_history(config: &ControllerConfig) -> anyhow::Result<Arc<Store>> {
-    let store = Store::open(&config.data_dir)?;
+fn open_history(config: &ControllerConfig) -> Result<Arc<Store>, HistoryError> {
+    let store = Store::open(&config.data_dir).map_err(|e| match e {
+        e @ StoreError::CreateDir { .. } => HistoryError::DataDir(e),
+        e => HistoryError::Other(e.into()),
+    })?;
     store
         .mark_interrupted_runs(gameday::store::unix_ms_now())
         .with_context(|| format!("marking interrupted runs in {}", store.path().display()))?;

@@ -371,19 +371,8 @@ impl Controller {
         extra: &str,
         lease: &str,
     ) -> ChildGuard {
-        let config = dir.join(format!("agent-{name}-{}.toml", free_port()));
-        std::fs::write(
-            &config,
-            format!(
-                "name = \"{name}\"\ncontroller = \"{}\"\nheartbeat = \"200ms\"\nlease = \"{lease}\"\nstate_dir = \"{}\"\n\n[labels]\n{labels}\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n{extra}\n",
-                self.url(),
-                dir.join(format!("state-{name}")).display(),
-                ca.display(),
-                cert.display(),
-                key.display()
-            ),
-        )
-        .unwrap();
+        let config =
+            agent_config_leased(dir, name, &self.url(), (ca, cert, key), labels, extra, lease);
         let child = in_netns(netns, &agent_bin())
             .arg("--config")
             .arg(&config)
@@ -421,6 +410,80 @@ impl Controller {
             ),
         )
     }
+}
+
+/// Writes the config of an agent named `name` dialing `url` into `dir` (heartbeat 200ms, lease
+/// 3s, its state under `dir`), with `labels` and `extra` TOML; returns its path.
+pub fn agent_config(
+    dir: &Path,
+    name: &str,
+    url: &str,
+    tls: (&Path, &Path, &Path),
+    labels: &str,
+    extra: &str,
+) -> PathBuf {
+    agent_config_leased(dir, name, url, tls, labels, extra, "3s")
+}
+
+/// [`agent_config`] with the agent's lease set to `lease`.
+#[allow(clippy::too_many_arguments)]
+pub fn agent_config_leased(
+    dir: &Path,
+    name: &str,
+    url: &str,
+    (ca, cert, key): (&Path, &Path, &Path),
+    labels: &str,
+    extra: &str,
+    lease: &str,
+) -> PathBuf {
+    let config = dir.join(format!("agent-{name}-{}.toml", free_port()));
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"{name}\"\ncontroller = \"{url}\"\nheartbeat = \"200ms\"\nlease = \"{lease}\"\nstate_dir = \"{}\"\n\n[labels]\n{labels}\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n{extra}\n",
+            dir.join(format!("state-{name}")).display(),
+            ca.display(),
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// Runs `cmd` until it exits, at most `timeout` (then kills it and panics): its exit code and
+/// stderr.
+pub fn exit_within(cmd: &mut Command, timeout: Duration) -> (i32, String) {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the command");
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let mut guard = ChildGuard {
+        child,
+        name: "command",
+    };
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = guard.child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = guard.child.kill();
+            let _ = guard.child.wait();
+            let stderr = reader.join().unwrap();
+            panic!("{cmd:?} did not exit within {timeout:?}; stderr:\n{stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let stderr = reader.join().unwrap();
+    (status.code().unwrap_or(-1), stderr)
 }
 
 /// The run history database of a controller started in `dir` (its `data_dir` is

@@ -1,7 +1,8 @@
 //! The agent config file: who the agent is, where its controller is, and the host's policy.
 //!
 //! Loading goes file → TOML (unknown keys are errors) → validation, and every error names the
-//! file, the line and column, and what was expected.
+//! file, the line and column, and what was expected. The TLS files it names are read and
+//! checked by [`tls::load`], before the agent starts anything.
 //!
 //! ```toml
 //! name = "web-1"
@@ -35,20 +36,28 @@ use toml::de::{DeTable, DeValue};
 
 use crate::policy::{Policy, PolicyConfig};
 
+mod controller_url;
+pub mod tls;
+
+/// The longest lease the agent accepts: a fault may outlive a lost controller by this much.
+pub const MAX_LEASE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// The agent's configuration, validated, with TLS paths made relative to the config file.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     /// The agent's name; must equal its certificate's common name (the controller checks).
     pub name: String,
-    /// The controller's URL, e.g. `https://127.0.0.1:7443`.
+    /// The controller's URL, e.g. `https://127.0.0.1:7443`: https, a host, a port in 1..=65535
+    /// (443 when left out).
     pub controller: String,
     /// Certificates for mutual TLS.
     pub tls: TlsPaths,
     /// Labels scenarios select targets by.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// The agent reverts every live fault after this long without hearing from the controller.
+    /// The agent reverts every live fault after this long without hearing from the controller;
+    /// more than zero and at most [`MAX_LEASE`].
     #[serde(default = "default_lease")]
     pub lease: Duration,
     /// How often the agent sends a heartbeat; must be shorter than the lease.
@@ -174,7 +183,7 @@ fn validate(config: &AgentConfig) -> Result<(), (Vec<&'static str>, String)> {
             ),
         ));
     }
-    check_controller(&config.controller).map_err(|m| (vec!["controller"], m))?;
+    controller_url::check(&config.controller).map_err(|m| (vec!["controller"], m))?;
     for (key, path) in [
         ("ca", &config.tls.ca),
         ("cert", &config.tls.cert),
@@ -184,8 +193,16 @@ fn validate(config: &AgentConfig) -> Result<(), (Vec<&'static str>, String)> {
             return Err((vec!["tls", key], format!("tls.{key}: expected a file path")));
         }
     }
-    if config.lease.get().is_zero() {
-        return Err((vec!["lease"], "lease: must be longer than zero".into()));
+    if config.lease.get().is_zero() || config.lease.get() > MAX_LEASE {
+        return Err((
+            vec!["lease"],
+            format!(
+                "lease ({}) must be longer than zero and at most {}: a fault outlives a lost \
+                 controller by up to the lease",
+                config.lease,
+                Duration::from(MAX_LEASE)
+            ),
+        ));
     }
     if config.heartbeat.get().is_zero() || config.heartbeat >= config.lease {
         return Err((
@@ -201,27 +218,6 @@ fn validate(config: &AgentConfig) -> Result<(), (Vec<&'static str>, String)> {
         let mut path = vec!["policy"];
         path.extend_from_slice(e.key_path());
         return Err((path, format!("policy.{e}")));
-    }
-    Ok(())
-}
-
-fn check_controller(url: &str) -> Result<(), String> {
-    if url.starts_with("http://") {
-        return Err(format!(
-            "controller: plaintext is not supported; use https:// (found {url:?})"
-        ));
-    }
-    let Some(rest) = url.strip_prefix("https://") else {
-        return Err(format!(
-            "controller: expected an https:// URL like \"https://gameday.example:7443\", \
-             found {url:?}"
-        ));
-    };
-    let authority = rest.split('/').next().unwrap_or_default();
-    if authority.is_empty() || authority.contains(char::is_whitespace) {
-        return Err(format!(
-            "controller: expected a host (and port) after https://, found {url:?}"
-        ));
     }
     Ok(())
 }
@@ -330,10 +326,43 @@ deny = ["^sshd"]
         let err = parse_err(&VALID.replace("https://", "http://"));
         assert_eq!(
             err,
-            "agent.toml:3:14: controller: plaintext is not supported; use https:// \
-             (found \"http://127.0.0.1:7443\")"
+            "agent.toml:3:14: controller: the controller speaks https only (mutual TLS); write \
+             \"https://127.0.0.1:7443\" (found \"http://127.0.0.1:7443\")"
         );
         assert!(parse_err(&VALID.replace("https://", "")).contains("expected an https:// URL"));
+    }
+
+    #[test]
+    fn refuses_controller_ports_out_of_range() {
+        let err = parse_err(&VALID.replace(":7443", ":99999"));
+        assert!(
+            err.starts_with("agent.toml:3:14: controller: port 99999 is out of range"),
+            "{err}"
+        );
+        let err = parse_err(&VALID.replace(":7443", ":0"));
+        assert!(err.contains("port 0 is out of range"), "{err}");
+    }
+
+    #[test]
+    fn refuses_zero_and_overlong_leases() {
+        let with_lease =
+            |lease: &str| VALID.replace("heartbeat", &format!("lease = \"{lease}\"\nheartbeat"));
+        let err = parse_err(&with_lease("0s"));
+        assert!(
+            err.starts_with("agent.toml:4:9: lease (0s) must be longer than zero and at most 1h"),
+            "{err}"
+        );
+        let err = parse_err(&with_lease("2h"));
+        assert!(
+            err.starts_with("agent.toml:4:9: lease (2h) must be"),
+            "{err}"
+        );
+        parse("agent.toml", &with_lease("1h"), Path::new("/")).unwrap();
+        let err = parse_err(&VALID.replace("\"500ms\"", "\"0s\""));
+        assert!(
+            err.starts_with("agent.toml:4:13: heartbeat (0s) must be"),
+            "{err}"
+        );
     }
 
     #[test]

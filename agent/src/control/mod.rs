@@ -1,10 +1,14 @@
 //! The control channel: dial the controller over mutual TLS, register, send heartbeats, apply
-//! and revert faults on request, and reconnect with backoff when the stream breaks.
+//! and revert faults on request, and reconnect with backoff when the stream breaks — unless
+//! the failure cannot heal by retrying (see [`dial::classify`]).
+
+pub mod dial;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use gameday_proto::tls::TlsMaterial;
 use gameday_proto::v1::agent_control_client::AgentControlClient;
 use gameday_proto::v1::{
     self, agent_message, controller_message, AgentMessage, FaultPhase, FaultReport,
@@ -12,7 +16,7 @@ use gameday_proto::v1::{
 use gameday_proto::Fault;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Channel, Endpoint};
 
 use crate::config::AgentConfig;
 use crate::faults::{self, FaultError, Host};
@@ -24,23 +28,15 @@ use crate::policy::Policy;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-/// Why the agent could not set up its channel at all (bad files or URL).
+/// Why the agent stopped, or could not start talking to its controller.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
-    /// A TLS file could not be read.
-    #[error("reading {path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
     /// The controller URL or TLS settings are unusable.
     #[error("controller endpoint: {0}")]
     Endpoint(#[from] tonic::transport::Error),
-    /// The URL has no host.
-    #[error("controller URL {0:?} has no host")]
-    NoHost(String),
+    /// Connecting failed in a way retrying with the same config cannot fix.
+    #[error("cannot work with the controller: {0}")]
+    Permanent(dial::Failure),
     /// The journal cannot be opened or read.
     #[error("{0}")]
     Journal(#[from] JournalError),
@@ -56,6 +52,8 @@ pub struct Agent {
     pub config: Arc<AgentConfig>,
     /// Live faults, with the host and policy they act under.
     pub live: Arc<LiveFaults>,
+    /// The TLS files, checked at start.
+    tls: TlsMaterial,
 }
 
 /// A fault operation queued for the worker, which runs them one at a time, in order.
@@ -65,18 +63,21 @@ enum Work {
 }
 
 impl Agent {
-    /// An agent with nothing live, journaling under the config's state directory.
+    /// An agent with nothing live, journaling under the config's state directory, dialing
+    /// with `tls` (see [`crate::config::tls::load`]).
     pub fn new(
         config: Arc<AgentConfig>,
         policy: Arc<Policy>,
         host: Arc<Host>,
+        tls: TlsMaterial,
     ) -> Result<Agent, ControlError> {
         let journal = Journal::open(&config.state_dir.join("journal"))?;
         let live = Arc::new(LiveFaults::new(host, policy, journal));
-        Ok(Agent { config, live })
+        Ok(Agent { config, live, tls })
     }
 
-    /// Runs until `shutdown` resolves, then reverts every live fault. Before anything else it
+    /// Runs until `shutdown` resolves, or until connecting fails in a way that cannot heal
+    /// ([`ControlError::Permanent`]), then reverts every live fault. Before anything else it
     /// reverts whatever a crashed predecessor left in the journal.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ControlError> {
         let live = self.live.clone();
@@ -92,7 +93,7 @@ impl Agent {
                 "reverted faults left by a previous agent before registering"
             );
         }
-        let endpoint = endpoint(&self.config)?;
+        let endpoint = dial::endpoint(&self.config, &self.tls)?;
         let lease = self.config.lease.get();
         let live = self.live.clone();
         // The lease and deadlines are enforced whether or not the controller is reachable.
@@ -111,8 +112,23 @@ impl Agent {
                 loop {
                     let started = Instant::now();
                     match this.session(&endpoint).await {
-                        Ok(()) => tracing::warn!("controller closed the stream"),
-                        Err(e) => tracing::warn!(error = %e, "control stream failed"),
+                        Ok(()) => tracing::warn!("controller closed the stream; reconnecting"),
+                        Err(e) => {
+                            let failure = dial::classify(&e);
+                            match failure.outlook {
+                                dial::Outlook::Permanent => return failure,
+                                dial::Outlook::Unresolved => tracing::warn!(
+                                    controller = %this.config.controller,
+                                    cause = %failure.cause,
+                                    "cannot resolve the controller's host; retrying"
+                                ),
+                                dial::Outlook::Retry => tracing::warn!(
+                                    controller = %this.config.controller,
+                                    cause = %failure.cause,
+                                    "cannot reach the controller; retrying"
+                                ),
+                            }
+                        }
                     }
                     // A session that lasted a while was healthy: start the backoff over.
                     if started.elapsed() > BACKOFF_MAX {
@@ -123,23 +139,32 @@ impl Agent {
                 }
             }
         };
-        tokio::select! {
-            _ = session_loop => {}
-            _ = shutdown => tracing::info!("shutting down"),
-        }
+        let gave_up = tokio::select! {
+            failure = session_loop => {
+                tracing::error!(controller = %this.config.controller, error = %failure, "giving up: retrying cannot fix this");
+                Some(failure)
+            }
+            _ = shutdown => {
+                tracing::info!("shutting down");
+                None
+            }
+        };
         enforcer.abort();
         for (id, e) in this.live.revert_all() {
             tracing::error!(fault = %id, error = %e, "could not revert at shutdown");
         }
-        Ok(())
+        match gave_up {
+            Some(failure) => Err(ControlError::Permanent(failure)),
+            None => Ok(()),
+        }
     }
 
     /// One connected session, until the stream ends.
-    async fn session(&self, endpoint: &Endpoint) -> Result<(), tonic::Status> {
+    async fn session(&self, endpoint: &Endpoint) -> Result<(), dial::SessionError> {
         let channel: Channel = endpoint
             .connect()
             .await
-            .map_err(|e| tonic::Status::unavailable(format!("connect: {e}")))?;
+            .map_err(dial::SessionError::Connect)?;
         let mut client = AgentControlClient::new(channel);
         let (tx, rx) = mpsc::channel::<AgentMessage>(64);
         let register = v1::Register {
@@ -154,12 +179,18 @@ impl Agent {
         let (work_tx, work_rx) = mpsc::unbounded_channel::<Work>();
         let worker = tokio::spawn(worker(self.live.clone(), work_rx, tx.clone()));
         send(&tx, agent_message::Msg::Register(register)).await;
-        let mut inbound = client.attach(ReceiverStream::new(rx)).await?.into_inner();
-        let result = self.converse(&mut inbound, &tx, &work_tx).await;
+        let attached = client.attach(ReceiverStream::new(rx)).await;
+        let result = match attached {
+            Ok(inbound) => {
+                self.converse(&mut inbound.into_inner(), &tx, &work_tx)
+                    .await
+            }
+            Err(status) => Err(status),
+        };
         drop(work_tx);
         // Let queued operations finish: a fault applied must be reported or reverted by lease.
         let _ = worker.await;
-        result
+        result.map_err(dial::SessionError::Stream)
     }
 
     async fn converse(
@@ -286,38 +317,4 @@ fn failed(mut report: FaultReport, e: FaultError) -> FaultReport {
 async fn send(tx: &mpsc::Sender<AgentMessage>, msg: agent_message::Msg) {
     // A closed channel means the stream is gone; the session loop notices and reconnects.
     let _ = tx.send(AgentMessage { msg: Some(msg) }).await;
-}
-
-fn read(path: &std::path::Path) -> Result<String, ControlError> {
-    std::fs::read_to_string(path).map_err(|source| ControlError::Read {
-        path: path.display().to_string(),
-        source,
-    })
-}
-
-/// The controller endpoint with mutual TLS from the config's files.
-pub fn endpoint(config: &AgentConfig) -> Result<Endpoint, ControlError> {
-    let ca = read(&config.tls.ca)?;
-    let cert = read(&config.tls.cert)?;
-    let key = read(&config.tls.key)?;
-    let uri: tonic::codegen::http::Uri = config
-        .controller
-        .parse()
-        .map_err(|_| ControlError::NoHost(config.controller.clone()))?;
-    let host = uri
-        .host()
-        .ok_or_else(|| ControlError::NoHost(config.controller.clone()))?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(ca))
-        .identity(Identity::from_pem(cert, key))
-        .domain_name(host);
-    Ok(Endpoint::from_shared(config.controller.clone())?
-        .tls_config(tls)?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(5)))
 }
