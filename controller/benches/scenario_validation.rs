@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 const SIZES: &[usize] = &[1_000, 10_000, 40_000];
 
 /// A valid scenario head: every error below comes from the probes or the targets.
-const HEAD: &str = "name = \"bench\"\nrto = \"1s\"\n\n[[faults]]\nkind = \"process_kill\"\nname = \"x\"\n\n";
+const HEAD: &str =
+    "name = \"bench\"\nrto = \"1s\"\n\n[[faults]]\nkind = \"process_kill\"\nname = \"x\"\n\n";
 
 /// `n` probes that all share one name: `n - 1` "duplicate probe name" errors.
 fn duplicate_probe_names(n: usize) -> String {
@@ -46,7 +47,7 @@ fn time(text: &str) -> (Duration, usize) {
     let started = Instant::now();
     let result = gameday::scenario::parse("bench.toml", text);
     let took = started.elapsed();
-    let errors = result.err().map_or(0, |e| e.0.len());
+    let errors = result.err().map_or(0, |e| e.total());
     (took, errors)
 }
 

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
+use super::echo;
 use super::error::Diagnostics;
 use super::raw::RawProbe;
 use super::settings::{count, optional_duration, positive};
@@ -45,8 +46,8 @@ pub(crate) fn probes(
                 diagnostics.error(
                     name_span,
                     format!(
-                        "duplicate probe name {:?} (first used on line {line})",
-                        spec.name
+                        "duplicate probe name {} (first used on line {line})",
+                        echo::quoted(&spec.name)
                     ),
                 );
                 return None;

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use toml::de::{DeValue, ValueDeserializer};
 use toml::Spanned;
 
+use super::echo;
 use super::error::Diagnostics;
 use super::raw::RawTargets;
 use super::settings::count;
@@ -46,7 +47,10 @@ pub(crate) fn targets(
             let line = diagnostics.line(*first);
             diagnostics.error(
                 agent.span(),
-                format!("agent {name:?} is listed twice in `agents` (first on line {line})"),
+                format!(
+                    "agent {} is listed twice in `agents` (first on line {line})",
+                    echo::quoted(name)
+                ),
             );
             ok = false;
         } else {
