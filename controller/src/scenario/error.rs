@@ -71,6 +71,10 @@ impl fmt::Display for ScenarioErrors {
 
 impl std::error::Error for ScenarioErrors {}
 
+/// Messages are cut after this many bytes. Every echo of input is already short (see
+/// `echo`); this only keeps the promise if one is missed.
+const MAX_MESSAGE_BYTES: usize = 1024;
+
 /// An error waiting to be placed: ordered by where it is, then by when it was found.
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct Pending {
@@ -118,10 +122,16 @@ impl<'a> Diagnostics<'a> {
                 _ => return,
             }
         }
-        self.kept.push(Pending {
-            message: message.into(),
-            ..pending
-        });
+        let mut message = message.into();
+        if message.len() > MAX_MESSAGE_BYTES {
+            let mut cut = MAX_MESSAGE_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        self.kept.push(Pending { message, ..pending });
     }
 
     /// Records an error from toml or serde.
@@ -215,6 +225,20 @@ mod tests {
             "{}",
             &shown[shown.len() - 60..]
         );
+    }
+
+    #[test]
+    fn overlong_messages_are_cut() {
+        let mut diagnostics = Diagnostics::new("s.toml", "");
+        diagnostics.error(0..0, "é".repeat(MAX_MESSAGE_BYTES));
+        let errors = diagnostics.into_errors();
+        let message = &errors.errors()[0].message;
+        assert!(
+            message.len() <= MAX_MESSAGE_BYTES + '…'.len_utf8(),
+            "{}",
+            message.len()
+        );
+        assert!(message.ends_with("é…"));
     }
 
     #[test]

@@ -8,9 +8,11 @@
 mod echo;
 mod error;
 mod fault;
+mod fields;
 #[cfg(test)]
 mod fixture;
 pub mod limits;
+mod names;
 mod position;
 mod probe;
 mod raw;
@@ -358,7 +360,9 @@ mod tests {
         assert!(found[0].2.contains("invalid basic string"), "{found:#?}");
         let found = errors("name = \"demo\"\nname = \"again\"\n");
         assert_eq!(found.len(), 1, "{found:#?}");
-        assert_error(&found, 2, 1, "duplicate key");
+        assert_error(&found, 2, 1, "duplicate key `name`");
+        let found = errors("[targets]\nagents = []\n[targets]\n");
+        assert_error(&found, 3, 2, "duplicate key `targets`");
     }
 
     #[test]

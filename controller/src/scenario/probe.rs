@@ -5,12 +5,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 
 use gameday_proto::Duration;
-use serde::Deserialize;
-use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::echo;
 use super::error::Diagnostics;
+use super::fields::Field;
+use super::names::check_name;
 use super::raw::RawProbe;
 use super::settings::{count, optional_duration, positive};
 use super::tree::key_span;
@@ -67,63 +68,52 @@ fn probe(
     table: &DeTable<'_>,
 ) -> Option<(ProbeSpec, Range<usize>)> {
     let header = value.span();
-    let raw = match RawProbe::deserialize(ValueDeserializer::from(value.clone())) {
-        Ok(raw) => raw,
-        Err(e) => {
-            diagnostics.toml_error(&e, Some(table), header);
-            return None;
-        }
-    };
+    let raw = RawProbe::read(diagnostics, table);
 
     let name = match &raw.name {
-        None => {
+        Field::Absent => {
             diagnostics.error(header.clone(), "probe is missing `name`");
             None
         }
-        Some(name) if name.get_ref().trim().is_empty() => {
-            diagnostics.error(name.span(), "probe `name` must not be empty");
-            None
-        }
-        Some(name) => Some((name.get_ref().clone(), name.span())),
+        Field::Invalid => None,
+        Field::Given(name) => match check_name(name.get_ref()) {
+            Ok(()) => Some((name.get_ref().clone(), name.span())),
+            Err(e) => {
+                diagnostics.error(name.span(), format!("probe `name` {e}"));
+                None
+            }
+        },
     };
 
-    let interval = optional_duration(
-        diagnostics,
-        "interval",
-        raw.interval.as_ref(),
-        DEFAULT_INTERVAL,
-    )
-    .filter(|interval| {
-        if *interval >= MIN_INTERVAL {
-            return true;
-        }
-        let at = raw.interval.as_ref().map_or(header.clone(), Spanned::span);
-        diagnostics.error(
-            at,
-            format!("`interval` must be at least {MIN_INTERVAL}, got {interval}"),
-        );
-        false
-    });
-    let timeout = optional_duration(
-        diagnostics,
-        "timeout",
-        raw.timeout.as_ref(),
-        DEFAULT_TIMEOUT,
-    )
-    .filter(|timeout| match &raw.timeout {
-        Some(written) => positive(diagnostics, "timeout", written.span(), *timeout),
-        None => true,
-    });
+    let interval = optional_duration(diagnostics, "interval", &raw.interval, DEFAULT_INTERVAL)
+        .filter(|interval| {
+            if *interval >= MIN_INTERVAL {
+                return true;
+            }
+            let at = raw.interval.span_or(header.clone());
+            diagnostics.error(
+                at,
+                format!("`interval` must be at least {MIN_INTERVAL}, got {interval}"),
+            );
+            false
+        });
+    let timeout = optional_duration(diagnostics, "timeout", &raw.timeout, DEFAULT_TIMEOUT).filter(
+        |timeout| match raw.timeout.given() {
+            Some(written) => positive(diagnostics, "timeout", written.span(), *timeout),
+            None => true,
+        },
+    );
     let recovered_after = count(
         diagnostics,
         "recovered_after",
-        raw.recovered_after.as_ref(),
+        &raw.recovered_after,
         DEFAULT_RECOVERED_AFTER,
         1,
     );
 
     let check = match &raw.kind {
-        None => {
+        Field::Invalid => None,
+        Field::Absent => {
             diagnostics.error(
                 header.clone(),
                 format!(
@@ -133,7 +123,7 @@ fn probe(
             );
             None
         }
-        Some(kind) => match kind.get_ref().as_str() {
+        Field::Given(kind) => match kind.get_ref().as_str() {
             "tcp" => {
                 let foreign = [HTTP_FIELDS, DNS_FIELDS].concat();
                 reject_fields(diagnostics, table, "tcp", TCP_FIELDS, &foreign);
@@ -206,20 +196,24 @@ fn tcp(
     raw: &RawProbe,
     header: &Range<usize>,
 ) -> Option<ProbeCheck> {
-    let Some(address) = &raw.address else {
-        diagnostics.error(
-            header.clone(),
-            "tcp probe is missing `address`, like address = \"127.0.0.1:8080\"",
-        );
-        return None;
+    let address = match &raw.address {
+        Field::Given(address) => address,
+        Field::Invalid => return None,
+        Field::Absent => {
+            diagnostics.error(
+                header.clone(),
+                "tcp probe is missing `address`, like address = \"127.0.0.1:8080\"",
+            );
+            return None;
+        }
     };
     if let Err(why) = check_host_port(address.get_ref()) {
         diagnostics.error(
             address.span(),
             format!(
-                "`address` {:?} {why} (expected host:port, like \"127.0.0.1:8080\" or \
+                "`address` {} {why} (expected host:port, like \"127.0.0.1:8080\" or \
                  \"[::1]:8080\")",
-                address.get_ref()
+                echo::quoted(address.get_ref())
             ),
         );
         return None;
@@ -235,14 +229,15 @@ fn http(
     header: &Range<usize>,
 ) -> Option<ProbeCheck> {
     let url = match &raw.url {
-        None => {
+        Field::Invalid => None,
+        Field::Absent => {
             diagnostics.error(
                 header.clone(),
                 "http probe is missing `url`, like url = \"http://127.0.0.1:8080/health\"",
             );
             None
         }
-        Some(url) => match check_url(url.get_ref()) {
+        Field::Given(url) => match check_url(url.get_ref()) {
             Ok(()) => Some(url.get_ref().clone()),
             Err(why) => {
                 diagnostics.error(url.span(), why);
@@ -251,8 +246,9 @@ fn http(
         },
     };
     let expect_status = match &raw.expect_status {
-        None => Some(DEFAULT_STATUS),
-        Some(status) => match u16::try_from(*status.get_ref()) {
+        Field::Absent => Some(DEFAULT_STATUS),
+        Field::Invalid => None,
+        Field::Given(status) => match u16::try_from(*status.get_ref()) {
             Ok(code) if (100..=599).contains(&code) => Some(code),
             _ => {
                 diagnostics.error(
@@ -269,7 +265,7 @@ fn http(
     Some(ProbeCheck::Http {
         url: url?,
         expect_status: expect_status?,
-        expect_body: raw.expect_body.as_ref().map(|b| b.get_ref().clone()),
+        expect_body: raw.expect_body.given().map(|b| b.get_ref().clone()),
     })
 }
 
@@ -279,22 +275,23 @@ fn dns(
     header: &Range<usize>,
 ) -> Option<ProbeCheck> {
     let server = match &raw.server {
-        None => {
+        Field::Invalid => None,
+        Field::Absent => {
             diagnostics.error(
                 header.clone(),
                 "dns probe is missing `server`, like server = \"10.0.0.2:53\"",
             );
             None
         }
-        Some(server) => match dns_server(server.get_ref()) {
+        Field::Given(server) => match dns_server(server.get_ref()) {
             Ok(address) => Some(address),
             Err(why) => {
                 diagnostics.error(
                     server.span(),
                     format!(
-                        "`server` {:?} {why} (expected an IP address with an optional port, \
+                        "`server` {} {why} (expected an IP address with an optional port, \
                          like \"10.0.0.2\", \"10.0.0.2:53\" or \"[fd00::2]:53\")",
-                        server.get_ref()
+                        echo::quoted(server.get_ref())
                     ),
                 );
                 None
@@ -302,14 +299,15 @@ fn dns(
         },
     };
     let query = match &raw.query {
-        None => {
+        Field::Invalid => None,
+        Field::Absent => {
             diagnostics.error(
                 header.clone(),
                 "dns probe is missing `query`, like query = \"api.internal\"",
             );
             None
         }
-        Some(query) => match check_dns_name(query.get_ref()) {
+        Field::Given(query) => match check_dns_name(query.get_ref()) {
             Ok(()) => Some(query.get_ref().clone()),
             Err(why) => {
                 diagnostics.error(query.span(), why);
@@ -318,16 +316,17 @@ fn dns(
         },
     };
     let record = match &raw.record {
-        None => Some(DnsRecord::default()),
-        Some(record) => match record.get_ref().to_ascii_uppercase().as_str() {
+        Field::Absent => Some(DnsRecord::default()),
+        Field::Invalid => None,
+        Field::Given(record) => match record.get_ref().to_ascii_uppercase().as_str() {
             "A" => Some(DnsRecord::A),
             "AAAA" => Some(DnsRecord::Aaaa),
             _ => {
                 diagnostics.error(
                     record.span(),
                     format!(
-                        "`record` must be \"A\" or \"AAAA\", got {:?}",
-                        record.get_ref()
+                        "`record` must be \"A\" or \"AAAA\", got {}",
+                        echo::quoted(record.get_ref())
                     ),
                 );
                 None
@@ -335,8 +334,9 @@ fn dns(
         },
     };
     let expect = match &raw.expect {
-        None => Some(Vec::new()),
-        Some(list) if list.get_ref().is_empty() => {
+        Field::Absent => Some(Vec::new()),
+        Field::Invalid => None,
+        Field::Given(list) if list.get_ref().is_empty() => {
             diagnostics.error(
                 list.span(),
                 "`expect` is empty: leave it out to accept any address, or list the addresses \
@@ -344,7 +344,7 @@ fn dns(
             );
             None
         }
-        Some(list) => {
+        Field::Given(list) => {
             let mut addresses = Vec::new();
             let mut valid = true;
             for entry in list.get_ref() {
@@ -409,22 +409,23 @@ fn dns_server(server: &str) -> Result<SocketAddr, &'static str> {
 
 /// Checks a dns probe's `query` is one DNS name (a trailing dot is allowed).
 fn check_dns_name(query: &str) -> Result<(), String> {
+    let shown = echo::quoted(query);
     let bare = query.strip_suffix('.').unwrap_or(query);
     if bare.starts_with("*.") {
         return Err(format!(
-            "`query` {query:?} is a wildcard; a probe looks up one name"
+            "`query` {shown} is a wildcard; a probe looks up one name"
         ));
     }
     if bare.parse::<IpAddr>().is_ok() {
         return Err(format!(
-            "`query` {query:?} is an IP address; give the name to look up"
+            "`query` {shown} is an IP address; give the name to look up"
         ));
     }
     if !gameday_proto::fault::is_dns_pattern(bare)
         || hickory_proto::rr::Name::from_ascii(bare).is_err()
     {
         return Err(format!(
-            "`query` {query:?} is not a DNS name (labels of letters, digits, '-' and '_', \
+            "`query` {shown} is not a DNS name (labels of letters, digits, '-' and '_', \
              1 to 63 characters each, 253 in all, like \"api.internal\")"
         ));
     }
@@ -434,8 +435,9 @@ fn check_dns_name(query: &str) -> Result<(), String> {
 /// Reads one `expect` entry of a dns probe: an address of the family `record` asks for (when
 /// `record` itself is valid).
 fn expected_address(entry: &str, record: Option<DnsRecord>) -> Result<IpAddr, String> {
+    let shown = echo::quoted(entry);
     let Ok(ip) = entry.parse::<IpAddr>() else {
-        return Err(format!("`expect` entry {entry:?} is not an IP address"));
+        return Err(format!("`expect` entry {shown} is not an IP address"));
     };
     match record {
         Some(record) if !record.holds(&ip) => {
@@ -444,7 +446,7 @@ fn expected_address(entry: &str, record: Option<DnsRecord>) -> Result<IpAddr, St
                 DnsRecord::Aaaa => ("IPv4", "IPv6", "A"),
             };
             Err(format!(
-                "`expect` entry {entry:?} is an {family} address, but {record} records hold \
+                "`expect` entry {shown} is an {family} address, but {record} records hold \
                  {other} addresses (use record = \"{fix}\" for {family})"
             ))
         }
@@ -454,28 +456,29 @@ fn expected_address(entry: &str, record: Option<DnsRecord>) -> Result<IpAddr, St
 
 /// Checks `url` is a plain-HTTP URL with a host, as the http probe reads it (`hyper::Uri`).
 fn check_url(url: &str) -> Result<(), String> {
+    let shown = echo::quoted(url);
     if url.to_ascii_lowercase().starts_with("https://") {
         return Err(format!(
-            "https probes are not supported yet: use an http:// URL or a tcp probe (got {url:?})"
+            "https probes are not supported yet: use an http:// URL or a tcp probe (got {shown})"
         ));
     }
     if !url.starts_with("http://") {
-        return Err(format!("`url` must start with http://, got {url:?}"));
+        return Err(format!("`url` must start with http://, got {shown}"));
     }
     let uri: hyper::Uri = url
         .parse()
-        .map_err(|e| format!("`url` {url:?} is not a valid URL: {e}"))?;
+        .map_err(|e| format!("`url` {shown} is not a valid URL: {e}"))?;
     let Some(authority) = uri.authority() else {
-        return Err(format!("`url` {url:?} has no host"));
+        return Err(format!("`url` {shown} has no host"));
     };
     // Credentials written here would be copied into every report.
     if authority.as_str().contains('@') {
         return Err(format!(
-            "`url` {url:?} must not carry credentials (user@host)"
+            "`url` {shown} must not carry credentials (user@host)"
         ));
     }
     if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("`url` {url:?} has no host"));
+        return Err(format!("`url` {shown} has no host"));
     }
     // `Uri` accepts any digits as a port, and the probe would then quietly fall back to port 80.
     let authority = authority.as_str();
@@ -485,9 +488,9 @@ fn check_url(url: &str) -> Result<(), String> {
     };
     match port.map(str::parse::<u16>) {
         None | Some(Ok(1..)) => Ok(()),
-        Some(Ok(0)) => Err(format!("`url` {url:?} has port 0")),
+        Some(Ok(0)) => Err(format!("`url` {shown} has port 0")),
         Some(Err(_)) => Err(format!(
-            "`url` {url:?} has a port that is not a number from 1 to 65535"
+            "`url` {shown} has a port that is not a number from 1 to 65535"
         )),
     }
 }
@@ -586,6 +589,33 @@ mod tests {
             24,
             19,
             "`recovered_after`: invalid type: string \"3\"",
+        );
+    }
+
+    #[test]
+    fn every_problem_in_a_probe_is_reported() {
+        let text = valid_with(
+            "expect_body = \"ok\"",
+            "expect_body = \"ok\"\nheaders = 1\nretries = 2",
+        )
+        .replace("timeout = \"200ms\"", "timeout = 200")
+        .replace("name = \"port\"", "name = \"po\\u0000rt\"");
+        let found = errors(&text);
+        let at: Vec<(usize, usize)> = found.iter().map(|(l, c, _)| (*l, *c)).collect();
+        assert_eq!(at, vec![(23, 11), (27, 1), (28, 1), (31, 8)], "{found:#?}");
+        assert_error(
+            &found,
+            23,
+            11,
+            "`timeout`: invalid type: integer `200`, expected a string",
+        );
+        assert_error(&found, 27, 1, "unknown field `headers`");
+        assert_error(&found, 28, 1, "unknown field `retries`");
+        assert_error(
+            &found,
+            31,
+            8,
+            "probe `name` must not contain control characters",
         );
     }
 
