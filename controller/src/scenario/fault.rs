@@ -101,7 +101,8 @@ fn spec_error_field(error: &FaultSpecError) -> Option<&'static str> {
         FaultSpecError::Signal { .. } => Some("signal"),
         FaultSpecError::Empty { field } => Some(field),
         FaultSpecError::Regex(_) => Some("cmdline"),
-        _ => None,
+        FaultSpecError::Invalid { field, .. } => Some(field),
+        FaultSpecError::MissingKind | FaultSpecError::ProcessMatch { .. } => None,
     }
 }
 
@@ -201,6 +202,36 @@ mod tests {
             15,
             8,
             "`name` must not be empty",
+        );
+    }
+
+    #[test]
+    fn fault_durations_and_sizes_have_a_maximum_at_their_value() {
+        let pause = "kind = \"process_pause\"\nname = \"x\"";
+        let text = valid_with(
+            "kind = \"process_kill\"\nsignal = \"SIGKILL\"\npid_file = \"/tmp/x.pid\"\ncount = \"all\"",
+            &format!("{pause}\nduration = \"18446744073709551615s\""),
+        );
+        assert_only_error(&text, 15, 12, "is longer than the maximum, 1day");
+        let text = valid_with(
+            "kind = \"process_kill\"\nsignal = \"SIGKILL\"\npid_file = \"/tmp/x.pid\"\ncount = \"all\"",
+            &format!("{pause}\nduration = \"0s\""),
+        );
+        assert_only_error(
+            &text,
+            15,
+            12,
+            "`duration`: 0s is shorter than the minimum, 1ms",
+        );
+        let text = valid_with(
+            "kind = \"process_kill\"\nsignal = \"SIGKILL\"\npid_file = \"/tmp/x.pid\"\ncount = \"all\"",
+            "kind = \"disk_fill\"\npath = \"/srv\"\nsize = \"2048TiB\"",
+        );
+        assert_only_error(
+            &text,
+            15,
+            8,
+            "`size`: 2048TiB is more than the maximum, 1024TiB",
         );
     }
 

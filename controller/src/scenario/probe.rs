@@ -11,9 +11,12 @@ use toml::Spanned;
 use super::echo;
 use super::error::Diagnostics;
 use super::fields::Field;
+use super::limits::{
+    MAX_PROBE_INTERVAL, MAX_PROBE_TIMEOUT, MAX_RECOVERED_AFTER, MIN_PROBE_INTERVAL,
+};
 use super::names::check_name;
 use super::raw::RawProbe;
-use super::settings::{count, optional_duration, positive};
+use super::settings::{bounded_duration, count, Lower};
 use super::tree::key_span;
 use super::{DnsRecord, ProbeCheck, ProbeSpec};
 
@@ -21,8 +24,6 @@ use super::{DnsRecord, ProbeCheck, ProbeSpec};
 pub(crate) const PROBE_KINDS: &[&str] = &["tcp", "http", "dns"];
 
 const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
-/// Faster probing would load the service more than it tells us.
-const MIN_INTERVAL: Duration = Duration::from_millis(10);
 const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1_000);
 const DEFAULT_RECOVERED_AFTER: u32 = 3;
 const DEFAULT_STATUS: u16 = 200;
@@ -85,30 +86,28 @@ fn probe(
         },
     };
 
-    let interval = optional_duration(diagnostics, "interval", &raw.interval, DEFAULT_INTERVAL)
-        .filter(|interval| {
-            if *interval >= MIN_INTERVAL {
-                return true;
-            }
-            let at = raw.interval.span_or(header.clone());
-            diagnostics.error(
-                at,
-                format!("`interval` must be at least {MIN_INTERVAL}, got {interval}"),
-            );
-            false
-        });
-    let timeout = optional_duration(diagnostics, "timeout", &raw.timeout, DEFAULT_TIMEOUT).filter(
-        |timeout| match raw.timeout.given() {
-            Some(written) => positive(diagnostics, "timeout", written.span(), *timeout),
-            None => true,
-        },
+    let interval = bounded_duration(
+        diagnostics,
+        "interval",
+        &raw.interval,
+        DEFAULT_INTERVAL,
+        Lower::AtLeast(MIN_PROBE_INTERVAL),
+        MAX_PROBE_INTERVAL,
+    );
+    let timeout = bounded_duration(
+        diagnostics,
+        "timeout",
+        &raw.timeout,
+        DEFAULT_TIMEOUT,
+        Lower::Positive,
+        MAX_PROBE_TIMEOUT,
     );
     let recovered_after = count(
         diagnostics,
         "recovered_after",
         &raw.recovered_after,
         DEFAULT_RECOVERED_AFTER,
-        1,
+        1..=MAX_RECOVERED_AFTER,
     );
 
     let check = match &raw.kind {
@@ -617,6 +616,36 @@ mod tests {
             8,
             "probe `name` must not contain control characters",
         );
+    }
+
+    #[test]
+    fn probe_timing_has_a_maximum() {
+        // Once accepted, then the probe panicked.
+        assert_only_error(
+            &valid_with(
+                "interval = \"10ms\"",
+                "interval = \"18446744073709551615s\"",
+            ),
+            22,
+            12,
+            "`interval` must be at most 1h, got 5845",
+        );
+        assert_only_error(
+            &valid_with("timeout = \"200ms\"", "timeout = \"5m 1s\""),
+            23,
+            11,
+            "`timeout` must be at most 5m, got 5m 1s",
+        );
+        assert_only_error(
+            &valid_with("recovered_after = 3", "recovered_after = 1001"),
+            24,
+            19,
+            "`recovered_after` must be at most 1000, got 1001",
+        );
+        let at_max = valid_with("interval = \"10ms\"", "interval = \"1h\"")
+            .replace("timeout = \"200ms\"", "timeout = \"5m\"")
+            .replace("recovered_after = 3", "recovered_after = 1000");
+        assert!(parse("max.toml", &at_max).is_ok());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The top-level settings of a scenario (name, RTO, repeats, windows, expectation), and the
 //! readers for durations and counts that every part uses.
 
-use std::ops::Range;
+use std::ops::RangeInclusive;
 
 use gameday_proto::Duration;
 use toml::de::DeTable;
@@ -10,6 +10,7 @@ use toml::Spanned;
 use super::echo;
 use super::error::Diagnostics;
 use super::fields::Field;
+use super::limits::{MAX_COOLDOWN, MAX_OBSERVE, MAX_REPEAT, MAX_RTO, MAX_STEADY_STATE};
 use super::names::check_name;
 use super::raw::RawScenario;
 use super::validate::TOP;
@@ -63,11 +64,17 @@ pub(crate) fn top_level(diagnostics: &mut Diagnostics<'_>, table: &DeTable<'_>) 
             None
         }
         Field::Invalid => None,
-        Field::Given(rto) => duration(diagnostics, "rto", rto)
-            .filter(|d| positive(diagnostics, "rto", rto.span(), *d)),
+        Field::Given(_) => bounded_duration(
+            diagnostics,
+            "rto",
+            &raw.rto,
+            Duration::default(),
+            Lower::Positive,
+            MAX_RTO,
+        ),
     };
 
-    let repeat = count(diagnostics, "repeat", &raw.repeat, 1, 1);
+    let repeat = count(diagnostics, "repeat", &raw.repeat, 1, 1..=MAX_REPEAT);
 
     let min_pass_rate = match &raw.min_pass_rate {
         Field::Absent => Some(1.0),
@@ -89,18 +96,30 @@ pub(crate) fn top_level(diagnostics: &mut Diagnostics<'_>, table: &DeTable<'_>) 
         }
     };
 
-    let steady_state = optional_duration(
+    let steady_state = bounded_duration(
         diagnostics,
         "steady_state",
         &raw.steady_state,
         DEFAULT_STEADY_STATE,
-    )
-    .filter(|d| match raw.steady_state.given() {
-        Some(s) => positive(diagnostics, "steady_state", s.span(), *d),
-        None => true,
-    });
-    let observe = optional_duration(diagnostics, "observe", &raw.observe, DEFAULT_OBSERVE);
-    let cooldown = optional_duration(diagnostics, "cooldown", &raw.cooldown, Duration::default());
+        Lower::Positive,
+        MAX_STEADY_STATE,
+    );
+    let observe = bounded_duration(
+        diagnostics,
+        "observe",
+        &raw.observe,
+        DEFAULT_OBSERVE,
+        Lower::Zero,
+        MAX_OBSERVE,
+    );
+    let cooldown = bounded_duration(
+        diagnostics,
+        "cooldown",
+        &raw.cooldown,
+        Duration::default(),
+        Lower::Zero,
+        MAX_COOLDOWN,
+    );
 
     // Recovery slower than the window cannot be measured, so the window must cover the RTO.
     let observe = match (rto, observe) {
@@ -211,41 +230,51 @@ pub(crate) fn duration(
     }
 }
 
-/// Reads the duration `field`, or `default` when it is absent.
-pub(crate) fn optional_duration(
+/// The least a duration setting may be.
+#[derive(Clone, Copy)]
+pub(crate) enum Lower {
+    /// Zero is fine (`cooldown = "0s"`).
+    Zero,
+    /// More than zero: a zero window or timeout would measure nothing.
+    Positive,
+    /// At least this much.
+    AtLeast(Duration),
+}
+
+/// Reads the duration `field`, or `default` when it is absent, and checks a written one is
+/// within `lower` and `max`. Errors point at the value and name the field, the value and the
+/// bound.
+pub(crate) fn bounded_duration(
     diagnostics: &mut Diagnostics<'_>,
     field: &str,
     value: &Field<String>,
     default: Duration,
+    lower: Lower,
+    max: Duration,
 ) -> Option<Duration> {
-    match value {
-        Field::Given(value) => duration(diagnostics, field, value),
-        Field::Absent => Some(default),
-        Field::Invalid => None,
-    }
+    let written = match value {
+        Field::Absent => return Some(default),
+        Field::Invalid => return None,
+        Field::Given(written) => written,
+    };
+    let d = duration(diagnostics, field, written)?;
+    let message = match lower {
+        Lower::Positive if d.get().is_zero() => format!("`{field}` must be more than 0"),
+        Lower::AtLeast(min) if d < min => format!("`{field}` must be at least {min}, got {d}"),
+        _ if d > max => format!("`{field}` must be at most {max}, got {d}"),
+        _ => return Some(d),
+    };
+    diagnostics.error(written.span(), message);
+    None
 }
 
-/// Whether `d` is more than zero, reporting it at `span` when not.
-pub(crate) fn positive(
-    diagnostics: &mut Diagnostics<'_>,
-    field: &str,
-    span: Range<usize>,
-    d: Duration,
-) -> bool {
-    if d.get().is_zero() {
-        diagnostics.error(span, format!("`{field}` must be more than 0"));
-        return false;
-    }
-    true
-}
-
-/// Reads the count `field` (at least `min`), or `default` when it is absent.
+/// Reads the count `field`, which must be within `range`, or `default` when it is absent.
 pub(crate) fn count(
     diagnostics: &mut Diagnostics<'_>,
     field: &str,
     value: &Field<i64>,
     default: u32,
-    min: u32,
+    range: RangeInclusive<u32>,
 ) -> Option<u32> {
     let value = match value {
         Field::Absent => return Some(default),
@@ -253,23 +282,17 @@ pub(crate) fn count(
         Field::Given(value) => value,
     };
     let n = *value.get_ref();
-    if n < i64::from(min) {
-        diagnostics.error(
-            value.span(),
-            format!("`{field}` must be at least {min}, got {n}"),
-        );
-        return None;
-    }
-    match u32::try_from(n) {
-        Ok(n) => Some(n),
-        Err(_) => {
-            diagnostics.error(
-                value.span(),
-                format!("`{field}` must be at most {}, got {n}", u32::MAX),
-            );
-            None
-        }
-    }
+    let (min, max) = (*range.start(), *range.end());
+    let message = if n < i64::from(min) {
+        format!("`{field}` must be at least {min}, got {n}")
+    } else if n > i64::from(max) {
+        format!("`{field}` must be at most {max}, got {n}")
+    } else {
+        // In range, so it fits.
+        return u32::try_from(n).ok();
+    };
+    diagnostics.error(value.span(), message);
+    None
 }
 
 #[cfg(test)]
@@ -466,13 +489,74 @@ address = "127.0.0.1:80"
             &valid_with("repeat = 3", "repeat = 5000000000"),
             4,
             10,
-            "`repeat` must be at most 4294967295",
+            "`repeat` must be at most 1000, got 5000000000",
         );
         assert_only_error(
             &valid_with("repeat = 3", "repeat = \"3\""),
             4,
             10,
             "`repeat`: invalid type: string \"3\", expected i64",
+        );
+    }
+
+    #[test]
+    fn durations_and_counts_have_a_maximum() {
+        // Once accepted, then the run panicked adding durations.
+        assert_only_error(
+            &valid_with("observe = \"10s\"", "observe = \"18446744073709551615s\""),
+            6,
+            11,
+            "`observe` must be at most 1day, got 5845",
+        );
+        let cases = [
+            (
+                "rto = \"2s\"",
+                "rto = \"24h 1s\"",
+                3,
+                7,
+                "`rto` must be at most 1day, got 1day 1s",
+            ),
+            (
+                "steady_state = \"1s\"",
+                "steady_state = \"2h\"",
+                5,
+                16,
+                "`steady_state` must be at most 1h, got 2h",
+            ),
+            (
+                "observe = \"10s\"",
+                "observe = \"10s\"\ncooldown = \"1day\"",
+                7,
+                12,
+                "`cooldown` must be at most 1h, got 1day",
+            ),
+            (
+                "repeat = 3",
+                "repeat = 1001",
+                4,
+                10,
+                "`repeat` must be at most 1000, got 1001",
+            ),
+            (
+                "max_targets = 1",
+                "max_targets = 10001",
+                10,
+                15,
+                "`max_targets` must be at most 10000, got 10001",
+            ),
+        ];
+        for (from, to, line, column, message) in cases {
+            assert_only_error(&valid_with(from, to), line, column, message);
+        }
+        let at_max = valid_with("rto = \"2s\"", "rto = \"1day\"")
+            .replace("observe = \"10s\"", "observe = \"1day\"")
+            .replace("steady_state = \"1s\"", "steady_state = \"1h\"")
+            .replace("repeat = 3", "repeat = 1000\ncooldown = \"1h\"")
+            .replace("max_targets = 1", "max_targets = 10000");
+        assert!(
+            parse("max.toml", &at_max).is_ok(),
+            "{:?}",
+            parse("max.toml", &at_max)
         );
     }
 

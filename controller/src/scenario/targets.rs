@@ -8,6 +8,7 @@ use toml::Spanned;
 use super::echo;
 use super::error::Diagnostics;
 use super::fields::Field;
+use super::limits::MAX_TARGETS;
 use super::names::{check_name, check_printable};
 use super::raw::RawTargets;
 use super::settings::count;
@@ -105,7 +106,13 @@ pub(crate) fn targets(
         ok = false;
     }
 
-    let max_targets = count(diagnostics, "max_targets", &raw.max_targets, 1, 1);
+    let max_targets = count(
+        diagnostics,
+        "max_targets",
+        &raw.max_targets,
+        1,
+        1..=MAX_TARGETS,
+    );
     if let Some(max) = max_targets {
         if agents.len() > max as usize {
             // Preflight would refuse every run: say so now, where it can be fixed.
