@@ -43,6 +43,9 @@ fn one_long_line(n: usize) -> String {
     )
 }
 
+/// A named way to build a scenario with `n` errors.
+type Case = (&'static str, fn(usize) -> String);
+
 fn time(text: &str) -> (Duration, usize) {
     let started = Instant::now();
     let result = gameday::scenario::parse("bench.toml", text);
@@ -52,7 +55,7 @@ fn time(text: &str) -> (Duration, usize) {
 }
 
 fn main() {
-    let cases: &[(&str, fn(usize) -> String)] = &[
+    let cases: &[Case] = &[
         ("duplicate probe names", duplicate_probe_names),
         ("probe intervals below the minimum", bad_intervals),
         ("empty agent names on one line", one_long_line),
