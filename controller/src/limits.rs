@@ -46,8 +46,8 @@ impl ScenarioRefusal {
         match self {
             ScenarioRefusal::Invalid(e) => format!(
                 "the scenario is invalid ({} problem{}); the stream's `invalid` event lists them",
-                e.0.len(),
-                if e.0.len() == 1 { "" } else { "s" }
+                e.total(),
+                if e.total() == 1 { "" } else { "s" }
             ),
             other => other.to_string(),
         }

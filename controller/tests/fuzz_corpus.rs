@@ -44,8 +44,11 @@ fn check_scenario(bytes: &[u8]) {
         return;
     };
     if let Err(errors) = scenario::parse("fuzz.toml", text) {
-        assert!(!errors.0.is_empty(), "a rejection names at least one error");
-        for e in &errors.0 {
+        assert!(
+            !errors.errors().is_empty(),
+            "a rejection names at least one error"
+        );
+        for e in errors.errors() {
             assert!(e.line >= 1 && e.column >= 1, "{e}");
             assert!(!e.message.trim().is_empty(), "{e}");
             let prefix = format!("fuzz.toml:{}:{}: ", e.line, e.column);

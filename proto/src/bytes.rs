@@ -63,16 +63,36 @@ impl Serialize for ByteSize {
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(u64),
-            Text(String),
-        }
-        match Raw::deserialize(deserializer)? {
-            Raw::Number(n) => Ok(ByteSize(n)),
-            Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
-        }
+        // A visitor rather than an untagged enum: untagged enums buffer the value, and the
+        // error then loses its position in the file.
+        deserializer.deserialize_any(ByteSizeVisitor)
+    }
+}
+
+struct ByteSizeVisitor;
+
+impl serde::de::Visitor<'_> for ByteSizeVisitor {
+    type Value = ByteSize;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a number of bytes, or a size with a unit like \"512MiB\"")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<ByteSize, E> {
+        Ok(ByteSize(n))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<ByteSize, E> {
+        u64::try_from(n).map(ByteSize).map_err(|_| {
+            E::invalid_value(
+                serde::de::Unexpected::Signed(n),
+                &"a size of 0 bytes or more",
+            )
+        })
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ByteSize, E> {
+        s.parse().map_err(E::custom)
     }
 }
 
@@ -88,6 +108,26 @@ mod tests {
         assert_eq!("10 KiB".parse::<ByteSize>().unwrap(), ByteSize(10240));
         assert!("lots".parse::<ByteSize>().is_err());
         assert!("1.5GB".parse::<ByteSize>().is_err());
+    }
+
+    #[test]
+    fn deserializes_numbers_and_text() {
+        #[derive(Deserialize)]
+        struct Fill {
+            size: ByteSize,
+        }
+        let read = |t: &str| toml::from_str::<Fill>(t).map(|f| f.size);
+        assert_eq!(read("size = 4096").unwrap(), ByteSize(4096));
+        assert_eq!(read("size = \"1KiB\"").unwrap(), ByteSize(1024));
+        let error = read("size = -1").unwrap_err();
+        assert!(
+            error.message().contains("a size of 0 bytes or more"),
+            "{error}"
+        );
+        assert_eq!(error.span(), Some(7..9));
+        let error = read("size = \"lots\"").unwrap_err();
+        assert!(error.message().contains("invalid size \"lots\""), "{error}");
+        assert_eq!(error.span(), Some(7..13));
     }
 
     #[test]

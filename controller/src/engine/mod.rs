@@ -31,6 +31,7 @@ pub struct Engine {
     registry: Arc<AgentRegistry>,
     active: Mutex<HashMap<String, watch::Sender<bool>>>,
     observers: Vec<Arc<dyn RunObserver>>,
+    validator: crate::limits::Validator,
 }
 
 impl Engine {
@@ -40,6 +41,7 @@ impl Engine {
             registry,
             active: Mutex::new(HashMap::new()),
             observers: Vec::new(),
+            validator: crate::limits::Validator::default(),
         }
     }
 
@@ -47,6 +49,11 @@ impl Engine {
     pub fn with_observer(mut self, observer: Arc<dyn RunObserver>) -> Engine {
         self.observers.push(observer);
         self
+    }
+
+    /// Validates scenarios off the async workers, one at a time for the whole controller.
+    pub fn validator(&self) -> &crate::limits::Validator {
+        &self.validator
     }
 
     /// The agents.

@@ -4,7 +4,9 @@
 use std::ops::Range;
 
 use gameday_proto::fault::FAULT_KINDS;
-use gameday_proto::{Fault, FaultSpecError, ProcessKill};
+use gameday_proto::{
+    DiskFill, DnsPoison, Fault, FaultSpecError, NetworkPartition, ProcessKill, ProcessPause,
+};
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
@@ -71,14 +73,18 @@ pub(crate) fn fault(
     Some(fault)
 }
 
-/// Reads the fault's table. Kinds known here are read as their own struct, without the `kind`
-/// key, so that errors keep the position of the offending key or value; serde's internally
-/// tagged enums buffer their input and lose it. Other kinds (added to the proto crate later)
-/// still parse through the enum, with errors at the fault's table.
+/// Reads the fault's table. Each kind is read as its own struct, without the `kind` key, so
+/// that errors keep the position and the name of the offending key or value; serde's
+/// internally tagged enums buffer their input and lose both. A kind added to the proto crate
+/// but not here still parses through the enum, with errors at the fault's table.
 fn deserialize(kind: &str, value: &Spanned<DeValue<'_>>) -> Result<Fault, toml::de::Error> {
+    let fields = || ValueDeserializer::from(without_kind(value));
     match kind {
-        "process_kill" => ProcessKill::deserialize(ValueDeserializer::from(without_kind(value)))
-            .map(Fault::ProcessKill),
+        "process_kill" => ProcessKill::deserialize(fields()).map(Fault::ProcessKill),
+        "process_pause" => ProcessPause::deserialize(fields()).map(Fault::ProcessPause),
+        "network_partition" => NetworkPartition::deserialize(fields()).map(Fault::NetworkPartition),
+        "disk_fill" => DiskFill::deserialize(fields()).map(Fault::DiskFill),
+        "dns_poison" => DnsPoison::deserialize(fields()).map(Fault::DnsPoison),
         _ => through_enum(value),
     }
 }
@@ -101,7 +107,8 @@ fn spec_error_field(error: &FaultSpecError) -> Option<&'static str> {
         FaultSpecError::Signal { .. } => Some("signal"),
         FaultSpecError::Empty { field } => Some(field),
         FaultSpecError::Regex(_) => Some("cmdline"),
-        _ => None,
+        FaultSpecError::Invalid { field, .. } => Some(field),
+        FaultSpecError::MissingKind | FaultSpecError::ProcessMatch { .. } => None,
     }
 }
 
@@ -201,6 +208,36 @@ mod tests {
             15,
             8,
             "`name` must not be empty",
+        );
+    }
+
+    #[test]
+    fn fault_durations_and_sizes_have_a_maximum_at_their_value() {
+        let pause = "kind = \"process_pause\"\nname = \"x\"";
+        let text = valid_with(
+            "kind = \"process_kill\"\nsignal = \"SIGKILL\"\npid_file = \"/tmp/x.pid\"\ncount = \"all\"",
+            &format!("{pause}\nduration = \"18446744073709551615s\""),
+        );
+        assert_only_error(&text, 15, 12, "is longer than the maximum, 1day");
+        let text = valid_with(
+            "kind = \"process_kill\"\nsignal = \"SIGKILL\"\npid_file = \"/tmp/x.pid\"\ncount = \"all\"",
+            &format!("{pause}\nduration = \"0s\""),
+        );
+        assert_only_error(
+            &text,
+            15,
+            12,
+            "`duration`: 0s is shorter than the minimum, 1ms",
+        );
+        let text = valid_with(
+            "kind = \"process_kill\"\nsignal = \"SIGKILL\"\npid_file = \"/tmp/x.pid\"\ncount = \"all\"",
+            "kind = \"disk_fill\"\npath = \"/srv\"\nsize = \"2048TiB\"",
+        );
+        assert_only_error(
+            &text,
+            15,
+            8,
+            "`size`: 2048TiB is more than the maximum, 1024TiB",
         );
     }
 

@@ -58,8 +58,9 @@ pub(crate) fn errors(text: &str) -> Vec<(usize, usize, String)> {
     match parse("test.toml", text) {
         Ok(scenario) => panic!("expected errors, parsed {scenario:#?}"),
         Err(errors) => errors
-            .0
-            .into_iter()
+            .errors()
+            .iter()
+            .cloned()
             .map(
                 |ScenarioError {
                      file,

@@ -5,10 +5,14 @@
 //! own and checked, so one pass reports every problem it can find, each at its own place. Nothing
 //! runs unless the whole file is valid.
 
+mod echo;
 mod error;
 mod fault;
+mod fields;
 #[cfg(test)]
 mod fixture;
+pub mod limits;
+mod names;
 mod position;
 mod probe;
 mod raw;
@@ -186,6 +190,17 @@ impl std::fmt::Display for DnsRecord {
 /// reported alone.
 pub fn parse(file_name: &str, text: &str) -> Result<Scenario, ScenarioErrors> {
     let mut diagnostics = Diagnostics::new(file_name, text);
+    if text.len() > crate::limits::MAX_SCENARIO_BYTES {
+        diagnostics.error(
+            0..0,
+            format!(
+                "the file is {} bytes; the limit is {} bytes (1 MiB)",
+                text.len(),
+                crate::limits::MAX_SCENARIO_BYTES
+            ),
+        );
+        return Err(diagnostics.into_errors());
+    }
     let scenario = validate::scenario(&mut diagnostics, text);
     match scenario {
         Some(scenario) if diagnostics.is_empty() => Ok(scenario),
@@ -356,7 +371,9 @@ mod tests {
         assert!(found[0].2.contains("invalid basic string"), "{found:#?}");
         let found = errors("name = \"demo\"\nname = \"again\"\n");
         assert_eq!(found.len(), 1, "{found:#?}");
-        assert_error(&found, 2, 1, "duplicate key");
+        assert_error(&found, 2, 1, "duplicate key `name`");
+        let found = errors("[targets]\nagents = []\n[targets]\n");
+        assert_error(&found, 3, 2, "duplicate key `targets`");
     }
 
     #[test]
@@ -454,6 +471,41 @@ interval = "1ms"
     }
 
     #[test]
+    fn forty_thousand_duplicate_probe_names_are_counted_and_the_first_shown() {
+        // Once quadratic (every error rescanned the file for its line): 40,000 took minutes.
+        let mut text = MINIMAL.to_string();
+        let probe = "[[probes]]\nname = \"port\"\nkind = \"tcp\"\naddress = \"127.0.0.1:80\"\n";
+        text.push_str(&probe.repeat(39_999));
+        let errors = parse("dup.toml", &text).expect_err("duplicates");
+        assert_eq!(errors.total(), 39_999);
+        assert_eq!(errors.errors().len(), limits::MAX_REPORTED_ERRORS);
+        // The original probe's name is on line 12; each copy takes 4 lines after line 14.
+        for (i, error) in errors.errors().iter().enumerate() {
+            assert_eq!((error.line, error.column), (16 + 4 * i, 8), "{error}");
+            assert_eq!(
+                error.message,
+                "duplicate probe name \"port\" (first used on line 12)"
+            );
+        }
+        assert!(errors.to_string().ends_with("\n… and 39899 more errors"));
+    }
+
+    #[test]
+    fn thirty_thousand_errors_on_one_line_are_placed_by_column() {
+        let agents = vec!["\"\""; 30_000].join(", ");
+        let text = MINIMAL.replace(
+            "labels = { role = \"web\" }",
+            &format!("agents = [{agents}]\nmax_targets = 1"),
+        );
+        let errors = parse("line.toml", &text).expect_err("empty names");
+        assert_eq!(errors.total(), 30_000);
+        for (i, error) in errors.errors().iter().enumerate() {
+            // `agents = [` is 10 characters; each `"", ` is 4.
+            assert_eq!((error.line, error.column), (5, 11 + 4 * i), "{error}");
+        }
+    }
+
+    #[test]
     fn load_reads_a_file_and_names_it_in_errors() {
         let dir = tempfile::tempdir().expect("temp dir");
         let good = dir.path().join("good.toml");
@@ -463,9 +515,12 @@ interval = "1ms"
         let bad = dir.path().join("bad.toml");
         std::fs::write(&bad, VALID.replace("repeat = 3", "repeat = 0")).expect("write");
         let errors = load(&bad).expect_err("invalid");
-        assert_eq!(errors.0.len(), 1);
-        assert_eq!(errors.0[0].file, bad.display().to_string());
-        assert_eq!((errors.0[0].line, errors.0[0].column), (4, 10));
+        assert_eq!(errors.errors().len(), 1);
+        assert_eq!(errors.errors()[0].file, bad.display().to_string());
+        assert_eq!(
+            (errors.errors()[0].line, errors.errors()[0].column),
+            (4, 10)
+        );
     }
 
     #[test]
@@ -473,7 +528,7 @@ interval = "1ms"
         let dir = tempfile::tempdir().expect("temp dir");
         let missing = dir.path().join("missing.toml");
         let errors = load(&missing).expect_err("no file");
-        let error = &errors.0[0];
+        let error = &errors.errors()[0];
         assert_eq!((error.line, error.column), (1, 1));
         assert_eq!(error.file, missing.display().to_string());
         assert!(
@@ -484,7 +539,7 @@ interval = "1ms"
         let latin1 = dir.path().join("latin1.toml");
         std::fs::write(&latin1, b"name = \"x\"\ndescription = \"caf\xe9\"\n").expect("write");
         let errors = load(&latin1).expect_err("not UTF-8");
-        let error = &errors.0[0];
+        let error = &errors.errors()[0];
         assert_eq!((error.line, error.column), (2, 19));
         assert!(error.message.contains("not valid UTF-8"), "{error}");
     }

@@ -1,20 +1,23 @@
 //! The top-level settings of a scenario (name, RTO, repeats, windows, expectation), and the
 //! readers for durations and counts that every part uses.
 
-use std::ops::Range;
+use std::ops::RangeInclusive;
 
 use gameday_proto::Duration;
+use toml::de::DeTable;
 use toml::Spanned;
 
+use super::echo;
 use super::error::Diagnostics;
+use super::fields::Field;
+use super::limits::{MAX_COOLDOWN, MAX_OBSERVE, MAX_REPEAT, MAX_RTO, MAX_STEADY_STATE};
+use super::names::check_name;
 use super::raw::RawScenario;
 use super::validate::TOP;
 use super::{Expectation, RevertPolicy};
 
 const DEFAULT_STEADY_STATE: Duration = Duration::from_millis(2_000);
 const DEFAULT_OBSERVE: Duration = Duration::from_millis(30_000);
-const EXPECTATIONS: &[&str] = &["recovery", "no_impact"];
-const REVERT_POLICIES: &[&str] = &["after_duration", "on_recovery"];
 
 /// The top-level settings, each `None` when it was reported as wrong.
 pub(crate) struct TopLevel {
@@ -31,24 +34,28 @@ pub(crate) struct TopLevel {
 }
 
 /// Reads and checks the top-level settings, filling in the defaults.
-pub(crate) fn top_level(diagnostics: &mut Diagnostics<'_>, raw: RawScenario) -> TopLevel {
+pub(crate) fn top_level(diagnostics: &mut Diagnostics<'_>, table: &DeTable<'_>) -> TopLevel {
+    let raw = RawScenario::read(diagnostics, table);
     let name = match &raw.name {
-        None => {
+        Field::Absent => {
             diagnostics.error(
                 TOP,
                 "missing `name`: every scenario needs a name, like name = \"kill-web\"",
             );
             None
         }
-        Some(name) if name.get_ref().trim().is_empty() => {
-            diagnostics.error(name.span(), "`name` must not be empty");
-            None
-        }
-        Some(name) => Some(name.get_ref().clone()),
+        Field::Invalid => None,
+        Field::Given(name) => match check_name(name.get_ref()) {
+            Ok(()) => Some(name.get_ref().clone()),
+            Err(e) => {
+                diagnostics.error(name.span(), format!("`name` {e}"));
+                None
+            }
+        },
     };
 
     let rto = match &raw.rto {
-        None => {
+        Field::Absent => {
             diagnostics.error(
                 TOP,
                 "missing `rto`: the recovery time objective, the longest outage that passes, \
@@ -56,15 +63,23 @@ pub(crate) fn top_level(diagnostics: &mut Diagnostics<'_>, raw: RawScenario) -> 
             );
             None
         }
-        Some(rto) => duration(diagnostics, "rto", rto)
-            .filter(|d| positive(diagnostics, "rto", rto.span(), *d)),
+        Field::Invalid => None,
+        Field::Given(_) => bounded_duration(
+            diagnostics,
+            "rto",
+            &raw.rto,
+            Duration::default(),
+            Lower::Positive,
+            MAX_RTO,
+        ),
     };
 
-    let repeat = count(diagnostics, "repeat", raw.repeat.as_ref(), 1, 1);
+    let repeat = count(diagnostics, "repeat", &raw.repeat, 1, 1..=MAX_REPEAT);
 
     let min_pass_rate = match &raw.min_pass_rate {
-        None => Some(1.0),
-        Some(rate) => {
+        Field::Absent => Some(1.0),
+        Field::Invalid => None,
+        Field::Given(rate) => {
             let value = *rate.get_ref();
             if value > 0.0 && value <= 1.0 {
                 Some(value)
@@ -81,33 +96,35 @@ pub(crate) fn top_level(diagnostics: &mut Diagnostics<'_>, raw: RawScenario) -> 
         }
     };
 
-    let steady_state = optional_duration(
+    let steady_state = bounded_duration(
         diagnostics,
         "steady_state",
-        raw.steady_state.as_ref(),
+        &raw.steady_state,
         DEFAULT_STEADY_STATE,
-    )
-    .filter(|d| match &raw.steady_state {
-        Some(s) => positive(diagnostics, "steady_state", s.span(), *d),
-        None => true,
-    });
-    let observe = optional_duration(
+        Lower::Positive,
+        MAX_STEADY_STATE,
+    );
+    let observe = bounded_duration(
         diagnostics,
         "observe",
-        raw.observe.as_ref(),
+        &raw.observe,
         DEFAULT_OBSERVE,
+        Lower::Zero,
+        MAX_OBSERVE,
     );
-    let cooldown = optional_duration(
+    let cooldown = bounded_duration(
         diagnostics,
         "cooldown",
-        raw.cooldown.as_ref(),
+        &raw.cooldown,
         Duration::default(),
+        Lower::Zero,
+        MAX_COOLDOWN,
     );
 
     // Recovery slower than the window cannot be measured, so the window must cover the RTO.
     let observe = match (rto, observe) {
         (Some(rto), Some(observe)) if observe < rto => {
-            match &raw.observe {
+            match raw.observe.given() {
                 Some(written) => diagnostics.error(
                     written.span(),
                     format!(
@@ -115,61 +132,47 @@ pub(crate) fn top_level(diagnostics: &mut Diagnostics<'_>, raw: RawScenario) -> 
                          window must cover the RTO"
                     ),
                 ),
-                None => {
-                    let at = raw.rto.as_ref().map_or(TOP, Spanned::span);
-                    diagnostics.error(
-                        at,
-                        format!(
-                            "`rto` ({rto}) is longer than the default observation window \
-                             ({observe}); set `observe` to at least {rto}"
-                        ),
-                    );
-                }
+                None => diagnostics.error(
+                    raw.rto.span_or(TOP),
+                    format!(
+                        "`rto` ({rto}) is longer than the default observation window \
+                         ({observe}); set `observe` to at least {rto}"
+                    ),
+                ),
             }
             None
         }
         (_, observe) => observe,
     };
 
-    let expect = match &raw.expect {
-        None => Some(Expectation::Recovery),
-        Some(expect) => match expect.get_ref().as_str() {
-            "recovery" => Some(Expectation::Recovery),
-            "no_impact" => Some(Expectation::NoImpact),
-            other => {
-                diagnostics.error(
-                    expect.span(),
-                    format!(
-                        "unknown `expect` {other:?} (expected one of: {})",
-                        EXPECTATIONS.join(", ")
-                    ),
-                );
-                None
-            }
-        },
-    };
-
-    let revert = match &raw.revert {
-        None => Some(RevertPolicy::AfterDuration),
-        Some(revert) => match revert.get_ref().as_str() {
-            "after_duration" => Some(RevertPolicy::AfterDuration),
-            "on_recovery" => Some(RevertPolicy::OnRecovery),
-            other => {
-                diagnostics.error(
-                    revert.span(),
-                    format!(
-                        "unknown `revert` {other:?} (expected one of: {})",
-                        REVERT_POLICIES.join(", ")
-                    ),
-                );
-                None
-            }
-        },
-    };
+    let expect = one_of(
+        diagnostics,
+        "expect",
+        &raw.expect,
+        &[
+            ("recovery", Expectation::Recovery),
+            ("no_impact", Expectation::NoImpact),
+        ],
+        Expectation::Recovery,
+    );
+    let revert = one_of(
+        diagnostics,
+        "revert",
+        &raw.revert,
+        &[
+            ("after_duration", RevertPolicy::AfterDuration),
+            ("on_recovery", RevertPolicy::OnRecovery),
+        ],
+        RevertPolicy::AfterDuration,
+    );
 
     TopLevel {
         name,
-        description: raw.description.unwrap_or_default(),
+        description: raw
+            .description
+            .given()
+            .map(|d| d.get_ref().clone())
+            .unwrap_or_default(),
         rto,
         repeat,
         min_pass_rate,
@@ -181,6 +184,36 @@ pub(crate) fn top_level(diagnostics: &mut Diagnostics<'_>, raw: RawScenario) -> 
     }
 }
 
+/// Reads a setting that takes one of a few words, or `default` when it is absent.
+fn one_of<T: Copy>(
+    diagnostics: &mut Diagnostics<'_>,
+    field: &str,
+    value: &Field<String>,
+    choices: &[(&str, T)],
+    default: T,
+) -> Option<T> {
+    let written = match value {
+        Field::Absent => return Some(default),
+        Field::Invalid => return None,
+        Field::Given(written) => written,
+    };
+    let found = choices
+        .iter()
+        .find(|(word, _)| *word == written.get_ref().as_str());
+    if found.is_none() {
+        let words: Vec<&str> = choices.iter().map(|(word, _)| *word).collect();
+        diagnostics.error(
+            written.span(),
+            format!(
+                "unknown `{field}` {} (expected one of: {})",
+                echo::quoted(written.get_ref()),
+                words.join(", ")
+            ),
+        );
+    }
+    found.map(|(_, choice)| *choice)
+}
+
 /// Reads the duration `field`, reporting it when it does not parse.
 pub(crate) fn duration(
     diagnostics: &mut Diagnostics<'_>,
@@ -190,73 +223,81 @@ pub(crate) fn duration(
     match value.get_ref().parse::<Duration>() {
         Ok(d) => Some(d),
         Err(e) => {
-            diagnostics.error(value.span(), format!("`{field}`: {e}"));
+            let reason = echo::shorten_quotes(&e.to_string());
+            diagnostics.error(value.span(), format!("`{field}`: {reason}"));
             None
         }
     }
 }
 
-/// Reads the duration `field`, or `default` when it is absent.
-pub(crate) fn optional_duration(
+/// The least a duration setting may be.
+#[derive(Clone, Copy)]
+pub(crate) enum Lower {
+    /// Zero is fine (`cooldown = "0s"`).
+    Zero,
+    /// More than zero: a zero window or timeout would measure nothing.
+    Positive,
+    /// At least this much.
+    AtLeast(Duration),
+}
+
+/// Reads the duration `field`, or `default` when it is absent, and checks a written one is
+/// within `lower` and `max`. Errors point at the value and name the field, the value and the
+/// bound.
+pub(crate) fn bounded_duration(
     diagnostics: &mut Diagnostics<'_>,
     field: &str,
-    value: Option<&Spanned<String>>,
+    value: &Field<String>,
     default: Duration,
+    lower: Lower,
+    max: Duration,
 ) -> Option<Duration> {
-    match value {
-        Some(value) => duration(diagnostics, field, value),
-        None => Some(default),
-    }
+    let written = match value {
+        Field::Absent => return Some(default),
+        Field::Invalid => return None,
+        Field::Given(written) => written,
+    };
+    let d = duration(diagnostics, field, written)?;
+    let message = match lower {
+        Lower::Positive if d.get().is_zero() => format!("`{field}` must be more than 0"),
+        Lower::AtLeast(min) if d < min => format!("`{field}` must be at least {min}, got {d}"),
+        _ if d > max => format!("`{field}` must be at most {max}, got {d}"),
+        _ => return Some(d),
+    };
+    diagnostics.error(written.span(), message);
+    None
 }
 
-/// Whether `d` is more than zero, reporting it at `span` when not.
-pub(crate) fn positive(
-    diagnostics: &mut Diagnostics<'_>,
-    field: &str,
-    span: Range<usize>,
-    d: Duration,
-) -> bool {
-    if d.get().is_zero() {
-        diagnostics.error(span, format!("`{field}` must be more than 0"));
-        return false;
-    }
-    true
-}
-
-/// Reads the count `field` (at least `min`), or `default` when it is absent.
+/// Reads the count `field`, which must be within `range`, or `default` when it is absent.
 pub(crate) fn count(
     diagnostics: &mut Diagnostics<'_>,
     field: &str,
-    value: Option<&Spanned<i64>>,
+    value: &Field<i64>,
     default: u32,
-    min: u32,
+    range: RangeInclusive<u32>,
 ) -> Option<u32> {
-    let Some(value) = value else {
-        return Some(default);
+    let value = match value {
+        Field::Absent => return Some(default),
+        Field::Invalid => return None,
+        Field::Given(value) => value,
     };
     let n = *value.get_ref();
-    if n < i64::from(min) {
-        diagnostics.error(
-            value.span(),
-            format!("`{field}` must be at least {min}, got {n}"),
-        );
-        return None;
-    }
-    match u32::try_from(n) {
-        Ok(n) => Some(n),
-        Err(_) => {
-            diagnostics.error(
-                value.span(),
-                format!("`{field}` must be at most {}, got {n}", u32::MAX),
-            );
-            None
-        }
-    }
+    let (min, max) = (*range.start(), *range.end());
+    let message = if n < i64::from(min) {
+        format!("`{field}` must be at least {min}, got {n}")
+    } else if n > i64::from(max) {
+        format!("`{field}` must be at most {max}, got {n}")
+    } else {
+        // In range, so it fits.
+        return u32::try_from(n).ok();
+    };
+    diagnostics.error(value.span(), message);
+    None
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixture::{assert_only_error, valid_with, MINIMAL};
+    use super::super::fixture::{assert_error, assert_only_error, errors, valid_with, MINIMAL};
     use super::super::parse;
 
     #[test]
@@ -287,6 +328,103 @@ mod tests {
             5,
             1,
             "unknown field `retries`, expected one of `name`, `description`",
+        );
+    }
+
+    #[test]
+    fn every_top_level_problem_is_reported_not_only_the_first() {
+        // The README's example: an unknown key no longer hides the bad duration.
+        let text =
+            valid_with("repeat = 3", "retries = 3").replace("rto = \"2s\"", "rto = \"fast\"");
+        let found = errors(&text);
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert_error(&found, 3, 7, "`rto`: invalid duration \"fast\"");
+        assert_error(
+            &found,
+            4,
+            1,
+            "unknown field `retries`, expected one of `name`, `description`",
+        );
+
+        let text = r#"name = 7
+description = []
+rto = "fast"
+repeat = "3"
+min_pass_rate = "all"
+steady_state = 1
+observe = "forever"
+cooldown = "later"
+expect = "maybe"
+revert = "whenever"
+colour = "blue"
+
+[targets]
+agents = ["a"]
+
+[[faults]]
+kind = "process_kill"
+name = "x"
+
+[[probes]]
+name = "p"
+kind = "tcp"
+address = "127.0.0.1:80"
+"#;
+        let found = errors(text);
+        let lines: Vec<usize> = found.iter().map(|(line, _, _)| *line).collect();
+        assert_eq!(lines, (1..=11).collect::<Vec<_>>(), "{found:#?}");
+        assert_error(
+            &found,
+            1,
+            8,
+            "`name`: invalid type: integer `7`, expected a string",
+        );
+        assert_error(
+            &found,
+            4,
+            10,
+            "`repeat`: invalid type: string \"3\", expected i64",
+        );
+        assert_error(&found, 11, 1, "unknown field `colour`");
+    }
+
+    #[test]
+    fn a_key_of_the_wrong_type_is_not_also_missing() {
+        assert_only_error(
+            &valid_with("name = \"demo\"", "name = [\"demo\"]"),
+            1,
+            8,
+            "`name`: invalid type: sequence, expected a string",
+        );
+        // A wrong `observe` is not replaced by the default (and then compared with the RTO).
+        let text = MINIMAL.replace("rto = \"5s\"", "rto = \"45s\"\nobserve = 60");
+        assert_only_error(&text, 3, 11, "`observe`: invalid type: integer `60`");
+    }
+
+    #[test]
+    fn a_huge_unknown_key_is_echoed_cut_short() {
+        let key = "k".repeat(1 << 20);
+        let text = valid_with("repeat = 3", &format!("repeat = 3\n{key} = 1"));
+        let found = errors(&text);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        let message = &found[0].2;
+        assert!(message.len() < 400, "{} bytes", message.len());
+        assert!(
+            message.starts_with(&format!(
+                "unknown field `{}`… (1048576 characters)",
+                "k".repeat(64)
+            )),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn names_with_control_characters_are_refused() {
+        assert_only_error(
+            &valid_with("name = \"demo\"", "name = \"de\\u0000mo\""),
+            1,
+            8,
+            "`name` must not contain control characters, found \\u{0} at character 3",
         );
     }
 
@@ -351,13 +489,74 @@ mod tests {
             &valid_with("repeat = 3", "repeat = 5000000000"),
             4,
             10,
-            "`repeat` must be at most 4294967295",
+            "`repeat` must be at most 1000, got 5000000000",
         );
         assert_only_error(
             &valid_with("repeat = 3", "repeat = \"3\""),
             4,
             10,
             "`repeat`: invalid type: string \"3\", expected i64",
+        );
+    }
+
+    #[test]
+    fn durations_and_counts_have_a_maximum() {
+        // Once accepted, then the run panicked adding durations.
+        assert_only_error(
+            &valid_with("observe = \"10s\"", "observe = \"18446744073709551615s\""),
+            6,
+            11,
+            "`observe` must be at most 1day, got 5845",
+        );
+        let cases = [
+            (
+                "rto = \"2s\"",
+                "rto = \"24h 1s\"",
+                3,
+                7,
+                "`rto` must be at most 1day, got 1day 1s",
+            ),
+            (
+                "steady_state = \"1s\"",
+                "steady_state = \"2h\"",
+                5,
+                16,
+                "`steady_state` must be at most 1h, got 2h",
+            ),
+            (
+                "observe = \"10s\"",
+                "observe = \"10s\"\ncooldown = \"1day\"",
+                7,
+                12,
+                "`cooldown` must be at most 1h, got 1day",
+            ),
+            (
+                "repeat = 3",
+                "repeat = 1001",
+                4,
+                10,
+                "`repeat` must be at most 1000, got 1001",
+            ),
+            (
+                "max_targets = 1",
+                "max_targets = 10001",
+                10,
+                15,
+                "`max_targets` must be at most 10000, got 10001",
+            ),
+        ];
+        for (from, to, line, column, message) in cases {
+            assert_only_error(&valid_with(from, to), line, column, message);
+        }
+        let at_max = valid_with("rto = \"2s\"", "rto = \"1day\"")
+            .replace("observe = \"10s\"", "observe = \"1day\"")
+            .replace("steady_state = \"1s\"", "steady_state = \"1h\"")
+            .replace("repeat = 3", "repeat = 1000\ncooldown = \"1h\"")
+            .replace("max_targets = 1", "max_targets = 10000");
+        assert!(
+            parse("max.toml", &at_max).is_ok(),
+            "{:?}",
+            parse("max.toml", &at_max)
         );
     }
 

@@ -2,11 +2,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::Deserialize;
-use toml::de::{DeValue, ValueDeserializer};
+use toml::de::DeValue;
 use toml::Spanned;
 
+use super::echo;
 use super::error::Diagnostics;
+use super::fields::Field;
+use super::limits::MAX_TARGETS;
+use super::names::{check_name, check_printable};
 use super::raw::RawTargets;
 use super::settings::count;
 use super::Targets;
@@ -26,27 +29,30 @@ pub(crate) fn targets(
         );
         return None;
     };
-    let raw = match RawTargets::deserialize(ValueDeserializer::from(value.clone())) {
-        Ok(raw) => raw,
-        Err(e) => {
-            diagnostics.toml_error(&e, Some(table), value.span());
-            return None;
-        }
-    };
+    let raw = RawTargets::read(diagnostics, table);
     let mut ok = true;
 
     let mut agents = Vec::new();
     let mut seen: HashMap<&str, usize> = HashMap::new();
-    for agent in raw.agents.iter().flatten() {
+    for agent in raw
+        .agents
+        .given()
+        .map(Spanned::get_ref)
+        .into_iter()
+        .flatten()
+    {
         let name = agent.get_ref().as_str();
-        if name.trim().is_empty() {
-            diagnostics.error(agent.span(), "agent names in `agents` must not be empty");
+        if let Err(e) = check_name(name) {
+            diagnostics.error(agent.span(), format!("agent names in `agents` {e}"));
             ok = false;
         } else if let Some(first) = seen.get(name) {
             let line = diagnostics.line(*first);
             diagnostics.error(
                 agent.span(),
-                format!("agent {name:?} is listed twice in `agents` (first on line {line})"),
+                format!(
+                    "agent {} is listed twice in `agents` (first on line {line})",
+                    echo::quoted(name)
+                ),
             );
             ok = false;
         } else {
@@ -56,17 +62,41 @@ pub(crate) fn targets(
     }
 
     let mut labels = BTreeMap::new();
-    for (key, label) in raw.labels.iter().flatten() {
-        if key.get_ref().trim().is_empty() {
-            diagnostics.error(key.span(), "label names in `labels` must not be empty");
-            ok = false;
-        } else {
-            labels.insert(key.get_ref().clone(), label.get_ref().clone());
+    for (key, label) in raw
+        .labels
+        .given()
+        .map(Spanned::get_ref)
+        .into_iter()
+        .flatten()
+    {
+        let checked = check_name(key.get_ref())
+            .map_err(|e| (key.span(), format!("label names in `labels` {e}")))
+            .and_then(|()| {
+                check_printable(label.get_ref())
+                    .map_err(|e| (label.span(), format!("label values in `labels` {e}")))
+            });
+        match checked {
+            Ok(()) => {
+                labels.insert(key.get_ref().clone(), label.get_ref().clone());
+            }
+            Err((span, message)) => {
+                diagnostics.error(span, message);
+                ok = false;
+            }
         }
     }
 
-    let agents_given = raw.agents.as_ref().is_some_and(|a| !a.is_empty());
-    let labels_given = raw.labels.as_ref().is_some_and(|l| !l.is_empty());
+    // A list of the wrong type was reported already; calling the targets empty would mislead.
+    let agents_given = match &raw.agents {
+        Field::Absent => false,
+        Field::Invalid => true,
+        Field::Given(agents) => !agents.get_ref().is_empty(),
+    };
+    let labels_given = match &raw.labels {
+        Field::Absent => false,
+        Field::Invalid => true,
+        Field::Given(labels) => !labels.get_ref().is_empty(),
+    };
     if !agents_given && !labels_given {
         diagnostics.error(
             value.span(),
@@ -76,18 +106,24 @@ pub(crate) fn targets(
         ok = false;
     }
 
-    let max_targets = count(diagnostics, "max_targets", raw.max_targets.as_ref(), 1, 1);
+    let max_targets = count(
+        diagnostics,
+        "max_targets",
+        &raw.max_targets,
+        1,
+        1..=MAX_TARGETS,
+    );
     if let Some(max) = max_targets {
         if agents.len() > max as usize {
             // Preflight would refuse every run: say so now, where it can be fixed.
-            let at = raw.max_targets.as_ref().map_or(value.span(), Spanned::span);
+            let at = raw.max_targets.span_or(value.span());
             diagnostics.error(
                 at,
                 format!(
                     "`agents` names {} agents but `max_targets` is {max}{}; raise \
                      `max_targets` to at least {}",
                     agents.len(),
-                    if raw.max_targets.is_none() {
+                    if raw.max_targets.is_absent() {
                         " (the default)"
                     } else {
                         ""
@@ -123,6 +159,46 @@ mod tests {
             11,
             1,
             "unknown field `zone`, expected one of `agents`, `labels`, `max_targets`",
+        );
+    }
+
+    #[test]
+    fn every_problem_in_targets_is_reported() {
+        let text = valid_with(
+            "agents = [\"local\"]\nmax_targets = 1",
+            "agents = [\"lo\\u0000cal\"]\nmax_targets = \"one\"\nzone = \"a\"\nlabels = { \"ro\\nle\" = \"web\", tier = \"a\\u001b[31m\" }",
+        );
+        let found = super::super::fixture::errors(&text);
+        assert_eq!(found.len(), 5, "{found:#?}");
+        let at: Vec<(usize, usize)> = found.iter().map(|(l, c, _)| (*l, *c)).collect();
+        assert_eq!(
+            at,
+            vec![(9, 11), (10, 15), (11, 1), (12, 12), (12, 37)],
+            "{found:#?}"
+        );
+        assert!(
+            found[0]
+                .2
+                .contains("agent names in `agents` must not contain control characters"),
+            "{found:#?}"
+        );
+        assert!(
+            found[1]
+                .2
+                .contains("`max_targets`: invalid type: string \"one\""),
+            "{found:#?}"
+        );
+        assert!(
+            found[3]
+                .2
+                .contains("label names in `labels` must not contain control characters"),
+            "{found:#?}"
+        );
+        assert!(
+            found[4]
+                .2
+                .contains("label values in `labels` must not contain control characters"),
+            "{found:#?}"
         );
     }
 

@@ -21,6 +21,20 @@ pub(crate) fn path_to(table: &DeTable<'_>, span: &Range<usize>) -> Option<String
     }
 }
 
+/// The dotted path of the innermost value whose span holds `span` inside `value`, which `key`
+/// holds (`labels.zone`, `agents[1]`); `key` alone when nothing inside does.
+pub(crate) fn path_in_value(
+    key: &str,
+    value: &Spanned<DeValue<'_>>,
+    span: &Range<usize>,
+) -> String {
+    let mut path = vec![Segment::Key(key)];
+    match find(value.get_ref(), span, &mut path) {
+        Found::Value => render(&path),
+        Found::Key | Found::Nothing => key.to_string(),
+    }
+}
+
 enum Found {
     Nothing,
     Key,

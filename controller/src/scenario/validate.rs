@@ -3,12 +3,11 @@
 
 use std::ops::Range;
 
-use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+use super::echo;
 use super::error::Diagnostics;
-use super::raw::RawScenario;
 use super::{fault, probe, settings, targets, Scenario};
 
 /// Where errors about something missing from the whole file point: line 1, column 1.
@@ -22,19 +21,13 @@ pub(crate) fn scenario(diagnostics: &mut Diagnostics<'_>, text: &str) -> Option<
     let root = match DeTable::parse(text) {
         Ok(root) => root,
         Err(e) => {
-            diagnostics.toml_error(&e, None, TOP);
+            syntax_error(diagnostics, &e, text);
             return None;
         }
     };
     let table = root.get_ref();
 
-    let top = match RawScenario::deserialize(toml::de::Deserializer::from(root.clone())) {
-        Ok(raw) => Some(settings::top_level(diagnostics, raw)),
-        Err(e) => {
-            diagnostics.toml_error(&e, Some(table), TOP);
-            None
-        }
-    };
+    let top = settings::top_level(diagnostics, table);
     let targets = match table.get("targets") {
         Some(value) => targets::targets(diagnostics, value),
         None => {
@@ -73,7 +66,6 @@ pub(crate) fn scenario(diagnostics: &mut Diagnostics<'_>, text: &str) -> Option<
         }
     };
 
-    let top = top?;
     Some(Scenario {
         name: top.name?,
         description: top.description,
@@ -89,6 +81,28 @@ pub(crate) fn scenario(diagnostics: &mut Diagnostics<'_>, text: &str) -> Option<
         faults: faults.into_iter().collect::<Option<Vec<_>>>()?,
         probes: probes.into_iter().collect::<Option<Vec<_>>>()?,
     })
+}
+
+/// Reports a TOML syntax error, which stops the parse. toml's "duplicate key" points at the
+/// second definition without naming it; the key is named here, from the text it points at.
+fn syntax_error(diagnostics: &mut Diagnostics<'_>, error: &toml::de::Error, text: &str) {
+    let span = error.span().unwrap_or(TOP);
+    let key = text
+        .get(span.clone())
+        .filter(|_| error.message() == "duplicate key");
+    match key {
+        Some(key) => {
+            let key = key.trim_matches(|c| c == '"' || c == '\'');
+            diagnostics.error(
+                span,
+                format!(
+                    "duplicate key {}: a key may be set once per table",
+                    echo::ticked(key)
+                ),
+            );
+        }
+        None => diagnostics.toml_error(error, None, TOP),
+    }
 }
 
 /// The tables of an array of tables (`[[faults]]`), reporting a wrong type, an empty list and

@@ -361,7 +361,12 @@ async fn run_scenario(
     let text = tokio::fs::read_to_string(&schedule.scenario)
         .await
         .map_err(|e| format!("{file}: {e}"))?;
-    let scenario = crate::scenario::parse(&file, &text).map_err(|e| e.to_string())?;
+    // Validation is CPU work: off the async workers, where it would delay probes.
+    let (scenario, text) = engine
+        .validator()
+        .parse(file.clone(), text)
+        .await
+        .map_err(|e| e.to_string())?;
     if catch_up {
         let deadline = tokio::time::Instant::now() + RECONNECT_GRACE;
         while crate::engine::preflight::resolve(&scenario, engine.registry()).is_err()

@@ -14,12 +14,10 @@ use tonic::{Request, Response, Status};
 use crate::certs::Role;
 use crate::engine::Engine;
 use crate::identity;
-use crate::limits::Validator;
 use crate::store::{RunFilter, Store, StoreError};
 
 pub(super) struct OperatorService {
     engine: Arc<Engine>,
-    validator: Validator,
     history: Option<Arc<Store>>,
     schedules: Option<crate::schedule::ScheduleBook>,
 }
@@ -28,7 +26,6 @@ impl OperatorService {
     pub(super) fn new(engine: Arc<Engine>) -> Self {
         Self {
             engine,
-            validator: Validator::default(),
             history: None,
             schedules: None,
         }
@@ -107,7 +104,8 @@ impl Operator for OperatorService {
         let (tx, rx) = mpsc::channel(256);
         let file_name = req.file_name;
         let (parsed, source) = match self
-            .validator
+            .engine
+            .validator()
             .parse(file_name.clone(), req.scenario_toml)
             .await
         {

@@ -371,8 +371,15 @@ impl Controller {
         extra: &str,
         lease: &str,
     ) -> ChildGuard {
-        let config =
-            agent_config_leased(dir, name, &self.url(), (ca, cert, key), labels, extra, lease);
+        let config = agent_config_leased(
+            dir,
+            name,
+            &self.url(),
+            (ca, cert, key),
+            labels,
+            extra,
+            lease,
+        );
         let child = in_netns(netns, &agent_bin())
             .arg("--config")
             .arg(&config)

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{duration_from_ms, duration_to_ms, FaultSpecError};
+use super::{duration_from_ms, duration_to_ms, FaultSpecError, MAX_DISK_BYTES};
 use crate::bytes::ByteSize;
 use crate::v1;
 use crate::Duration;
@@ -40,6 +40,20 @@ pub enum DiskAmount {
     Size(u64),
 }
 
+/// `bytes` when at most [`MAX_DISK_BYTES`].
+fn at_most_max(field: &'static str, bytes: ByteSize) -> Result<u64, FaultSpecError> {
+    if bytes.0 > MAX_DISK_BYTES {
+        return Err(FaultSpecError::Invalid {
+            field,
+            reason: format!(
+                "{bytes} is more than the maximum, {}",
+                ByteSize(MAX_DISK_BYTES)
+            ),
+        });
+    }
+    Ok(bytes.0)
+}
+
 impl DiskFill {
     /// The one amount this fill uses.
     pub fn amount(&self) -> Result<DiskAmount, FaultSpecError> {
@@ -67,16 +81,16 @@ impl DiskFill {
             return Ok(DiskAmount::FillToPercent(p));
         }
         if let Some(b) = self.leave_free {
-            return Ok(DiskAmount::LeaveFree(b.0));
+            return at_most_max("leave_free", b).map(DiskAmount::LeaveFree);
         }
-        let size = self.size.unwrap_or_default().0;
-        if size == 0 {
+        let size = self.size.unwrap_or_default();
+        if size.0 == 0 {
             return Err(FaultSpecError::Invalid {
                 field: "size",
                 reason: "must be more than 0 bytes".into(),
             });
         }
-        Ok(DiskAmount::Size(size))
+        at_most_max("size", size).map(DiskAmount::Size)
     }
 
     pub(super) fn validate(&self) -> Result<(), FaultSpecError> {
@@ -86,7 +100,7 @@ impl DiskFill {
         if !self.path.is_absolute() {
             return Err(FaultSpecError::Invalid {
                 field: "path",
-                reason: format!("{} is not an absolute path", self.path.display()),
+                reason: format!("{:?} is not an absolute path", self.path),
             });
         }
         self.amount().map(|_| ())
@@ -125,5 +139,51 @@ impl DiskFill {
             None => {}
         }
         Ok(fill)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(size: Option<u64>, leave_free: Option<u64>) -> DiskFill {
+        DiskFill {
+            path: PathBuf::from("/tmp"),
+            size: size.map(ByteSize),
+            leave_free: leave_free.map(ByteSize),
+            ..DiskFill::default()
+        }
+    }
+
+    #[test]
+    fn sizes_are_bounded() {
+        assert_eq!(fill(Some(MAX_DISK_BYTES), None).validate(), Ok(()));
+        assert_eq!(fill(None, Some(MAX_DISK_BYTES)).validate(), Ok(()));
+        for (field, spec) in [
+            ("size", fill(Some(MAX_DISK_BYTES + 1), None)),
+            ("leave_free", fill(None, Some(u64::MAX))),
+        ] {
+            let Err(FaultSpecError::Invalid {
+                field: named,
+                reason,
+            }) = spec.validate()
+            else {
+                panic!("{spec:?} accepted");
+            };
+            assert_eq!(named, field);
+            assert!(
+                reason.contains("more than the maximum, 1024TiB"),
+                "{reason}"
+            );
+        }
+        let wire = v1::DiskFill {
+            path: "/tmp".into(),
+            amount: Some(v1::disk_fill::Amount::SizeBytes(u64::MAX)),
+            duration_ms: 0,
+        };
+        let spec = v1::FaultSpec {
+            kind: Some(v1::fault_spec::Kind::DiskFill(wire)),
+        };
+        assert!(super::super::Fault::from_wire(&spec).is_err());
     }
 }

@@ -32,6 +32,16 @@ pub enum Fault {
     DnsPoison(DnsPoison),
 }
 
+/// Shortest `duration` a holding fault may have: the wire carries milliseconds, and 0 there
+/// means "until reverted", so anything shorter would silently hold for the whole window.
+pub const MIN_FAULT_DURATION: Duration = Duration::from_millis(1);
+/// Longest `duration` a holding fault may have: a day. The agent refuses longer ones too, so a
+/// fault can never outlive its run by more than that, whatever a controller sends.
+pub const MAX_FAULT_DURATION: Duration = Duration::from_millis(24 * 60 * 60 * 1_000);
+/// Largest `size` or `leave_free` a `disk_fill` may ask for: 1 PiB, beyond any disk a fault
+/// targets, and far from where byte arithmetic on it could overflow.
+pub const MAX_DISK_BYTES: u64 = 1 << 50;
+
 /// Fault kinds by the name scenarios, capabilities and policies use.
 pub const FAULT_KINDS: &[&str] = &[
     "process_kill",
@@ -106,8 +116,12 @@ impl Fault {
         }
     }
 
-    /// Checks the spec is complete and consistent.
+    /// Checks the spec is complete, consistent and within the limits
+    /// ([`MIN_FAULT_DURATION`]..=[`MAX_FAULT_DURATION`], [`MAX_DISK_BYTES`]).
     pub fn validate(&self) -> Result<(), FaultSpecError> {
+        if let Some(duration) = self.duration() {
+            check_duration(duration)?;
+        }
         match self {
             Fault::ProcessKill(k) => k.selector().map(|_| ()),
             Fault::ProcessPause(p) => p.selector().map(|_| ()),
@@ -147,9 +161,30 @@ impl Fault {
     }
 }
 
-/// Milliseconds on the wire, 0 meaning "until reverted".
+fn check_duration(duration: Duration) -> Result<(), FaultSpecError> {
+    let reason = if duration < MIN_FAULT_DURATION {
+        format!(
+            "{duration} is shorter than the minimum, {MIN_FAULT_DURATION} (leave `duration` out \
+             to hold the fault for the whole observation window)"
+        )
+    } else if duration > MAX_FAULT_DURATION {
+        format!("{duration} is longer than the maximum, {MAX_FAULT_DURATION}")
+    } else {
+        return Ok(());
+    };
+    Err(FaultSpecError::Invalid {
+        field: "duration",
+        reason,
+    })
+}
+
+/// Milliseconds on the wire, 0 meaning "until reverted". Saturates rather than wraps: a
+/// validated duration is far below `u64::MAX` milliseconds, and an invalid one must not wrap
+/// into a short one.
 fn duration_to_ms(d: Option<Duration>) -> u64 {
-    d.map_or(0, |d| d.get().as_millis() as u64)
+    d.map_or(0, |d| {
+        u64::try_from(d.get().as_millis()).unwrap_or(u64::MAX)
+    })
 }
 
 fn duration_from_ms(ms: u64) -> Option<Duration> {
@@ -166,6 +201,75 @@ mod tests {
             Fault::from_wire(&v1::FaultSpec { kind: None }),
             Err(FaultSpecError::MissingKind)
         );
+    }
+
+    fn holding_faults() -> Vec<Fault> {
+        let toml = [
+            "kind = \"process_pause\"\nname = \"x\"",
+            "kind = \"network_partition\"\npeers = [\"10.0.0.0/8\"]",
+            "kind = \"disk_fill\"\npath = \"/tmp\"\nfill_to = 90",
+            "kind = \"dns_poison\"\nnames = [\"a.test\"]\nanswer = \"nxdomain\"\nmode = \"resolver\"",
+        ];
+        toml.iter()
+            .map(|t| toml::from_str(t).expect("valid fault"))
+            .collect()
+    }
+
+    fn with_duration(fault: &Fault, duration: Duration) -> Fault {
+        let mut fault = fault.clone();
+        match &mut fault {
+            Fault::ProcessKill(_) => {}
+            Fault::ProcessPause(f) => f.duration = Some(duration),
+            Fault::NetworkPartition(f) => f.duration = Some(duration),
+            Fault::DiskFill(f) => f.duration = Some(duration),
+            Fault::DnsPoison(f) => f.duration = Some(duration),
+        }
+        fault
+    }
+
+    #[test]
+    fn durations_are_bounded_on_both_sides() {
+        for fault in holding_faults() {
+            for ok in [MIN_FAULT_DURATION, MAX_FAULT_DURATION] {
+                assert_eq!(with_duration(&fault, ok).validate(), Ok(()), "{ok}");
+            }
+            let over = Duration(MAX_FAULT_DURATION.get() + std::time::Duration::from_millis(1));
+            let huge = Duration(std::time::Duration::from_secs(u64::MAX));
+            for bad in [
+                Duration::from_millis(0),
+                Duration(std::time::Duration::from_micros(500)),
+                over,
+                huge,
+            ] {
+                let Err(FaultSpecError::Invalid { field, reason }) =
+                    with_duration(&fault, bad).validate()
+                else {
+                    panic!("{bad} accepted for {}", fault.kind());
+                };
+                assert_eq!(field, "duration");
+                assert!(
+                    reason.contains("the minimum") || reason.contains("the maximum, 1day"),
+                    "{reason}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_agent_refuses_an_overlong_duration_from_the_wire() {
+        let fault = with_duration(&holding_faults()[0], MAX_FAULT_DURATION);
+        let mut wire = fault.to_wire();
+        assert_eq!(Fault::from_wire(&wire), Ok(fault));
+        if let Some(v1::fault_spec::Kind::ProcessPause(p)) = &mut wire.kind {
+            p.duration_ms = u64::MAX;
+        }
+        assert!(matches!(
+            Fault::from_wire(&wire),
+            Err(FaultSpecError::Invalid {
+                field: "duration",
+                ..
+            })
+        ));
     }
 
     #[test]
