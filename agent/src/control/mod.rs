@@ -5,6 +5,7 @@
 pub mod dial;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,6 +63,13 @@ enum Work {
     Revert(String, Instant),
 }
 
+/// A queued operation and the stream its report goes back on.
+type Job = (Work, mpsc::Sender<AgentMessage>);
+
+/// How long shutdown waits for a fault operation in progress (a disk fill writing gigabytes)
+/// before it reverts everything anyway.
+const WORKER_GRACE: Duration = Duration::from_secs(20);
+
 impl Agent {
     /// An agent with nothing live, journaling under the config's state directory, dialing
     /// with `tls` (see [`crate::config::tls::load`]).
@@ -104,14 +112,20 @@ impl Agent {
                 live.enforce(lease);
             }
         });
+        // One worker for the agent's whole life, not one per session: shutdown must know when
+        // the last operation has finished, so no apply lands after the final revert.
+        let (work_tx, work_rx) = mpsc::unbounded_channel::<Job>();
+        let closing = Arc::new(AtomicBool::new(false));
+        let worker = tokio::spawn(worker(self.live.clone(), work_rx, closing.clone()));
         let this = Arc::new(self);
         let session_loop = {
             let this = this.clone();
+            let work_tx = work_tx.clone();
             async move {
                 let mut backoff = BACKOFF_MIN;
                 loop {
                     let started = Instant::now();
-                    match this.session(&endpoint).await {
+                    match this.session(&endpoint, &work_tx).await {
                         Ok(()) => tracing::warn!("controller closed the stream; reconnecting"),
                         Err(e) => {
                             let failure = dial::classify(&e);
@@ -149,6 +163,13 @@ impl Agent {
                 None
             }
         };
+        // No new apply starts from here; the one in progress, if any, finishes (bounded) and
+        // is then reverted with the rest.
+        closing.store(true, Ordering::SeqCst);
+        drop(work_tx);
+        if tokio::time::timeout(WORKER_GRACE, worker).await.is_err() {
+            tracing::error!(grace = ?WORKER_GRACE, "a fault operation is still running; reverting what is live now (the journal covers the rest at the next start)");
+        }
         enforcer.abort();
         for (id, e) in this.live.revert_all() {
             tracing::error!(fault = %id, error = %e, "could not revert at shutdown");
@@ -160,7 +181,11 @@ impl Agent {
     }
 
     /// One connected session, until the stream ends.
-    async fn session(&self, endpoint: &Endpoint) -> Result<(), dial::SessionError> {
+    async fn session(
+        &self,
+        endpoint: &Endpoint,
+        work_tx: &mpsc::UnboundedSender<Job>,
+    ) -> Result<(), dial::SessionError> {
         let channel: Channel = endpoint
             .connect()
             .await
@@ -174,22 +199,12 @@ impl Agent {
             capabilities: faults::capabilities(self.live.policy(), self.live.host()),
             held_faults: self.live.held(),
         };
-        // Fault operations can take a while (a disk fill writes gigabytes); they run on a
-        // worker, in order, so heartbeats keep flowing meanwhile.
-        let (work_tx, work_rx) = mpsc::unbounded_channel::<Work>();
-        let worker = tokio::spawn(worker(self.live.clone(), work_rx, tx.clone()));
         send(&tx, agent_message::Msg::Register(register)).await;
         let attached = client.attach(ReceiverStream::new(rx)).await;
         let result = match attached {
-            Ok(inbound) => {
-                self.converse(&mut inbound.into_inner(), &tx, &work_tx)
-                    .await
-            }
+            Ok(inbound) => self.converse(&mut inbound.into_inner(), &tx, work_tx).await,
             Err(status) => Err(status),
         };
-        drop(work_tx);
-        // Let queued operations finish: a fault applied must be reported or reverted by lease.
-        let _ = worker.await;
         result.map_err(dial::SessionError::Stream)
     }
 
@@ -197,7 +212,7 @@ impl Agent {
         &self,
         inbound: &mut tonic::Streaming<v1::ControllerMessage>,
         tx: &mpsc::Sender<AgentMessage>,
-        work_tx: &mpsc::UnboundedSender<Work>,
+        work_tx: &mpsc::UnboundedSender<Job>,
     ) -> Result<(), tonic::Status> {
         let mut heartbeat = tokio::time::interval(self.config.heartbeat.get());
         let mut seq = 0u64;
@@ -218,10 +233,13 @@ impl Agent {
                         }
                         controller_message::Msg::HeartbeatAck(_) => {}
                         controller_message::Msg::Apply(apply) => {
-                            let _ = work_tx.send(Work::Apply(apply, Instant::now()));
+                            // Fault operations can take a while (a disk fill writes
+                            // gigabytes); the worker runs them in order while heartbeats
+                            // keep flowing.
+                            let _ = work_tx.send((Work::Apply(apply, Instant::now()), tx.clone()));
                         }
                         controller_message::Msg::Revert(revert) => {
-                            let _ = work_tx.send(Work::Revert(revert.fault_id, Instant::now()));
+                            let _ = work_tx.send((Work::Revert(revert.fault_id, Instant::now()), tx.clone()));
                         }
                     }
                 }
@@ -230,14 +248,28 @@ impl Agent {
     }
 }
 
-/// Runs fault operations one at a time, in the order they arrived, and reports each.
+/// Runs fault operations one at a time, in the order they arrived, and reports each on the
+/// stream it came from. Once `closing` is set (shutdown) it applies nothing more.
 async fn worker(
     live: Arc<LiveFaults>,
-    mut work: mpsc::UnboundedReceiver<Work>,
-    tx: mpsc::Sender<AgentMessage>,
+    mut work: mpsc::UnboundedReceiver<Job>,
+    closing: Arc<AtomicBool>,
 ) {
-    while let Some(job) = work.recv().await {
+    while let Some((job, tx)) = work.recv().await {
         let live = live.clone();
+        if let (Work::Apply(apply, _), true) = (&job, closing.load(Ordering::SeqCst)) {
+            let refused = FaultReport {
+                fault_id: apply.fault_id.clone(),
+                phase: FaultPhase::Applied as i32,
+                ..FaultReport::default()
+            };
+            let refused = failed(
+                refused,
+                FaultError::System("the agent is shutting down".into()),
+            );
+            send(&tx, agent_message::Msg::FaultReport(refused)).await;
+            continue;
+        }
         let report = tokio::task::spawn_blocking(move || match job {
             Work::Apply(apply, received) => apply_fault(&live, apply, received),
             Work::Revert(fault_id, received) => revert_fault(&live, &fault_id, received),
@@ -317,4 +349,114 @@ fn failed(mut report: FaultReport, e: FaultError) -> FaultReport {
 async fn send(tx: &mpsc::Sender<AgentMessage>, msg: agent_message::Msg) {
     // A closed channel means the stream is gone; the session loop notices and reconnects.
     let _ = tx.send(AgentMessage { msg: Some(msg) }).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gameday_proto::ProcessPause;
+
+    fn live(dir: &std::path::Path) -> Arc<LiveFaults> {
+        let host = Host {
+            processes: Arc::new(crate::os::RealOs::default()),
+            network: faults::network_partition::Backend::new(Arc::new(
+                crate::os::nft::Nft::with_program("/nonexistent/nft"),
+            )),
+            disk: faults::disk_fill::Backend::default(),
+            dns: faults::dns_poison::Backend::default(),
+            controller: Vec::new(),
+        };
+        let journal = Journal::open(&dir.join("journal")).unwrap();
+        Arc::new(LiveFaults::new(
+            Arc::new(host),
+            Arc::new(Policy::permissive()),
+            journal,
+        ))
+    }
+
+    fn pause_of(pid_file: &std::path::Path) -> v1::ApplyFault {
+        let fault = Fault::ProcessPause(ProcessPause {
+            name: None,
+            cmdline: None,
+            pid_file: Some(pid_file.to_path_buf()),
+            count: Default::default(),
+            duration: None,
+        });
+        v1::ApplyFault {
+            fault_id: "f1".into(),
+            run_id: "r1".into(),
+            spec: Some(fault.to_wire()),
+            deadline_ms: 60_000,
+        }
+    }
+
+    /// Whether `pid` is in state T (stopped).
+    fn stopped(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('T'))
+        })
+    }
+
+    #[tokio::test]
+    async fn once_closing_the_worker_applies_nothing_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid_file = dir.path().join("sleeper.pid");
+        std::fs::write(&pid_file, sleeper.id().to_string()).unwrap();
+        let live = live(dir.path());
+        let (work_tx, work_rx) = mpsc::unbounded_channel::<Job>();
+        let (reply_tx, mut replies) = mpsc::channel(4);
+        let closing = Arc::new(AtomicBool::new(true));
+        let worker = tokio::spawn(worker(live.clone(), work_rx, closing));
+        work_tx
+            .send((Work::Apply(pause_of(&pid_file), Instant::now()), reply_tx))
+            .unwrap();
+        drop(work_tx);
+        worker.await.unwrap();
+        let Some(agent_message::Msg::FaultReport(report)) = replies.recv().await.unwrap().msg
+        else {
+            panic!("a fault report");
+        };
+        let failure = report.failure.expect("refused");
+        assert!(failure.message.contains("shutting down"), "{failure:?}");
+        assert!(live.is_empty());
+        assert!(!stopped(sleeper.id()));
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_worker_ends_only_after_the_apply_in_progress_so_the_final_revert_sees_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid_file = dir.path().join("sleeper.pid");
+        std::fs::write(&pid_file, sleeper.id().to_string()).unwrap();
+        let live = live(dir.path());
+        let (work_tx, work_rx) = mpsc::unbounded_channel::<Job>();
+        let (reply_tx, _replies) = mpsc::channel(4);
+        let worker = tokio::spawn(worker(
+            live.clone(),
+            work_rx,
+            Arc::new(AtomicBool::new(false)),
+        ));
+        work_tx
+            .send((Work::Apply(pause_of(&pid_file), Instant::now()), reply_tx))
+            .unwrap();
+        drop(work_tx);
+        worker.await.unwrap();
+        assert_eq!(live.len(), 1, "applied before the worker ended");
+        assert!(stopped(sleeper.id()));
+        assert!(live.revert_all().is_empty());
+        assert!(!stopped(sleeper.id()));
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+    }
 }
