@@ -29,6 +29,11 @@ pub struct ControllerConfig {
     /// What agents are told their lease is; more than zero, at most [`MAX_DURATION`].
     #[serde(default = "default_lease")]
     pub lease: Duration,
+    /// On SIGTERM: how long running runs get to revert their faults, and then how long open
+    /// connections get to close; more than zero, at most [`MAX_DURATION`]. The whole stop
+    /// takes at most about twice this (the shipped systemd unit allows 30 s).
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: Duration,
     /// Where the controller keeps its run history (`DATA_DIR/history.sqlite3`).
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
@@ -63,6 +68,9 @@ fn default_heartbeat_timeout() -> Duration {
 }
 fn default_data_dir() -> PathBuf {
     PathBuf::from("/var/lib/gameday")
+}
+fn default_shutdown_grace() -> Duration {
+    Duration::from_millis(10_000)
 }
 fn default_lease() -> Duration {
     Duration::from_millis(10_000)
@@ -164,6 +172,7 @@ impl ControllerConfig {
             ("heartbeat_interval", self.heartbeat_interval),
             ("heartbeat_timeout", self.heartbeat_timeout),
             ("lease", self.lease),
+            ("shutdown_grace", self.shutdown_grace),
         ];
         for (key, value) in bounded {
             if value.get().is_zero() || value.get() > MAX_DURATION {
@@ -193,6 +202,7 @@ impl ControllerConfig {
             heartbeat_interval: self.heartbeat_interval.get(),
             heartbeat_timeout: self.heartbeat_timeout.get(),
             lease: self.lease.get(),
+            shutdown_grace: self.shutdown_grace.get(),
         }
     }
 }

@@ -336,6 +336,15 @@ impl AgentRegistry {
             .collect()
     }
 
+    /// Ends every agent's stream with `status` (shutdown) and forgets them all.
+    pub fn close_all(&self, status: tonic::Status) -> usize {
+        let agents = std::mem::take(&mut *self.agents.lock().expect("agents lock"));
+        for a in agents.values() {
+            a.close(status.clone());
+        }
+        agents.len()
+    }
+
     /// Agents that went silent for longer than `timeout`: dropped and their streams closed.
     pub fn expire(&self, timeout: Duration) -> Vec<String> {
         let mut agents = self.agents.lock().expect("agents lock");

@@ -321,6 +321,113 @@ fn an_agent_that_reconnects_mid_run_has_its_fault_adopted_and_reverted_by_the_ru
 }
 
 #[test]
+fn sigterm_with_agents_attached_and_a_run_going_on_reverts_and_exits_within_the_grace() {
+    let mut fleet = Fleet::start();
+    // A lease far longer than the test: only the controller's own shutdown can end the pause.
+    let mut agent = fleet.agent_leased("60s");
+    wait_for("web-1 to register", Duration::from_secs(15), || {
+        fleet.listed()
+    });
+    let setup = fleet.pause_setup("60s", "60s");
+    let (target, scenario) = (&setup.target, &setup.scenario);
+    let run = fleet.run_piped(scenario);
+    wait_for("the pause to take effect", Duration::from_secs(15), || {
+        stopped(target.pid())
+    });
+
+    let pid = fleet.controller.guard.pid().to_string();
+    let signalled = Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // The default grace is 10 s; a stop that waits for the agents' streams never ends.
+    wait_for("the controller to exit", Duration::from_secs(12), || {
+        !fleet.controller.guard.alive()
+    });
+    eprintln!("controller exited {:?} after SIGTERM", signalled.elapsed());
+    let status = fleet.controller.guard.child.wait().unwrap();
+    assert!(status.success(), "a clean stop exits 0: {status:?}");
+    assert!(
+        !stopped(target.pid()),
+        "the pause was reverted before exiting"
+    );
+    let (code, report, stderr) = report_of(run.wait_with_output().unwrap());
+    assert_eq!(code, 3, "{stderr}\n{report:#}");
+    assert_eq!(report["runs"][0]["verdict"], "ABORTED", "{report:#}");
+    assert!(agent.alive(), "the agent outlives its controller");
+
+    fleet.restart_controller();
+    let runs = fleet.runs();
+    assert_eq!(runs[0]["status"], "interrupted", "{runs:#}");
+    assert!(
+        runs[0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the controller shut down while observing"),
+        "{runs:#}"
+    );
+}
+
+#[test]
+fn kills_are_never_live_faults() {
+    let fleet = Fleet::start();
+    let _agent = fleet.agent();
+    wait_for("web-1 to register", Duration::from_secs(15), || {
+        fleet.listed()
+    });
+    let service_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _service = supervised_service(service_dir.path(), port, "100ms");
+    let scenario = fleet.dir.path().join("kill.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"
+name = "kill-twice"
+rto = "2s"
+steady_state = "200ms"
+observe = "3s"
+repeat = 2
+
+[targets]
+agents = ["web-1"]
+
+[[faults]]
+kind = "process_kill"
+pid_file = "{pid}"
+
+[[probes]]
+name = "svc"
+kind = "tcp"
+address = "127.0.0.1:{port}"
+interval = "20ms"
+"#,
+            pid = service_dir.path().join("service.pid").display()
+        ),
+    )
+    .unwrap();
+    let (code, report, stderr) = report_of(fleet.run_piped(&scenario).wait_with_output().unwrap());
+    assert_eq!(code, 0, "{stderr}\n{report:#}");
+    assert_eq!(
+        faults_column(&fleet.agents_text()),
+        Some(0),
+        "{}",
+        fleet.agents_text()
+    );
+    let (cert, key) = fleet.certs.pair("operator", "sre");
+    let ca = fleet.certs.ca();
+    let env = fleet.controller.operator_env(&ca, &cert, &key);
+    let out = gameday(
+        &["abort", "--all", "--controller", &fleet.controller.url()],
+        &env,
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("reverted 0 fault(s)"), "{said}");
+}
+
+#[test]
 fn agents_revert_within_their_lease_when_the_controller_dies() {
     let mut fleet = Fleet::start();
     let _agent = fleet.agent();

@@ -15,7 +15,11 @@ use futures_util::FutureExt as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use std::time::Duration;
+
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::registry::AgentRegistry;
 
@@ -26,12 +30,25 @@ pub use reconcile::OrphanRevert;
 
 pub use progress::{Phase, Progress, ProgressEvent};
 
+/// Why a run was stopped before its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopCause {
+    /// `gameday abort`.
+    Operator,
+    /// The controller is shutting down (SIGTERM): the run is recorded as interrupted.
+    Shutdown,
+}
+
 /// Runs scenarios against the connected agents.
 pub struct Engine {
     registry: Arc<AgentRegistry>,
-    active: Mutex<HashMap<String, watch::Sender<bool>>>,
+    active: Mutex<HashMap<String, watch::Sender<Option<StopCause>>>>,
     observers: Vec<Arc<dyn RunObserver>>,
     validator: crate::limits::Validator,
+    /// Cancelled when the controller starts shutting down: no run starts after that.
+    closing: CancellationToken,
+    /// Every task the controller spawns for operators and agents, joined at shutdown.
+    tasks: TaskTracker,
 }
 
 impl Engine {
@@ -42,6 +59,74 @@ impl Engine {
             active: Mutex::new(HashMap::new()),
             observers: Vec::new(),
             validator: crate::limits::Validator::default(),
+            closing: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Spawns `task` so that shutdown can wait for it.
+    pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.tasks.spawn(task)
+    }
+
+    /// True once shutdown began: new runs are refused.
+    pub fn is_closing(&self) -> bool {
+        self.closing.is_cancelled()
+    }
+
+    /// The first steps of a controller's shutdown: no new run starts, every run going on is
+    /// stopped (it reverts its faults and is recorded as interrupted), and whatever any agent
+    /// still holds is reverted — all while the agents' streams are still open. Waits at most
+    /// `grace` for the runs to end.
+    pub async fn shutdown_runs(&self, grace: Duration) {
+        self.closing.cancel();
+        let stopped = {
+            let active = self.active.lock().expect("active runs lock");
+            for cancel in active.values() {
+                let _ = cancel.send(Some(StopCause::Shutdown));
+            }
+            active.len()
+        };
+        if stopped > 0 {
+            tracing::info!(
+                runs = stopped,
+                "stopping the runs going on and reverting their faults"
+            );
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while !self.active.lock().expect("active runs lock").is_empty() {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::error!(?grace, "runs still going on after the grace period; their agents revert within their lease");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for agent in self.registry.all() {
+            for (fault_id, entry) in agent.live_faults() {
+                if let Err(e) = agent.revert(&fault_id).await {
+                    tracing::error!(agent = %agent.name, fault = %fault_id, run = %entry.run_id, error = %e, "could not revert at shutdown; the agent reverts it within its lease");
+                }
+            }
+        }
+    }
+
+    /// Waits (at most `grace`) for every tracked task to end: called once the agents' streams
+    /// are closed.
+    pub async fn join_tasks(&self, grace: Duration) {
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                tasks = self.tasks.len(),
+                "tasks still running after the grace period; leaving them"
+            );
         }
     }
 
@@ -106,11 +191,18 @@ impl Engine {
                 }
             };
             let run_id = new_run_id();
-            let (cancel_tx, cancel) = watch::channel(false);
-            self.active
-                .lock()
-                .expect("active runs lock")
-                .insert(run_id.clone(), cancel_tx);
+            let (cancel_tx, cancel) = watch::channel(None);
+            {
+                // Checked under the lock shutdown takes to stop runs, so none slips through.
+                let mut active = self.active.lock().expect("active runs lock");
+                if self.closing.is_cancelled() {
+                    if report.runs.is_empty() {
+                        report.error = Some("the controller is shutting down; nothing ran".into());
+                    }
+                    break;
+                }
+                active.insert(run_id.clone(), cancel_tx);
+            }
             let ctx = run::RunCtx {
                 scenario,
                 run_id: run_id.clone(),
@@ -139,10 +231,12 @@ impl Engine {
                     run::crashed(run_id.clone(), index, &what)
                 }
             };
-            self.active
+            let stopped_by = self
+                .active
                 .lock()
                 .expect("active runs lock")
-                .remove(&run_id);
+                .remove(&run_id)
+                .and_then(|cancel| *cancel.borrow());
             self.revert_leftovers(&run_id).await;
             let _ = progress.send(ProgressEvent {
                 line: format!(
@@ -161,13 +255,19 @@ impl Engine {
             );
             for o in &self.observers {
                 o.run_finished(scenario, &result);
+                if stopped_by == Some(StopCause::Shutdown) {
+                    o.run_interrupted(&result.run_id, &result.reason);
+                }
             }
             report.runs.push(result);
             if stop {
                 break;
             }
             if index < scenario.repeat && !scenario.cooldown.get().is_zero() {
-                tokio::time::sleep(scenario.cooldown.get()).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(scenario.cooldown.get()) => {}
+                    _ = self.closing.cancelled() => {}
+                }
             }
         }
         report.summary = summarize(&report.runs, scenario.min_pass_rate, report.error.is_some());
@@ -193,7 +293,7 @@ impl Engine {
         let mut aborted = 0;
         for (id, cancel) in self.active.lock().expect("active runs lock").iter() {
             if run_id.is_none_or(|r| r == id) {
-                let _ = cancel.send(true);
+                let _ = cancel.send(Some(StopCause::Operator));
                 aborted += 1;
             }
         }

@@ -36,6 +36,9 @@ pub trait RunObserver: Send + Sync {
     fn fault(&self, _run_id: &str, _fault: &FaultRecord) {}
     /// A run is graded.
     fn run_finished(&self, _scenario: &Scenario, _run: &RunReport) {}
+    /// A run just reported finished was stopped because the controller shut down: it was
+    /// never graded and is to be shown as interrupted, with `reason`.
+    fn run_interrupted(&self, _run_id: &str, _reason: &str) {}
     /// Every run of a scenario is done.
     fn scenario_finished(&self, _report: &ScenarioReport) {}
     /// A fault an agent still held for a run that is not going on here (a run of a controller

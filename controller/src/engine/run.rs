@@ -11,6 +11,7 @@ use super::observer::{RunObserver, RunStart};
 use super::preflight::PreflightError;
 use super::progress::{Phase, Progress, ProgressEvent};
 use super::recorder::Recorder;
+use super::StopCause;
 use crate::grade::{self, fmt_us, GradeInput, Verdict};
 use crate::probe::{micros, ProbeSet};
 use crate::registry::AgentConn;
@@ -34,7 +35,7 @@ pub(super) struct RunCtx<'a> {
     /// The agents' current connections: a revert goes to the connection an agent has now,
     /// which is not the one the fault was applied through if the agent reconnected meanwhile.
     pub registry: &'a crate::registry::AgentRegistry,
-    pub cancel: watch::Receiver<bool>,
+    pub cancel: watch::Receiver<Option<StopCause>>,
     pub observers: &'a [Arc<dyn RunObserver>],
     /// When the fault took effect (wall clock, ms), 0 before.
     pub injected_unix_ms: std::sync::atomic::AtomicU64,
@@ -136,8 +137,12 @@ async fn run_with_probes(
         Phase::SteadyState,
         format!("{tag}: steady state for {}", s.steady_state),
     );
-    if wait_or_cancel(&mut ctx.cancel, s.steady_state.get()).await {
-        return finish_aborted(report, probes, "aborted by an operator during steady state").await;
+    if let Some(cause) = wait_or_cancel(&mut ctx.cancel, s.steady_state.get()).await {
+        let why = match cause {
+            StopCause::Operator => "aborted by an operator during steady state; nothing injected",
+            StopCause::Shutdown => "the controller shut down during steady state; nothing injected",
+        };
+        return finish_aborted(report, probes, why).await;
     }
     let steady = probes.snapshot();
     if let Some(reason) = unsteady(&steady) {
@@ -269,9 +274,13 @@ async fn run_with_probes(
     let mut announced_impact = false;
     let mut reverted = !holds;
     loop {
-        if wait_or_cancel(&mut ctx.cancel, tick).await {
+        if let Some(cause) = wait_or_cancel(&mut ctx.cancel, tick).await {
             revert_all(ctx.registry, &mut report, &applied, epoch, holds).await;
-            return finish_aborted(report, probes, "aborted by an operator while observing").await;
+            let why = match cause {
+                StopCause::Operator => "aborted by an operator while observing; faults reverted",
+                StopCause::Shutdown => "the controller shut down while observing; faults reverted",
+            };
+            return finish_aborted(report, probes, why).await;
         }
         if let Some(probe) = probes.crashed() {
             // A probe that stopped sampling would read as a service that never failed.
@@ -410,15 +419,19 @@ fn unsteady(probes: &[ProbeTimeline]) -> Option<String> {
     None
 }
 
-/// Sleeps for `d`; true if the run was cancelled meanwhile.
-async fn wait_or_cancel(cancel: &mut watch::Receiver<bool>, d: Duration) -> bool {
-    if *cancel.borrow() {
-        return true;
+/// Sleeps for `d`; why the run was stopped, if it was meanwhile.
+async fn wait_or_cancel(
+    cancel: &mut watch::Receiver<Option<StopCause>>,
+    d: Duration,
+) -> Option<StopCause> {
+    if let Some(cause) = *cancel.borrow() {
+        return Some(cause);
     }
     tokio::select! {
-        _ = tokio::time::sleep(d) => *cancel.borrow(),
-        changed = cancel.changed() => changed.is_ok() && *cancel.borrow(),
+        _ = tokio::time::sleep(d) => {}
+        _ = cancel.changed() => {}
     }
+    *cancel.borrow()
 }
 
 async fn revert_all(

@@ -85,10 +85,11 @@ impl AgentControl for AgentControlService {
             // Needs the reader below running: the reverts' answers arrive on this stream.
             let engine = self.engine.clone();
             let conn = conn.clone();
-            tokio::spawn(async move { engine.reconcile(&conn, held).await });
+            let tracker = engine.clone();
+            tracker.spawn(async move { engine.reconcile(&conn, held).await });
         }
         // The reader lives as long as the agent's stream; when it ends the agent is gone.
-        tokio::spawn(async move {
+        self.engine.spawn(async move {
             loop {
                 match inbound.message().await {
                     Ok(Some(AgentMessage { msg: Some(msg) })) => {

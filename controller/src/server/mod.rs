@@ -25,6 +25,8 @@ pub struct ChannelTiming {
     pub heartbeat_timeout: Duration,
     /// Agents revert everything after hearing nothing from the controller for this long.
     pub lease: Duration,
+    /// At shutdown, how long runs get to revert, then how long connections get to close.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ChannelTiming {
@@ -33,6 +35,7 @@ impl Default for ChannelTiming {
             heartbeat_interval: Duration::from_secs(1),
             heartbeat_timeout: Duration::from_secs(5),
             lease: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -43,6 +46,9 @@ pub enum ServeError {
     /// TLS configuration or transport failure.
     #[error("grpc transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The server task panicked.
+    #[error("the grpc server stopped unexpectedly: {0}")]
+    Crashed(String),
 }
 
 /// What the operator service can answer besides agents and runs; absent parts answer
@@ -55,7 +61,10 @@ pub struct Extras {
     pub schedules: Option<crate::schedule::ScheduleBook>,
 }
 
-/// Serves agents and operators on `listener` until `shutdown` resolves.
+/// Serves agents and operators on `listener` until `shutdown` resolves, then stops in order:
+/// no new runs; runs going on are stopped and revert their faults while the agents' streams
+/// are still open; the agents' streams are closed (their leases take over); open connections
+/// and tracked tasks get a bounded time to end.
 pub async fn serve(
     tls: ServerTlsConfig,
     timing: ChannelTiming,
@@ -76,7 +85,9 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let registry = engine.registry().clone();
+    let expiry_registry = registry.clone();
     let expiry = tokio::spawn(async move {
+        let registry = expiry_registry;
         let mut tick =
             tokio::time::interval(timing.heartbeat_interval.min(Duration::from_millis(500)));
         loop {
@@ -86,7 +97,8 @@ pub async fn serve_with(
             }
         }
     });
-    let result = Server::builder()
+    let (drain_tx, drain) = tokio::sync::oneshot::channel::<()>();
+    let server = Server::builder()
         .tls_config(tls)?
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .add_service(AgentControlServer::new(
@@ -94,14 +106,50 @@ pub async fn serve_with(
         ))
         .add_service(
             OperatorServer::new(
-                operator::OperatorService::new(engine)
+                operator::OperatorService::new(engine.clone())
                     .with_history(extras.history)
                     .with_schedules(extras.schedules),
             )
             .max_decoding_message_size(crate::limits::MAX_REQUEST_BYTES),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await;
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            let _ = drain.await;
+        });
+    // The server runs on its own task: it must keep answering agents while the runs revert.
+    let mut server = tokio::spawn(server);
+    tokio::select! {
+        result = &mut server => {
+            expiry.abort();
+            return flatten(result);
+        }
+        _ = shutdown => {}
+    }
+    tracing::info!("shutting down: no new runs; stopping the runs going on");
+    engine.shutdown_runs(timing.shutdown_grace).await;
+    let closed = registry.close_all(tonic::Status::unavailable(
+        "the controller is shutting down; the agent's lease takes over",
+    ));
+    tracing::info!(agents = closed, "closed the agents' streams");
+    let _ = drain_tx.send(());
+    let result = match tokio::time::timeout(timing.shutdown_grace, &mut server).await {
+        Ok(result) => flatten(result),
+        Err(_) => {
+            tracing::warn!(grace = ?timing.shutdown_grace, "connections still open after the grace period; closing them");
+            server.abort();
+            Ok(())
+        }
+    };
+    engine.join_tasks(timing.shutdown_grace).await;
     expiry.abort();
-    Ok(result?)
+    let _ = expiry.await;
+    result
+}
+
+fn flatten(
+    joined: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>,
+) -> Result<(), ServeError> {
+    match joined {
+        Ok(r) => Ok(r?),
+        Err(e) => Err(ServeError::Crashed(e.to_string())),
+    }
 }

@@ -100,6 +100,11 @@ impl Operator for OperatorService {
         request: Request<v1::RunScenarioRequest>,
     ) -> Result<Response<EventStream>, Status> {
         let who = operator(&request)?;
+        if self.engine.is_closing() {
+            return Err(Status::unavailable(
+                "the controller is shutting down and starts no new runs",
+            ));
+        }
         let req = request.into_inner();
         let (tx, rx) = mpsc::channel(256);
         let file_name = req.file_name;
@@ -131,8 +136,10 @@ impl Operator for OperatorService {
         };
         tracing::info!(operator = %who.name, scenario = %parsed.name, file = %req.file_name, "run requested");
         let engine = self.engine.clone();
-        // The run goes on to its end (and reverts) even if the operator hangs up.
-        tokio::spawn(async move {
+        // The run goes on to its end (and reverts) even if the operator hangs up; shutdown
+        // stops it and waits for it.
+        let tracker = self.engine.clone();
+        tracker.spawn(async move {
             let (progress, mut lines) = mpsc::unbounded_channel::<crate::engine::ProgressEvent>();
             let forward_tx = tx.clone();
             let forward = tokio::spawn(async move {

@@ -230,7 +230,29 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Marks a run stopped by the controller's shutdown as interrupted (never graded), keeping
+    /// everything recorded about it.
+    fn record_interrupted(&self, run_id: &str, reason: &str) -> Result<(), StoreError> {
+        self.writer().execute(
+            "UPDATE runs SET status = 'interrupted', verdict = NULL, met_expectation = NULL,
+                reason = ?2
+             WHERE run_id = ?1",
+            params![run_id, reason],
+        )?;
+        Ok(())
+    }
+}
+
 impl RunObserver for Store {
+    fn run_interrupted(&self, run_id: &str, reason: &str) {
+        log_failure(
+            "that the run was interrupted",
+            run_id,
+            self.record_interrupted(run_id, reason),
+        );
+    }
+
     fn orphan_reverted(&self, orphan: &OrphanRevert) {
         log_failure(
             "a fault reverted after a restart",
