@@ -151,21 +151,27 @@ impl Fleet {
         code == 0 && out.lines().any(|l| l.starts_with("web-1 "))
     }
 
+    /// `gameday run FILE --output json` against the controller, as the operator.
+    fn run_command(&self, scenario: &Path) -> Command {
+        let (cert, key) = self.certs.pair("operator", "sre");
+        let mut cmd = Command::new(gameday_bin());
+        cmd.args([
+            "run",
+            "--output",
+            "json",
+            "--controller",
+            &self.controller.url(),
+        ])
+        .arg(scenario)
+        .env("GAMEDAY_CA", self.certs.ca())
+        .env("GAMEDAY_CERT", cert)
+        .env("GAMEDAY_KEY", key);
+        cmd
+    }
+
     /// Starts `gameday run FILE --output json` with its report piped back.
     fn run_piped(&self, scenario: &Path) -> std::process::Child {
-        let (cert, key) = self.certs.pair("operator", "sre");
-        Command::new(gameday_bin())
-            .args([
-                "run",
-                "--output",
-                "json",
-                "--controller",
-                &self.controller.url(),
-            ])
-            .arg(scenario)
-            .env("GAMEDAY_CA", self.certs.ca())
-            .env("GAMEDAY_CERT", cert)
-            .env("GAMEDAY_KEY", key)
+        self.run_command(scenario)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("start gameday run")
@@ -173,19 +179,8 @@ impl Fleet {
 
     /// Starts `gameday run FILE` against the controller in the background.
     fn run_in_background(&self, scenario: &Path) -> ChildGuard {
-        let (cert, key) = self.certs.pair("operator", "sre");
-        let child = Command::new(gameday_bin())
-            .args([
-                "run",
-                "--output",
-                "json",
-                "--controller",
-                &self.controller.url(),
-            ])
-            .arg(scenario)
-            .env("GAMEDAY_CA", self.certs.ca())
-            .env("GAMEDAY_CERT", cert)
-            .env("GAMEDAY_KEY", key)
+        let child = self
+            .run_command(scenario)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("start gameday run");

@@ -91,6 +91,22 @@ impl Setup {
             .any(|l| l.starts_with("web-1 "))
     }
 
+    /// Starts `gameday run FILE` from the controller's host, its output thrown away.
+    fn run_in_background(&self, scenario: &Path) -> ChildGuard {
+        let (cert, key) = self.certs.pair("operator", "sre");
+        let child = in_netns(Some(&self.ctl_ns.name), &gameday_bin())
+            .args(["run", "--output", "json", "--controller", &self.ctl.url()])
+            .arg(scenario)
+            .env("GAMEDAY_CA", self.certs.ca())
+            .env("GAMEDAY_CERT", cert)
+            .env("GAMEDAY_KEY", key)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        ChildGuard { child, name: "run" }
+    }
+
     /// nftables tables in the web host's namespace.
     fn web_tables(&self) -> String {
         self.web_ns.ok(&["nft", "list", "tables"])
@@ -298,21 +314,7 @@ fn an_agent_killed_mid_partition_is_succeeded_by_one_that_reverts_before_registe
     let _service = service_in(&s.web_ns, s.dir.path(), &s.web_ip, 8080);
     let before = s.web_tables();
     let scenario = partition_scenario(&s, "60s");
-    let (cert, key) = s.certs.pair("operator", "sre");
-    let run = in_netns(Some(&s.ctl_ns.name), &gameday_bin())
-        .args(["run", "--output", "json", "--controller", &s.ctl.url()])
-        .arg(&scenario)
-        .env("GAMEDAY_CA", s.certs.ca())
-        .env("GAMEDAY_CERT", cert)
-        .env("GAMEDAY_KEY", key)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let _run = ChildGuard {
-        child: run,
-        name: "run",
-    };
+    let _run = s.run_in_background(&scenario);
     wait_for(
         "the partition table to appear",
         Duration::from_secs(20),
@@ -348,27 +350,14 @@ fn a_controller_restarted_mid_partition_reverts_it_within_a_second_of_re_registr
     let _service = service_in(&s.web_ns, s.dir.path(), &s.web_ip, 8080);
     let before = s.web_tables();
     let scenario = partition_scenario(&s, "30s");
-    let (cert, key) = s.certs.pair("operator", "sre");
-    let run = in_netns(Some(&s.ctl_ns.name), &gameday_bin())
-        .args(["run", "--output", "json", "--controller", &s.ctl.url()])
-        .arg(&scenario)
-        .env("GAMEDAY_CA", s.certs.ca())
-        .env("GAMEDAY_CERT", &cert)
-        .env("GAMEDAY_KEY", &key)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let _run = ChildGuard {
-        child: run,
-        name: "run",
-    };
+    let _run = s.run_in_background(&scenario);
     wait_for(
         "the partition table to appear",
         Duration::from_secs(20),
         || s.web_tables().contains("gameday_"),
     );
 
+    let (cert, key) = s.certs.pair("operator", "sre");
     // SIGKILL and restart on the same address, as systemd would.
     s.ctl.restart_in_place(s.dir.path(), &s.certs, "2s");
     wait_for("web-1 to re-register", Duration::from_secs(20), || {
@@ -477,21 +466,7 @@ interval = "50ms"
         ),
     )
     .unwrap();
-    let (cert, key) = s.certs.pair("operator", "sre");
-    let run = in_netns(Some(&s.ctl_ns.name), &gameday_bin())
-        .args(["run", "--output", "json", "--controller", &s.ctl.url()])
-        .arg(&scenario)
-        .env("GAMEDAY_CA", s.certs.ca())
-        .env("GAMEDAY_CERT", cert)
-        .env("GAMEDAY_KEY", key)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let _run = ChildGuard {
-        child: run,
-        name: "run",
-    };
+    let _run = s.run_in_background(&scenario);
     wait_for("the fill file to appear", Duration::from_secs(20), || {
         !disk.fill_files().is_empty()
     });
