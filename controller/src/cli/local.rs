@@ -181,6 +181,10 @@ pub async fn run_file(
             return Ok(exit::INVALID);
         }
     };
+    if let Err(e) = gameday::limits::check_scenario_size(&name, &source) {
+        eprintln!("{e}");
+        return Ok(exit::INVALID);
+    }
     let scenario = match gameday::scenario::parse(&name, &source) {
         Ok(s) => s,
         Err(e) => {

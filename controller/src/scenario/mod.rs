@@ -190,17 +190,6 @@ impl std::fmt::Display for DnsRecord {
 /// reported alone.
 pub fn parse(file_name: &str, text: &str) -> Result<Scenario, ScenarioErrors> {
     let mut diagnostics = Diagnostics::new(file_name, text);
-    if text.len() > crate::limits::MAX_SCENARIO_BYTES {
-        diagnostics.error(
-            0..0,
-            format!(
-                "the file is {} bytes; the limit is {} bytes (1 MiB)",
-                text.len(),
-                crate::limits::MAX_SCENARIO_BYTES
-            ),
-        );
-        return Err(diagnostics.into_errors());
-    }
     let scenario = validate::scenario(&mut diagnostics, text);
     match scenario {
         Some(scenario) if diagnostics.is_empty() => Ok(scenario),
@@ -225,6 +214,18 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioErrors> {
         diagnostics.error(0..0, format!("cannot read the scenario: {e}"));
         diagnostics.into_errors()
     })?;
+    if bytes.len() > crate::limits::MAX_SCENARIO_BYTES {
+        let mut diagnostics = Diagnostics::new(&file_name, "");
+        diagnostics.error(
+            0..0,
+            format!(
+                "the file is {} bytes; the limit is {} bytes (1 MiB)",
+                bytes.len(),
+                crate::limits::MAX_SCENARIO_BYTES
+            ),
+        );
+        return Err(diagnostics.into_errors());
+    }
     match String::from_utf8(bytes) {
         Ok(text) => parse(&file_name, &text),
         Err(e) => {
