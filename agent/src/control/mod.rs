@@ -390,6 +390,18 @@ mod tests {
         }
     }
 
+    /// Polls `cond` for up to 5 s.
+    fn eventually(cond: impl Fn() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !cond() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
     /// Whether `pid` is in state T (stopped).
     fn stopped(pid: u32) -> bool {
         std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
@@ -453,9 +465,10 @@ mod tests {
         drop(work_tx);
         worker.await.unwrap();
         assert_eq!(live.len(), 1, "applied before the worker ended");
-        assert!(stopped(sleeper.id()));
+        // A signal is delivered asynchronously: poll for the state it leads to.
+        assert!(eventually(|| stopped(sleeper.id())), "paused");
         assert!(live.revert_all().is_empty());
-        assert!(!stopped(sleeper.id()));
+        assert!(eventually(|| !stopped(sleeper.id())), "resumed");
         sleeper.kill().unwrap();
         sleeper.wait().unwrap();
     }

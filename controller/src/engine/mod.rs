@@ -7,6 +7,8 @@ pub mod progress;
 mod reconcile;
 mod recorder;
 mod run;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
