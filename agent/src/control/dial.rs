@@ -113,6 +113,14 @@ pub fn classify(error: &SessionError) -> Failure {
                     Some("the controller refused this agent"),
                 );
             }
+            // Another live agent presents this certificate: retrying would make the two take
+            // the stream from each other in turn, so stop and say so.
+            if status.code() == tonic::Code::AlreadyExists {
+                return failure(
+                    Outlook::Permanent,
+                    Some("another agent with this certificate is connected to the controller"),
+                );
+            }
         }
     }
     let unresolved = chain.iter().any(|e| {

@@ -103,3 +103,17 @@ fn unresolvable_hosts_are_retried_as_such() {
         "failed to lookup address information: Name or service not known"
     );
 }
+
+#[test]
+fn a_second_live_agent_with_this_certificate_is_permanent() {
+    let refused = tonic::Status::already_exists(
+        "agent web-1 is already connected from 10.0.0.5:41234 (another instance)",
+    );
+    let failure = classify(&SessionError::Stream(refused));
+    assert_eq!(failure.outlook, Outlook::Permanent);
+    assert_eq!(
+        failure.to_string(),
+        "another agent with this certificate is connected to the controller: AlreadyExists: \
+         agent web-1 is already connected from 10.0.0.5:41234 (another instance)"
+    );
+}
