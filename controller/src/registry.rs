@@ -40,7 +40,9 @@ pub enum RegisterError {
     /// Another instance of the agent (another host with a copy of its certificate, or a
     /// second process) holds a live stream under the same name.
     #[error(
-        "agent {name} is already connected from {peer} (another instance of it, heard {heard_ms}ms          ago); two agents cannot share one certificate: give each host its own          (`gameday certs issue --agent NAME`)"
+        "agent {name} is already connected from {peer} (another instance of it, heard {heard_ms}ms \
+         ago); two agents cannot share one certificate: give each host its own \
+         (`gameday certs issue --agent NAME`)"
     )]
     AlreadyConnected {
         /// The agent's name.
@@ -461,10 +463,13 @@ mod tests {
                 },
             }
         );
+        let text = refused.to_string();
         assert!(
-            refused
-                .to_string()
-                .starts_with("agent web-1 is already connected from 10.0.0.5:41234"),
+            text.starts_with("agent web-1 is already connected from 10.0.0.5:41234")
+                && text.ends_with(
+                    "ago); two agents cannot share one certificate: give each host its own \
+                     (`gameday certs issue --agent NAME`)"
+                ),
             "{refused}"
         );
         // The first keeps its stream and its place.
