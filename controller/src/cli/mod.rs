@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing and dispatch to the subcommands.
 
 mod certs;
+mod connection;
 mod demo;
 mod local;
 mod output;

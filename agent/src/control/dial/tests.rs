@@ -117,3 +117,14 @@ fn a_second_live_agent_with_this_certificate_is_permanent() {
          agent web-1 is already connected from 10.0.0.5:41234 (another instance)"
     );
 }
+
+#[test]
+fn a_connection_closed_mid_record_is_said_plainly_and_retried() {
+    let eof = std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        "peer closed connection without sending TLS close_notify: https://docs.rs/rustls/latest",
+    );
+    let failure = classify(&stream_failure(eof));
+    assert_eq!(failure.outlook, Outlook::Retry);
+    assert_eq!(failure.cause, "the connection closed");
+}
