@@ -4,6 +4,7 @@
 pub mod config;
 pub mod control;
 pub mod faults;
+pub mod instance;
 pub mod journal;
 pub mod live;
 pub mod os;

@@ -47,6 +47,41 @@ fn deadline_in(lifetime: Duration) -> Instant {
         .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
 }
 
+/// Why a live fault is being reverted, for the one log line each revert gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RevertCause {
+    /// The controller asked (end of the fault, end of the run, abort).
+    Requested,
+    /// The fault's own deadline passed.
+    Deadline,
+    /// The controller was silent for longer than the lease.
+    Lease,
+    /// The agent is stopping.
+    Shutdown,
+}
+
+impl RevertCause {
+    /// How the log and the evidence say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevertCause::Requested => "the controller asked",
+            RevertCause::Deadline => "deadline passed",
+            RevertCause::Lease => "controller lease expired",
+            RevertCause::Shutdown => "the agent is stopping",
+        }
+    }
+}
+
+/// The one line a revert gets in the host's log: INFO when the host is as it was, WARN with
+/// the differences when it is not.
+fn log_reverted(fault_id: &str, run_id: &str, kind: &str, cause: RevertCause, r: &Reverted) {
+    if r.evidence.residue.is_empty() {
+        tracing::info!(fault = %fault_id, run = %run_id, kind, reason = cause.as_str(), evidence = %r.evidence.summary, "reverted");
+    } else {
+        tracing::warn!(fault = %fault_id, run = %run_id, kind, reason = cause.as_str(), residue = %r.evidence.residue.join("; "), "reverted, but the host is not as it was");
+    }
+}
+
 fn journal_error(e: JournalError) -> FaultError {
     FaultError::System(format!(
         "cannot journal the fault, so it was not applied: {e}"
@@ -97,15 +132,29 @@ impl LiveFaults {
                 "fault {fault_id} is already applied"
             )));
         }
-        let plan = faults::prepare(fault, fault_id, &self.policy, &self.host)?;
+        let plan = faults::prepare(fault, fault_id, &self.policy, &self.host).inspect_err(|e| {
+            log_refused(fault_id, run_id, fault.kind(), e);
+        })?;
         let entry = Entry {
             fault_id: fault_id.to_string(),
             run_id: run_id.to_string(),
             deadline_unix_ms: unix_ms_in(lifetime),
             plan: plan.clone(),
         };
-        self.journal.record(&entry).map_err(journal_error)?;
-        match faults::apply(&plan, &self.policy, &self.host) {
+        self.journal
+            .record(&entry)
+            .map_err(journal_error)
+            .inspect_err(|e| {
+                log_refused(fault_id, run_id, fault.kind(), e);
+            })?;
+        let applied = faults::apply(&plan, &self.policy, &self.host);
+        match &applied {
+            Ok(a) => {
+                tracing::info!(fault = %fault_id, run = %run_id, kind = fault.kind(), evidence = %a.evidence.summary, "applied")
+            }
+            Err(e) => log_refused(fault_id, run_id, fault.kind(), e),
+        }
+        match applied {
             Ok(applied) if fault.is_instant() => {
                 if let Err(j) = self.journal.remove(fault_id) {
                     tracing::error!(fault = %fault_id, error = %j, "could not remove the journal entry");
@@ -137,15 +186,42 @@ impl LiveFaults {
         }
     }
 
-    /// Reverts one fault. Reverting a fault that is not live succeeds (revert is idempotent);
-    /// if the agent already reverted it on its own, that revert's evidence is returned.
-    pub fn revert(&self, fault_id: &str) -> Result<Reverted, FaultError> {
-        let _one_at_a_time = self.reverting.lock().expect("reverting lock");
-        self.revert_now(fault_id)
+    /// Checks a fault as [`LiveFaults::apply`] would, without applying or journaling it: the
+    /// controller's preflight, so a policy refusal or a pattern that matches nothing shows
+    /// before the steady-state wait rather than after it.
+    pub fn check(&self, fault_id: &str, fault: &Fault) -> Result<(), FaultError> {
+        if self
+            .faults
+            .lock()
+            .expect("live faults lock")
+            .contains_key(fault_id)
+        {
+            return Err(FaultError::Invalid(format!(
+                "fault {fault_id} is already applied"
+            )));
+        }
+        faults::check(fault, fault_id, &self.policy, &self.host)
     }
 
-    /// [`LiveFaults::revert`] with the revert lock already held.
-    fn revert_now(&self, fault_id: &str) -> Result<Reverted, FaultError> {
+    /// Reverts one fault at the controller's request. Reverting a fault that is not live
+    /// succeeds (revert is idempotent); if the agent already reverted it on its own, that
+    /// revert's evidence is returned.
+    pub fn revert(&self, fault_id: &str) -> Result<Reverted, FaultError> {
+        self.revert_because(fault_id, RevertCause::Requested)
+    }
+
+    /// [`LiveFaults::revert`], logged with `cause`.
+    pub fn revert_because(
+        &self,
+        fault_id: &str,
+        cause: RevertCause,
+    ) -> Result<Reverted, FaultError> {
+        let _one_at_a_time = self.reverting.lock().expect("reverting lock");
+        self.revert_now(fault_id, cause)
+    }
+
+    /// [`LiveFaults::revert_because`] with the revert lock already held.
+    fn revert_now(&self, fault_id: &str, cause: RevertCause) -> Result<Reverted, FaultError> {
         let live = self
             .faults
             .lock()
@@ -160,7 +236,10 @@ impl LiveFaults {
                 .remove(fault_id);
             return Ok(earlier.unwrap_or_default());
         };
-        let reverted = faults::revert(&live.plan, &self.host)?;
+        let reverted = faults::revert(&live.plan, &self.host).inspect_err(|e| {
+            tracing::error!(fault = %fault_id, run = %live.run_id, kind = live.fault.kind(), reason = cause.as_str(), error = %e, "revert failed");
+        })?;
+        log_reverted(fault_id, &live.run_id, live.fault.kind(), cause, &reverted);
         self.faults
             .lock()
             .expect("live faults lock")
@@ -210,16 +289,16 @@ impl LiveFaults {
     pub fn enforce(&self, lease: Duration) -> Vec<String> {
         let now = Instant::now();
         let lease_over = self.last_heard.lock().expect("last heard lock").elapsed() > lease;
-        let due: Vec<(String, &'static str)> = self
+        let due: Vec<(String, RevertCause)> = self
             .faults
             .lock()
             .expect("live faults lock")
             .iter()
             .filter_map(|(id, f)| {
                 if now >= f.deadline {
-                    Some((id.clone(), "deadline passed"))
+                    Some((id.clone(), RevertCause::Deadline))
                 } else if lease_over {
-                    Some((id.clone(), "controller lease expired"))
+                    Some((id.clone(), RevertCause::Lease))
                 } else {
                     None
                 }
@@ -237,19 +316,19 @@ impl LiveFaults {
             {
                 continue;
             }
-            match self.revert_now(&id) {
-                Ok(r) => {
-                    tracing::warn!(fault = %id, reason = why, residue = ?r.evidence.residue, "reverted by the agent itself");
-                    let mut r = r;
-                    r.evidence.summary =
-                        format!("reverted by the agent ({why}); {}", r.evidence.summary);
-                    self.self_reverted
-                        .lock()
-                        .expect("self reverted lock")
-                        .insert(id.clone(), r);
-                    reverted.push(id);
-                }
-                Err(e) => tracing::error!(fault = %id, reason = why, error = %e, "revert failed"),
+            // An ordinary end of a fault: `revert_now` logs it once (at INFO), and a failure.
+            if let Ok(r) = self.revert_now(&id, why) {
+                let mut r = r;
+                r.evidence.summary = format!(
+                    "reverted by the agent ({}); {}",
+                    why.as_str(),
+                    r.evidence.summary
+                );
+                self.self_reverted
+                    .lock()
+                    .expect("self reverted lock")
+                    .insert(id.clone(), r);
+                reverted.push(id);
             }
         }
         reverted
@@ -265,7 +344,11 @@ impl LiveFaults {
             .cloned()
             .collect();
         ids.into_iter()
-            .filter_map(|id| self.revert(&id).err().map(|e| (id, e)))
+            .filter_map(|id| {
+                self.revert_because(&id, RevertCause::Shutdown)
+                    .err()
+                    .map(|e| (id, e))
+            })
             .collect()
     }
 
@@ -284,7 +367,8 @@ impl LiveFaults {
             };
             match faults::revert(&entry.plan, &self.host) {
                 Ok(r) => {
-                    tracing::warn!(fault = %entry.fault_id, run = %entry.run_id, residue = ?r.evidence.residue, "reverted a fault left by a previous agent");
+                    // Worth the owner's attention: an agent stopped without reverting.
+                    tracing::warn!(fault = %entry.fault_id, run = %entry.run_id, residue = %r.evidence.residue.join("; "), "reverted a fault left by a previous agent");
                     self.journal.remove(&entry.fault_id)?;
                     done += 1;
                 }
@@ -292,5 +376,146 @@ impl LiveFaults {
             }
         }
         Ok((done, failures))
+    }
+}
+
+/// The one line a refused or failed apply gets: a refusal by policy or a request naming
+/// nothing is the policy and the controller doing their jobs (INFO; the run reports it); the
+/// system failing is the owner's to look at (WARN).
+fn log_refused(fault_id: &str, run_id: &str, kind: &str, e: &FaultError) {
+    match e {
+        FaultError::System(_) => {
+            tracing::warn!(fault = %fault_id, run = %run_id, kind, error = %e, "could not apply")
+        }
+        FaultError::Policy(_) | FaultError::Invalid(_) | FaultError::Unsupported(_) => {
+            tracing::info!(fault = %fault_id, run = %run_id, kind, error = %e, "refused")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::process::{Child, Command};
+
+    use super::*;
+    use crate::faults::{disk_fill, dns_poison, network_partition};
+
+    /// Log lines, as the host owner would read them (no colour, like any non-terminal).
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn lines(&self) -> Vec<String> {
+            String::from_utf8_lossy(&self.0.lock().unwrap())
+                .lines()
+                .map(str::to_string)
+                .collect()
+        }
+    }
+
+    /// A `sleep` of our own to pause, killed on drop.
+    struct Sleeper(Child);
+
+    impl Drop for Sleeper {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn live(state: &std::path::Path) -> LiveFaults {
+        let host = Host {
+            processes: Arc::new(crate::os::RealOs::default()),
+            // Unit tests never touch the machine's nftables.
+            network: network_partition::Backend::new(Arc::new(crate::os::nft::Nft::with_program(
+                "/nonexistent/nft",
+            ))),
+            disk: disk_fill::Backend::default(),
+            dns: dns_poison::Backend::default(),
+            controller: Vec::new(),
+        };
+        LiveFaults::new(
+            Arc::new(host),
+            Arc::new(Policy::permissive()),
+            Journal::open(state).unwrap(),
+        )
+    }
+
+    fn pause_of(pid_file: &std::path::Path) -> Fault {
+        toml::from_str(&format!(
+            "kind = \"process_pause\"\npid_file = \"{}\"\nduration = \"1h\"",
+            pid_file.display()
+        ))
+        .unwrap()
+    }
+
+    /// Runs `f` with the agent's log captured, at INFO as the agent logs by default.
+    fn logged(f: impl FnOnce()) -> Vec<String> {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        captured.lines()
+    }
+
+    #[test]
+    fn each_apply_and_each_revert_is_logged_once_and_a_deadline_revert_is_no_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let sleeper = Sleeper(Command::new("sleep").arg("300").spawn().unwrap());
+        let pid_file = dir.path().join("sleep.pid");
+        std::fs::write(&pid_file, sleeper.0.id().to_string()).unwrap();
+        let live = live(&dir.path().join("journal"));
+        let fault = pause_of(&pid_file);
+        let lines = logged(|| {
+            live.apply("f-deadline", "run-1", &fault, Duration::ZERO)
+                .unwrap();
+            // The deadline has passed: the agent reverts on its own.
+            assert_eq!(live.enforce(Duration::from_secs(3600)), vec!["f-deadline"]);
+            // The controller's later request finds it reverted: nothing more to log.
+            live.revert("f-deadline").unwrap();
+            live.apply("f-asked", "run-1", &fault, Duration::from_secs(3600))
+                .unwrap();
+            live.revert("f-asked").unwrap();
+            live.apply("f-lease", "run-1", &fault, Duration::from_secs(3600))
+                .unwrap();
+            assert_eq!(live.enforce(Duration::ZERO), vec!["f-lease"]);
+        });
+        let text = lines.join("\n");
+        for id in ["f-deadline", "f-asked", "f-lease"] {
+            let of = |what: &str| {
+                lines
+                    .iter()
+                    .filter(|l| l.contains(&format!("{what} fault={id} ")))
+                    .count()
+            };
+            assert_eq!(of("applied"), 1, "one apply line for {id}:\n{text}");
+            assert_eq!(of("reverted"), 1, "one revert line for {id}:\n{text}");
+        }
+        assert!(text.contains("reason=\"deadline passed\""), "{text}");
+        assert!(
+            text.contains("reason=\"controller lease expired\""),
+            "{text}"
+        );
+        assert!(text.contains("reason=\"the controller asked\""), "{text}");
+        assert!(
+            lines.iter().all(|l| !l.contains("WARN")),
+            "ordinary reverts are no warning:\n{text}"
+        );
+        assert!(!text.contains("Some(") && !text.contains("None"), "{text}");
     }
 }

@@ -1,5 +1,6 @@
 //! `gameday-agent`: applies and reverts faults on this host for a gameday controller.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::sync::Arc;
 use clap::Parser;
 use gameday_agent::control::{Agent, ControlError};
 use gameday_agent::faults::Host;
+use gameday_agent::instance::InstanceError;
 use gameday_agent::policy::Policy;
 
 /// The gameday agent: dials the controller, applies faults its policy allows, and never leaves
@@ -28,7 +30,9 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into journald or a log file.
+        .with_ansi(std::io::stderr().is_terminal());
     if args.log_json {
         logs.json().init();
     } else {
@@ -71,6 +75,11 @@ fn main() -> ExitCode {
     let host = Arc::new(Host::from_config(&config));
     let agent = match Agent::new(Arc::new(config), Arc::new(policy), host, tls) {
         Ok(a) => a,
+        // A second agent on one state directory is a configuration mistake.
+        Err(e @ ControlError::Instance(InstanceError::Locked { .. })) => {
+            eprintln!("{}: {e}", args.config.display());
+            return ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(4);

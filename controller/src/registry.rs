@@ -34,6 +34,26 @@ pub enum DispatchError {
     },
 }
 
+/// Why an agent's registration was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RegisterError {
+    /// Another instance of the agent (another host with a copy of its certificate, or a
+    /// second process) holds a live stream under the same name.
+    #[error(
+        "agent {name} is already connected from {peer} (another instance of it, heard {heard_ms}ms \
+         ago); two agents cannot share one certificate: give each host its own \
+         (`gameday certs issue --agent NAME`)"
+    )]
+    AlreadyConnected {
+        /// The agent's name.
+        name: String,
+        /// Where the live one connects from.
+        peer: String,
+        /// How long ago the live one was last heard.
+        heard_ms: u64,
+    },
+}
+
 /// Someone waiting for an agent's answer.
 type Waiter = oneshot::Sender<FaultReport>;
 
@@ -47,6 +67,13 @@ pub struct AgentConn {
     pub version: String,
     /// Fault kinds it can apply.
     pub capabilities: Vec<String>,
+    /// Kinds it implements but cannot apply on its host, with why (empty from older agents).
+    pub unavailable: Vec<v1::KindUnavailable>,
+    /// Its installation's id (empty from older agents): tells its own reconnection from a
+    /// second agent presenting the same certificate.
+    pub instance_id: String,
+    /// It answers CheckFault, so preflight can check faults without applying them.
+    pub checks_faults: bool,
     /// Remote address of its stream.
     pub peer: String,
     /// Distinguishes this connection from an earlier one of the same agent.
@@ -115,6 +142,9 @@ impl AgentConn {
             labels: register.labels.into_iter().collect(),
             version: register.version,
             capabilities: register.capabilities,
+            unavailable: register.unavailable,
+            instance_id: register.instance_id,
+            checks_faults: register.checks_faults,
             peer,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             connected_at: now,
@@ -178,6 +208,26 @@ impl AgentConn {
             self.track(fault_id, run_id, fault.kind(), LiveState::Applied);
         }
         Ok(exchange)
+    }
+
+    /// Asks the agent whether it would apply `spec` as fault `fault_id`, without applying it
+    /// (preflight); the answer's failure says why not.
+    pub async fn check(
+        &self,
+        fault_id: &str,
+        run_id: &str,
+        spec: v1::FaultSpec,
+    ) -> Result<Exchange, DispatchError> {
+        self.request(
+            fault_id.to_string(),
+            FaultPhase::Checked,
+            Msg::Check(v1::CheckFault {
+                fault_id: fault_id.to_string(),
+                run_id: run_id.to_string(),
+                spec: Some(spec),
+            }),
+        )
+        .await
     }
 
     /// Counts a fault as live on this agent (e.g. one it reported when it registered).
@@ -296,18 +346,37 @@ pub struct AgentRegistry {
 }
 
 impl AgentRegistry {
-    /// Adds a connection; a previous connection of the same agent is closed and replaced.
-    pub fn register(&self, conn: Arc<AgentConn>) {
-        let old = self
-            .agents
-            .lock()
-            .expect("agents lock")
-            .insert(conn.name.clone(), conn.clone());
+    /// Adds a connection. A previous connection of the same agent instance (a reconnect, a
+    /// restart on the same state directory), or one not heard for `live_within`, is closed
+    /// and replaced. A connection of a different instance while the current one is live is
+    /// refused: two agents sharing a certificate would otherwise take the name from each other
+    /// in turn, and runs would go to whichever held it at the moment.
+    pub fn register(
+        &self,
+        conn: Arc<AgentConn>,
+        live_within: Duration,
+    ) -> Result<(), RegisterError> {
+        let mut agents = self.agents.lock().expect("agents lock");
+        if let Some(current) = agents.get(&conn.name) {
+            let heard = current.silent_for();
+            let live = heard <= live_within && !current.tx.is_closed();
+            if live && current.instance_id != conn.instance_id {
+                return Err(RegisterError::AlreadyConnected {
+                    name: conn.name.clone(),
+                    peer: current.peer.clone(),
+                    heard_ms: heard.as_millis() as u64,
+                });
+            }
+        }
+        let old = agents.insert(conn.name.clone(), conn.clone());
+        drop(agents);
         if let Some(old) = old {
+            tracing::info!(agent = %conn.name, old_peer = %old.peer, peer = %conn.peer, "agent reconnected; its earlier stream is closed");
             old.close(tonic::Status::aborted(
                 "replaced by a newer connection of the same agent",
             ));
         }
+        Ok(())
     }
 
     /// Removes the agent if `generation` is still its current connection.
@@ -361,5 +430,89 @@ impl AgentRegistry {
             }
         }
         dead
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(
+        instance: &str,
+        peer: &str,
+    ) -> (
+        Arc<AgentConn>,
+        mpsc::Receiver<Result<ControllerMessage, tonic::Status>>,
+    ) {
+        let (tx, rx) = mpsc::channel(4);
+        let register = v1::Register {
+            name: "web-1".into(),
+            instance_id: instance.into(),
+            ..v1::Register::default()
+        };
+        (Arc::new(AgentConn::new(register, peer.into(), tx)), rx)
+    }
+
+    const LIVE: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn a_second_live_agent_with_the_same_certificate_is_refused() {
+        let registry = AgentRegistry::default();
+        let (first, mut first_rx) = conn("aaaa", "10.0.0.5:41234");
+        registry.register(first.clone(), LIVE).unwrap();
+        let (second, _rx) = conn("bbbb", "10.0.0.6:50000");
+        let refused = registry.register(second, LIVE).unwrap_err();
+        assert_eq!(
+            refused,
+            RegisterError::AlreadyConnected {
+                name: "web-1".into(),
+                peer: "10.0.0.5:41234".into(),
+                heard_ms: match &refused {
+                    RegisterError::AlreadyConnected { heard_ms, .. } => *heard_ms,
+                },
+            }
+        );
+        let text = refused.to_string();
+        assert!(
+            text.starts_with("agent web-1 is already connected from 10.0.0.5:41234")
+                && text.ends_with(
+                    "ago); two agents cannot share one certificate: give each host its own \
+                     (`gameday certs issue --agent NAME`)"
+                ),
+            "{refused}"
+        );
+        // The first keeps its stream and its place.
+        assert_eq!(registry.get("web-1").unwrap().generation, first.generation);
+        assert!(
+            first_rx.try_recv().is_err(),
+            "the first stream was not closed"
+        );
+    }
+
+    #[test]
+    fn the_same_instance_reconnecting_replaces_its_old_stream() {
+        let registry = AgentRegistry::default();
+        let (first, mut first_rx) = conn("aaaa", "10.0.0.5:41234");
+        registry.register(first, LIVE).unwrap();
+        let (again, _rx) = conn("aaaa", "10.0.0.5:41300");
+        registry.register(again.clone(), LIVE).unwrap();
+        assert_eq!(registry.get("web-1").unwrap().generation, again.generation);
+        let closed = first_rx.try_recv().expect("the old stream is closed");
+        assert_eq!(closed.unwrap_err().code(), tonic::Code::Aborted);
+    }
+
+    #[test]
+    fn a_silent_or_closed_stream_is_replaced_by_another_instance() {
+        let registry = AgentRegistry::default();
+        let (first, _first_rx) = conn("aaaa", "10.0.0.5:41234");
+        registry.register(first, LIVE).unwrap();
+        let (second, _rx) = conn("bbbb", "10.0.0.6:50000");
+        // Not heard for longer than `live_within`: stale.
+        registry.register(second.clone(), Duration::ZERO).unwrap();
+        assert_eq!(registry.get("web-1").unwrap().generation, second.generation);
+        let (third, _rx3) = conn("cccc", "10.0.0.7:50000");
+        drop(_rx);
+        registry.register(third.clone(), LIVE).unwrap();
+        assert_eq!(registry.get("web-1").unwrap().generation, third.generation);
     }
 }

@@ -113,6 +113,14 @@ pub fn classify(error: &SessionError) -> Failure {
                     Some("the controller refused this agent"),
                 );
             }
+            // Another live agent presents this certificate: retrying would make the two take
+            // the stream from each other in turn, so stop and say so.
+            if status.code() == tonic::Code::AlreadyExists {
+                return failure(
+                    Outlook::Permanent,
+                    Some("another agent with this certificate is connected to the controller"),
+                );
+            }
         }
     }
     let unresolved = chain.iter().any(|e| {
@@ -193,8 +201,16 @@ fn chain<'a>(error: &'a (dyn Error + 'static)) -> Vec<&'a (dyn Error + 'static)>
     out
 }
 
-/// The lowest error's message; a status without a source is said with its code.
+/// The lowest error's message; a status without a source is said with its code. A connection
+/// that ended mid-TLS-record is "the connection closed", not rustls' advice about close_notify.
 fn root_cause(chain: &[&(dyn Error + 'static)]) -> String {
+    let eof = chain.iter().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
+    });
+    if eof {
+        return "the connection closed".to_string();
+    }
     let root = chain.last().expect("a chain holds its first error");
     match root.downcast_ref::<tonic::Status>() {
         Some(status) => format!("{:?}: {}", status.code(), status.message()),

@@ -45,6 +45,9 @@ pub enum ControlError {
     /// with the host in an unknown state.
     #[error("could not revert faults left by a previous agent: {}", .0.join("; "))]
     Leftovers(Vec<String>),
+    /// The state directory is another agent's, or its instance id cannot be kept.
+    #[error("{0}")]
+    Instance(#[from] crate::instance::InstanceError),
 }
 
 /// What the agent runs with.
@@ -55,12 +58,15 @@ pub struct Agent {
     pub live: Arc<LiveFaults>,
     /// The TLS files, checked at start.
     tls: TlsMaterial,
+    /// This installation's id, with the state directory held for this process.
+    instance: crate::instance::Instance,
 }
 
 /// A fault operation queued for the worker, which runs them one at a time, in order.
 enum Work {
     Apply(v1::ApplyFault, Instant),
     Revert(String, Instant),
+    Check(v1::CheckFault),
 }
 
 /// A queued operation and the stream its report goes back on.
@@ -79,9 +85,15 @@ impl Agent {
         host: Arc<Host>,
         tls: TlsMaterial,
     ) -> Result<Agent, ControlError> {
+        let instance = crate::instance::claim(&config.state_dir)?;
         let journal = Journal::open(&config.state_dir.join("journal"))?;
         let live = Arc::new(LiveFaults::new(host, policy, journal));
-        Ok(Agent { config, live, tls })
+        Ok(Agent {
+            config,
+            live,
+            tls,
+            instance,
+        })
     }
 
     /// Runs until `shutdown` resolves, or until connecting fails in a way that cannot heal
@@ -192,12 +204,16 @@ impl Agent {
             .map_err(dial::SessionError::Connect)?;
         let mut client = AgentControlClient::new(channel);
         let (tx, rx) = mpsc::channel::<AgentMessage>(64);
+        let survey = faults::survey(self.live.policy(), self.live.host());
         let register = v1::Register {
             name: self.config.name.clone(),
             labels: self.config.labels.clone().into_iter().collect(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            capabilities: faults::capabilities(self.live.policy(), self.live.host()),
+            capabilities: survey.capabilities,
             held_faults: self.live.held(),
+            unavailable: survey.unavailable,
+            instance_id: self.instance.id.clone(),
+            checks_faults: true,
         };
         send(&tx, agent_message::Msg::Register(register)).await;
         let attached = client.attach(ReceiverStream::new(rx)).await;
@@ -241,6 +257,9 @@ impl Agent {
                         controller_message::Msg::Revert(revert) => {
                             let _ = work_tx.send((Work::Revert(revert.fault_id, Instant::now()), tx.clone()));
                         }
+                        controller_message::Msg::Check(check) => {
+                            let _ = work_tx.send((Work::Check(check), tx.clone()));
+                        }
                     }
                 }
             }
@@ -273,6 +292,7 @@ async fn worker(
         let report = tokio::task::spawn_blocking(move || match job {
             Work::Apply(apply, received) => apply_fault(&live, apply, received),
             Work::Revert(fault_id, received) => revert_fault(&live, &fault_id, received),
+            Work::Check(check) => check_fault(&live, check),
         })
         .await;
         match report {
@@ -302,9 +322,9 @@ fn apply_fault(live: &LiveFaults, apply: v1::ApplyFault, received: Instant) -> F
     // whichever ends first, whatever happens to the controller.
     let deadline = Duration::from_millis(apply.deadline_ms.max(1));
     let lifetime = fault.duration().map_or(deadline, |d| d.get().min(deadline));
+    // `live` logs the apply (or the refusal) once, for the host owner.
     match live.apply(&apply.fault_id, &apply.run_id, &fault, lifetime) {
         Ok(applied) => {
-            tracing::info!(fault = %apply.fault_id, kind = fault.kind(), evidence = %applied.evidence.summary, "applied");
             report.apply_us = applied
                 .effect_at
                 .saturating_duration_since(received)
@@ -313,8 +333,34 @@ fn apply_fault(live: &LiveFaults, apply: v1::ApplyFault, received: Instant) -> F
             report.since_effect_us = applied.effect_at.elapsed().as_micros() as u64;
             report
         }
+        Err(e) => failed(report, e),
+    }
+}
+
+/// Checks a fault as applying it would, without applying it (the controller's preflight).
+fn check_fault(live: &LiveFaults, check: v1::CheckFault) -> FaultReport {
+    let report = FaultReport {
+        fault_id: check.fault_id.clone(),
+        phase: FaultPhase::Checked as i32,
+        ..FaultReport::default()
+    };
+    let fault = match check.spec.as_ref().map(Fault::from_wire) {
+        Some(Ok(f)) => f,
+        Some(Err(e)) => return failed(report, FaultError::Invalid(e.to_string())),
+        None => {
+            return failed(
+                report,
+                FaultError::Invalid("CheckFault without a spec".into()),
+            )
+        }
+    };
+    match live.check(&check.fault_id, &fault) {
+        Ok(()) => {
+            tracing::debug!(fault = %check.fault_id, run = %check.run_id, kind = fault.kind(), "checked: would be accepted");
+            report
+        }
         Err(e) => {
-            tracing::warn!(fault = %apply.fault_id, kind = fault.kind(), error = %e, "refused or failed");
+            tracing::info!(fault = %check.fault_id, run = %check.run_id, kind = fault.kind(), error = %e, "checked: would be refused");
             failed(report, e)
         }
     }

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use gameday_proto::v1::{Evidence, FailureKind};
+use gameday_proto::v1::{Evidence, FailureKind, KindUnavailable, UnavailableCause};
 use gameday_proto::Fault;
 use serde::{Deserialize, Serialize};
 
@@ -199,26 +199,127 @@ pub fn revert(plan: &Plan, host: &Host) -> Result<Reverted, FaultError> {
     }
 }
 
-/// The fault kinds this agent can apply here: implemented, allowed by policy, and possible on
-/// this host (tools present, rights held). Each missing one is logged with the reason.
-pub fn capabilities(policy: &Policy, host: &Host) -> Vec<String> {
-    SUPPORTED_KINDS
-        .iter()
-        .filter(|kind| policy.allows_kind(kind))
-        .filter(|kind| {
-            let available = match **kind {
+/// Why this agent cannot apply a kind of fault here, in the terms a host owner acts on: a tool
+/// to install, rights to grant, or a policy to change.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{detail}")]
+pub struct Unavailable {
+    /// Which of those it is.
+    pub cause: UnavailableCause,
+    /// What the agent found, as a sentence.
+    pub detail: String,
+}
+
+impl Unavailable {
+    /// The policy forbids the kind, or names nothing the fault may act on.
+    pub fn policy(detail: impl Into<String>) -> Unavailable {
+        Unavailable {
+            cause: UnavailableCause::Policy,
+            detail: detail.into(),
+        }
+    }
+
+    /// Something about this host other than tools, rights and policy.
+    pub fn host(detail: impl Into<String>) -> Unavailable {
+        Unavailable {
+            cause: UnavailableCause::Host,
+            detail: detail.into(),
+        }
+    }
+
+    /// Why nftables cannot be used: `nft` missing, no `CAP_NET_ADMIN`, or `nft` failing.
+    pub fn nftables(error: &crate::os::nft::NftError, context: &str) -> Unavailable {
+        use crate::os::nft::NftError;
+        let cause = match error {
+            NftError::NotFound { .. } => UnavailableCause::ToolMissing,
+            NftError::Permission { .. } => UnavailableCause::NoRights,
+            NftError::Failed { .. } | NftError::Output { .. } => UnavailableCause::Host,
+        };
+        Unavailable {
+            cause,
+            detail: format!("{context}{error}"),
+        }
+    }
+
+    /// A file the fault needs cannot be used: no rights when the system says so.
+    pub fn file(error: &std::io::Error, detail: String) -> Unavailable {
+        let cause = match error.kind() {
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+                UnavailableCause::NoRights
+            }
+            _ => UnavailableCause::Host,
+        };
+        Unavailable { cause, detail }
+    }
+}
+
+/// What the agent can and cannot apply here, as it registers.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Survey {
+    /// Kinds it can apply.
+    pub capabilities: Vec<String>,
+    /// Kinds it implements but cannot apply here, with why.
+    pub unavailable: Vec<KindUnavailable>,
+}
+
+/// Which fault kinds this agent can apply here (implemented, allowed by policy, possible on
+/// this host: tools present, rights held) and why each other one is not. Each missing one is
+/// logged with the reason.
+pub fn survey(policy: &Policy, host: &Host) -> Survey {
+    let mut survey = Survey::default();
+    for kind in SUPPORTED_KINDS {
+        let available = if policy.allows_kind(kind) {
+            match *kind {
                 "network_partition" => network_partition::available(policy, host),
                 "disk_fill" => disk_fill::available(policy, host),
                 "dns_poison" => dns_poison::available(policy, host),
                 _ => Ok(()),
-            };
-            if let Err(why) = &available {
-                tracing::warn!(kind = *kind, reason = %why, "fault kind not available on this host");
             }
-            available.is_ok()
-        })
-        .map(|kind| kind.to_string())
-        .collect()
+        } else {
+            Err(Unavailable::policy(format!(
+                "policy.allow_faults does not list {kind}"
+            )))
+        };
+        match available {
+            Ok(()) => survey.capabilities.push(kind.to_string()),
+            Err(why) => {
+                // The owner's policy choosing not to allow a kind is no news; a kind the policy
+                // allows that the host cannot do needs the owner's attention.
+                if why.cause == UnavailableCause::Policy {
+                    tracing::info!(kind = *kind, reason = %why, "fault kind not offered under this policy");
+                } else {
+                    tracing::warn!(kind = *kind, cause = why.cause.as_str_name(), reason = %why, "fault kind allowed by the policy but not available on this host");
+                }
+                survey.unavailable.push(KindUnavailable {
+                    kind: kind.to_string(),
+                    cause: why.cause as i32,
+                    detail: why.detail,
+                });
+            }
+        }
+    }
+    survey
+}
+
+/// The fault kinds this agent can apply here (see [`survey`]).
+pub fn capabilities(policy: &Policy, host: &Host) -> Vec<String> {
+    survey(policy, host).capabilities
+}
+
+/// Checks `fault` as applying it would (kind, policy, process matching, paths, limits), without
+/// changing the host or journaling anything. A kill's targets are chosen here too, so a pattern
+/// that matches nothing today fails the check.
+pub fn check(
+    fault: &Fault,
+    fault_id: &str,
+    policy: &Policy,
+    host: &Host,
+) -> Result<(), FaultError> {
+    let plan = prepare(fault, fault_id, policy, host)?;
+    if let Plan::ProcessKill(p) = &plan {
+        process_kill::check(&p.kill, policy, host.processes.as_ref()).map(drop)?;
+    }
+    Ok(())
 }
 
 fn unsupported(kind: &str) -> FaultError {
@@ -264,6 +365,63 @@ mod tests {
             ..PolicyConfig::default()
         };
         assert!(capabilities(&Policy::from_config(&none).unwrap(), &test_host()).is_empty());
+    }
+
+    #[test]
+    fn the_survey_says_why_each_missing_kind_is_missing() {
+        let only_kills = PolicyConfig {
+            allow_faults: vec!["process_kill".into()],
+            ..PolicyConfig::default()
+        };
+        let survey = survey(&Policy::from_config(&only_kills).unwrap(), &test_host());
+        assert_eq!(survey.capabilities, vec!["process_kill".to_string()]);
+        let pause = survey
+            .unavailable
+            .iter()
+            .find(|u| u.kind == "process_pause")
+            .expect("process_pause is accounted for");
+        assert_eq!(pause.cause(), UnavailableCause::Policy);
+        assert_eq!(
+            pause.detail,
+            "policy.allow_faults does not list process_pause"
+        );
+        assert_eq!(survey.unavailable.len(), SUPPORTED_KINDS.len() - 1);
+        // Allowed, but the firewall cannot run here.
+        let all = super::survey(&Policy::permissive(), &test_host());
+        let partition = all
+            .unavailable
+            .iter()
+            .find(|u| u.kind == "network_partition")
+            .expect("network_partition is accounted for");
+        assert_eq!(
+            partition.cause(),
+            UnavailableCause::ToolMissing,
+            "{partition:?}"
+        );
+    }
+
+    #[test]
+    fn check_refuses_what_apply_would_refuse_without_touching_anything() {
+        let host = test_host();
+        let nothing: Fault = toml::from_str(
+            "kind = \"process_kill\"\ncmdline = \"^gameday-no-such-process-[0-9]{40}$\"",
+        )
+        .unwrap();
+        let err = check(&nothing, "f1", &Policy::permissive(), &host).unwrap_err();
+        assert_eq!(err.kind(), FailureKind::Invalid, "{err}");
+        assert!(err.to_string().starts_with("no process matches"), "{err}");
+        let no_kills = PolicyConfig {
+            allow_faults: vec!["process_pause".into()],
+            ..PolicyConfig::default()
+        };
+        let err = check(
+            &nothing,
+            "f1",
+            &Policy::from_config(&no_kills).unwrap(),
+            &host,
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), FailureKind::Policy, "{err}");
     }
 
     #[test]

@@ -30,6 +30,17 @@ pub fn apply(
     policy: &Policy,
     os: &dyn ProcessOs,
 ) -> Result<Applied, FaultError> {
+    let (signal, targets) = check(kill, policy, os)?;
+    send(signal, &targets, os)
+}
+
+/// Everything [`apply`] decides before the first signal: the signal (allowed by the policy)
+/// and the processes it would go to (each allowed). Sends nothing.
+pub fn check(
+    kill: &ProcessKill,
+    policy: &Policy,
+    os: &dyn ProcessOs,
+) -> Result<(Signal, Vec<ProcessInfo>), FaultError> {
     let selector = kill
         .selector()
         .map_err(|e| FaultError::Invalid(e.to_string()))?;
@@ -37,7 +48,7 @@ pub fn apply(
     let signal = Signal::from_str(&kill.signal)
         .map_err(|_| FaultError::Invalid(format!("unknown signal {:?}", kill.signal)))?;
     let targets = select(&selector, kill.count, policy, os)?;
-    send(signal, &targets, os)
+    Ok((signal, targets))
 }
 
 /// The processes a selector picks, every one of them allowed by the policy (checked before
@@ -172,7 +183,8 @@ fn send(
             list(&vanished)
         ));
     }
-    tracing::info!(%summary, "process_kill applied");
+    // `live` logs the one line for the host owner.
+    tracing::debug!(%summary, "process_kill applied");
     Ok(Applied {
         effect_at,
         evidence: Evidence {
@@ -533,5 +545,32 @@ mod tests {
             "{err}"
         );
         assert!(os.sent().is_empty());
+    }
+
+    #[test]
+    fn check_decides_like_apply_and_sends_nothing() {
+        let os = host();
+        let deny = policy("[process_kill]\ndeny = [\"^nginx\"]");
+        let Fault::ProcessKill(forbidden) = kill(r#"cmdline = "^(demo|nginx)""#) else {
+            unreachable!()
+        };
+        let err = super::check(&forbidden, &deny, &os).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "process 1300 (nginx) is denied by policy rule `^nginx`"
+        );
+        let Fault::ProcessKill(nothing) = kill(r#"cmdline = "^no such thing$""#) else {
+            unreachable!()
+        };
+        let err = super::check(&nothing, &Policy::permissive(), &os).unwrap_err();
+        assert_eq!(err.kind(), gameday_proto::v1::FailureKind::Invalid);
+        assert!(err.to_string().starts_with("no process matches"), "{err}");
+        let Fault::ProcessKill(demo) = kill(r#"name = "demo""#) else {
+            unreachable!()
+        };
+        let (signal, targets) = super::check(&demo, &Policy::permissive(), &os).unwrap();
+        assert_eq!(signal, Signal::SIGKILL);
+        assert_eq!(targets.len(), 2);
+        assert!(os.sent().is_empty(), "a check signals nothing");
     }
 }

@@ -100,7 +100,8 @@ pub fn apply(plan: &Plan, host: &Host) -> Result<Applied, FaultError> {
         count(infos.len()),
         list(&infos.iter().collect::<Vec<_>>())
     );
-    tracing::info!(%summary, "process_pause applied");
+    // `live` logs the one line for the host owner.
+    tracing::debug!(%summary, "process_pause applied");
     Ok(Applied {
         effect_at,
         evidence: Evidence {

@@ -8,6 +8,7 @@ use gameday::report::{exit, ScenarioReport};
 use gameday_proto::v1::{self, operator_client::OperatorClient, run_event::Event};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+use super::connection;
 use super::output::{print_report, ReportOutput};
 
 /// How to reach the controller as an operator.
@@ -36,6 +37,15 @@ impl ConnArgs {
     pub(super) fn controller(&self) -> &str {
         &self.controller
     }
+
+    /// Where and with what the CLI dials, for messages.
+    fn dial(&self) -> connection::Dial<'_> {
+        connection::Dial {
+            controller: &self.controller,
+            ca: self.ca.as_deref().unwrap_or(Path::new("(no --ca)")),
+            cert: self.cert.as_deref().unwrap_or(Path::new("(no --cert)")),
+        }
+    }
 }
 
 fn need<'a>(p: &'a Option<PathBuf>, flag: &str) -> anyhow::Result<&'a Path> {
@@ -48,11 +58,10 @@ fn need<'a>(p: &'a Option<PathBuf>, flag: &str) -> anyhow::Result<&'a Path> {
 }
 
 pub(super) async fn connect(conn: &ConnArgs) -> anyhow::Result<OperatorClient<Channel>> {
-    let read =
-        |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
-    let ca = read(need(&conn.ca, "ca")?)?;
-    let cert = read(need(&conn.cert, "cert")?)?;
-    let key = read(need(&conn.key, "key")?)?;
+    connection::check_url(&conn.controller)?;
+    let files = (need(&conn.ca, "ca")?, need(&conn.cert, "cert")?);
+    let material = connection::check_files(files.0, files.1, need(&conn.key, "key")?)?;
+    let (ca, cert, key) = (material.ca_pem, material.cert_pem, material.key_pem);
     let uri: tonic::codegen::http::Uri = conn
         .controller
         .parse()
@@ -66,23 +75,32 @@ pub(super) async fn connect(conn: &ConnArgs) -> anyhow::Result<OperatorClient<Ch
         .tls_config(tls)?
         .connect()
         .await
-        .with_context(|| format!("connecting to {}", conn.controller))?;
+        .map_err(|e| connection::connect_failed(&e, &conn.dial()))?;
     Ok(OperatorClient::new(channel))
 }
 
-/// Turns a failed call into an error an operator can act on. A client certificate the
-/// controller refuses shows up after the handshake, as a closed connection, so say what to check.
+/// Turns a failed call into an error an operator can act on: the controller's own refusal as
+/// it said it, a transport failure by its root cause (see [`connection`]).
 pub(super) fn explain(status: tonic::Status, controller: &str) -> anyhow::Error {
+    explain_with(
+        status,
+        &connection::Dial {
+            controller,
+            ca: Path::new("--ca"),
+            cert: Path::new("--cert"),
+        },
+    )
+}
+
+fn explain_with(status: tonic::Status, dial: &connection::Dial<'_>) -> anyhow::Error {
     use tonic::Code;
     match status.code() {
         Code::PermissionDenied | Code::Unauthenticated => {
             anyhow::anyhow!("the controller refused this operator: {}", status.message())
         }
-        Code::Unknown | Code::Cancelled | Code::Unavailable => anyhow::anyhow!(
-            "the connection to {controller} failed ({}); if it keeps failing, check that --cert is an \
-             operator certificate signed by the fleet CA that --ca names",
-            status.message()
-        ),
+        Code::Unknown | Code::Cancelled | Code::Unavailable => {
+            connection::call_failed(&status, dial)
+        }
         _ => anyhow::anyhow!("{}", status.message()),
     }
 }
@@ -111,10 +129,13 @@ pub async fn run_file(file: &Path, out: ReportOutput, conn: &ConnArgs) -> anyhow
         eprintln!("{e}");
         return Ok(exit::INVALID);
     }
-    if let Err(e) = gameday::scenario::parse(&name, &text) {
-        eprintln!("{e}");
-        return Ok(exit::INVALID);
-    }
+    let scenario_name = match gameday::scenario::parse(&name, &text) {
+        Ok(s) => s.name,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(exit::INVALID);
+        }
+    };
     let mut client = connect(conn).await?;
     let request = v1::RunScenarioRequest {
         file_name: name,
@@ -126,9 +147,11 @@ pub async fn run_file(file: &Path, out: ReportOutput, conn: &ConnArgs) -> anyhow
             eprintln!("{}", s.message());
             return Ok(exit::INVALID);
         }
-        Err(s) => return Err(explain(s, &conn.controller)),
+        Err(s) => return Err(explain_with(s, &conn.dial())),
     };
     let (progress, events) = tokio::sync::mpsc::unbounded_channel();
+    // Where the run stood, to say what a lost controller means for it.
+    let mut at = format!("scenario {scenario_name} (before its first run started)");
     let printer = tokio::spawn(super::progress::show(events));
     let mut outcome = None;
     loop {
@@ -140,11 +163,25 @@ pub async fn run_file(file: &Path, out: ReportOutput, conn: &ConnArgs) -> anyhow
                 outcome = Some(Err(s.message().to_string()));
                 break;
             }
-            Err(s) => return Err(explain(s, &conn.controller)),
+            // The connection broke: the controller died or was cut off mid-run.
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::Unavailable
+                ) =>
+            {
+                drop(progress);
+                let _ = printer.await;
+                return Err(connection::lost_during_run(&s, &conn.dial(), &at));
+            }
+            Err(s) => return Err(explain_with(s, &conn.dial())),
         };
         match event.event {
             Some(Event::Progress(line)) => eprintln!("{line}"),
             Some(Event::Update(u)) => {
+                if u.runs > 0 {
+                    at = format!("run {}/{} of {scenario_name}", u.run, u.runs);
+                }
                 let _ = progress.send(super::progress::from_wire(u));
             }
             Some(Event::ReportJson(json)) => {
@@ -180,7 +217,8 @@ pub async fn agents(conn: &ConnArgs) -> anyhow::Result<i32> {
     let mut client = connect(conn).await?;
     let list = client
         .list_agents(v1::ListAgentsRequest {})
-        .await?
+        .await
+        .map_err(|s| explain_with(s, &conn.dial()))?
         .into_inner();
     print!("{}", format_agents(&list.agents));
     Ok(exit::OK)
@@ -254,6 +292,6 @@ pub async fn abort(run: Option<String>, all: bool, conn: &ConnArgs) -> anyhow::R
             eprintln!("error: {}", s.message());
             Ok(exit::INVALID)
         }
-        Err(s) => Err(explain(s, &conn.controller)),
+        Err(s) => Err(explain_with(s, &conn.dial())),
     }
 }

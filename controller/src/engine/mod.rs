@@ -169,8 +169,16 @@ impl Engine {
             summary: summarize(&[], scenario.min_pass_rate, false),
         };
         for index in 1..=scenario.repeat {
+            let run_id = new_run_id();
             let resolved = preflight::resolve(scenario, &self.registry)
                 .and_then(|t| Ok((t, preflight::resolve_faults(scenario, &self.registry)?)));
+            // Every fault checked by its agents before the steady-state wait, not after it.
+            let resolved = match resolved {
+                Ok((targets, faults)) => preflight::check_faults(&run_id, &targets, &faults)
+                    .await
+                    .map(|()| (targets, faults)),
+                Err(e) => Err(e),
+            };
             let (targets, faults) = match resolved {
                 Ok(t) => t,
                 Err(e) => {
@@ -185,14 +193,11 @@ impl Engine {
                     if report.runs.is_empty() {
                         report.error = Some(format!("preflight: {e}"));
                     } else {
-                        report
-                            .runs
-                            .push(run::preflight_failed(new_run_id(), index, e));
+                        report.runs.push(run::preflight_failed(run_id, index, e));
                     }
                     break;
                 }
             };
-            let run_id = new_run_id();
             let (cancel_tx, cancel) = watch::channel(None);
             {
                 // Checked under the lock shutdown takes to stop runs, so none slips through.

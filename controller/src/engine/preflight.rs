@@ -1,7 +1,11 @@
-//! Preflight: resolve a scenario's targets among connected agents and check each can do the job.
+//! Preflight: resolve a scenario's targets among connected agents and check each can do the job:
+//! it advertises every fault's kind (or says why not), and it would accept every fault as
+//! written (policy, processes, paths), asked without applying anything.
 
 use std::sync::Arc;
 
+use futures_util::future::join_all;
+use gameday_proto::v1::UnavailableCause;
 use gameday_proto::Fault;
 
 use crate::registry::{AgentConn, AgentRegistry};
@@ -29,7 +33,39 @@ pub enum PreflightError {
     /// A partition names a peer agent that is not connected.
     #[error("network_partition peer agent {0:?} is not connected, so its address is unknown")]
     PeerMissing(String),
-    /// A target lacks a capability a fault needs.
+    /// A target cannot apply a kind of fault, and said why when it registered.
+    #[error("{kind} is not available on {agent}: {}: {detail}", cause_text(*.cause))]
+    Unavailable {
+        /// The agent.
+        agent: String,
+        /// The fault kind.
+        kind: String,
+        /// Tool missing, no rights, policy, or the host.
+        cause: UnavailableCause,
+        /// What the agent found.
+        detail: String,
+    },
+    /// A target would refuse a fault as written (asked at preflight, nothing applied).
+    #[error("fault {kind} would not be applied on {agent}: {reason}")]
+    Refused {
+        /// The agent.
+        agent: String,
+        /// The fault kind.
+        kind: String,
+        /// The agent's answer, as a failed apply would report it.
+        reason: String,
+    },
+    /// A target did not answer the check.
+    #[error("agent {agent} did not answer the preflight check of {kind}: {error}")]
+    Unanswered {
+        /// The agent.
+        agent: String,
+        /// The fault kind.
+        kind: String,
+        /// What went wrong.
+        error: String,
+    },
+    /// A target lacks a capability a fault needs (an agent that does not say why).
     #[error("agent {agent:?} cannot apply {kind}: it advertises [{advertised}] (missing tool, rights, or not allowed by its policy)")]
     MissingCapability {
         /// The agent.
@@ -95,6 +131,14 @@ pub fn resolve(
         for fault in &scenario.faults {
             let kind = fault.kind();
             if !agent.capabilities.iter().any(|c| c == kind) {
+                if let Some(why) = agent.unavailable.iter().find(|u| u.kind == kind) {
+                    return Err(PreflightError::Unavailable {
+                        agent: agent.name.clone(),
+                        kind: kind.to_string(),
+                        cause: why.cause(),
+                        detail: why.detail.clone(),
+                    });
+                }
                 return Err(PreflightError::MissingCapability {
                     agent: agent.name.clone(),
                     kind: kind.to_string(),
@@ -134,4 +178,127 @@ pub fn resolve_faults(
             Ok(Fault::NetworkPartition(p))
         })
         .collect()
+}
+
+/// How a preflight names a cause of unavailability.
+fn cause_text(cause: UnavailableCause) -> &'static str {
+    match cause {
+        UnavailableCause::ToolMissing => "a tool it needs is missing",
+        UnavailableCause::NoRights => "the agent lacks the rights",
+        UnavailableCause::Policy => "the agent's policy forbids it",
+        UnavailableCause::Host | UnavailableCause::Unspecified => "the host cannot do it",
+    }
+}
+
+/// The id fault number `index` of a run gets on `agent`: the same for the check and the apply.
+pub fn fault_id(run_id: &str, index: usize, agent: &str) -> String {
+    format!("{run_id}-f{index}-{agent}")
+}
+
+/// Asks every target whether it would apply every fault as written, without applying anything,
+/// so a policy refusal, a path outside the policy or a pattern that matches no process today
+/// fails the run now rather than after the steady-state wait. All checks go out at once; the
+/// first refusal (in target, then fault order) is the error. Agents too old to check are
+/// skipped: their refusal still comes at injection.
+pub async fn check_faults(
+    run_id: &str,
+    targets: &[Arc<AgentConn>],
+    faults: &[Fault],
+) -> Result<(), PreflightError> {
+    let checks = targets
+        .iter()
+        .filter(|agent| agent.checks_faults)
+        .flat_map(|agent| {
+            faults.iter().enumerate().map(move |(i, fault)| async move {
+                let id = fault_id(run_id, i, &agent.name);
+                let answer = agent.check(&id, run_id, fault.to_wire()).await;
+                (agent, fault.kind(), answer)
+            })
+        });
+    for (agent, kind, answer) in join_all(checks).await {
+        let refused = |reason| PreflightError::Refused {
+            agent: agent.name.clone(),
+            kind: kind.to_string(),
+            reason,
+        };
+        match answer {
+            Ok(x) => {
+                if let Some(f) = &x.report.failure {
+                    return Err(refused(super::run::failure_text(f)));
+                }
+            }
+            Err(e) => {
+                return Err(PreflightError::Unanswered {
+                    agent: agent.name.clone(),
+                    kind: kind.to_string(),
+                    error: e.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gameday_proto::v1;
+
+    #[test]
+    fn an_unavailable_kind_says_which_cause() {
+        let e = PreflightError::Unavailable {
+            agent: "web-1".into(),
+            kind: "network_partition".into(),
+            cause: UnavailableCause::ToolMissing,
+            detail: "nft not found (nft): install the nftables package".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "network_partition is not available on web-1: a tool it needs is missing: nft not \
+             found (nft): install the nftables package"
+        );
+        let e = PreflightError::Unavailable {
+            agent: "web-1".into(),
+            kind: "disk_fill".into(),
+            cause: UnavailableCause::Policy,
+            detail: "policy.disk_fill.paths is empty, so no directory may be filled".into(),
+        };
+        assert!(
+            e.to_string()
+                .contains("disk_fill is not available on web-1: the agent's policy forbids it"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn resolve_reports_why_a_kind_is_missing() {
+        use std::time::Duration;
+        let registry = AgentRegistry::default();
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        let register = v1::Register {
+            name: "web-1".into(),
+            capabilities: vec!["process_kill".into()],
+            unavailable: vec![v1::KindUnavailable {
+                kind: "network_partition".into(),
+                cause: UnavailableCause::NoRights as i32,
+                detail: "no permission for nftables (the agent needs CAP_NET_ADMIN)".into(),
+            }],
+            ..v1::Register::default()
+        };
+        let conn = Arc::new(AgentConn::new(register, "10.0.0.5:41234".into(), tx));
+        registry.register(conn, Duration::from_secs(5)).unwrap();
+        let scenario = crate::scenario::parse(
+            "s.toml",
+            "name = \"s\"\nrto = \"1s\"\n[targets]\nagents = [\"web-1\"]\n[[faults]]\nkind = \"network_partition\"\npeers = [\"10.0.0.0/8\"]\nduration = \"1s\"\n[[probes]]\nname = \"p\"\nkind = \"tcp\"\naddress = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        let Err(e) = resolve(&scenario, &registry) else {
+            panic!("resolve must fail");
+        };
+        assert_eq!(
+            e.to_string(),
+            "network_partition is not available on web-1: the agent lacks the rights: no \
+             permission for nftables (the agent needs CAP_NET_ADMIN)"
+        );
+    }
 }

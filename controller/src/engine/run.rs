@@ -158,7 +158,7 @@ async fn run_with_probes(
     let mut requests = Vec::new();
     for agent in &ctx.targets {
         for (i, fault) in ctx.faults.iter().enumerate() {
-            let fault_id = format!("{}-f{i}-{}", ctx.run_id, agent.name);
+            let fault_id = super::preflight::fault_id(&ctx.run_id, i, &agent.name);
             let apply = v1::ApplyFault {
                 fault_id: fault_id.clone(),
                 run_id: ctx.run_id.clone(),
@@ -395,7 +395,7 @@ fn say(ctx: &RunCtx<'_>, phase: Phase, line: String) {
     });
 }
 
-fn failure_text(f: &v1::FaultFailure) -> String {
+pub(super) fn failure_text(f: &v1::FaultFailure) -> String {
     let kind = match v1::FailureKind::try_from(f.kind).unwrap_or(v1::FailureKind::Unspecified) {
         v1::FailureKind::Policy => "refused by the agent's policy",
         v1::FailureKind::Invalid => "invalid",

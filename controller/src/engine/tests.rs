@@ -66,7 +66,7 @@ impl RunObserver for Finished {
 async fn a_run_whose_task_panics_is_graded_error_and_recorded() {
     let registry = Arc::new(AgentRegistry::default());
     let (conn, _rx) = agent();
-    registry.register(conn);
+    registry.register(conn, Duration::from_secs(5)).unwrap();
     let finished = Arc::new(Finished::default());
     let engine = Engine::new(registry)
         .with_observer(Arc::new(PanicsAtStart))
@@ -92,7 +92,9 @@ async fn a_run_whose_task_panics_is_graded_error_and_recorded() {
 async fn a_fault_adopted_for_a_run_that_ended_is_reverted_by_the_sweep() {
     let registry = Arc::new(AgentRegistry::default());
     let (conn, mut rx) = agent();
-    registry.register(conn.clone());
+    registry
+        .register(conn.clone(), Duration::from_secs(5))
+        .unwrap();
     conn.track(
         "f1".into(),
         "r1".into(),

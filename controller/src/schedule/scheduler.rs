@@ -160,7 +160,8 @@ impl FiringLoop {
         match self.schedule.plan_start(state.handled_until, now) {
             StartPlan::Fresh | StartPlan::UpToDate => {
                 self.store().update(&name, |s| s.handled_until = Some(now));
-                tracing::info!(schedule = %name, next = ?self.schedule.next_run_after(now).map(|t| t.to_rfc3339()), "schedule armed");
+                let next = self.schedule.next_run_after(now).map(|t| t.to_rfc3339());
+                tracing::info!(schedule = %name, next = next.as_deref().unwrap_or("none"), "schedule armed");
                 Some(now)
             }
             StartPlan::SkipMissed(missed) => {

@@ -79,8 +79,16 @@ impl AgentControl for AgentControlService {
         .await
         .map_err(|_| Status::internal("stream closed during registration"))?;
         let registry = self.engine.registry().clone();
-        registry.register(conn.clone());
-        tracing::info!(agent = %conn.name, peer = %conn.peer, capabilities = ?conn.capabilities, held_faults = held.len(), "agent registered");
+        if self.engine.is_closing() {
+            return Err(Status::unavailable(
+                "the controller is shutting down; the agent's lease takes over",
+            ));
+        }
+        if let Err(e) = registry.register(conn.clone(), self.timing.heartbeat_timeout) {
+            tracing::warn!(agent = %conn.name, peer = %conn.peer, error = %e, "refused a second agent presenting the same certificate");
+            return Err(Status::already_exists(e.to_string()));
+        }
+        tracing::info!(agent = %conn.name, peer = %conn.peer, capabilities = %conn.capabilities.join(","), held_faults = held.len(), "agent registered");
         if !held.is_empty() {
             // Needs the reader below running: the reverts' answers arrive on this stream.
             let engine = self.engine.clone();
@@ -90,6 +98,8 @@ impl AgentControl for AgentControlService {
         }
         // The reader lives as long as the agent's stream; when it ends the agent is gone.
         self.engine.spawn(async move {
+            // Whether the agent ended its stream itself (it is stopping) or the stream broke.
+            let mut closed_by_agent = false;
             loop {
                 match inbound.message().await {
                     Ok(Some(AgentMessage { msg: Some(msg) })) => {
@@ -107,7 +117,10 @@ impl AgentControl for AgentControlService {
                         }
                     }
                     Ok(Some(AgentMessage { msg: None })) => {}
-                    Ok(None) => break,
+                    Ok(None) => {
+                        closed_by_agent = true;
+                        break;
+                    }
                     Err(e) => {
                         tracing::info!(agent = %conn.name, error = %e.message(), "agent stream ended");
                         break;
@@ -117,7 +130,13 @@ impl AgentControl for AgentControlService {
             // Whoever waits for an answer on this stream learns now that none will come.
             conn.hang_up();
             if registry.remove(&conn.name, conn.generation) {
-                tracing::warn!(agent = %conn.name, "agent disconnected");
+                // An agent that says goodbye (stopping, the end of a `--local` run) is no news;
+                // one whose stream broke is.
+                if closed_by_agent {
+                    tracing::info!(agent = %conn.name, peer = %conn.peer, "agent closed its stream");
+                } else {
+                    tracing::warn!(agent = %conn.name, peer = %conn.peer, "agent disconnected");
+                }
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

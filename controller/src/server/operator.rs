@@ -204,7 +204,7 @@ impl Operator for OperatorService {
             ));
         }
         let run = (!req.all).then_some(req.run_id.as_str());
-        tracing::warn!(operator = %who.name, run = ?run, "abort requested");
+        tracing::info!(operator = %who.name, run = run.unwrap_or("all"), "abort requested");
         let (aborted_runs, reverted_faults) = self.engine.abort(run).await;
         if let Some(r) = run {
             if aborted_runs == 0 && reverted_faults == 0 {

@@ -103,3 +103,28 @@ fn unresolvable_hosts_are_retried_as_such() {
         "failed to lookup address information: Name or service not known"
     );
 }
+
+#[test]
+fn a_second_live_agent_with_this_certificate_is_permanent() {
+    let refused = tonic::Status::already_exists(
+        "agent web-1 is already connected from 10.0.0.5:41234 (another instance)",
+    );
+    let failure = classify(&SessionError::Stream(refused));
+    assert_eq!(failure.outlook, Outlook::Permanent);
+    assert_eq!(
+        failure.to_string(),
+        "another agent with this certificate is connected to the controller: AlreadyExists: \
+         agent web-1 is already connected from 10.0.0.5:41234 (another instance)"
+    );
+}
+
+#[test]
+fn a_connection_closed_mid_record_is_said_plainly_and_retried() {
+    let eof = std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        "peer closed connection without sending TLS close_notify: https://docs.rs/rustls/latest",
+    );
+    let failure = classify(&stream_failure(eof));
+    assert_eq!(failure.outlook, Outlook::Retry);
+    assert_eq!(failure.cause, "the connection closed");
+}

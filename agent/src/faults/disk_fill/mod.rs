@@ -32,7 +32,7 @@ pub use amount::Amount;
 use amount::{bytes_to_fill, check_limits, human};
 pub use host_policy::{Limits, PolicyConfig, DEFAULT_MAX_FILL_PERCENT};
 
-use super::{Applied, FaultError, Host, Reverted};
+use super::{Applied, FaultError, Host, Reverted, Unavailable};
 use crate::os::disk::{DiskError, DiskOs, FsStat, RealDisk};
 use crate::policy::Policy;
 
@@ -127,22 +127,24 @@ impl Plan {
 
 /// Whether this host can apply the fault: the policy must list at least one directory, and at
 /// least one of them must exist.
-pub fn available(policy: &Policy, host: &Host) -> Result<(), String> {
+pub fn available(policy: &Policy, host: &Host) -> Result<(), Unavailable> {
     let paths = &policy.disk_fill.paths;
     if paths.is_empty() {
-        return Err("policy.disk_fill.paths is empty, so no directory may be filled".into());
+        return Err(Unavailable::policy(
+            "policy.disk_fill.paths is empty, so no directory may be filled",
+        ));
     }
     let os = host.disk.os();
     if paths.iter().any(|p| os.is_dir(p).unwrap_or(false)) {
         return Ok(());
     }
-    Err(format!(
+    Err(Unavailable::host(format!(
         "none of policy.disk_fill.paths is an existing directory: {:?}",
         paths
             .iter()
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
-    ))
+    )))
 }
 
 /// Resolves the directory, checks it against the policy, and works out (without writing
@@ -235,7 +237,8 @@ pub fn apply(plan: &Plan, host: &Host) -> Result<Applied, FaultError> {
         }
     };
     let summary = apply_summary(plan, bytes, &filled, &before, &after);
-    tracing::info!(%summary, "disk_fill applied");
+    // `live` logs the one line for the host owner.
+    tracing::debug!(%summary, "disk_fill applied");
     let figures = [
         ("bytes_written", filled.written),
         ("free_before", before.available),
@@ -304,9 +307,6 @@ pub fn revert(plan: &Plan, host: &Host) -> Result<Reverted, FaultError> {
     for n in notes {
         summary.push_str("; ");
         summary.push_str(&n);
-    }
-    if !residue.is_empty() {
-        tracing::warn!(?residue, "disk_fill left residue");
     }
     Ok(Reverted {
         evidence: Evidence {

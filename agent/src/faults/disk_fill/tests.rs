@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use gameday_proto::v1::UnavailableCause;
 use gameday_proto::{ByteSize, DiskFill};
 
 use super::fake::{FakeDisk, MIB};
@@ -114,8 +115,16 @@ fn empty_policy_refuses_and_is_not_advertised() {
     let err = prepare(&size("/srv/data", MIB), "f1", &pol, &h).unwrap_err();
     assert!(matches!(err, FaultError::Policy(_)), "{err:?}");
     assert!(err.to_string().contains("paths is empty"), "{err}");
-    assert!(available(&pol, &h).is_err());
-    assert!(available(&policy(&["/nowhere"], 100), &h).is_err());
+    assert_eq!(
+        available(&pol, &h).unwrap_err().cause,
+        UnavailableCause::Policy
+    );
+    assert_eq!(
+        available(&policy(&["/nowhere"], 100), &h)
+            .unwrap_err()
+            .cause,
+        UnavailableCause::Host
+    );
     assert!(available(&policy(&["/nowhere", "/srv/data"], 100), &h).is_ok());
     assert!(!crate::faults::capabilities(&pol, &h).contains(&"disk_fill".to_string()));
     assert!(

@@ -133,7 +133,8 @@ pub fn apply(
         plan.names.len(),
         hosts.original.len()
     );
-    tracing::info!(%summary, "dns_poison applied (hosts mode)");
+    // `live` logs the one line for the host owner.
+    tracing::debug!(%summary, "dns_poison applied (hosts mode)");
     Ok(Applied {
         effect_at,
         evidence: Evidence {

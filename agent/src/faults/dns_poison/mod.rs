@@ -31,10 +31,11 @@ pub use hosts::{HostsPlan, MAX_HOSTS_BYTES};
 pub use names::NamePattern;
 pub use resolver::{parse_resolv_conf, table_name, ResolverPlan};
 
-use super::{Applied, FaultError, Host, Reverted};
-use crate::os::dns::{DnsFiles, DnsSockets, RealDns};
+use super::{Applied, FaultError, Host, Reverted, Unavailable};
+use crate::os::dns::{DnsFiles, DnsOsError, DnsSockets, RealDns};
 use crate::os::nft::{Firewall, Nft};
 use crate::policy::Policy;
+use gameday_proto::v1::UnavailableCause;
 
 /// Firewall mark on the embedded resolver's upstream sockets when the policy sets none:
 /// "GDNS" in ASCII.
@@ -317,24 +318,40 @@ fn label(fault_id: &str) -> String {
         .collect()
 }
 
-fn hosts_available(policy: &PolicyConfig, backend: &Backend) -> Result<(), String> {
+fn hosts_available(policy: &PolicyConfig, backend: &Backend) -> Result<(), Unavailable> {
     let Some(path) = &policy.hosts_file else {
-        return Err("hosts mode is off: policy.dns_poison.hosts_file is not set".into());
+        return Err(Unavailable::policy(
+            "hosts mode is off: policy.dns_poison.hosts_file is not set",
+        ));
     };
-    backend
-        .files
-        .check_writable(path)
-        .map_err(|e| format!("hosts mode cannot write {e}"))
+    backend.files.check_writable(path).map_err(|e| {
+        let detail = format!("hosts mode cannot write {e}");
+        match &e {
+            DnsOsError::File { source, .. } | DnsOsError::Socket { source, .. } => {
+                Unavailable::file(source, detail)
+            }
+        }
+    })
 }
 
 /// Whether this host can apply the fault: in at least one mode. The error names why each
-/// mode is not usable.
-pub fn available(policy: &Policy, host: &Host) -> Result<(), String> {
+/// mode is not usable; its cause is the policy's only when neither mode is configured (a mode
+/// the owner configured and the host cannot do is the more useful news).
+pub fn available(policy: &Policy, host: &Host) -> Result<(), Unavailable> {
     let config = &policy.dns_poison;
     let Err(hosts) = hosts_available(config, &host.dns) else {
         return Ok(());
     };
-    resolver::available(config, &host.dns).map_err(|resolver| format!("{hosts}; {resolver}"))
+    resolver::available(config, &host.dns).map_err(|resolver| {
+        let cause = [hosts.cause, resolver.cause]
+            .into_iter()
+            .find(|c| *c != UnavailableCause::Policy)
+            .unwrap_or(UnavailableCause::Policy);
+        Unavailable {
+            cause,
+            detail: format!("{hosts}; {resolver}"),
+        }
+    })
 }
 
 /// Decides everything without changing the host: checks the names against the policy, and

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::answer::Poison;
 use super::server::{Figures, Server, Settings};
 use super::{Backend, Plan, PolicyConfig};
-use crate::faults::{Applied, FaultError, Reverted};
+use crate::faults::{Applied, FaultError, Reverted, Unavailable};
 use crate::os::dns::{counted_packets, redirect_ruleset, DnsFiles, Redirect};
 
 /// resolv.conf files are small; more than this is not one.
@@ -111,13 +111,19 @@ pub fn table_name(fault_id: &str) -> String {
 }
 
 /// Whether resolver mode can work here: an upstream is configured and nftables is usable.
-pub fn available(policy: &PolicyConfig, backend: &Backend) -> Result<(), String> {
-    upstream(policy, backend.files.as_ref())?;
+pub fn available(policy: &PolicyConfig, backend: &Backend) -> Result<(), Unavailable> {
+    upstream(policy, backend.files.as_ref()).map_err(|e| {
+        if policy.upstream.is_empty() && policy.resolv_conf.is_none() {
+            Unavailable::policy(e)
+        } else {
+            Unavailable::host(e)
+        }
+    })?;
     backend
         .firewall
         .tables()
         .map(drop)
-        .map_err(|e| format!("resolver mode needs nftables: {e}"))
+        .map_err(|e| Unavailable::nftables(&e, "resolver mode needs nftables: "))
 }
 
 /// Decides the redirect and the resolver's settings.
@@ -214,7 +220,8 @@ pub fn apply(plan: &Plan, r: &ResolverPlan, backend: &Backend) -> Result<Applied
             .collect::<Vec<_>>()
             .join(", "),
     );
-    tracing::info!(%summary, "dns_poison applied (resolver mode)");
+    // `live` logs the one line for the host owner.
+    tracing::debug!(%summary, "dns_poison applied (resolver mode)");
     let port = server.port();
     servers.insert(plan.fault_id.clone(), server);
     Ok(Applied {

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use self::residue::Baseline;
 use self::rules::{Net, Partition, FAMILY};
-use super::{Applied, FaultError, Host, Reverted};
+use super::{Applied, FaultError, Host, Reverted, Unavailable};
 use crate::os::nft::{family_name, Firewall, Nft, NftError};
 use crate::policy::Policy;
 
@@ -130,12 +130,12 @@ pub struct Plan {
 }
 
 /// Whether this host can apply the fault: `nft` is installed and the agent may use it.
-pub fn available(_policy: &Policy, host: &Host) -> Result<(), String> {
+pub fn available(_policy: &Policy, host: &Host) -> Result<(), Unavailable> {
     host.network
         .firewall
         .tables()
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| Unavailable::nftables(&e, ""))
 }
 
 fn refuse(message: String) -> FaultError {
@@ -294,7 +294,8 @@ pub fn apply(plan: &Plan, host: &Host) -> Result<Applied, FaultError> {
         family_name(FAMILY),
         plan.table
     );
-    tracing::info!(%summary, "network_partition applied");
+    // `live` logs the one line for the host owner.
+    tracing::debug!(%summary, "network_partition applied");
     Ok(Applied {
         effect_at,
         evidence: Evidence {

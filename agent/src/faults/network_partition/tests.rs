@@ -13,6 +13,7 @@ use super::rules::{minimal, table_name, Net};
 use super::*;
 use crate::faults::{self, Fault};
 use crate::policy::PolicyConfig as HostPolicy;
+use gameday_proto::v1::UnavailableCause;
 
 const CONTROLLER: &str = "192.0.2.10:7443";
 
@@ -517,14 +518,26 @@ fn available_only_where_nft_works() {
     assert!(available(&p, &host).is_ok());
     assert!(faults::capabilities(&p, &host).contains(&"network_partition".to_string()));
     fw.set_mode(Mode::NoNft);
-    assert!(available(&p, &host)
-        .unwrap_err()
-        .starts_with("nft not found"));
-    assert!(!faults::capabilities(&p, &host).contains(&"network_partition".to_string()));
+    let missing = available(&p, &host).unwrap_err();
+    assert!(missing.detail.starts_with("nft not found"), "{missing}");
+    assert_eq!(missing.cause, UnavailableCause::ToolMissing);
+    let survey = faults::survey(&p, &host);
+    assert!(!survey
+        .capabilities
+        .contains(&"network_partition".to_string()));
+    let why = survey
+        .unavailable
+        .iter()
+        .find(|u| u.kind == "network_partition")
+        .expect("the survey says why network_partition is missing");
+    assert_eq!(why.cause(), UnavailableCause::ToolMissing);
     fw.set_mode(Mode::NoPermission);
-    assert!(available(&p, &host)
-        .unwrap_err()
-        .starts_with("no permission for nftables"));
+    let no_rights = available(&p, &host).unwrap_err();
+    assert!(
+        no_rights.detail.starts_with("no permission for nftables"),
+        "{no_rights}"
+    );
+    assert_eq!(no_rights.cause, UnavailableCause::NoRights);
 }
 
 #[test]

@@ -1,0 +1,207 @@
+//! Preflight asks every target to check every fault without applying it, so a mistake the
+//! agent would refuse at injection (a forbidden process, a path outside its policy, a pattern
+//! that matches no process today) fails the run before the steady-state wait, with the agent's
+//! own message; and a kind the agent cannot apply says whether its policy forbids it.
+//!
+//! Every scenario here waits an hour in steady state: a run that reached it would not end
+//! within the test's deadline.
+
+mod common;
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A scenario whose faults (`faults`: whole `[[faults]]` tables) target the local agent,
+/// with an hour of steady state.
+fn scenario(dir: &Path, faults: &str) -> PathBuf {
+    let file = dir.join("scenario.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"name = "preflight"
+rto = "1s"
+steady_state = "1h"
+observe = "2s"
+
+[targets]
+agents = ["local"]
+
+{faults}
+
+[[probes]]
+name = "tcp"
+kind = "tcp"
+address = "127.0.0.1:{port}"
+"#,
+            port = free_port()
+        ),
+    )
+    .unwrap();
+    file
+}
+
+/// `gameday run --local FILE --agent-policy POLICY --output json`, which must end well before
+/// the steady state would: exit code, report, stderr.
+fn run_with_policy(file: &Path, policy: &str) -> (i32, serde_json::Value, String) {
+    let policy_file = file.with_file_name("policy.toml");
+    std::fs::write(&policy_file, policy).unwrap();
+    let mut child = Command::new(gameday_bin())
+        .args(["run", "--local", "--output", "json", "--agent-policy"])
+        .arg(&policy_file)
+        .arg(file)
+        .env("GAMEDAY_AGENT_BIN", agent_bin())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start gameday run");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stdout.read_to_end(&mut v);
+        v
+    });
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stderr.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the run did not end within 60s (it reached the steady state); stderr:\n{}",
+                String::from_utf8_lossy(&err.join().unwrap())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    report_of(Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    })
+}
+
+/// The run failed in preflight (exit 4, no run, nothing injected) with an error containing
+/// every one of `parts`, and never reached the steady state.
+fn assert_refused_in_preflight(
+    (code, report, stderr): (i32, serde_json::Value, String),
+    parts: &[&str],
+) {
+    let ctx = format!("stderr:\n{stderr}\nreport: {report:#}");
+    assert_eq!(
+        code, 4,
+        "a preflight refusal is an infrastructure failure; {ctx}"
+    );
+    let error = report["error"].as_str().unwrap_or_default();
+    for part in parts {
+        assert!(
+            error.contains(part),
+            "error {error:?} must say {part:?}; {ctx}"
+        );
+    }
+    assert_eq!(report["runs"].as_array().map(Vec::len), Some(0), "{ctx}");
+    assert!(
+        !stderr.contains("steady state for"),
+        "the steady state must not have started; {ctx}"
+    );
+}
+
+#[test]
+fn a_forbidden_process_fails_preflight_before_the_steady_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut target, pid_file) = sleeper(dir.path());
+    let file = scenario(
+        dir.path(),
+        &format!(
+            "[[faults]]\nkind = \"process_kill\"\npid_file = \"{}\"",
+            pid_file.display()
+        ),
+    );
+    let result = run_with_policy(&file, "[policy.process_kill]\ndeny = [\"^sleep\"]\n");
+    assert_refused_in_preflight(
+        result,
+        &[
+            "fault process_kill would not be applied on local",
+            "refused by the agent's policy",
+            "is denied by policy rule `^sleep`",
+        ],
+    );
+    assert!(target.alive(), "nothing was killed");
+}
+
+#[test]
+fn a_pattern_matching_no_process_fails_preflight_before_the_steady_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = scenario(
+        dir.path(),
+        "[[faults]]\nkind = \"process_kill\"\ncmdline = \"^gameday-no-such-process-[0-9]{40}$\"",
+    );
+    assert_refused_in_preflight(
+        run_with_policy(&file, ""),
+        &[
+            "fault process_kill would not be applied on local",
+            "invalid: no process matches",
+        ],
+    );
+}
+
+#[test]
+fn a_path_outside_the_policy_fails_preflight_before_the_steady_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let allowed = dir.path().join("allowed");
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&allowed).unwrap();
+    std::fs::create_dir_all(&other).unwrap();
+    let file = scenario(
+        dir.path(),
+        &format!(
+            "[[faults]]\nkind = \"disk_fill\"\npath = \"{}\"\nsize = \"1MiB\"\nduration = \"1s\"",
+            other.display()
+        ),
+    );
+    let policy = format!("[policy.disk_fill]\npaths = [\"{}\"]\n", allowed.display());
+    assert_refused_in_preflight(
+        run_with_policy(&file, &policy),
+        &[
+            "fault disk_fill would not be applied on local",
+            "refused by the agent's policy",
+        ],
+    );
+    assert_eq!(
+        std::fs::read_dir(&other).unwrap().count(),
+        0,
+        "nothing was written"
+    );
+}
+
+#[test]
+fn a_kind_the_policy_does_not_allow_says_so_in_preflight() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_target, pid_file) = sleeper(dir.path());
+    let file = scenario(
+        dir.path(),
+        &format!(
+            "[[faults]]\nkind = \"process_pause\"\npid_file = \"{}\"\nduration = \"1s\"",
+            pid_file.display()
+        ),
+    );
+    assert_refused_in_preflight(
+        run_with_policy(&file, "[policy]\nallow_faults = [\"process_kill\"]\n"),
+        &[
+            "process_pause is not available on local",
+            "the agent's policy forbids it",
+            "policy.allow_faults does not list process_pause",
+        ],
+    );
+}
