@@ -391,6 +391,7 @@ mod tests {
                     high_us: 525_900,
                 }),
                 recover_after_revert_us: None,
+                recovered_by: None,
                 probes: vec![],
             }),
             faults: vec![FaultRecord {

@@ -302,6 +302,7 @@ mod tests {
                     high_us: us,
                 }),
                 recover_after_revert_us: None,
+                recovered_by: None,
                 probes: vec![],
             }),
             faults: vec![],

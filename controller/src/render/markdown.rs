@@ -307,6 +307,7 @@ mod tests {
                     high_us: 511_800,
                 }),
                 recover_after_revert_us: None,
+                recovered_by: None,
                 probes: vec![],
             }),
             faults: vec![FaultRecord {

@@ -479,6 +479,7 @@ mod tests {
                     high_us: 301_000,
                 }),
                 recover_after_revert_us: None,
+                recovered_by: None,
                 probes: vec![],
             }),
             faults: vec![],
