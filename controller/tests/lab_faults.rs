@@ -184,6 +184,7 @@ fn a_pause_on_another_host_is_graded_through_the_bridge() {
             r#"
 name = "pause-across-hosts"
 rto = "3s"
+recovery = "after_revert"
 steady_state = "300ms"
 observe = "10s"
 
@@ -230,6 +231,7 @@ fn partition_scenario(s: &Setup, duration: &str) -> std::path::PathBuf {
             r#"
 name = "partition-across-hosts"
 rto = "3s"
+recovery = "after_revert"
 steady_state = "300ms"
 observe = "20s"
 

@@ -151,9 +151,14 @@ async fn run_with_probes(
     let window = s.observe.get();
     let deadline_ms = saturating_ms(window.saturating_add(DEADLINE_MARGIN));
     let mut requests = Vec::new();
+    // How long each holding fault is planned to hold: the agent lifts it then on its own.
+    let mut held: Vec<(String, u64)> = Vec::new();
     for agent in &ctx.targets {
         for (i, fault) in ctx.faults.iter().enumerate() {
             let fault_id = format!("{}-f{i}-{}", ctx.run_id, agent.name);
+            if let Some(d) = fault.duration() {
+                held.push((fault_id.clone(), saturating_us(d.get())));
+            }
             let apply = v1::ApplyFault {
                 fault_id: fault_id.clone(),
                 run_id: ctx.run_id.clone(),
@@ -298,6 +303,7 @@ async fn run_with_probes(
             });
         if !reverted && (now_us >= revert_at_us || recovered_while_held) {
             revert_all(ctx.registry, &mut report, &applied, epoch, true).await;
+            cap_at_deadlines(&mut report, &held);
             reverted = true;
             say(
                 ctx,
@@ -351,6 +357,7 @@ async fn run_with_probes(
     report.probes = probes.stop().await;
     if !reverted {
         revert_all(ctx.registry, &mut report, &applied, epoch, holds).await;
+        cap_at_deadlines(&mut report, &held);
     }
 
     let g = grade::grade(&GradeInput {
@@ -510,6 +517,29 @@ async fn revert_all(
     }
 }
 
+/// Holding faults are lifted by their agent when their duration is up, and a revert the
+/// controller sends after that only finds them gone: the moment it records is then later than
+/// the real one. Each fault's revert is the earlier of the recorded moment and its effect plus
+/// its duration (`held`: fault id, microseconds), and the run's is the last of them, so "back
+/// only after the revert" is judged against when the fault really ended.
+fn cap_at_deadlines(report: &mut RunReport, held: &[(String, u64)]) {
+    let mut last = None;
+    for f in &mut report.faults {
+        let deadline = held
+            .iter()
+            .find(|(id, _)| *id == f.fault_id)
+            .zip(f.applied)
+            .map(|((_, us), m)| m.at_us.saturating_add(*us));
+        if let (Some(r), Some(d)) = (f.reverted_us, deadline) {
+            f.reverted_us = Some(r.min(d));
+        }
+        last = last.max(f.reverted_us);
+    }
+    if report.revert_us.is_some() {
+        report.revert_us = last;
+    }
+}
+
 /// What the agent reported when it reverted a fault, written down beside what it reported
 /// when it applied it.
 fn record_revert_evidence(rec: &mut FaultRecord, ev: &v1::Evidence) {
@@ -532,6 +562,33 @@ async fn finish_aborted(mut report: RunReport, probes: ProbeSet, why: &str) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fault_its_agent_lifted_at_its_deadline_is_reverted_then() {
+        let fault = |id: &str, at_us: u64, reverted_us: u64| FaultRecord {
+            fault_id: id.into(),
+            applied: Some(Moment {
+                at_us,
+                uncertainty_us: 0,
+            }),
+            reverted_us: Some(reverted_us),
+            ..FaultRecord::default()
+        };
+        let mut report = errored("r".into(), 1, String::new());
+        // Held 600 ms from 305 ms: the agent lifted it at 905 ms; the controller's revert
+        // found it gone at 918 ms. A kill (not held) keeps its moment.
+        report.faults = vec![fault("pause", 305_000, 917_700), fault("kill", 305_000, 310_000)];
+        report.revert_us = Some(917_700);
+        cap_at_deadlines(&mut report, &[("pause".into(), 600_000)]);
+        assert_eq!(report.faults[0].reverted_us, Some(905_000));
+        assert_eq!(report.faults[1].reverted_us, Some(310_000));
+        assert_eq!(report.revert_us, Some(905_000));
+        // A revert before the deadline (revert = "on_recovery") is when it happened.
+        report.faults = vec![fault("pause", 305_000, 500_000)];
+        report.revert_us = Some(500_000);
+        cap_at_deadlines(&mut report, &[("pause".into(), 600_000)]);
+        assert_eq!(report.revert_us, Some(500_000));
+    }
 
     #[test]
     fn observing_goes_on_past_the_recovery_and_up_to_the_rto_line() {
