@@ -886,7 +886,7 @@ mod tests {
     #[test]
     fn runs_add_up_to_one_scenario_verdict() {
         use Verdict::*;
-        let rows: [(Tally, f64, Verdict, Option<f64>); 14] = [
+        let rows: [(Tally, f64, Verdict, Option<f64>); 15] = [
             // All runs met the expectation.
             (tally(3, 0, 0, 0, 0), 1.0, Pass, Some(1.0)),
             // Enough met it.
@@ -919,6 +919,16 @@ mod tests {
                 1.0,
                 Error,
                 Some(1.0),
+            ),
+            // ... or the first: no run at all.
+            (
+                Tally {
+                    preflight_error: true,
+                    ..Tally::default()
+                },
+                1.0,
+                Error,
+                None,
             ),
         ];
         for (t, min, verdict, rate) in rows {

@@ -280,7 +280,7 @@ fn a_partition_cuts_the_service_but_never_the_agents_control_connection() {
     // the rules really dropped the probe's packets.
     assert!(fault["reverted_us"].as_u64().is_some(), "{fault:#}");
     assert!(
-        fault["figures"]["packets_dropped"].as_i64().unwrap() > 0,
+        fault["revert_figures"]["packets_dropped"].as_i64().unwrap() > 0,
         "{fault:#}"
     );
     let recovered = run["grade"]["time_to_recover"]["us"].as_u64().unwrap();
