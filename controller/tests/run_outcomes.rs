@@ -606,3 +606,34 @@ fn impact_where_none_was_expected_is_a_fail_in_every_view() {
     let junit = render(&input, Format::Junit);
     assert!(junit.contains(r#"<failure type="IMPACT""#), "{junit}");
 }
+
+#[test]
+fn validate_warns_about_a_fault_held_no_longer_than_the_rto() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "short.toml",
+        &pause_text(dir.path(), free_port(), ""),
+    );
+    let out = gameday(&["validate", file.to_str().unwrap()], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "a warning is not an error; {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: warning: fault 1 (process_pause) holds for 600ms, not longer than the RTO (3s)",
+            file.display()
+        )),
+        "{stderr}"
+    );
+    let file = write(
+        dir.path(),
+        "after.toml",
+        &pause_text(dir.path(), free_port(), "recovery = \"after_revert\""),
+    );
+    let out = gameday(&["validate", file.to_str().unwrap()], &[]);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("warning"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
