@@ -277,8 +277,8 @@ fn probe_verdict(p: &ProbeRecovery, input: &GradeInput<'_>) -> Verdict {
     let Some(recovered) = p.recovered else {
         return Verdict::Fail;
     };
-    let healed_by_revert = input.recovery == RecoveryMode::SelfHealing
-        && after_revert(&recovered, input).is_some();
+    let healed_by_revert =
+        input.recovery == RecoveryMode::SelfHealing && after_revert(&recovered, input).is_some();
     if input.expect == Expectation::NoImpact || healed_by_revert || recovered.us > input.rto_us {
         Verdict::Fail
     } else {
@@ -749,7 +749,9 @@ mod tests {
         assert_eq!(g.probes[0].verdict, Some(Verdict::Fail));
         // Also over the RTO: the revert is still the reason given.
         i.rto_us = 30 * MS;
-        assert!(grade(&i).reason.starts_with("recovered only after the fault was reverted"));
+        assert!(grade(&i)
+            .reason
+            .starts_with("recovered only after the fault was reverted"));
     }
 
     #[test]
@@ -801,7 +803,9 @@ mod tests {
         let never = [probe("http", 2, "+++-----")];
         let mut i = input(&never, 25, 1_000);
         i.expect = Expectation::NoImpact;
-        assert!(grade(&i).reason.ends_with("did not recover within the observation window"));
+        assert!(grade(&i)
+            .reason
+            .ends_with("did not recover within the observation window"));
     }
 
     #[test]
@@ -810,12 +814,20 @@ mod tests {
         let mut i = input(&p, 25, 100);
         let g = grade(&i);
         assert_eq!(g.verdict, Verdict::NoImpact);
-        assert!(g.reason.contains("but the scenario expects recovery"), "{}", g.reason);
+        assert!(
+            g.reason.contains("but the scenario expects recovery"),
+            "{}",
+            g.reason
+        );
         assert!(!meets(i.expect, g.verdict));
         i.expect = Expectation::NoImpact;
         let g = grade(&i);
         assert_eq!(g.verdict, Verdict::NoImpact);
-        assert!(g.reason.ends_with("as the scenario expects"), "{}", g.reason);
+        assert!(
+            g.reason.ends_with("as the scenario expects"),
+            "{}",
+            g.reason
+        );
         assert!(meets(i.expect, g.verdict));
     }
 
@@ -851,7 +863,11 @@ mod tests {
         // slow is back at 71 ms: 56 ms after the fault, over the 40 ms RTO.
         assert_eq!(
             verdicts,
-            [Some(Verdict::Pass), Some(Verdict::Fail), Some(Verdict::NoImpact)]
+            [
+                Some(Verdict::Pass),
+                Some(Verdict::Fail),
+                Some(Verdict::NoImpact)
+            ]
         );
         assert_eq!(g.verdict, Verdict::Fail);
         i.rto_us = 1_000 * MS;
@@ -933,7 +949,12 @@ mod tests {
         ];
         for (t, min, verdict, rate) in rows {
             let v = judge(&t, min);
-            assert_eq!((v.verdict, v.pass_rate), (verdict, rate), "{t:?} at {min}: {}", v.reason);
+            assert_eq!(
+                (v.verdict, v.pass_rate),
+                (verdict, rate),
+                "{t:?} at {min}: {}",
+                v.reason
+            );
         }
     }
 
@@ -967,7 +988,10 @@ mod tests {
         );
         assert!(!v.reason.contains("0%"));
         let v = judge(&tally(0, 0, 2, 0, 0), 1.0);
-        assert_eq!(v.reason, "no run was graded: 2 inconclusive runs, nothing measured");
+        assert_eq!(
+            v.reason,
+            "no run was graded: 2 inconclusive runs, nothing measured"
+        );
     }
 
     #[test]

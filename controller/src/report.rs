@@ -526,7 +526,10 @@ mod tests {
         });
         let text = render_text(&scenario(vec![r], 1.0, None));
         assert!(text.contains("    figures: free_after=200\n"), "{text}");
-        assert!(text.contains("    revert figures: free_after=1000\n"), "{text}");
+        assert!(
+            text.contains("    revert figures: free_after=1000\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -353,7 +353,10 @@ expect_body = "ok"
         let run = &json["runs"][i];
         assert_eq!(case.attr("classname"), "gameday.reports <&> 'gate'");
         // Stable across invocations: the repeat and the probe, never the run id (a property).
-        assert_eq!(case.attr("name"), format!("run {}: probe http <home>", i + 1));
+        assert_eq!(
+            case.attr("name"),
+            format!("run {}: probe http <home>", i + 1)
+        );
         assert_eq!(
             props.get(format!("run.{}.id", i + 1).as_str()).copied(),
             run["run_id"].as_str()

@@ -531,7 +531,10 @@ fn a_service_back_only_after_the_revert_fails_even_within_the_rto() {
     );
     let recovered = run["grade"]["time_to_recover"]["us"].as_u64().unwrap();
     assert!(recovered < 3_000_000, "within the RTO all the same; {ctx}");
-    assert!(run["grade"]["recover_after_revert_us"].as_u64().is_some(), "{ctx}");
+    assert!(
+        run["grade"]["recover_after_revert_us"].as_u64().is_some(),
+        "{ctx}"
+    );
     assert_eq!(report["summary"]["verdict"], "FAIL", "{ctx}");
     // Probes keep sampling after the recovery, up to the RTO line at least.
     let inject = run["inject"]["at_us"].as_u64().unwrap();
@@ -595,13 +598,25 @@ fn impact_where_none_was_expected_is_a_fail_in_every_view() {
     let report: ScenarioReport = serde_json::from_value(json.clone()).unwrap();
     let input = ReportInput::new(&report);
     let text = render(&input, Format::Text);
-    assert!(text.contains("): FAIL — impact where none was expected"), "{text}");
-    assert!(text.contains("summary: FAIL — 0 of 1 graded run met"), "{text}");
+    assert!(
+        text.contains("): FAIL — impact where none was expected"),
+        "{text}"
+    );
+    assert!(
+        text.contains("summary: FAIL — 0 of 1 graded run met"),
+        "{text}"
+    );
     let md = render(&input, Format::Markdown);
-    assert!(md.contains("verdict **FAIL**") && md.contains("| **FAIL** |"), "{md}");
+    assert!(
+        md.contains("verdict **FAIL**") && md.contains("| **FAIL** |"),
+        "{md}"
+    );
     assert!(!md.contains("**PASS**"), "{md}");
     let html = render(&input, Format::Html);
-    assert!(html.contains(r#"<span class="badge big o-1">FAIL</span>"#), "{html}");
+    assert!(
+        html.contains(r#"<span class="badge big o-1">FAIL</span>"#),
+        "{html}"
+    );
     assert!(!html.contains(">PASS<"), "{html}");
     let junit = render(&input, Format::Junit);
     assert!(junit.contains(r#"<failure type="IMPACT""#), "{junit}");
@@ -617,7 +632,11 @@ fn validate_warns_about_a_fault_held_no_longer_than_the_rto() {
     );
     let out = gameday(&["validate", file.to_str().unwrap()], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "a warning is not an error; {stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a warning is not an error; {stderr}"
+    );
     assert!(
         stderr.contains(&format!(
             "{}: warning: fault 1 (process_pause) holds for 600ms, not longer than the RTO (3s)",

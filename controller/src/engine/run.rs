@@ -348,8 +348,7 @@ async fn run_with_probes(
             let recovered_at = grade::grade(&input)
                 .time_to_recover
                 .map_or(now_us, |m| inject.at_us.saturating_add(m.us));
-            if now_us >= observe_until(recovered_at, inject.at_us, rto_us, tail_us, window_end_us)
-            {
+            if now_us >= observe_until(recovered_at, inject.at_us, rto_us, tail_us, window_end_us) {
                 break;
             }
         }
@@ -577,7 +576,10 @@ mod tests {
         let mut report = errored("r".into(), 1, String::new());
         // Held 600 ms from 305 ms: the agent lifted it at 905 ms; the controller's revert
         // found it gone at 918 ms. A kill (not held) keeps its moment.
-        report.faults = vec![fault("pause", 305_000, 917_700), fault("kill", 305_000, 310_000)];
+        report.faults = vec![
+            fault("pause", 305_000, 917_700),
+            fault("kill", 305_000, 310_000),
+        ];
         report.revert_us = Some(917_700);
         cap_at_deadlines(&mut report, &[("pause".into(), 600_000)]);
         assert_eq!(report.faults[0].reverted_us, Some(905_000));
@@ -601,7 +603,10 @@ mod tests {
             6 * S + 300_000
         );
         // Never past the window.
-        assert_eq!(observe_until(5 * S, S, 5 * S, S, 5 * S + 500_000), 5 * S + 500_000);
+        assert_eq!(
+            observe_until(5 * S, S, 5 * S, S, 5 * S + 500_000),
+            5 * S + 500_000
+        );
     }
 
     #[test]
@@ -617,10 +622,14 @@ mod tests {
         // A disk fill: what applying found and did, then what reverting found.
         let mut rec = FaultRecord {
             evidence: "filled /data to 95%: wrote 800 bytes".into(),
-            figures: [("free_before", 1_000), ("free_after", 200), ("bytes_written", 800)]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
+            figures: [
+                ("free_before", 1_000),
+                ("free_after", 200),
+                ("bytes_written", 800),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
             ..FaultRecord::default()
         };
         let revert = v1::Evidence {
@@ -632,7 +641,11 @@ mod tests {
             ..v1::Evidence::default()
         };
         record_revert_evidence(&mut rec, &revert);
-        assert_eq!(rec.figures.get("free_after"), Some(&200), "the apply figure stays");
+        assert_eq!(
+            rec.figures.get("free_after"),
+            Some(&200),
+            "the apply figure stays"
+        );
         assert_eq!(rec.figures.get("free_before"), Some(&1_000));
         assert_eq!(rec.revert_figures.get("free_after"), Some(&1_000));
         assert_eq!(rec.revert_figures.get("free_before"), Some(&200));

@@ -487,7 +487,10 @@ mod tests {
         let html = render(&ReportInput::new(&r));
         assert!(html.contains(r#"<span class="badge big o-4">ERROR</span>"#));
         assert!(html.contains("no run: preflight stopped"), "{html}");
-        assert!(html.contains(r#"<td class="num">0</td><td class="num">—</td>"#), "{html}");
+        assert!(
+            html.contains(r#"<td class="num">0</td><td class="num">—</td>"#),
+            "{html}"
+        );
     }
 
     #[test]

@@ -135,7 +135,10 @@ pub(crate) fn cases<'a>(report: &ScenarioReport, run: &'a RunReport) -> Vec<Case
             time_us: run_time,
         }];
     }
-    let graded = matches!(run.verdict, Verdict::Pass | Verdict::Fail | Verdict::NoImpact);
+    let graded = matches!(
+        run.verdict,
+        Verdict::Pass | Verdict::Fail | Verdict::NoImpact
+    );
     let mut cases: Vec<Case<'a>> = run
         .probes
         .iter()
@@ -152,9 +155,7 @@ pub(crate) fn cases<'a>(report: &ScenarioReport, run: &'a RunReport) -> Vec<Case
                 run,
                 probe: Some(p.name.as_str()),
                 outcome,
-                time_us: rec
-                    .and_then(|r| r.recovered)
-                    .map_or(run_time, |m| m.us),
+                time_us: rec.and_then(|r| r.recovered).map_or(run_time, |m| m.us),
             }
         })
         .collect();
@@ -351,7 +352,10 @@ pub(crate) fn render(report: &ScenarioReport) -> String {
     // Run ids change with every run, so they are properties, not part of a test's name.
     for run in &report.runs {
         props.push((format!("run.{}.id", run.index), run.run_id.clone()));
-        props.push((format!("run.{}.verdict", run.index), run.verdict.to_string()));
+        props.push((
+            format!("run.{}.verdict", run.index),
+            run.verdict.to_string(),
+        ));
     }
     out.push_str("    <properties>\n");
     for (name, value) in props {
@@ -581,8 +585,14 @@ mod tests {
             a.contains(r#"<testcase classname="gameday.kill &lt;api&gt;" name="run 1: probe api" time="0.500">"#),
             "{a}"
         );
-        assert!(a.contains(r#"<property name="run.1.id" value="run-1"/>"#), "{a}");
-        assert!(b.contains(r#"<property name="run.1.id" value="run-1b"/>"#), "{b}");
+        assert!(
+            a.contains(r#"<property name="run.1.id" value="run-1"/>"#),
+            "{a}"
+        );
+        assert!(
+            b.contains(r#"<property name="run.1.id" value="run-1b"/>"#),
+            "{b}"
+        );
         assert!(a.contains(r#"<property name="run.1.verdict" value="PASS"/>"#));
         assert!(a.contains(r#"<property name="verdict" value="PASS"/>"#));
     }
@@ -599,7 +609,10 @@ mod tests {
             ],
         )]);
         let x = render(&r);
-        assert!(x.contains(r#"tests="3" failures="1" errors="0" skipped="0""#), "{x}");
+        assert!(
+            x.contains(r#"tests="3" failures="1" errors="0" skipped="0""#),
+            "{x}"
+        );
         assert!(
             x.contains(r#"<failure type="FAIL" message="RTO breached: probe db recovered in 3.000s, RTO 2.000s">"#),
             "{x}"
@@ -607,7 +620,10 @@ mod tests {
         // Nothing failed where recovery was expected: every probe's case says so.
         let r = report(vec![with_probes(
             run(1, Verdict::NoImpact, false, None),
-            &[("api", Verdict::NoImpact, None), ("db", Verdict::NoImpact, None)],
+            &[
+                ("api", Verdict::NoImpact, None),
+                ("db", Verdict::NoImpact, None),
+            ],
         )]);
         assert_eq!(counts(&r).failures, 2);
         // Only after the revert, within the RTO.
@@ -617,7 +633,10 @@ mod tests {
             uncertainty_us: 0,
         });
         back.revert_us = Some(1_900_000);
-        let r = report(vec![with_probes(back, &[("api", Verdict::Fail, Some(1_000_000))])]);
+        let r = report(vec![with_probes(
+            back,
+            &[("api", Verdict::Fail, Some(1_000_000))],
+        )]);
         let x = render(&r);
         assert!(
             x.contains("recovered only after the fault was reverted: probe api came back 100.0ms after the revert, 1.000s after the fault, RTO 2.000s"),

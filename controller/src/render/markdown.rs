@@ -92,12 +92,7 @@ fn runs_table(out: &mut String, r: &ScenarioReport) {
 fn summary(out: &mut String, r: &ScenarioReport) {
     let s = &r.summary;
     out.push_str("## Summary\n\n");
-    let _ = writeln!(
-        out,
-        "- **{}** — {}",
-        s.verdict,
-        esc(&s.reason)
-    );
+    let _ = writeln!(out, "- **{}** — {}", s.verdict, esc(&s.reason));
     match (s.recovery_p50_us, s.recovery_p95_us, s.recovery_max_us) {
         (Some(p50), Some(p95), Some(max)) => {
             let _ = writeln!(
@@ -366,7 +361,10 @@ mod tests {
         none.error = Some("agent web-1 is not connected".into());
         none.summary = summarize(&[], 1.0, true);
         let md = render(&ReportInput::new(&none));
-        assert!(md.contains("- **ERROR** — no run: preflight stopped"), "{md}");
+        assert!(
+            md.contains("- **ERROR** — no run: preflight stopped"),
+            "{md}"
+        );
         assert!(!md.contains("0/0") && !md.contains(" 0%"), "{md}");
     }
 

@@ -8,8 +8,8 @@
 use std::fmt::Write as _;
 
 use super::escape;
-use super::utc_datetime;
 use super::svg::{fmt_axis_us, nice_step, text, text_width, ticks, Scale};
+use super::utc_datetime;
 use crate::grade::{fmt_us, Measured};
 use crate::report::RunReport;
 use crate::timeline::Sample;
@@ -564,8 +564,16 @@ mod tests {
             .skip(1)
             .filter(|t| t.contains(&open))
             .map(|t| {
-                let x: f64 = t["x=\"".len()..].split('"').next().unwrap().parse().unwrap();
-                let anchor = t.split(r#"text-anchor=""#).nth(1).map_or("start", |a| a.split('"').next().unwrap());
+                let x: f64 = t["x=\"".len()..]
+                    .split('"')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let anchor = t
+                    .split(r#"text-anchor=""#)
+                    .nth(1)
+                    .map_or("start", |a| a.split('"').next().unwrap());
                 let content = t.split('>').nth(1).unwrap().split('<').next().unwrap();
                 (x, anchor, content)
             })
@@ -615,13 +623,19 @@ mod tests {
         assert!(rel.len() >= 4, "{rel:?}");
         assert_eq!(wall.len(), rel.len(), "a wall-clock label under every tick");
         // The injection came 1 s after the start: tick "0" is 22:13:21.
-        let zero = rel.iter().position(|t| t.2 == "0").expect("a tick at the injection");
+        let zero = rel
+            .iter()
+            .position(|t| t.2 == "0")
+            .expect("a tick at the injection");
         assert_eq!(wall[zero].2, "22:13:21");
         assert_apart(&extents(&rel, 11.0), "relative ticks");
         assert_apart(&extents(&wall, 11.0), "wall-clock ticks");
         // Marker labels stay inside the plot.
         for (lo, hi) in extents(&texts(&svg, "label"), 12.0) {
-            assert!(lo >= 0.0 && hi <= WIDTH, "label out of the plot: {lo}..{hi}");
+            assert!(
+                lo >= 0.0 && hi <= WIDTH,
+                "label out of the plot: {lo}..{hi}"
+            );
         }
         // Without a wall-clock start there is nothing to show.
         let svg = plot(&run(), 2_000_000).unwrap();

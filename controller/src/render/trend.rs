@@ -517,11 +517,14 @@ mod tests {
         let y: f64 = marker
             .split(r#"d="M"#)
             .nth(1)
-            .and_then(|m| m.split(|c| c == ',' || c == ' ').nth(1))
+            .and_then(|m| m.split([',', ' ']).nth(1))
             .expect("a marker with a position")
             .parse()
             .unwrap();
-        assert!(y > HEIGHT - BOTTOM, "below the chart, not on its 0 s line: {y}");
+        assert!(
+            y > HEIGHT - BOTTOM,
+            "below the chart, not on its 0 s line: {y}"
+        );
         assert!(svg.contains("not measured"));
     }
 

@@ -423,13 +423,16 @@ mod tests {
         let warnings = scenario.warnings();
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(
-            warnings[0].starts_with(
-                "fault 1 (process_pause) holds for 3s, not longer than the RTO (5s)"
-            ),
+            warnings[0]
+                .starts_with("fault 1 (process_pause) holds for 3s, not longer than the RTO (5s)"),
             "{}",
             warnings[0]
         );
-        assert!(warnings[0].contains("recovery = \"after_revert\""), "{}", warnings[0]);
+        assert!(
+            warnings[0].contains("recovery = \"after_revert\""),
+            "{}",
+            warnings[0]
+        );
         // Equal is not longer.
         let equal = fill.replace("duration = \"3s\"", "duration = \"5s\"");
         assert_eq!(parse("x.toml", &equal).unwrap().warnings().len(), 1);

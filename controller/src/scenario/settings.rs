@@ -343,7 +343,10 @@ mod tests {
             ("self", RecoveryMode::SelfHealing),
             ("after_revert", RecoveryMode::AfterRevert),
         ] {
-            let text = valid_with("rto = \"2s\"", &format!("rto = \"2s\"\nrecovery = \"{word}\""));
+            let text = valid_with(
+                "rto = \"2s\"",
+                &format!("rto = \"2s\"\nrecovery = \"{word}\""),
+            );
             assert_eq!(parse("s.toml", &text).map(|s| s.recovery), Ok(mode));
         }
         assert_only_error(
