@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::scenario::{Expectation, RecoveryMode};
 use crate::timeline::{Moment, ProbeTimeline, Sample};
 
 /// The outcome of one run.
@@ -58,6 +59,10 @@ pub struct ProbeRecovery {
     pub recovered: Option<Measured>,
     /// Failed samples after it had recovered (flapping).
     pub relapses: u32,
+    /// This probe's own verdict, by the run's rules: PASS, FAIL or NO_IMPACT; `None` for runs
+    /// that were not graded (and in reports written before probes had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
 }
 
 /// Figures and verdict of one graded run.
@@ -73,6 +78,9 @@ pub struct Grade {
     pub time_to_recover: Option<Measured>,
     /// From the revert to recovery, for faults that hold until reverted.
     pub recover_after_revert_us: Option<u64>,
+    /// The probe whose recovery came last, and so set the time to recover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered_by: Option<String>,
     /// Per-probe detail.
     pub probes: Vec<ProbeRecovery>,
 }
@@ -90,10 +98,27 @@ pub struct GradeInput<'a> {
     pub rto_us: u64,
     /// The end of the observation window (microseconds since the epoch).
     pub window_end_us: u64,
+    /// What the scenario expects the fault to do.
+    pub expect: Expectation,
+    /// Whether a recovery after the revert counts.
+    pub recovery: RecoveryMode,
 }
 
 /// Grades a run whose fault was applied. Runs stopped earlier (preflight, steady state, abort)
 /// get their verdict from the engine without grading.
+///
+/// The rules, in order:
+/// - a probe failure that ended before the fault could have taken effect: INCONCLUSIVE;
+/// - no probe failed after the effect: NO_IMPACT (what the scenario wanted with
+///   `expect = "no_impact"`, a missed or absorbed fault with `expect = "recovery"`);
+/// - a probe failed although the scenario expects no impact: FAIL;
+/// - a probe did not recover inside the window: FAIL;
+/// - the service came back only after the fault was reverted, and the scenario does not say
+///   that is what it tests (`recovery = "after_revert"`): FAIL, whatever the RTO, because a
+///   service that is back because its fault was lifted has not healed;
+/// - recovery within the RTO: PASS; over it: FAIL.
+///
+/// Each probe gets its own verdict by the same rules; the run's is the worst of them.
 pub fn grade(input: &GradeInput<'_>) -> Grade {
     let t0 = input.inject.at_us;
     // A failure that ended before the fault could have taken effect was not caused by it.
@@ -120,78 +145,154 @@ pub fn grade(input: &GradeInput<'_>) -> Grade {
     let probes: Vec<ProbeRecovery> = input
         .probes
         .iter()
-        .map(|p| probe_recovery(p, input))
+        .map(|p| {
+            let mut r = probe_recovery(p, input);
+            r.verdict = Some(probe_verdict(&r, input));
+            r
+        })
         .collect();
     let impacted: Vec<&ProbeRecovery> = probes.iter().filter(|p| p.impact.is_some()).collect();
+    let graded = |verdict, reason| Grade {
+        verdict,
+        reason,
+        time_to_detect: None,
+        time_to_recover: None,
+        recover_after_revert_us: None,
+        recovered_by: None,
+        probes: probes.clone(),
+    };
     if impacted.is_empty() {
-        return Grade {
-            verdict: Verdict::NoImpact,
-            reason: "no probe failed after the fault took effect".into(),
-            time_to_detect: None,
-            time_to_recover: None,
-            recover_after_revert_us: None,
-            probes,
+        let reason = match input.expect {
+            Expectation::NoImpact => {
+                "no probe failed after the fault took effect, as the scenario expects".into()
+            }
+            Expectation::Recovery => "no probe failed after the fault took effect, but the \
+                 scenario expects recovery: the fault missed, or the service absorbed it"
+                .into(),
         };
+        return graded(Verdict::NoImpact, reason);
     }
     let time_to_detect = impacted
         .iter()
         .filter_map(|p| p.impact)
         .min_by_key(|m| m.us);
-    if let Some(stuck) = impacted.iter().find(|p| p.recovered.is_none()) {
-        return Grade {
-            verdict: Verdict::Fail,
-            reason: format!(
+    let stuck = impacted.iter().find(|p| p.recovered.is_none());
+    // The service is restored when the last probe is.
+    let last = impacted
+        .iter()
+        .filter(|p| p.recovered.is_some())
+        .max_by_key(|p| p.recovered.map(|m| m.us));
+    let time_to_recover = match stuck {
+        Some(_) => None,
+        None => last.and_then(|p| p.recovered),
+    };
+    // Only a recovery that came after the revert is a recovery "after the revert".
+    let recover_after_revert_us = time_to_recover.and_then(|m| after_revert(&m, input));
+    let (verdict, reason) = if input.expect == Expectation::NoImpact {
+        let first = impacted
+            .iter()
+            .min_by_key(|p| p.impact.map(|m| m.us))
+            .expect("at least one probe was impacted");
+        (
+            Verdict::Fail,
+            format!(
+                "impact where none was expected: probe {} failed {} after the fault took effect{}",
+                first.probe,
+                fmt_us(first.impact.map_or(0, |m| m.us)),
+                match time_to_recover {
+                    Some(m) => format!("; the service recovered in {}", fmt_us(m.us)),
+                    None => "; the service did not recover within the observation window".into(),
+                }
+            ),
+        )
+    } else if let Some(stuck) = stuck {
+        (
+            Verdict::Fail,
+            format!(
                 "probe {} did not recover within the observation window ({} after the fault)",
                 stuck.probe,
                 fmt_us(input.window_end_us.saturating_sub(t0))
             ),
-            time_to_detect,
-            time_to_recover: None,
-            recover_after_revert_us: None,
-            probes,
-        };
-    }
-    // The service is restored when the last probe is.
-    let time_to_recover = impacted
-        .iter()
-        .filter_map(|p| p.recovered)
-        .max_by_key(|m| m.us)
-        .expect("every impacted probe recovered");
-    // Only a recovery that came after the revert is a recovery "after the revert".
-    let recovered_at = t0 + time_to_recover.us;
-    let recover_after_revert_us = input
-        .revert_us
-        .filter(|r| recovered_at >= *r)
-        .map(|r| recovered_at - r);
-    let after_revert = recover_after_revert_us
-        .map(|us| format!(", only after the revert ({} after it)", fmt_us(us)))
-        .unwrap_or_default();
-    let (verdict, reason) = if time_to_recover.us <= input.rto_us {
-        (
-            Verdict::Pass,
-            format!(
-                "recovered in {} (RTO {})",
-                fmt_us(time_to_recover.us),
-                fmt_us(input.rto_us)
-            ),
         )
     } else {
-        (
-            Verdict::Fail,
-            format!(
-                "recovered in {}{after_revert}, over the RTO of {}",
-                fmt_us(time_to_recover.us),
-                fmt_us(input.rto_us)
+        let m = time_to_recover.expect("every impacted probe recovered");
+        let over = m.us > input.rto_us;
+        match (recover_after_revert_us, input.recovery) {
+            (Some(after), RecoveryMode::SelfHealing) => (
+                Verdict::Fail,
+                format!(
+                    "recovered only after the fault was reverted ({} after the revert), in {} \
+                     (RTO {}): the service did not heal by itself",
+                    fmt_us(after),
+                    fmt_us(m.us),
+                    fmt_us(input.rto_us)
+                ),
             ),
-        )
+            (after, _) => {
+                let after = after
+                    .map(|us| format!(", {} after the revert", fmt_us(us)))
+                    .unwrap_or_default();
+                if over {
+                    (
+                        Verdict::Fail,
+                        format!(
+                            "recovered in {}{after}, over the RTO of {}",
+                            fmt_us(m.us),
+                            fmt_us(input.rto_us)
+                        ),
+                    )
+                } else {
+                    (
+                        Verdict::Pass,
+                        format!(
+                            "recovered in {}{after} (RTO {})",
+                            fmt_us(m.us),
+                            fmt_us(input.rto_us)
+                        ),
+                    )
+                }
+            }
+        }
     };
     Grade {
-        verdict,
-        reason,
         time_to_detect,
-        time_to_recover: Some(time_to_recover),
+        time_to_recover,
         recover_after_revert_us,
-        probes,
+        recovered_by: time_to_recover.and(last.map(|p| p.probe.clone())),
+        ..graded(verdict, reason)
+    }
+}
+
+/// How long after the revert a recovery came, when it came after it.
+fn after_revert(recovered: &Measured, input: &GradeInput<'_>) -> Option<u64> {
+    let at = input.inject.at_us + recovered.us;
+    input.revert_us.filter(|r| at >= *r).map(|r| at - r)
+}
+
+/// One probe's verdict by the run's rules (see [`grade`]).
+fn probe_verdict(p: &ProbeRecovery, input: &GradeInput<'_>) -> Verdict {
+    let Some(_) = p.impact else {
+        return Verdict::NoImpact;
+    };
+    let Some(recovered) = p.recovered else {
+        return Verdict::Fail;
+    };
+    let healed_by_revert =
+        input.recovery == RecoveryMode::SelfHealing && after_revert(&recovered, input).is_some();
+    if input.expect == Expectation::NoImpact || healed_by_revert || recovered.us > input.rto_us {
+        Verdict::Fail
+    } else {
+        Verdict::Pass
+    }
+}
+
+/// Whether a run's verdict is what the scenario expects: a PASS always is; a NO_IMPACT only
+/// when the scenario expects no impact; nothing else ever is.
+pub fn meets(expect: Expectation, verdict: Verdict) -> bool {
+    match verdict {
+        Verdict::Pass => true,
+        Verdict::NoImpact => expect == Expectation::NoImpact,
+        Verdict::Fail | Verdict::Inconclusive | Verdict::Aborted | Verdict::Error => false,
     }
 }
 
@@ -218,6 +319,7 @@ fn early(verdict: Verdict, reason: String, probes: &[ProbeTimeline]) -> Grade {
         time_to_detect: None,
         time_to_recover: None,
         recover_after_revert_us: None,
+        recovered_by: None,
         probes: probes
             .iter()
             .map(|p| ProbeRecovery {
@@ -225,6 +327,7 @@ fn early(verdict: Verdict, reason: String, probes: &[ProbeTimeline]) -> Grade {
                 impact: None,
                 recovered: None,
                 relapses: 0,
+                verdict: None,
             })
             .collect(),
     }
@@ -242,6 +345,7 @@ fn probe_recovery(p: &ProbeTimeline, input: &GradeInput<'_>) -> ProbeRecovery {
         impact: None,
         recovered: None,
         relapses: 0,
+        verdict: None,
     };
     let Some(first_fail) = window.iter().position(|s| !s.ok) else {
         return none;
@@ -288,6 +392,153 @@ fn probe_recovery(p: &ProbeTimeline, input: &GradeInput<'_>) -> ProbeRecovery {
     ProbeRecovery {
         impact: Some(impact),
         ..none
+    }
+}
+
+/// How a scenario's runs came out, counted: the input of [`judge`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Graded runs (PASS, FAIL, NO_IMPACT) that met the expectation.
+    pub met: u32,
+    /// Graded runs that did not.
+    pub not_met: u32,
+    /// INCONCLUSIVE runs: the service was not healthy before the fault; nothing was measured.
+    pub inconclusive: u32,
+    /// ABORTED runs: an operator or a guardrail stopped them (and the scenario).
+    pub aborted: u32,
+    /// ERROR runs: a fault could not be applied or reverted, a target was missing.
+    pub errors: u32,
+    /// Preflight stopped the scenario before its first run.
+    pub preflight_error: bool,
+}
+
+impl Tally {
+    /// The graded runs: the pass rate's denominator.
+    pub fn graded(&self) -> u32 {
+        self.met + self.not_met
+    }
+
+    /// Every run made.
+    pub fn runs(&self) -> u32 {
+        self.graded() + self.inconclusive + self.aborted + self.errors
+    }
+
+    /// Counts one run.
+    pub fn add(&mut self, verdict: Verdict, met_expectation: bool) {
+        match verdict {
+            Verdict::Pass | Verdict::Fail | Verdict::NoImpact if met_expectation => self.met += 1,
+            Verdict::Pass | Verdict::Fail | Verdict::NoImpact => self.not_met += 1,
+            Verdict::Inconclusive => self.inconclusive += 1,
+            Verdict::Aborted => self.aborted += 1,
+            Verdict::Error => self.errors += 1,
+        }
+    }
+}
+
+/// The verdict of a whole scenario, from its runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScenarioVerdict {
+    /// PASS, FAIL, INCONCLUSIVE, ABORTED or ERROR (never NO_IMPACT: a scenario either met its
+    /// expectation or did not).
+    pub verdict: Verdict,
+    /// Why, in one sentence, with the arithmetic.
+    pub reason: String,
+    /// met / graded; `None` when no run was graded.
+    pub pass_rate: Option<f64>,
+}
+
+/// The one place where runs add up to a scenario's verdict.
+///
+/// - The pass rate is met / graded: only PASS, FAIL and NO_IMPACT runs measured something.
+///   INCONCLUSIVE and ABORTED runs are left out of it, and are not retried.
+/// - ERROR (a run, or preflight): ERROR. The gate could not do its job; fix that first.
+/// - A pass rate below `min_pass_rate`: FAIL.
+/// - Any ABORTED run: ABORTED (the game day was stopped before it was done).
+/// - No graded run at all: INCONCLUSIVE.
+/// - INCONCLUSIVE runs that could have changed the outcome (counted as failures, the pass
+///   rate would be below `min_pass_rate`): INCONCLUSIVE. Otherwise they do not matter.
+/// - Otherwise: PASS.
+pub fn judge(t: &Tally, min_pass_rate: f64) -> ScenarioVerdict {
+    let graded = t.graded();
+    let pass_rate = (graded > 0).then(|| f64::from(t.met) / f64::from(graded));
+    let below = |met: u32, of: u32| f64::from(met) + 1e-9 < min_pass_rate * f64::from(of);
+    let pct = |x: f64| format!("{:.0}%", x * 100.0);
+    let measured = match pass_rate {
+        Some(rate) => format!(
+            "{} of {graded} graded run{} met the expectation (pass rate {}, required {})",
+            t.met,
+            plural(graded),
+            pct(rate),
+            pct(min_pass_rate)
+        ),
+        None => "no run was graded".into(),
+    };
+    let not_counted = match (t.inconclusive, t.aborted) {
+        (0, 0) => String::new(),
+        (i, 0) => format!("; {i} inconclusive run{} not counted", plural(i)),
+        (0, a) => format!("; {a} aborted run{} not counted", plural(a)),
+        (i, a) => format!(
+            "; {i} inconclusive and {a} aborted run{} not counted",
+            plural(i + a)
+        ),
+    };
+    let (verdict, reason) = if t.preflight_error && t.runs() == 0 {
+        (
+            Verdict::Error,
+            "no run: preflight stopped the scenario before anything was injected".to_string(),
+        )
+    } else if t.errors > 0 || t.preflight_error {
+        (
+            Verdict::Error,
+            format!(
+                "{} run{} ended in ERROR (a fault not applied or not reverted, a target \
+                 missing); {measured}{not_counted}",
+                t.errors.max(1),
+                plural(t.errors.max(1))
+            ),
+        )
+    } else if graded > 0 && below(t.met, graded) {
+        (Verdict::Fail, format!("{measured}{not_counted}"))
+    } else if t.aborted > 0 {
+        (
+            Verdict::Aborted,
+            format!("stopped before all runs were made; {measured}{not_counted}"),
+        )
+    } else if graded == 0 {
+        (
+            Verdict::Inconclusive,
+            format!(
+                "no run was graded: {} inconclusive run{}, nothing measured",
+                t.inconclusive,
+                plural(t.inconclusive)
+            ),
+        )
+    } else if below(t.met, graded + t.inconclusive) {
+        (
+            Verdict::Inconclusive,
+            format!(
+                "{measured}, but the {} inconclusive run{} could have changed that: counted as \
+                 failures, the pass rate would be {}",
+                t.inconclusive,
+                plural(t.inconclusive),
+                pct(f64::from(t.met) / f64::from(graded + t.inconclusive))
+            ),
+        )
+    } else {
+        (Verdict::Pass, format!("{measured}{not_counted}"))
+    };
+    ScenarioVerdict {
+        verdict,
+        reason,
+        pass_rate,
+    }
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
     }
 }
 
@@ -341,6 +592,8 @@ mod tests {
             revert_us: None,
             rto_us: rto_ms * MS,
             window_end_us: 10_000 * MS,
+            expect: Expectation::Recovery,
+            recovery: RecoveryMode::SelfHealing,
         }
     }
 
@@ -480,17 +733,148 @@ mod tests {
     }
 
     #[test]
-    fn a_fail_that_recovers_only_after_the_revert_says_so() {
+    fn a_recovery_that_only_came_with_the_revert_is_not_a_pass() {
+        // Held from 15 ms to the revert at 75 ms; back at 81 ms, well within a 1 s RTO.
         let p = [probe("http", 2, "++------++")];
-        let mut i = input(&p, 15, 30);
+        let mut i = input(&p, 15, 1_000);
         i.revert_us = Some(75 * MS);
         let g = grade(&i);
+        assert_eq!(g.verdict, Verdict::Fail, "{}", g.reason);
+        assert_eq!(
+            g.reason,
+            "recovered only after the fault was reverted (6.0ms after the revert), in 66.0ms \
+             (RTO 1.000s): the service did not heal by itself"
+        );
+        assert_eq!(g.recover_after_revert_us, Some(6 * MS));
+        assert_eq!(g.probes[0].verdict, Some(Verdict::Fail));
+        // Also over the RTO: the revert is still the reason given.
+        i.rto_us = 30 * MS;
+        assert!(grade(&i)
+            .reason
+            .starts_with("recovered only after the fault was reverted"));
+    }
+
+    #[test]
+    fn recovery_after_the_revert_passes_when_that_is_what_the_scenario_tests() {
+        let p = [probe("http", 2, "++------++")];
+        let mut i = input(&p, 15, 1_000);
+        i.revert_us = Some(75 * MS);
+        i.recovery = RecoveryMode::AfterRevert;
+        let g = grade(&i);
+        assert_eq!(g.verdict, Verdict::Pass, "{}", g.reason);
+        assert_eq!(
+            g.reason,
+            "recovered in 66.0ms, 6.0ms after the revert (RTO 1.000s)"
+        );
+        i.rto_us = 30 * MS;
+        let g = grade(&i);
         assert_eq!(g.verdict, Verdict::Fail);
+        assert_eq!(
+            g.reason,
+            "recovered in 66.0ms, 6.0ms after the revert, over the RTO of 30.0ms"
+        );
+    }
+
+    #[test]
+    fn healing_before_the_revert_is_healing() {
+        // Back at 61 ms while the fault held until 90 ms.
+        let p = [probe("http", 2, "++----++++")];
+        let mut i = input(&p, 15, 1_000);
+        i.revert_us = Some(90 * MS);
+        let g = grade(&i);
+        assert_eq!(g.verdict, Verdict::Pass, "{}", g.reason);
+        assert_eq!(g.recover_after_revert_us, None);
+    }
+
+    #[test]
+    fn impact_where_none_was_expected_is_a_fail() {
+        let p = [probe("http", 2, "+++--+++")];
+        let mut i = input(&p, 25, 1_000);
+        i.expect = Expectation::NoImpact;
+        let g = grade(&i);
+        assert_eq!(g.verdict, Verdict::Fail, "never a PASS: {}", g.reason);
+        assert_eq!(
+            g.reason,
+            "impact where none was expected: probe http failed 6.0ms after the fault took \
+             effect; the service recovered in 26.0ms"
+        );
+        assert!(!meets(Expectation::NoImpact, g.verdict));
+        assert_eq!(g.probes[0].verdict, Some(Verdict::Fail));
+        let never = [probe("http", 2, "+++-----")];
+        let mut i = input(&never, 25, 1_000);
+        i.expect = Expectation::NoImpact;
+        assert!(grade(&i)
+            .reason
+            .ends_with("did not recover within the observation window"));
+    }
+
+    #[test]
+    fn no_impact_says_what_the_scenario_expected() {
+        let p = [probe("http", 3, "++++++++")];
+        let mut i = input(&p, 25, 100);
+        let g = grade(&i);
+        assert_eq!(g.verdict, Verdict::NoImpact);
         assert!(
-            g.reason.contains("only after the revert (6.0ms after it)"),
+            g.reason.contains("but the scenario expects recovery"),
             "{}",
             g.reason
         );
+        assert!(!meets(i.expect, g.verdict));
+        i.expect = Expectation::NoImpact;
+        let g = grade(&i);
+        assert_eq!(g.verdict, Verdict::NoImpact);
+        assert!(
+            g.reason.ends_with("as the scenario expects"),
+            "{}",
+            g.reason
+        );
+        assert!(meets(i.expect, g.verdict));
+    }
+
+    #[test]
+    fn meeting_the_expectation_follows_from_the_verdict() {
+        use Expectation::{NoImpact, Recovery};
+        for (expect, verdict, met) in [
+            (Recovery, Verdict::Pass, true),
+            (Recovery, Verdict::Fail, false),
+            (Recovery, Verdict::NoImpact, false),
+            (NoImpact, Verdict::NoImpact, true),
+            (NoImpact, Verdict::Fail, false),
+            (NoImpact, Verdict::Pass, true),
+        ] {
+            assert_eq!(meets(expect, verdict), met, "{expect:?} {verdict}");
+        }
+        for v in [Verdict::Inconclusive, Verdict::Aborted, Verdict::Error] {
+            assert!(!meets(Recovery, v) && !meets(NoImpact, v), "{v}");
+        }
+    }
+
+    #[test]
+    fn the_probe_that_recovered_last_is_named_and_each_probe_has_a_verdict() {
+        let p = [
+            probe("fast", 2, "++--++++++"),
+            probe("slow", 2, "++-----+++"),
+            probe("calm", 2, "++++++++++"),
+        ];
+        let mut i = input(&p, 15, 40);
+        let g = grade(&i);
+        assert_eq!(g.recovered_by.as_deref(), Some("slow"));
+        let verdicts: Vec<Option<Verdict>> = g.probes.iter().map(|p| p.verdict).collect();
+        // slow is back at 71 ms: 56 ms after the fault, over the 40 ms RTO.
+        assert_eq!(
+            verdicts,
+            [
+                Some(Verdict::Pass),
+                Some(Verdict::Fail),
+                Some(Verdict::NoImpact)
+            ]
+        );
+        assert_eq!(g.verdict, Verdict::Fail);
+        i.rto_us = 1_000 * MS;
+        assert_eq!(grade(&i).verdict, Verdict::Pass);
+        // Nobody recovered, nobody set the time.
+        let stuck = [probe("a", 2, "++---")];
+        assert_eq!(grade(&input(&stuck, 15, 40)).recovered_by, None);
     }
 
     #[test]
@@ -501,6 +885,131 @@ mod tests {
         assert!(!settled(&input(&p, 15, 1_000)));
         let p = [probe("http", 2, "+++++")];
         assert!(!settled(&input(&p, 15, 1_000)));
+    }
+
+    fn tally(met: u32, not_met: u32, inconclusive: u32, aborted: u32, errors: u32) -> Tally {
+        Tally {
+            met,
+            not_met,
+            inconclusive,
+            aborted,
+            errors,
+            preflight_error: false,
+        }
+    }
+
+    /// Every row of the README's table "How runs add up".
+    #[test]
+    fn runs_add_up_to_one_scenario_verdict() {
+        use Verdict::*;
+        let rows: [(Tally, f64, Verdict, Option<f64>); 15] = [
+            // All runs met the expectation.
+            (tally(3, 0, 0, 0, 0), 1.0, Pass, Some(1.0)),
+            // Enough met it.
+            (tally(2, 1, 0, 0, 0), 0.5, Pass, Some(2.0 / 3.0)),
+            // Too few met it.
+            (tally(2, 1, 0, 0, 0), 1.0, Fail, Some(2.0 / 3.0)),
+            (tally(0, 1, 0, 0, 0), 1.0, Fail, Some(0.0)),
+            // An inconclusive run that cannot change the outcome is left out.
+            (tally(2, 0, 1, 0, 0), 0.5, Pass, Some(1.0)),
+            // ... one that could is not.
+            (tally(2, 0, 1, 0, 0), 1.0, Inconclusive, Some(1.0)),
+            // A breach among the graded runs stands whatever the inconclusive ones were.
+            (tally(1, 1, 1, 0, 0), 1.0, Fail, Some(0.5)),
+            // Nothing graded.
+            (tally(0, 0, 3, 0, 0), 1.0, Inconclusive, None),
+            // Stopped by an operator.
+            (tally(1, 0, 0, 1, 0), 1.0, Aborted, Some(1.0)),
+            (tally(0, 0, 0, 1, 0), 1.0, Aborted, None),
+            // ... after a breach that already decided it.
+            (tally(0, 1, 0, 1, 0), 1.0, Fail, Some(0.0)),
+            // An error wins over everything.
+            (tally(2, 1, 0, 0, 1), 1.0, Error, Some(2.0 / 3.0)),
+            (tally(0, 0, 1, 1, 1), 1.0, Error, None),
+            // Preflight stopped a later repeat.
+            (
+                Tally {
+                    preflight_error: true,
+                    ..tally(1, 0, 0, 0, 0)
+                },
+                1.0,
+                Error,
+                Some(1.0),
+            ),
+            // ... or the first: no run at all.
+            (
+                Tally {
+                    preflight_error: true,
+                    ..Tally::default()
+                },
+                1.0,
+                Error,
+                None,
+            ),
+        ];
+        for (t, min, verdict, rate) in rows {
+            let v = judge(&t, min);
+            assert_eq!(
+                (v.verdict, v.pass_rate),
+                (verdict, rate),
+                "{t:?} at {min}: {}",
+                v.reason
+            );
+        }
+    }
+
+    #[test]
+    fn the_reason_carries_one_denominator() {
+        let v = judge(&tally(4, 1, 1, 0, 0), 1.0);
+        assert_eq!(
+            v.reason,
+            "4 of 5 graded runs met the expectation (pass rate 80%, required 100%); 1 \
+             inconclusive run not counted"
+        );
+        let v = judge(&tally(2, 0, 1, 0, 0), 1.0);
+        assert_eq!(
+            v.reason,
+            "2 of 2 graded runs met the expectation (pass rate 100%, required 100%), but the 1 \
+             inconclusive run could have changed that: counted as failures, the pass rate would \
+             be 67%"
+        );
+        let v = judge(
+            &Tally {
+                preflight_error: true,
+                ..Tally::default()
+            },
+            1.0,
+        );
+        assert_eq!(v.verdict, Verdict::Error);
+        assert_eq!(v.pass_rate, None);
+        assert_eq!(
+            v.reason,
+            "no run: preflight stopped the scenario before anything was injected"
+        );
+        assert!(!v.reason.contains("0%"));
+        let v = judge(&tally(0, 0, 2, 0, 0), 1.0);
+        assert_eq!(
+            v.reason,
+            "no run was graded: 2 inconclusive runs, nothing measured"
+        );
+    }
+
+    #[test]
+    fn tally_counts_by_verdict_and_expectation() {
+        let mut t = Tally::default();
+        for (v, met) in [
+            (Verdict::Pass, true),
+            (Verdict::NoImpact, true),
+            (Verdict::NoImpact, false),
+            (Verdict::Fail, false),
+            (Verdict::Inconclusive, false),
+            (Verdict::Aborted, false),
+            (Verdict::Error, false),
+        ] {
+            t.add(v, met);
+        }
+        assert_eq!(t, tally(2, 2, 1, 1, 1));
+        assert_eq!((t.graded(), t.runs()), (4, 7));
     }
 
     #[test]

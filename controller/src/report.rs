@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::grade::{fmt_us, Grade, Measured, Verdict};
+use crate::grade::{fmt_us, judge, Grade, Measured, Tally, Verdict};
 use crate::timeline::{Moment, ProbeTimeline};
 
 /// What happened to one fault on one target.
@@ -28,6 +28,11 @@ pub struct FaultRecord {
     /// Named figures from the agent: packets dropped, bytes written, queries answered...
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub figures: std::collections::BTreeMap<String, i64>,
+    /// Named figures the agent reported when it reverted the fault (free space after the fill
+    /// file was removed, packets dropped over the fault's life...), apart from the apply
+    /// figures above so neither overwrites the other.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub revert_figures: std::collections::BTreeMap<String, i64>,
     /// When it was reverted (microseconds since the epoch).
     pub reverted_us: Option<u64>,
     /// What the revert reported.
@@ -85,14 +90,30 @@ pub struct RunReport {
     pub probes: Vec<ProbeTimeline>,
 }
 
-/// Figures over all runs of a scenario.
+/// Figures over all runs of a scenario, and its one verdict ([`crate::grade::judge`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
+    /// The scenario's verdict: PASS, FAIL, INCONCLUSIVE, ABORTED or ERROR. The exit code
+    /// follows from it.
+    #[serde(default = "unknown_verdict")]
+    pub verdict: Verdict,
+    /// Why, in one sentence, with the arithmetic.
+    #[serde(default)]
+    pub reason: String,
     /// Runs made.
     pub runs: u32,
     /// Runs that met the expectation.
     pub passed: u32,
-    /// passed / graded runs (runs that were not inconclusive, aborted or in error).
+    /// Runs graded on the fault's effect (PASS, FAIL, NO_IMPACT): the pass rate's denominator.
+    #[serde(default)]
+    pub graded: u32,
+    /// INCONCLUSIVE runs, left out of the pass rate.
+    #[serde(default)]
+    pub inconclusive: u32,
+    /// ABORTED runs, left out of the pass rate.
+    #[serde(default)]
+    pub aborted: u32,
+    /// passed / graded; 0 when no run was graded (then `graded` is 0 and the verdict says why).
     pub pass_rate: f64,
     /// Required pass rate.
     pub min_pass_rate: f64,
@@ -104,6 +125,18 @@ pub struct Summary {
     pub recovery_max_us: Option<u64>,
     /// The process exit code this outcome maps to.
     pub exit_code: i32,
+}
+
+fn unknown_verdict() -> Verdict {
+    Verdict::Inconclusive
+}
+
+impl Summary {
+    /// "PASS — 3 of 3 graded runs met the expectation (pass rate 100%, required 100%)": the
+    /// verdict and its reason, the same words in every format.
+    pub fn headline(&self) -> String {
+        format!("{} — {}", self.verdict, self.reason)
+    }
 }
 
 /// The graded report of a whole scenario.
@@ -148,52 +181,86 @@ pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
     Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }
 
-/// Summarises runs: pass rate, recovery percentiles and the exit code.
-///
-/// Exit code precedence: infrastructure (4) over breach (1) over inconclusive (3), because a
-/// gate that could not run is the first thing to fix, and a breach is worth more than a shrug.
+/// The exit code of a scenario's verdict: PASS 0, FAIL 1, INCONCLUSIVE and ABORTED 3,
+/// ERROR 4. (NO_IMPACT is a run's verdict, never a scenario's; it maps like a PASS.)
+pub fn exit_code(verdict: Verdict) -> i32 {
+    match verdict {
+        Verdict::Pass | Verdict::NoImpact => exit::OK,
+        Verdict::Fail => exit::BREACH,
+        Verdict::Inconclusive | Verdict::Aborted => exit::INCONCLUSIVE,
+        Verdict::Error => exit::INFRA,
+    }
+}
+
+/// Summarises runs: the scenario's verdict ([`crate::grade::judge`]), pass rate, recovery
+/// percentiles and the exit code.
 pub fn summarize(runs: &[RunReport], min_pass_rate: f64, preflight_error: bool) -> Summary {
-    let graded: Vec<&RunReport> = runs
-        .iter()
-        .filter(|r| matches!(r.verdict, Verdict::Pass | Verdict::Fail | Verdict::NoImpact))
-        .collect();
-    let passed = graded.iter().filter(|r| r.met_expectation).count() as u32;
-    let pass_rate = if graded.is_empty() {
-        0.0
-    } else {
-        f64::from(passed) / graded.len() as f64
+    let mut tally = Tally {
+        preflight_error,
+        ..Tally::default()
     };
+    for r in runs {
+        // A fault that failed to revert is an ERROR whatever the grade said.
+        let verdict = if r.faults.iter().any(|f| f.error.is_some()) {
+            Verdict::Error
+        } else {
+            r.verdict
+        };
+        tally.add(verdict, r.met_expectation);
+    }
+    let judged = judge(&tally, min_pass_rate);
     let mut recoveries: Vec<u64> = runs
         .iter()
         .filter_map(|r| r.grade.as_ref()?.time_to_recover.map(|m| m.us))
         .collect();
     recoveries.sort_unstable();
-    let infra = preflight_error
-        || runs
-            .iter()
-            .any(|r| r.verdict == Verdict::Error || r.faults.iter().any(|f| f.error.is_some()));
-    let unsettled = runs
-        .iter()
-        .any(|r| matches!(r.verdict, Verdict::Inconclusive | Verdict::Aborted));
-    let exit_code = if infra {
-        exit::INFRA
-    } else if !graded.is_empty() && pass_rate + 1e-9 < min_pass_rate {
-        exit::BREACH
-    } else if unsettled || graded.is_empty() {
-        exit::INCONCLUSIVE
-    } else {
-        exit::OK
-    };
     Summary {
+        exit_code: exit_code(judged.verdict),
+        verdict: judged.verdict,
+        reason: judged.reason,
         runs: runs.len() as u32,
-        passed,
-        pass_rate,
+        passed: tally.met,
+        graded: tally.graded(),
+        inconclusive: tally.inconclusive,
+        aborted: tally.aborted,
+        pass_rate: judged.pass_rate.unwrap_or(0.0),
         min_pass_rate,
         recovery_p50_us: percentile(&recoveries, 50.0),
         recovery_p95_us: percentile(&recoveries, 95.0),
         recovery_max_us: recoveries.last().copied(),
-        exit_code,
     }
+}
+
+/// "bytes_written=800 free_after=200"
+fn figures_text(figures: &std::collections::BTreeMap<String, i64>) -> String {
+    let parts: Vec<String> = figures.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    parts.join(" ")
+}
+
+/// One probe's own figures and verdict: "impact +6.0ms, recovered +36.0ms [25.0ms .. 36.0ms],
+/// 1 relapse: PASS"; `None` for a run that was not graded.
+pub fn probe_recovery_text(r: &crate::grade::ProbeRecovery) -> Option<String> {
+    let verdict = r.verdict?;
+    let mut parts = Vec::new();
+    match (&r.impact, &r.recovered) {
+        (None, _) => parts.push("never failed".to_string()),
+        (Some(i), Some(m)) => {
+            parts.push(format!("impact +{}", fmt_us(i.us)));
+            parts.push(format!("recovered +{}", bracket(m)));
+        }
+        (Some(i), None) => {
+            parts.push(format!("impact +{}", fmt_us(i.us)));
+            parts.push("did not recover".into());
+        }
+    }
+    if r.relapses > 0 {
+        parts.push(format!(
+            "{} relapse{}",
+            r.relapses,
+            if r.relapses == 1 { "" } else { "s" }
+        ));
+    }
+    Some(format!("{}: {verdict}", parts.join(", ")))
 }
 
 fn bracket(m: &Measured) -> String {
@@ -235,9 +302,7 @@ pub fn render_text(report: &ScenarioReport) -> String {
                 let _ = writeln!(out, "    evidence: {}", f.evidence);
             }
             if !f.figures.is_empty() {
-                let figures: Vec<String> =
-                    f.figures.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                let _ = writeln!(out, "    figures: {}", figures.join(" "));
+                let _ = writeln!(out, "    figures: {}", figures_text(&f.figures));
             }
             if let Some(r) = f.reverted_us {
                 let _ = writeln!(
@@ -249,6 +314,13 @@ pub fn render_text(report: &ScenarioReport) -> String {
                     } else {
                         format!(": {}", f.revert_evidence)
                     }
+                );
+            }
+            if !f.revert_figures.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "    revert figures: {}",
+                    figures_text(&f.revert_figures)
                 );
             }
             if let Some(e) = &f.error {
@@ -265,6 +337,12 @@ pub fn render_text(report: &ScenarioReport) -> String {
                     "  time to recover:    {}   (bracket: last failed sample .. first good sample)",
                     bracket(r)
                 );
+                if let Some(p) = &g.recovered_by {
+                    let _ = writeln!(
+                        out,
+                        "  recovered last:     probe {p} (it set the time to recover)"
+                    );
+                }
             }
             if let Some(r) = g.recover_after_revert_us {
                 let _ = writeln!(out, "  recover after revert: {}", fmt_us(r));
@@ -284,17 +362,17 @@ pub fn render_text(report: &ScenarioReport) -> String {
                     .map(|s| format!(" (first error: {})", s.error))
                     .unwrap_or_default()
             );
+            let recovery = run
+                .grade
+                .as_ref()
+                .and_then(|g| g.probes.iter().find(|r| r.probe == p.name));
+            if let Some(line) = recovery.and_then(probe_recovery_text) {
+                let _ = writeln!(out, "    {line}");
+            }
         }
     }
     let s = &report.summary;
-    let _ = writeln!(
-        out,
-        "\nsummary: {}/{} runs met expectation (pass rate {:.0}%, required {:.0}%)",
-        s.passed,
-        s.runs,
-        s.pass_rate * 100.0,
-        s.min_pass_rate * 100.0
-    );
+    let _ = writeln!(out, "\nsummary: {}", s.headline());
     if let (Some(p50), Some(p95), Some(max)) =
         (s.recovery_p50_us, s.recovery_p95_us, s.recovery_max_us)
     {
@@ -336,6 +414,7 @@ mod tests {
                     high_us: us,
                 }),
                 recover_after_revert_us: None,
+                recovered_by: None,
                 probes: vec![],
             }),
             faults: vec![],
@@ -388,6 +467,118 @@ mod tests {
         assert_eq!(s.exit_code, exit::BREACH);
         let s = summarize(&[run(Verdict::NoImpact, true, None)], 1.0, false);
         assert_eq!(s.exit_code, exit::OK);
+    }
+
+    fn scenario(runs: Vec<RunReport>, min_pass_rate: f64, error: Option<&str>) -> ScenarioReport {
+        ScenarioReport {
+            scenario: "s".into(),
+            file: "s.toml".into(),
+            expect: "recovery".into(),
+            rto_us: 1_000_000,
+            error: error.map(str::to_string),
+            summary: summarize(&runs, min_pass_rate, error.is_some()),
+            runs,
+        }
+    }
+
+    #[test]
+    fn the_summary_has_one_denominator_and_says_the_verdict() {
+        let pass = run(Verdict::Pass, true, Some(10));
+        let inc = run(Verdict::Inconclusive, false, None);
+        let text = render_text(&scenario(vec![pass.clone(), pass, inc], 0.5, None));
+        assert!(
+            text.contains(
+                "summary: PASS — 2 of 2 graded runs met the expectation (pass rate 100%, \
+                 required 50%); 1 inconclusive run not counted\n"
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with("exit code: 0\n"), "{text}");
+    }
+
+    #[test]
+    fn a_preflight_error_is_no_run_not_zero_percent() {
+        let r = scenario(vec![], 1.0, Some("agent web-1 is not connected"));
+        assert_eq!(r.summary.exit_code, exit::INFRA);
+        assert_eq!(r.summary.verdict, Verdict::Error);
+        let text = render_text(&r);
+        assert!(
+            text.contains(
+                "summary: ERROR — no run: preflight stopped the scenario before anything was \
+                 injected"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("0/0") && !text.contains("0%"), "{text}");
+    }
+
+    #[test]
+    fn apply_and_revert_figures_are_shown_apart() {
+        let mut r = run(Verdict::Pass, true, Some(10));
+        r.faults.push(FaultRecord {
+            kind: "disk_fill".into(),
+            agent: "app".into(),
+            evidence: "wrote 800 bytes, 200 bytes left".into(),
+            figures: [("free_after".to_string(), 200)].into_iter().collect(),
+            revert_figures: [("free_after".to_string(), 1_000)].into_iter().collect(),
+            reverted_us: Some(3_000_000),
+            ..FaultRecord::default()
+        });
+        let text = render_text(&scenario(vec![r], 1.0, None));
+        assert!(text.contains("    figures: free_after=200\n"), "{text}");
+        assert!(
+            text.contains("    revert figures: free_after=1000\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_probe_that_set_the_recovery_time_is_named_with_every_probes_recovery() {
+        use crate::grade::ProbeRecovery;
+        let m = |us| Measured {
+            us,
+            low_us: us - 5_000,
+            high_us: us,
+        };
+        let mut r = run(Verdict::Pass, true, Some(300_000));
+        for name in ["api", "db"] {
+            r.probes.push(ProbeTimeline {
+                name: name.into(),
+                recovered_after: 2,
+                samples: vec![],
+            });
+        }
+        let g = r.grade.as_mut().unwrap();
+        g.recovered_by = Some("db".into());
+        g.probes = vec![
+            ProbeRecovery {
+                probe: "api".into(),
+                impact: Some(m(10_000)),
+                recovered: Some(m(120_000)),
+                relapses: 1,
+                verdict: Some(Verdict::Pass),
+            },
+            ProbeRecovery {
+                probe: "db".into(),
+                impact: Some(m(20_000)),
+                recovered: Some(m(300_000)),
+                relapses: 0,
+                verdict: Some(Verdict::Pass),
+            },
+        ];
+        let text = render_text(&scenario(vec![r], 1.0, None));
+        assert!(
+            text.contains("  recovered last:     probe db (it set the time to recover)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "  probe api: 0 samples, 0 failed\n    impact +10.0ms, recovered +120.0ms \
+                 [115.0ms .. 120.0ms], 1 relapse: PASS\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("    impact +20.0ms, recovered +300.0ms [295.0ms .. 300.0ms]: PASS"));
     }
 
     #[test]

@@ -200,6 +200,7 @@ fn a_pause_on_another_host_is_graded_through_the_bridge() {
             r#"
 name = "pause-across-hosts"
 rto = "3s"
+recovery = "after_revert"
 steady_state = "300ms"
 observe = "10s"
 
@@ -246,6 +247,7 @@ fn partition_scenario(s: &Setup, duration: &str) -> std::path::PathBuf {
             r#"
 name = "partition-across-hosts"
 rto = "3s"
+recovery = "after_revert"
 steady_state = "300ms"
 observe = "20s"
 
@@ -294,7 +296,7 @@ fn a_partition_cuts_the_service_but_never_the_agents_control_connection() {
     // the rules really dropped the probe's packets.
     assert!(fault["reverted_us"].as_u64().is_some(), "{fault:#}");
     assert!(
-        fault["figures"]["packets_dropped"].as_i64().unwrap() > 0,
+        fault["revert_figures"]["packets_dropped"].as_i64().unwrap() > 0,
         "{fault:#}"
     );
     let recovered = run["grade"]["time_to_recover"]["us"].as_u64().unwrap();

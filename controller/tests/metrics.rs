@@ -199,6 +199,7 @@ fn pause_scenario(dir: &Path, port: u16) -> std::path::PathBuf {
         format!(
             r#"name = "metrics-pause"
 rto = "5s"
+recovery = "after_revert"
 steady_state = "300ms"
 observe = "10s"
 

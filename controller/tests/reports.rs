@@ -345,15 +345,21 @@ expect_body = "ok"
         .map(|p| (p.attr("name"), p.attr("value")))
         .collect();
     assert_eq!(props.get("exit_code"), Some(&"1"));
+    assert_eq!(props.get("verdict"), Some(&"FAIL"));
     assert_eq!(props.get("rto"), Some(&"250.0ms"));
     let cases = suite.all("testcase");
     assert_eq!(cases.len(), 2);
     for (i, case) in cases.iter().enumerate() {
         let run = &json["runs"][i];
         assert_eq!(case.attr("classname"), "gameday.reports <&> 'gate'");
+        // Stable across invocations: the repeat and the probe, never the run id (a property).
         assert_eq!(
             case.attr("name"),
-            format!("run {} ({})", i + 1, run["run_id"].as_str().unwrap())
+            format!("run {}: probe http <home>", i + 1)
+        );
+        assert_eq!(
+            props.get(format!("run.{}.id", i + 1).as_str()).copied(),
+            run["run_id"].as_str()
         );
         let recovery_us = run["grade"]["time_to_recover"]["us"]
             .as_u64()
@@ -367,7 +373,7 @@ expect_body = "ok"
         assert_eq!(failure.attr("type"), "FAIL");
         let message = failure.attr("message");
         assert!(
-            message.starts_with("RTO breached: recovered in ")
+            message.starts_with("RTO breached: probe http <home> recovered in ")
                 && message.ends_with(", RTO 250.0ms"),
             "{message}"
         );

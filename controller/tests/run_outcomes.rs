@@ -495,3 +495,163 @@ fn revert_on_recovery_ends_a_holding_fault_as_soon_as_the_service_is_back() {
     );
     assert!(!stopped(bystander.pid()) && bystander.alive(), "{ctx}");
 }
+
+/// A pause of the service held 600 ms with a 3 s RTO: the service is back right after the
+/// revert, well within the RTO, but it did not heal; it only came back because the fault was
+/// lifted.
+fn pause_text(dir: &Path, port: u16, extra: &str) -> String {
+    format!(
+        "name = \"pause-only\"\nrto = \"3s\"\nobserve = \"4s\"\nsteady_state = \"300ms\"\n{extra}\n\n\
+         [targets]\nagents = [\"local\"]\n\n\
+         [[faults]]\nkind = \"process_pause\"\npid_file = \"{}\"\nduration = \"600ms\"\n\n{}",
+        dir.join("service.pid").display(),
+        http_probe(port)
+    )
+}
+
+#[test]
+fn a_service_back_only_after_the_revert_fails_even_within_the_rto() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _service = bare_service(dir.path(), port);
+    let file = write(dir.path(), "pause.toml", &pause_text(dir.path(), port, ""));
+    let (code, report, stderr) = run_local(&file);
+    let ctx = format!("stderr:\n{stderr}\nreport: {report:#}");
+    assert_eq!(code, 1, "{ctx}");
+    let run = &report["runs"][0];
+    assert_eq!(run["verdict"], "FAIL", "{ctx}");
+    assert_eq!(run["met_expectation"], false, "{ctx}");
+    assert!(
+        run["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("recovered only after the fault was reverted ("),
+        "{ctx}"
+    );
+    let recovered = run["grade"]["time_to_recover"]["us"].as_u64().unwrap();
+    assert!(recovered < 3_000_000, "within the RTO all the same; {ctx}");
+    assert!(
+        run["grade"]["recover_after_revert_us"].as_u64().is_some(),
+        "{ctx}"
+    );
+    assert_eq!(report["summary"]["verdict"], "FAIL", "{ctx}");
+    // Probes keep sampling after the recovery, up to the RTO line at least.
+    let inject = run["inject"]["at_us"].as_u64().unwrap();
+    let last = run["probes"][0]["samples"]
+        .as_array()
+        .and_then(|s| s.last())
+        .and_then(|s| s["end_us"].as_u64())
+        .unwrap();
+    // (within a probe interval and a tick of it)
+    assert!(
+        last + 50_000 >= inject + 3_000_000,
+        "sampled up to the RTO line: last answer at +{} µs; {ctx}",
+        last - inject
+    );
+
+    // The same game day, saying that coming back after the revert is what it measures.
+    let file = write(
+        dir.path(),
+        "pause-after.toml",
+        &pause_text(dir.path(), port, "recovery = \"after_revert\""),
+    );
+    let (code, report, stderr) = run_local(&file);
+    let ctx = format!("stderr:\n{stderr}\nreport: {report:#}");
+    assert_eq!(code, 0, "{ctx}");
+    assert_eq!(report["runs"][0]["verdict"], "PASS", "{ctx}");
+}
+
+#[test]
+fn impact_where_none_was_expected_is_a_fail_in_every_view() {
+    use gameday::render::{render, Format, ReportInput};
+    use gameday::report::ScenarioReport;
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _service = supervised_service(dir.path(), port, "300ms");
+    let file = write(
+        dir.path(),
+        "redundant.toml",
+        &scenario_text(
+            "not-redundant",
+            "local",
+            &dir.path().join("service.pid"),
+            "rto = \"2s\"\nobserve = \"4s\"\nsteady_state = \"300ms\"\nexpect = \"no_impact\"",
+            &http_probe(port),
+        ),
+    );
+    let (code, json, stderr) = run_local(&file);
+    let ctx = format!("stderr:\n{stderr}\nreport: {json:#}");
+    assert_eq!(code, 1, "{ctx}");
+    let run = &json["runs"][0];
+    assert_eq!(run["verdict"], "FAIL", "never a PASS; {ctx}");
+    assert_eq!(run["met_expectation"], false, "{ctx}");
+    assert!(
+        run["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("impact where none was expected: probe http failed "),
+        "{ctx}"
+    );
+    assert_eq!(json["summary"]["verdict"], "FAIL", "{ctx}");
+    let report: ScenarioReport = serde_json::from_value(json.clone()).unwrap();
+    let input = ReportInput::new(&report);
+    let text = render(&input, Format::Text);
+    assert!(
+        text.contains("): FAIL — impact where none was expected"),
+        "{text}"
+    );
+    assert!(
+        text.contains("summary: FAIL — 0 of 1 graded run met"),
+        "{text}"
+    );
+    let md = render(&input, Format::Markdown);
+    assert!(
+        md.contains("verdict **FAIL**") && md.contains("| **FAIL** |"),
+        "{md}"
+    );
+    assert!(!md.contains("**PASS**"), "{md}");
+    let html = render(&input, Format::Html);
+    assert!(
+        html.contains(r#"<span class="badge big o-1">FAIL</span>"#),
+        "{html}"
+    );
+    assert!(!html.contains(">PASS<"), "{html}");
+    let junit = render(&input, Format::Junit);
+    assert!(junit.contains(r#"<failure type="IMPACT""#), "{junit}");
+}
+
+#[test]
+fn validate_warns_about_a_fault_held_no_longer_than_the_rto() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "short.toml",
+        &pause_text(dir.path(), free_port(), ""),
+    );
+    let out = gameday(&["validate", file.to_str().unwrap()], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a warning is not an error; {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{}: warning: fault 1 (process_pause) holds for 600ms, not longer than the RTO (3s)",
+            file.display()
+        )),
+        "{stderr}"
+    );
+    let file = write(
+        dir.path(),
+        "after.toml",
+        &pause_text(dir.path(), free_port(), "recovery = \"after_revert\""),
+    );
+    let out = gameday(&["validate", file.to_str().unwrap()], &[]);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("warning"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -6,7 +6,11 @@ use std::path::{Path, PathBuf};
 use gameday::scenario::{self, ProbeCheck};
 
 fn shipped_scenarios() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    scenarios_in("../scenarios")
+}
+
+fn scenarios_in(dir: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Vec::new();
     };
@@ -32,6 +36,21 @@ fn every_shipped_scenario_is_valid() {
         "invalid scenarios:\n{}",
         failures.join("\n")
     );
+}
+
+#[test]
+fn no_shipped_scenario_holds_a_fault_for_less_than_its_rto_unless_it_says_why() {
+    let mut warned = Vec::new();
+    for path in shipped_scenarios()
+        .into_iter()
+        .chain(scenarios_in("../scenarios/lab"))
+    {
+        let s = scenario::load(&path).expect("valid");
+        for w in s.warnings() {
+            warned.push(format!("{}: {w}", path.display()));
+        }
+    }
+    assert!(warned.is_empty(), "warnings:\n{}", warned.join("\n"));
 }
 
 #[test]

@@ -114,6 +114,7 @@ fn pause_scenario(dir: &Path, name: &str, port: u16) -> PathBuf {
         format!(
             r#"name = "{name}"
 rto = "3s"
+recovery = "after_revert"
 steady_state = "200ms"
 observe = "5s"
 

@@ -229,14 +229,19 @@ fn validate(files: &[PathBuf]) -> i32 {
     let mut code = exit::OK;
     for file in files {
         match gameday::scenario::load(file) {
-            Ok(s) => println!(
-                "{}: ok — scenario {:?}, {} fault(s), {} probe(s), RTO {}",
-                file.display(),
-                s.name,
-                s.faults.len(),
-                s.probes.len(),
-                s.rto
-            ),
+            Ok(s) => {
+                println!(
+                    "{}: ok — scenario {:?}, {} fault(s), {} probe(s), RTO {}",
+                    file.display(),
+                    s.name,
+                    s.faults.len(),
+                    s.probes.len(),
+                    s.rto
+                );
+                for w in s.warnings() {
+                    eprintln!("{}: warning: {w}", file.display());
+                }
+            }
             Err(e) => {
                 eprintln!("{e}");
                 code = exit::INVALID;

@@ -16,7 +16,7 @@ use crate::grade::{self, fmt_us, GradeInput, Verdict};
 use crate::probe::{micros, ProbeSet};
 use crate::registry::AgentConn;
 use crate::report::{FaultRecord, RunReport};
-use crate::scenario::{Expectation, RevertPolicy, Scenario};
+use crate::scenario::{RevertPolicy, Scenario};
 use crate::timeline::{effect_moment, monotonic_ns, unix_ms_now, Moment, ProbeTimeline};
 
 /// How much longer than the observation window an agent keeps a fault before reverting it on
@@ -156,9 +156,14 @@ async fn run_with_probes(
     let window = s.observe.get();
     let deadline_ms = saturating_ms(window.saturating_add(DEADLINE_MARGIN));
     let mut requests = Vec::new();
+    // How long each holding fault is planned to hold: the agent lifts it then on its own.
+    let mut held: Vec<(String, u64)> = Vec::new();
     for agent in &ctx.targets {
         for (i, fault) in ctx.faults.iter().enumerate() {
             let fault_id = super::preflight::fault_id(&ctx.run_id, i, &agent.name);
+            if let Some(d) = fault.duration() {
+                held.push((fault_id.clone(), saturating_us(d.get())));
+            }
             let apply = v1::ApplyFault {
                 fault_id: fault_id.clone(),
                 run_id: ctx.run_id.clone(),
@@ -271,6 +276,7 @@ async fn run_with_probes(
         .unwrap_or(Duration::from_millis(10))
         .min(Duration::from_millis(50));
     let rto_us = saturating_us(s.rto.get());
+    let tail_us = saturating_us(observe_tail(s.probes.iter().map(|p| p.interval.get())));
     let mut announced_impact = false;
     let mut reverted = !holds;
     loop {
@@ -301,9 +307,12 @@ async fn run_with_probes(
                 revert_us: None,
                 rto_us,
                 window_end_us: now_us.min(window_end_us),
+                expect: s.expect,
+                recovery: s.recovery,
             });
         if !reverted && (now_us >= revert_at_us || recovered_while_held) {
             revert_all(ctx.registry, &mut report, &applied, epoch, true).await;
+            cap_at_deadlines(&mut report, &held);
             reverted = true;
             say(
                 ctx,
@@ -321,6 +330,8 @@ async fn run_with_probes(
             revert_us: report.revert_us,
             rto_us,
             window_end_us: now_us.min(window_end_us),
+            expect: s.expect,
+            recovery: s.recovery,
         };
         if !announced_impact {
             if let Some(d) = grade::grade(&input).time_to_detect {
@@ -337,13 +348,24 @@ async fn run_with_probes(
                 announced_impact = true;
             }
         }
-        if (grade::settled(&input) && reverted) || now_us >= window_end_us {
+        if now_us >= window_end_us {
             break;
+        }
+        if grade::settled(&input) && reverted {
+            // Recovered: keep sampling for a tail after it, and up to the RTO line, so the
+            // timeline shows the service staying up (or relapsing), not probes that stopped.
+            let recovered_at = grade::grade(&input)
+                .time_to_recover
+                .map_or(now_us, |m| inject.at_us.saturating_add(m.us));
+            if now_us >= observe_until(recovered_at, inject.at_us, rto_us, tail_us, window_end_us) {
+                break;
+            }
         }
     }
     report.probes = probes.stop().await;
     if !reverted {
         revert_all(ctx.registry, &mut report, &applied, epoch, holds).await;
+        cap_at_deadlines(&mut report, &held);
     }
 
     let g = grade::grade(&GradeInput {
@@ -352,6 +374,8 @@ async fn run_with_probes(
         revert_us: report.revert_us,
         rto_us,
         window_end_us,
+        expect: s.expect,
+        recovery: s.recovery,
     });
     report.verdict = g.verdict;
     report.reason = g.reason.clone();
@@ -364,12 +388,38 @@ async fn run_with_probes(
             f.error.clone().unwrap_or_default()
         );
     }
-    report.met_expectation = matches!(
-        (s.expect, report.verdict),
-        (Expectation::Recovery, Verdict::Pass) | (Expectation::NoImpact, Verdict::NoImpact)
-    );
+    report.met_expectation = grade::meets(s.expect, report.verdict);
     report.grade = Some(g);
     report
+}
+
+/// How long probes keep sampling after the service recovered: ten intervals of the slowest
+/// probe, and at least [`MIN_OBSERVE_TAIL`], so a relapse right after the recovery is seen and
+/// every lane of the timeline goes on past the recovery.
+fn observe_tail(intervals: impl Iterator<Item = Duration>) -> Duration {
+    intervals
+        .map(|i| i.saturating_mul(10))
+        .max()
+        .unwrap_or_default()
+        .max(MIN_OBSERVE_TAIL)
+}
+
+/// The least time probes keep sampling after the recovery.
+const MIN_OBSERVE_TAIL: Duration = Duration::from_millis(500);
+
+/// When observing stops after a recovery at `recovered_at_us`: the later of the recovery plus
+/// the tail and the RTO line (injection + RTO), never past the window.
+fn observe_until(
+    recovered_at_us: u64,
+    inject_us: u64,
+    rto_us: u64,
+    tail_us: u64,
+    window_end_us: u64,
+) -> u64 {
+    recovered_at_us
+        .saturating_add(tail_us)
+        .max(inject_us.saturating_add(rto_us))
+        .min(window_end_us)
 }
 
 /// Microseconds in `d`, saturating instead of wrapping for durations past u64's range.
@@ -455,14 +505,7 @@ async fn revert_all(
             Ok(x) => match &x.report.failure {
                 None => {
                     if let Some(ev) = &x.report.evidence {
-                        rec.figures.extend(ev.figures.clone());
-                        if !ev.summary.is_empty() {
-                            rec.revert_evidence = ev.summary.clone();
-                        }
-                        if !ev.residue.is_empty() {
-                            rec.error =
-                                Some(format!("residue after revert: {}", ev.residue.join("; ")));
-                        }
+                        record_revert_evidence(rec, ev);
                     }
                     let at = effect_moment(
                         micros(epoch, x.sent_at),
@@ -486,9 +529,139 @@ async fn revert_all(
     }
 }
 
+/// Holding faults are lifted by their agent when their duration is up, and a revert the
+/// controller sends after that only finds them gone: the moment it records is then later than
+/// the real one. Each fault's revert is the earlier of the recorded moment and its effect plus
+/// its duration (`held`: fault id, microseconds), and the run's is the last of them, so "back
+/// only after the revert" is judged against when the fault really ended.
+fn cap_at_deadlines(report: &mut RunReport, held: &[(String, u64)]) {
+    let mut last = None;
+    for f in &mut report.faults {
+        let deadline = held
+            .iter()
+            .find(|(id, _)| *id == f.fault_id)
+            .zip(f.applied)
+            .map(|((_, us), m)| m.at_us.saturating_add(*us));
+        if let (Some(r), Some(d)) = (f.reverted_us, deadline) {
+            f.reverted_us = Some(r.min(d));
+        }
+        last = last.max(f.reverted_us);
+    }
+    if report.revert_us.is_some() {
+        report.revert_us = last;
+    }
+}
+
+/// What the agent reported when it reverted a fault, written down beside what it reported
+/// when it applied it.
+fn record_revert_evidence(rec: &mut FaultRecord, ev: &v1::Evidence) {
+    rec.revert_figures.extend(ev.figures.clone());
+    if !ev.summary.is_empty() {
+        rec.revert_evidence = ev.summary.clone();
+    }
+    if !ev.residue.is_empty() {
+        rec.error = Some(format!("residue after revert: {}", ev.residue.join("; ")));
+    }
+}
+
 async fn finish_aborted(mut report: RunReport, probes: ProbeSet, why: &str) -> RunReport {
     report.verdict = Verdict::Aborted;
     report.reason = why.to_string();
     report.probes = probes.stop().await;
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fault_its_agent_lifted_at_its_deadline_is_reverted_then() {
+        let fault = |id: &str, at_us: u64, reverted_us: u64| FaultRecord {
+            fault_id: id.into(),
+            applied: Some(Moment {
+                at_us,
+                uncertainty_us: 0,
+            }),
+            reverted_us: Some(reverted_us),
+            ..FaultRecord::default()
+        };
+        let mut report = errored("r".into(), 1, String::new());
+        // Held 600 ms from 305 ms: the agent lifted it at 905 ms; the controller's revert
+        // found it gone at 918 ms. A kill (not held) keeps its moment.
+        report.faults = vec![
+            fault("pause", 305_000, 917_700),
+            fault("kill", 305_000, 310_000),
+        ];
+        report.revert_us = Some(917_700);
+        cap_at_deadlines(&mut report, &[("pause".into(), 600_000)]);
+        assert_eq!(report.faults[0].reverted_us, Some(905_000));
+        assert_eq!(report.faults[1].reverted_us, Some(310_000));
+        assert_eq!(report.revert_us, Some(905_000));
+        // A revert before the deadline (revert = "on_recovery") is when it happened.
+        report.faults = vec![fault("pause", 305_000, 500_000)];
+        report.revert_us = Some(500_000);
+        cap_at_deadlines(&mut report, &[("pause".into(), 600_000)]);
+        assert_eq!(report.revert_us, Some(500_000));
+    }
+
+    #[test]
+    fn observing_goes_on_past_the_recovery_and_up_to_the_rto_line() {
+        const S: u64 = 1_000_000;
+        // Recovered at 1.5 s after an injection at 1 s, RTO 5 s: on to the RTO line at 6 s.
+        assert_eq!(observe_until(2 * S + S / 2, S, 5 * S, S / 2, 31 * S), 6 * S);
+        // Recovered at 5.8 s: the tail reaches past the RTO line.
+        assert_eq!(
+            observe_until(5 * S + 800_000, S, 5 * S, S / 2, 31 * S),
+            6 * S + 300_000
+        );
+        // Never past the window.
+        assert_eq!(
+            observe_until(5 * S, S, 5 * S, S, 5 * S + 500_000),
+            5 * S + 500_000
+        );
+    }
+
+    #[test]
+    fn the_tail_is_ten_intervals_and_at_least_half_a_second() {
+        let ms = Duration::from_millis;
+        assert_eq!(observe_tail([ms(10), ms(20)].into_iter()), ms(500));
+        assert_eq!(observe_tail([ms(10), ms(100)].into_iter()), ms(1_000));
+        assert_eq!(observe_tail(std::iter::empty()), ms(500));
+    }
+
+    #[test]
+    fn revert_figures_do_not_overwrite_apply_figures() {
+        // A disk fill: what applying found and did, then what reverting found.
+        let mut rec = FaultRecord {
+            evidence: "filled /data to 95%: wrote 800 bytes".into(),
+            figures: [
+                ("free_before", 1_000),
+                ("free_after", 200),
+                ("bytes_written", 800),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            ..FaultRecord::default()
+        };
+        let revert = v1::Evidence {
+            summary: "removed the fill file".into(),
+            figures: [("free_before", 200), ("free_after", 1_000)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            ..v1::Evidence::default()
+        };
+        record_revert_evidence(&mut rec, &revert);
+        assert_eq!(
+            rec.figures.get("free_after"),
+            Some(&200),
+            "the apply figure stays"
+        );
+        assert_eq!(rec.figures.get("free_before"), Some(&1_000));
+        assert_eq!(rec.revert_figures.get("free_after"), Some(&1_000));
+        assert_eq!(rec.revert_figures.get("free_before"), Some(&200));
+        assert_eq!(rec.revert_evidence, "removed the fill file");
+    }
 }

@@ -47,6 +47,7 @@ fn run(id: &str, verdict: Verdict, recover_us: Option<u64>) -> RunReport {
                 high_us: us,
             }),
             recover_after_revert_us: None,
+            recovered_by: None,
             probes: vec![],
         }),
         faults: vec![],

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::escape::xml as esc;
-use super::markdown::outcome_label;
 use super::timeline_plot::{self, FAILED_COLOR, OK_COLOR};
 use super::trend::{self, RegressionRule};
 use super::{utc_datetime, ReportInput};
@@ -136,22 +135,30 @@ fn header(out: &mut String, r: &ScenarioReport) {
     let _ = writeln!(
         out,
         r#"<p><span class="badge big o-{code}">{}</span> exit code {code} &nbsp; {}</p>"#,
-        outcome_label(code),
+        r.summary.verdict,
         badges.join(" &nbsp; ")
     );
+    let _ = writeln!(out, r#"<p class="verdict">{}</p>"#, esc(&r.summary.reason));
     out.push_str("</header>\n");
 }
 
 fn summary(out: &mut String, r: &ScenarioReport) {
     let s = &r.summary;
-    out.push_str("<h2>Summary</h2>\n<table>\n<tr><th>runs</th><th>met expectation</th><th>pass rate</th><th>required</th><th>recovery p50</th><th>p95</th><th>max</th></tr>\n");
+    out.push_str("<h2>Summary</h2>\n<table>\n<tr><th>verdict</th><th>runs</th><th>graded</th><th>met expectation</th><th>pass rate</th><th>required</th><th>recovery p50</th><th>p95</th><th>max</th></tr>\n");
     let opt = |v: Option<u64>| v.map(fmt_us).unwrap_or_else(|| "—".into());
+    // No graded run, no rate: "—", never "0%".
+    let rate = if s.graded > 0 {
+        format!("{:.0}%", s.pass_rate * 100.0)
+    } else {
+        "—".into()
+    };
     let _ = writeln!(
         out,
-        r#"<tr><td class="num">{}</td><td class="num">{}</td><td class="num">{:.0}%</td><td class="num">{:.0}%</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
+        r#"<tr><td><b>{}</b></td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{rate}</td><td class="num">{:.0}%</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
+        s.verdict,
         s.runs,
+        s.graded,
         s.passed,
-        s.pass_rate * 100.0,
         s.min_pass_rate * 100.0,
         opt(s.recovery_p50_us),
         opt(s.recovery_p95_us),
@@ -269,6 +276,13 @@ fn run_section(out: &mut String, r: &ScenarioReport, run: &RunReport) {
             "time to recover",
             figure_cell(g.time_to_recover.as_ref()),
         );
+        if let Some(p) = &g.recovered_by {
+            row(
+                out,
+                "recovered last",
+                format!("probe {} (it set the time to recover)", esc(p)),
+            );
+        }
         if let Some(us) = g.recover_after_revert_us {
             row(out, "recovery after the revert", fmt_us(us));
         }
@@ -300,6 +314,18 @@ fn run_section(out: &mut String, r: &ScenarioReport, run: &RunReport) {
                     figures.join(" ")
                 );
             }
+            if !f.revert_figures.is_empty() {
+                let figures: Vec<String> = f
+                    .revert_figures
+                    .iter()
+                    .map(|(k, v)| format!("{}={v}", esc(k)))
+                    .collect();
+                let _ = write!(
+                    out,
+                    "<br>revert figures: <span class=\"mono\">{}</span>",
+                    figures.join(" ")
+                );
+            }
             if let Some(rv) = f.reverted_us {
                 let _ = write!(out, "<br>reverted at +{}", fmt_us(rv));
                 if !f.revert_evidence.is_empty() {
@@ -314,7 +340,7 @@ fn run_section(out: &mut String, r: &ScenarioReport, run: &RunReport) {
         out.push_str("</ul>\n");
     }
     if !run.probes.is_empty() {
-        out.push_str("<h3>Probes</h3>\n<table>\n<tr><th>probe</th><th>samples</th><th>failed</th><th>impact</th><th>recovered</th><th>relapses</th><th>first error</th></tr>\n");
+        out.push_str("<h3>Probes</h3>\n<table>\n<tr><th>probe</th><th>samples</th><th>failed</th><th>impact</th><th>recovered</th><th>relapses</th><th>verdict</th><th>first error</th></tr>\n");
         for p in &run.probes {
             let rec = run
                 .grade
@@ -329,12 +355,14 @@ fn run_section(out: &mut String, r: &ScenarioReport, run: &RunReport) {
                 .unwrap_or_default();
             let _ = writeln!(
                 out,
-                r#"<tr><td>{}</td><td class="num">{}</td><td class="num">{failed}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{first_error}</td></tr>"#,
+                r#"<tr><td>{}</td><td class="num">{}</td><td class="num">{failed}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td><td>{first_error}</td></tr>"#,
                 esc(&p.name),
                 p.samples.len(),
                 figure_cell(rec.and_then(|x| x.impact.as_ref())),
                 figure_cell(rec.and_then(|x| x.recovered.as_ref())),
-                rec.map_or(0, |x| x.relapses)
+                rec.map_or(0, |x| x.relapses),
+                rec.and_then(|x| x.verdict)
+                    .map_or_else(|| "—".to_string(), |v| v.to_string())
             );
         }
         out.push_str("</table>\n");
@@ -391,6 +419,7 @@ mod tests {
                     high_us: 525_900,
                 }),
                 recover_after_revert_us: None,
+                recovered_by: None,
                 probes: vec![],
             }),
             faults: vec![FaultRecord {
@@ -434,7 +463,34 @@ mod tests {
             "shown as text"
         );
         assert!(html.contains("<svg class=\"timeline\""));
-        assert!(html.contains("PASSED"));
+        assert!(html.contains(r#"<span class="badge big o-0">PASS</span>"#));
+    }
+
+    #[test]
+    fn the_headline_is_the_scenarios_verdict_with_its_reason() {
+        let mut r = report("s", "refused");
+        r.runs[0].verdict = Verdict::Fail;
+        r.runs[0].met_expectation = false;
+        r.summary = summarize(&r.runs, 1.0, false);
+        let html = render(&ReportInput::new(&r));
+        assert!(
+            html.contains(r#"<span class="badge big o-1">FAIL</span>"#),
+            "{html}"
+        );
+        assert!(html.contains(
+            r#"<p class="verdict">0 of 1 graded run met the expectation (pass rate 0%, required 100%)</p>"#
+        ));
+        assert!(!html.contains("RTO BREACHED"));
+        r.runs.clear();
+        r.error = Some("agent web-1 is not connected".into());
+        r.summary = summarize(&[], 1.0, true);
+        let html = render(&ReportInput::new(&r));
+        assert!(html.contains(r#"<span class="badge big o-4">ERROR</span>"#));
+        assert!(html.contains("no run: preflight stopped"), "{html}");
+        assert!(
+            html.contains(r#"<td class="num">0</td><td class="num">—</td>"#),
+            "{html}"
+        );
     }
 
     #[test]

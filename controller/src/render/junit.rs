@@ -1,10 +1,15 @@
-//! JUnit XML for CI systems: one `<testsuite>` per scenario, one `<testcase>` per run, in the
-//! shape of the common junit-4 schema (Jenkins, GitLab, GitHub test reporters).
+//! JUnit XML for CI systems: one `<testsuite>` per scenario, one `<testcase>` per run and probe,
+//! in the shape of the common junit-4 schema (Jenkins, GitLab, GitHub test reporters).
 //!
-//! A breached RTO is a `<failure type="FAIL">` whose message carries the figures; a run that
-//! did not meet the scenario's expectation otherwise (an unexpected NO_IMPACT, say) is a
-//! failure typed with its verdict; ERROR is an `<error>`; INCONCLUSIVE and ABORTED are
-//! `<skipped>`, because nothing was measured. Each case's `<system-out>` is that run's text
+//! Test names are stable across invocations — `classname="gameday.<scenario>"`,
+//! `name="run <N>: probe <P>"` — so a CI system tracks each probe's recovery from build to
+//! build; run ids, which change every time, go into the suite's properties (`run.<N>.id`).
+//!
+//! Each case follows its probe's own verdict: a probe that recovered over the RTO, only after
+//! the revert, or not at all, or that failed where no impact was expected, is a `<failure>`
+//! whose message carries the figures; a run with no impact where recovery was expected fails
+//! every probe's case (`NO_IMPACT`); ERROR is an `<error>`; INCONCLUSIVE and ABORTED are
+//! `<skipped>`, because nothing was measured. Each case's `<system-out>` is its run's text
 //! report.
 
 use std::fmt::Write as _;
@@ -50,11 +55,20 @@ pub(crate) fn outcome(report: &ScenarioReport, run: &RunReport) -> Outcome {
     let recovered = run.grade.as_ref().and_then(|g| g.time_to_recover);
     match run.verdict {
         Verdict::Pass | Verdict::NoImpact if run.met_expectation => Outcome::Passed,
+        Verdict::Fail if report.expect == "no_impact" => Outcome::Failure {
+            kind: "IMPACT".into(),
+            message: run.reason.clone(),
+        },
         Verdict::Fail => Outcome::Failure {
             kind: run.verdict.to_string(),
-            message: match recovered {
-                Some(m) => format!("RTO breached: recovered in {}, RTO {rto}", fmt_us(m.us)),
-                None => format!(
+            message: match (recovered, run.grade.as_ref().and_then(|g| g.recover_after_revert_us)) {
+                (Some(m), Some(after)) if m.us <= report.rto_us => format!(
+                    "recovered only after the fault was reverted: {} after the revert, {} after the fault, RTO {rto}",
+                    fmt_us(after),
+                    fmt_us(m.us)
+                ),
+                (Some(m), _) => format!("RTO breached: recovered in {}, RTO {rto}", fmt_us(m.us)),
+                (None, _) => format!(
                     "RTO breached: did not recover within the observation window, RTO {rto}"
                 ),
             },
@@ -85,6 +99,131 @@ pub(crate) fn outcome(report: &ScenarioReport, run: &RunReport) -> Outcome {
     }
 }
 
+/// One test case: a probe of a run, or the run itself when it has no probe to show.
+pub(crate) struct Case<'a> {
+    pub run: &'a RunReport,
+    /// `None` for a run without probes.
+    pub probe: Option<&'a str>,
+    pub outcome: Outcome,
+    /// The case's time: the probe's recovery when it recovered, else the run's.
+    pub time_us: u64,
+}
+
+impl Case<'_> {
+    /// The stable name: "run 2: probe api" (or "run 2").
+    pub fn name(&self) -> String {
+        match self.probe {
+            Some(p) => format!("run {}: probe {p}", self.run.index),
+            None => format!("run {}", self.run.index),
+        }
+    }
+}
+
+/// The test cases of a run: one per probe, each with its probe's own outcome.
+pub(crate) fn cases<'a>(report: &ScenarioReport, run: &'a RunReport) -> Vec<Case<'a>> {
+    let whole = outcome(report, run);
+    let run_time = run
+        .grade
+        .as_ref()
+        .and_then(|g| g.time_to_recover)
+        .map_or_else(|| run_duration_us(run), |m| m.us);
+    if run.probes.is_empty() {
+        return vec![Case {
+            run,
+            probe: None,
+            outcome: whole,
+            time_us: run_time,
+        }];
+    }
+    let graded = matches!(
+        run.verdict,
+        Verdict::Pass | Verdict::Fail | Verdict::NoImpact
+    );
+    let mut cases: Vec<Case<'a>> = run
+        .probes
+        .iter()
+        .map(|p| {
+            let rec = run
+                .grade
+                .as_ref()
+                .and_then(|g| g.probes.iter().find(|r| r.probe == p.name));
+            let outcome = match rec.and_then(|r| r.verdict.map(|v| (r, v))) {
+                Some((r, v)) if graded => probe_outcome(report, run, r, v),
+                _ => whole.clone(),
+            };
+            Case {
+                run,
+                probe: Some(p.name.as_str()),
+                outcome,
+                time_us: rec.and_then(|r| r.recovered).map_or(run_time, |m| m.us),
+            }
+        })
+        .collect();
+    // A run that missed its expectation fails somewhere, even from a report whose probes
+    // carry no verdict of their own.
+    if !run.met_expectation && cases.iter().all(|c| c.outcome == Outcome::Passed) {
+        for c in &mut cases {
+            c.outcome = whole.clone();
+        }
+    }
+    cases
+}
+
+/// A probe's case in a graded run.
+fn probe_outcome(
+    report: &ScenarioReport,
+    run: &RunReport,
+    r: &crate::grade::ProbeRecovery,
+    verdict: Verdict,
+) -> Outcome {
+    let rto = fmt_us(report.rto_us);
+    let after_revert = run
+        .revert_us
+        .zip(run.inject)
+        .zip(r.recovered)
+        .and_then(|((rv, inject), m)| (inject.at_us + m.us).checked_sub(rv));
+    match verdict {
+        Verdict::Pass => Outcome::Passed,
+        // A probe that never failed holds nothing back, unless nothing failed at all where
+        // recovery was expected.
+        Verdict::NoImpact if run.verdict == Verdict::NoImpact && !run.met_expectation => {
+            outcome(report, run)
+        }
+        Verdict::NoImpact => Outcome::Passed,
+        _ if report.expect == "no_impact" => Outcome::Failure {
+            kind: "IMPACT".into(),
+            message: format!(
+                "impact where none was expected: probe {} failed {} after the fault{}",
+                r.probe,
+                r.impact.map_or_else(String::new, |m| fmt_us(m.us)),
+                r.recovered
+                    .map(|m| format!(" and recovered in {}", fmt_us(m.us)))
+                    .unwrap_or_default()
+            ),
+        },
+        _ => Outcome::Failure {
+            kind: "FAIL".into(),
+            message: match (r.recovered, after_revert) {
+                (None, _) => format!(
+                    "RTO breached: probe {} did not recover within the observation window, RTO {rto}",
+                    r.probe
+                ),
+                (Some(m), Some(after)) if m.us <= report.rto_us => format!(
+                    "recovered only after the fault was reverted: probe {} came back {} after the revert, {} after the fault, RTO {rto}",
+                    r.probe,
+                    fmt_us(after),
+                    fmt_us(m.us)
+                ),
+                (Some(m), _) => format!(
+                    "RTO breached: probe {} recovered in {}, RTO {rto}",
+                    r.probe,
+                    fmt_us(m.us)
+                ),
+            },
+        },
+    }
+}
+
 /// The counts of a whole report, as its `<testsuite>` states them.
 pub(crate) fn counts(report: &ScenarioReport) -> Counts {
     let mut c = Counts::default();
@@ -94,7 +233,9 @@ pub(crate) fn counts(report: &ScenarioReport) -> Counts {
         });
     }
     for run in &report.runs {
-        c.add(&outcome(report, run));
+        for case in cases(report, run) {
+            c.add(&case.outcome);
+        }
     }
     c
 }
@@ -185,14 +326,19 @@ pub(crate) fn render(report: &ScenarioReport) -> String {
         seconds(total_us)
     );
     let s = &report.summary;
-    let mut props: Vec<(&str, String)> = vec![
-        ("file", report.file.clone()),
-        ("expect", report.expect.clone()),
-        ("rto", fmt_us(report.rto_us)),
-        ("rto_us", report.rto_us.to_string()),
-        ("pass_rate", format!("{:.3}", s.pass_rate)),
-        ("min_pass_rate", format!("{:.3}", s.min_pass_rate)),
-        ("exit_code", s.exit_code.to_string()),
+    let mut props: Vec<(String, String)> = vec![
+        ("file".into(), report.file.clone()),
+        ("expect".into(), report.expect.clone()),
+        ("rto".into(), fmt_us(report.rto_us)),
+        ("rto_us".into(), report.rto_us.to_string()),
+        ("verdict".into(), s.verdict.to_string()),
+        ("reason".into(), s.reason.clone()),
+        ("runs".into(), s.runs.to_string()),
+        ("graded".into(), s.graded.to_string()),
+        ("passed".into(), s.passed.to_string()),
+        ("pass_rate".into(), format!("{:.3}", s.pass_rate)),
+        ("min_pass_rate".into(), format!("{:.3}", s.min_pass_rate)),
+        ("exit_code".into(), s.exit_code.to_string()),
     ];
     for (name, v) in [
         ("recovery_p50_us", s.recovery_p50_us),
@@ -200,14 +346,23 @@ pub(crate) fn render(report: &ScenarioReport) -> String {
         ("recovery_max_us", s.recovery_max_us),
     ] {
         if let Some(v) = v {
-            props.push((name, v.to_string()));
+            props.push((name.into(), v.to_string()));
         }
+    }
+    // Run ids change with every run, so they are properties, not part of a test's name.
+    for run in &report.runs {
+        props.push((format!("run.{}.id", run.index), run.run_id.clone()));
+        props.push((
+            format!("run.{}.verdict", run.index),
+            run.verdict.to_string(),
+        ));
     }
     out.push_str("    <properties>\n");
     for (name, value) in props {
         let _ = writeln!(
             out,
-            r#"      <property name="{name}" value="{}"/>"#,
+            r#"      <property name="{}" value="{}"/>"#,
+            xml_attr(&name),
             xml_attr(&value)
         );
     }
@@ -227,48 +382,42 @@ pub(crate) fn render(report: &ScenarioReport) -> String {
         out.push_str("    </testcase>\n");
     }
     for run in &report.runs {
-        let time_us = run
-            .grade
-            .as_ref()
-            .and_then(|g| g.time_to_recover)
-            .map_or_else(|| run_duration_us(run), |m| m.us);
-        let _ = writeln!(
-            out,
-            r#"    <testcase classname="{}" name="{}" time="{}">"#,
-            xml_attr(&suite),
-            xml_attr(&format!("run {} ({})", run.index, run.run_id)),
-            seconds(time_us)
-        );
-        // junit-4 order: skipped, error, failure, system-out.
-        match outcome(report, run) {
-            Outcome::Passed => {}
-            Outcome::Skipped { message } => {
-                let _ = writeln!(out, r#"      <skipped message="{}"/>"#, xml_attr(&message));
+        let text = run_text(report, run);
+        for case in cases(report, run) {
+            let _ = writeln!(
+                out,
+                r#"    <testcase classname="{}" name="{}" time="{}">"#,
+                xml_attr(&suite),
+                xml_attr(&case.name()),
+                seconds(case.time_us)
+            );
+            // junit-4 order: skipped, error, failure, system-out.
+            match case.outcome {
+                Outcome::Passed => {}
+                Outcome::Skipped { message } => {
+                    let _ = writeln!(out, r#"      <skipped message="{}"/>"#, xml_attr(&message));
+                }
+                Outcome::Error { message } => {
+                    let _ = writeln!(
+                        out,
+                        r#"      <error type="ERROR" message="{}">{}</error>"#,
+                        xml_attr(&message),
+                        xml(&figures(report, run))
+                    );
+                }
+                Outcome::Failure { kind, message } => {
+                    let _ = writeln!(
+                        out,
+                        r#"      <failure type="{}" message="{}">{}</failure>"#,
+                        xml_attr(&kind),
+                        xml_attr(&message),
+                        xml(&figures(report, run))
+                    );
+                }
             }
-            Outcome::Error { message } => {
-                let _ = writeln!(
-                    out,
-                    r#"      <error type="ERROR" message="{}">{}</error>"#,
-                    xml_attr(&message),
-                    xml(&figures(report, run))
-                );
-            }
-            Outcome::Failure { kind, message } => {
-                let _ = writeln!(
-                    out,
-                    r#"      <failure type="{}" message="{}">{}</failure>"#,
-                    xml_attr(&kind),
-                    xml_attr(&message),
-                    xml(&figures(report, run))
-                );
-            }
+            let _ = writeln!(out, "      <system-out>{}</system-out>", xml(&text));
+            out.push_str("    </testcase>\n");
         }
-        let _ = writeln!(
-            out,
-            "      <system-out>{}</system-out>",
-            xml(&run_text(report, run))
-        );
-        out.push_str("    </testcase>\n");
     }
     out.push_str("  </testsuite>\n</testsuites>\n");
     out
@@ -302,6 +451,7 @@ mod tests {
                     high_us: us,
                 }),
                 recover_after_revert_us: None,
+                recovered_by: None,
                 probes: vec![],
             }),
             faults: vec![],
@@ -388,6 +538,110 @@ mod tests {
         let x = render(&r);
         assert!(x.contains(r#"tests="1" failures="0" errors="1""#), "{x}");
         assert!(x.contains(r#"name="preflight""#));
+    }
+
+    fn with_probes(mut r: RunReport, probes: &[(&str, Verdict, Option<u64>)]) -> RunReport {
+        use crate::grade::ProbeRecovery;
+        use crate::timeline::ProbeTimeline;
+        let m = |us: u64| Measured {
+            us,
+            low_us: us - 10,
+            high_us: us,
+        };
+        for (name, verdict, recovered) in probes {
+            r.probes.push(ProbeTimeline {
+                name: (*name).into(),
+                recovered_after: 2,
+                samples: vec![],
+            });
+            r.grade.as_mut().unwrap().probes.push(ProbeRecovery {
+                probe: (*name).into(),
+                impact: (*verdict != Verdict::NoImpact).then(|| m(1_000)),
+                recovered: recovered.map(m),
+                relapses: 0,
+                verdict: Some(*verdict),
+            });
+        }
+        r
+    }
+
+    #[test]
+    fn test_names_are_stable_and_run_ids_are_properties() {
+        let one = report(vec![with_probes(
+            run(1, Verdict::Pass, true, Some(500_000)),
+            &[("api", Verdict::Pass, Some(500_000))],
+        )]);
+        let mut other = one.clone();
+        other.runs[0].run_id = "run-1b".into();
+        let (a, b) = (render(&one), render(&other));
+        let names = |x: &str| -> Vec<String> {
+            x.lines()
+                .filter(|l| l.contains("<testcase "))
+                .map(str::to_string)
+                .collect()
+        };
+        assert_eq!(names(&a), names(&b), "names do not carry the run id");
+        assert!(
+            a.contains(r#"<testcase classname="gameday.kill &lt;api&gt;" name="run 1: probe api" time="0.500">"#),
+            "{a}"
+        );
+        assert!(
+            a.contains(r#"<property name="run.1.id" value="run-1"/>"#),
+            "{a}"
+        );
+        assert!(
+            b.contains(r#"<property name="run.1.id" value="run-1b"/>"#),
+            "{b}"
+        );
+        assert!(a.contains(r#"<property name="run.1.verdict" value="PASS"/>"#));
+        assert!(a.contains(r#"<property name="verdict" value="PASS"/>"#));
+    }
+
+    #[test]
+    fn each_probe_case_follows_its_probes_verdict() {
+        // "db" recovered over the RTO; "api" in time; "cache" never failed.
+        let r = report(vec![with_probes(
+            run(1, Verdict::Fail, false, Some(3_000_000)),
+            &[
+                ("api", Verdict::Pass, Some(500_000)),
+                ("db", Verdict::Fail, Some(3_000_000)),
+                ("cache", Verdict::NoImpact, None),
+            ],
+        )]);
+        let x = render(&r);
+        assert!(
+            x.contains(r#"tests="3" failures="1" errors="0" skipped="0""#),
+            "{x}"
+        );
+        assert!(
+            x.contains(r#"<failure type="FAIL" message="RTO breached: probe db recovered in 3.000s, RTO 2.000s">"#),
+            "{x}"
+        );
+        // Nothing failed where recovery was expected: every probe's case says so.
+        let r = report(vec![with_probes(
+            run(1, Verdict::NoImpact, false, None),
+            &[
+                ("api", Verdict::NoImpact, None),
+                ("db", Verdict::NoImpact, None),
+            ],
+        )]);
+        assert_eq!(counts(&r).failures, 2);
+        // Only after the revert, within the RTO.
+        let mut back = run(1, Verdict::Fail, false, Some(1_000_000));
+        back.inject = Some(crate::timeline::Moment {
+            at_us: 1_000_000,
+            uncertainty_us: 0,
+        });
+        back.revert_us = Some(1_900_000);
+        let r = report(vec![with_probes(
+            back,
+            &[("api", Verdict::Fail, Some(1_000_000))],
+        )]);
+        let x = render(&r);
+        assert!(
+            x.contains("recovered only after the fault was reverted: probe api came back 100.0ms after the revert, 1.000s after the fault, RTO 2.000s"),
+            "{x}"
+        );
     }
 
     #[test]

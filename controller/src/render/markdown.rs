@@ -22,18 +22,6 @@ fn figure(m: Option<&Measured>) -> String {
     }
 }
 
-/// In words, what the exit code says about the scenario.
-pub(crate) fn outcome_label(code: i32) -> &'static str {
-    use crate::report::exit;
-    match code {
-        exit::OK => "PASSED",
-        exit::BREACH => "RTO BREACHED",
-        exit::INCONCLUSIVE => "INCONCLUSIVE",
-        exit::INFRA => "INFRASTRUCTURE ERROR",
-        _ => "INVALID",
-    }
-}
-
 /// Renders the Markdown report.
 pub(crate) fn render(input: &ReportInput<'_>) -> String {
     let r = input.report;
@@ -41,11 +29,11 @@ pub(crate) fn render(input: &ReportInput<'_>) -> String {
     let _ = writeln!(out, "# gameday report: {}\n", esc(&r.scenario));
     let _ = writeln!(
         out,
-        "File {} — expects {} — RTO **{}** — outcome **{}** (exit code {})\n",
+        "File {} — expects {} — RTO **{}** — verdict **{}** (exit code {})\n",
         esc(&r.file),
         esc(&r.expect),
         fmt_us(r.rto_us),
-        outcome_label(r.summary.exit_code),
+        r.summary.verdict,
         r.summary.exit_code
     );
     if let Some(e) = &r.error {
@@ -104,14 +92,7 @@ fn runs_table(out: &mut String, r: &ScenarioReport) {
 fn summary(out: &mut String, r: &ScenarioReport) {
     let s = &r.summary;
     out.push_str("## Summary\n\n");
-    let _ = writeln!(
-        out,
-        "- {}/{} runs met the expectation: pass rate {:.0}% (required {:.0}%)",
-        s.passed,
-        s.runs,
-        s.pass_rate * 100.0,
-        s.min_pass_rate * 100.0
-    );
+    let _ = writeln!(out, "- **{}** — {}", s.verdict, esc(&s.reason));
     match (s.recovery_p50_us, s.recovery_p95_us, s.recovery_max_us) {
         (Some(p50), Some(p95), Some(max)) => {
             let _ = writeln!(
@@ -124,12 +105,7 @@ fn summary(out: &mut String, r: &ScenarioReport) {
         }
         _ => out.push_str("- recovery: no run recovered\n"),
     }
-    let _ = writeln!(
-        out,
-        "- exit code {} ({})\n",
-        s.exit_code,
-        outcome_label(s.exit_code)
-    );
+    let _ = writeln!(out, "- exit code {}\n", s.exit_code);
 }
 
 fn trend_section(out: &mut String, input: &ReportInput<'_>) {
@@ -203,6 +179,13 @@ fn run_section(out: &mut String, r: &ScenarioReport, run: &RunReport) {
         );
     }
     if let Some(g) = &run.grade {
+        if let Some(p) = &g.recovered_by {
+            let _ = writeln!(
+                out,
+                "- recovered last: probe {} (it set the time to recover)",
+                esc(p)
+            );
+        }
         if let Some(us) = g.recover_after_revert_us {
             let _ = writeln!(out, "- recovery after the revert: {}", fmt_us(us));
         }
@@ -230,6 +213,14 @@ fn run_section(out: &mut String, r: &ScenarioReport, run: &RunReport) {
                 .collect();
             let _ = writeln!(out, "  - figures: {}", figures.join(", "));
         }
+        if !f.revert_figures.is_empty() {
+            let figures: Vec<String> = f
+                .revert_figures
+                .iter()
+                .map(|(k, v)| format!("{}={v}", esc(k)))
+                .collect();
+            let _ = writeln!(out, "  - revert figures: {}", figures.join(", "));
+        }
         if let Some(rv) = f.reverted_us {
             let _ = writeln!(
                 out,
@@ -249,9 +240,9 @@ fn run_section(out: &mut String, r: &ScenarioReport, run: &RunReport) {
     if !run.probes.is_empty() {
         out.push_str("\n### Probes\n\n");
         out.push_str(
-            "| probe | samples | failed | impact | recovered | relapses | first error |\n",
+            "| probe | samples | failed | impact | recovered | relapses | verdict | first error |\n",
         );
-        out.push_str("|---|---|---|---|---|---|---|\n");
+        out.push_str("|---|---|---|---|---|---|---|---|\n");
         for p in &run.probes {
             let rec = run
                 .grade
@@ -266,12 +257,14 @@ fn run_section(out: &mut String, r: &ScenarioReport, run: &RunReport) {
                 .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "| {} | {} | {failed} | {} | {} | {} | {first_error} |",
+                "| {} | {} | {failed} | {} | {} | {} | {} | {first_error} |",
                 esc(&p.name),
                 p.samples.len(),
                 figure(rec.and_then(|x| x.impact.as_ref())),
                 figure(rec.and_then(|x| x.recovered.as_ref())),
-                rec.map_or(0, |x| x.relapses)
+                rec.map_or(0, |x| x.relapses),
+                rec.and_then(|x| x.verdict)
+                    .map_or_else(|| "—".to_string(), |v| v.to_string())
             );
         }
     }
@@ -307,6 +300,7 @@ mod tests {
                     high_us: 511_800,
                 }),
                 recover_after_revert_us: None,
+                recovered_by: None,
                 probes: vec![],
             }),
             faults: vec![FaultRecord {
@@ -341,6 +335,37 @@ mod tests {
         assert!(md.contains("(&lt;api&gt;)"));
         assert!(md.contains("p50 511.1ms"));
         assert!(!md.contains("## Trend"));
+    }
+
+    #[test]
+    fn headline_and_summary_say_the_scenarios_verdict() {
+        let r = report();
+        let md = render(&ReportInput::new(&r));
+        assert!(md.contains("— verdict **PASS** (exit code 0)"), "{md}");
+        assert!(
+            md.contains(
+                "- **PASS** — 1 of 1 graded run met the expectation (pass rate 100%, required \
+                 100%)"
+            ),
+            "{md}"
+        );
+        let mut fail = report();
+        fail.runs[0].verdict = Verdict::Fail;
+        fail.runs[0].met_expectation = false;
+        fail.summary = summarize(&fail.runs, 1.0, false);
+        let md = render(&ReportInput::new(&fail));
+        assert!(md.contains("— verdict **FAIL** (exit code 1)"), "{md}");
+        assert!(!md.contains("RTO BREACHED"), "{md}");
+        let mut none = report();
+        none.runs.clear();
+        none.error = Some("agent web-1 is not connected".into());
+        none.summary = summarize(&[], 1.0, true);
+        let md = render(&ReportInput::new(&none));
+        assert!(
+            md.contains("- **ERROR** — no run: preflight stopped"),
+            "{md}"
+        );
+        assert!(!md.contains("0/0") && !md.contains(" 0%"), "{md}");
     }
 
     #[test]

@@ -87,6 +87,13 @@ pub(crate) fn fmt_axis_us(us: f64, step_us: f64) -> String {
     format!("{s}{unit}")
 }
 
+/// The width a text takes at `size` px in a proportional sans-serif, estimated generously (0.62
+/// em per character, about the width of digits and lower-case letters in common UI fonts), so
+/// labels placed apart by this estimate do not touch on screen.
+pub(crate) fn text_width(text: &str, size: f64) -> f64 {
+    text.chars().count() as f64 * size * 0.62
+}
+
 /// Appends a `<text>` element with escaped content.
 pub(crate) fn text(out: &mut String, x: f64, y: f64, attrs: &str, content: &str) {
     let _ = write!(

@@ -8,7 +8,8 @@
 use std::fmt::Write as _;
 
 use super::escape;
-use super::svg::{fmt_axis_us, nice_step, text, ticks, Scale};
+use super::svg::{fmt_axis_us, nice_step, text, text_width, ticks, Scale};
+use super::utc_datetime;
 use crate::grade::{fmt_us, Measured};
 use crate::report::RunReport;
 use crate::timeline::Sample;
@@ -22,7 +23,10 @@ const RIGHT: f64 = 30.0;
 const ROW: f64 = 16.0;
 const TOP: f64 = 8.0 + 4.0 * ROW + 6.0;
 const LANE: f64 = 30.0;
-const BOTTOM: f64 = 48.0;
+const BOTTOM: f64 = 64.0;
+/// Tick labels are set in this size, and kept this far apart at least.
+const TICK_FONT: f64 = 11.0;
+const TICK_GAP: f64 = 16.0;
 
 /// Colours of ok and failed samples (the browser test looks for them).
 pub(crate) const OK_COLOR: &str = "#2da44e";
@@ -132,9 +136,11 @@ pub(crate) fn plot(run: &RunReport, rto_us: u64) -> Option<String> {
     let plot_width = WIDTH - LEFT - RIGHT;
 
     let mut s = String::new();
+    // The page's width: the viewBox scales to the column it sits in (as wide as the viewBox on
+    // a desktop page, so a sample mark is 16 px tall there).
     let _ = write!(
         s,
-        r#"<svg class="timeline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" font-family="system-ui, sans-serif" font-size="12" role="img" aria-label="probe timeline of run {}">"#,
+        r#"<svg class="timeline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" width="100%" preserveAspectRatio="xMinYMin meet" font-family="system-ui, sans-serif" font-size="12" role="img" aria-label="probe timeline of run {}">"#,
         escape::xml_attr(&run.run_id)
     );
     // Lane backgrounds and labels.
@@ -168,9 +174,25 @@ pub(crate) fn plot(run: &RunReport, rto_us: u64) -> Option<String> {
         r##"<rect x="{LEFT}" y="{TOP}" width="{plot_width}" height="{}" fill="none" stroke="#d0d7de"/>"##,
         lanes * LANE
     );
-    // Grid and axis.
+    // Grid and axis: the time relative to the injection, and under it the wall clock (UTC), so
+    // the run lines up with dashboards and logs. As many ticks as their labels leave room for.
     let (t0, t1) = x.domain();
-    let step = nice_step(t1 - t0, 10);
+    let wall = |t: f64, step: f64| -> Option<String> {
+        let at_ms = run.started_unix_ms as f64 + (origin as f64 + t) / 1e3;
+        wall_clock(at_ms.max(0.0) as u64, step).filter(|_| run.started_unix_ms > 0)
+    };
+    let widest = |step: f64| -> f64 {
+        ticks(t0, t1, step)
+            .iter()
+            .flat_map(|t| [Some(fmt_axis_us(*t, step)), wall(*t, step)])
+            .flatten()
+            .map(|l| text_width(&l, TICK_FONT))
+            .fold(0.0, f64::max)
+    };
+    let mut step = nice_step(t1 - t0, 10);
+    while x.px(t0 + step) - x.px(t0) < widest(step) + TICK_GAP {
+        step = nice_step(step * 1.5, 1);
+    }
     for t in ticks(t0, t1, step) {
         let px = x.px(t);
         let _ = write!(
@@ -185,17 +207,31 @@ pub(crate) fn plot(run: &RunReport, rto_us: u64) -> Option<String> {
             r##"class="tick" text-anchor="middle" font-size="11" fill="#57606a""##,
             &fmt_axis_us(t, step),
         );
+        if let Some(w) = wall(t, step) {
+            text(
+                &mut s,
+                px,
+                lanes_bottom + 31.0,
+                r##"class="wall" text-anchor="middle" font-size="11" fill="#8c959f""##,
+                &w,
+            );
+        }
     }
+    let since = if run.inject.is_some() {
+        "time since the fault took effect"
+    } else {
+        "time since the run started"
+    };
+    let axis = match utc_datetime(run.started_unix_ms) {
+        Some((day, _)) => format!("{since}; below it, the wall clock (UTC, {day})"),
+        None => since.to_string(),
+    };
     text(
         &mut s,
         LEFT + plot_width / 2.0,
-        lanes_bottom + 38.0,
+        lanes_bottom + 52.0,
         r##"class="axis" text-anchor="middle" fill="#24292f""##,
-        if run.inject.is_some() {
-            "time since the fault took effect"
-        } else {
-            "time since the run started"
-        },
+        &axis,
     );
 
     // The fault window: shaded while the fault held, a line for an instant fault.
@@ -337,6 +373,16 @@ pub(crate) fn plot(run: &RunReport, rto_us: u64) -> Option<String> {
     Some(s)
 }
 
+/// The wall-clock time of a tick: "22:13:21", with the milliseconds when ticks are less than a
+/// second apart ("22:13:21.250"); `None` for an unknown start (0).
+fn wall_clock(unix_ms: u64, step_us: f64) -> Option<String> {
+    let (_, hms) = utc_datetime(unix_ms.max(1))?;
+    if step_us >= 1e6 {
+        return Some(hms);
+    }
+    Some(format!("{hms}.{:03}", unix_ms % 1000))
+}
+
 /// "[low .. high]" of a figure.
 fn bracket(m: &Measured) -> String {
     format!("[{} .. {}]", fmt_us(m.low_us), fmt_us(m.high_us))
@@ -387,11 +433,12 @@ fn annotate(
         r#"<line class="marker" x1="{px:.1}" x2="{px:.1}" y1="{:.1}" y2="{lanes_bottom:.1}" stroke="{color}" stroke-width="2"{dash}/>"#,
         row_y + 13.0
     );
-    let right_half = px > LEFT + 0.62 * (WIDTH - LEFT - RIGHT);
-    let (tx, anchor) = if right_half {
-        (px - 4.0, "end")
-    } else {
+    // Right of the line when it fits, else left of it, and never off the plot.
+    let w = text_width(label, 12.0);
+    let (tx, anchor) = if px + 4.0 + w <= WIDTH - 2.0 {
         (px + 4.0, "start")
+    } else {
+        ((px - 4.0).max(w + 2.0), "end")
     };
     text(
         s,
@@ -479,6 +526,7 @@ mod tests {
                     high_us: 301_000,
                 }),
                 recover_after_revert_us: None,
+                recovered_by: None,
                 probes: vec![],
             }),
             faults: vec![],
@@ -507,6 +555,91 @@ mod tests {
         );
         assert_eq!(svg.matches("<title>failed at").count(), 3);
         assert!(svg.contains("time since the fault took effect"));
+    }
+
+    /// The `<text>` elements of a class: (x, anchor, content).
+    fn texts<'a>(svg: &'a str, class: &str) -> Vec<(f64, &'a str, &'a str)> {
+        let open = format!(r#"class="{class}""#);
+        svg.split("<text ")
+            .skip(1)
+            .filter(|t| t.contains(&open))
+            .map(|t| {
+                let x: f64 = t["x=\"".len()..]
+                    .split('"')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let anchor = t
+                    .split(r#"text-anchor=""#)
+                    .nth(1)
+                    .map_or("start", |a| a.split('"').next().unwrap());
+                let content = t.split('>').nth(1).unwrap().split('<').next().unwrap();
+                (x, anchor, content)
+            })
+            .collect()
+    }
+
+    /// Extents of texts, estimated as the plot estimates them.
+    fn extents(texts: &[(f64, &str, &str)], size: f64) -> Vec<(f64, f64)> {
+        texts
+            .iter()
+            .map(|(x, anchor, content)| {
+                let w = text_width(content, size);
+                match *anchor {
+                    "middle" => (x - w / 2.0, x + w / 2.0),
+                    "end" => (x - w, *x),
+                    _ => (*x, x + w),
+                }
+            })
+            .collect()
+    }
+
+    fn assert_apart(spans: &[(f64, f64)], what: &str) {
+        let mut spans = spans.to_vec();
+        spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for w in spans.windows(2) {
+            assert!(w[0].1 + 4.0 <= w[1].0, "{what} overlap: {spans:?}");
+        }
+    }
+
+    #[test]
+    fn the_plot_takes_the_pages_width() {
+        let svg = plot(&run(), 2_000_000).unwrap();
+        assert!(svg.contains(r#"width="100%""#), "{svg}");
+        assert!(!svg.contains(&format!(r#"width="{WIDTH}""#)));
+    }
+
+    #[test]
+    fn ticks_carry_the_wall_clock_and_no_labels_collide() {
+        let mut r = run();
+        // 2023-11-14 22:13:20 UTC at the run's start.
+        r.started_unix_ms = 1_700_000_000_000;
+        // A long run: 30 s of samples at 10 ms.
+        r.probes[0].samples = samples(3_000, &[100, 101, 102]);
+        let svg = plot(&r, 2_000_000).unwrap();
+        let rel = texts(&svg, "tick");
+        let wall = texts(&svg, "wall");
+        assert!(rel.len() >= 4, "{rel:?}");
+        assert_eq!(wall.len(), rel.len(), "a wall-clock label under every tick");
+        // The injection came 1 s after the start: tick "0" is 22:13:21.
+        let zero = rel
+            .iter()
+            .position(|t| t.2 == "0")
+            .expect("a tick at the injection");
+        assert_eq!(wall[zero].2, "22:13:21");
+        assert_apart(&extents(&rel, 11.0), "relative ticks");
+        assert_apart(&extents(&wall, 11.0), "wall-clock ticks");
+        // Marker labels stay inside the plot.
+        for (lo, hi) in extents(&texts(&svg, "label"), 12.0) {
+            assert!(
+                lo >= 0.0 && hi <= WIDTH,
+                "label out of the plot: {lo}..{hi}"
+            );
+        }
+        // Without a wall-clock start there is nothing to show.
+        let svg = plot(&run(), 2_000_000).unwrap();
+        assert!(texts(&svg, "wall").is_empty());
     }
 
     #[test]

@@ -14,7 +14,7 @@
 use std::fmt::Write as _;
 
 use super::escape;
-use super::svg::{fmt_axis_us, nice_step, text, ticks, Scale};
+use super::svg::{fmt_axis_us, nice_step, text, text_width, ticks, Scale};
 use super::{utc_datetime, TrendPoint};
 use crate::grade::{fmt_us, Verdict};
 use crate::report::percentile;
@@ -156,10 +156,13 @@ pub fn regression_with(points: &[TrendPoint], rule: &RegressionRule) -> Option<R
 
 const WIDTH: f64 = 1100.0;
 const HEIGHT: f64 = 300.0;
-const LEFT: f64 = 80.0;
+const LEFT: f64 = 96.0;
 const RIGHT: f64 = 200.0;
 const TOP: f64 = 20.0;
-const BOTTOM: f64 = 50.0;
+const BOTTOM: f64 = 74.0;
+/// Where runs that measured nothing (INCONCLUSIVE, ABORTED, ERROR, NO_IMPACT) are drawn: on a
+/// strip of their own under the x labels, never on the chart's 0 s line.
+const UNMEASURED_Y: f64 = HEIGHT - BOTTOM + 36.0;
 
 /// The trend chart: recovery time per run (points, joined), the RTO as a horizontal line, the
 /// regression threshold, and the latest run ringed (red when it is a regression).
@@ -191,7 +194,7 @@ pub(crate) fn chart(points: &[TrendPoint], rto_us: u64) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
-        r#"<svg class="trend" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" font-family="system-ui, sans-serif" font-size="12" role="img" aria-label="recovery time across runs">"#
+        r#"<svg class="trend" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" preserveAspectRatio="xMinYMin meet" font-family="system-ui, sans-serif" font-size="12" role="img" aria-label="recovery time across runs">"#
     );
     let _ = write!(
         s,
@@ -281,8 +284,27 @@ pub(crate) fn chart(points: &[TrendPoint], rto_us: u64) -> String {
             line.join(" ")
         );
     }
-    // The points, and the x labels.
-    let label_every = n.div_ceil(16).max(1);
+    // The points, and the x labels: the date, and the time too when runs share a day; as many
+    // labels as fit without touching.
+    let labels = x_labels(&sorted);
+    let widest = labels
+        .iter()
+        .map(|l| text_width(l, 12.0))
+        .fold(0.0, f64::max);
+    let spacing = if n > 1 { x(1) - x(0) } else { f64::MAX };
+    let label_every = ((widest + 12.0) / spacing).ceil().max(1.0) as usize;
+    // A FAIL that never recovered is drawn at the top (an × for "forever"); anything else
+    // without a recovery time measured nothing.
+    let unmeasured = |p: &TrendPoint| p.recovery_us.is_none() && p.verdict != Verdict::Fail;
+    if sorted.iter().any(|p| unmeasured(p)) {
+        text(
+            &mut s,
+            LEFT - 6.0,
+            UNMEASURED_Y + 4.0,
+            r##"class="tick" text-anchor="end" font-size="11" fill="#57606a""##,
+            "not measured",
+        );
+    }
     for (i, p) in sorted.iter().enumerate() {
         let px = x(i);
         let when = utc_datetime(p.started_unix_ms)
@@ -317,20 +339,18 @@ pub(crate) fn chart(points: &[TrendPoint], rto_us: u64) -> String {
                 );
             }
             _ => {
-                let py = HEIGHT - BOTTOM - 6.0;
+                // A diamond on the "not measured" strip: no recovery time is not a 0 s one.
+                let py = UNMEASURED_Y;
                 let _ = write!(
                     s,
-                    r##"<rect x="{:.1}" y="{:.1}" width="8" height="8" transform="rotate(45 {px:.1} {py:.1})" fill="#8c959f"/>"##,
-                    px - 4.0,
-                    py - 4.0
+                    r##"<path class="unmeasured" d="M{px:.1},{:.1} l5,5 l-5,5 l-5,-5 z" fill="none" stroke="#8c959f" stroke-width="1.5"/>"##,
+                    py - 5.0
                 );
             }
         }
         s.push_str("</g>");
         if i % label_every == 0 || i + 1 == n {
-            let label = utc_datetime(p.started_unix_ms)
-                .map(|(d, _)| d[5..].to_string())
-                .unwrap_or_else(|| format!("#{}", i + 1));
+            let label = labels[i].clone();
             text(
                 &mut s,
                 px,
@@ -366,10 +386,30 @@ pub(crate) fn chart(points: &[TrendPoint], rto_us: u64) -> String {
         LEFT + (WIDTH - LEFT - RIGHT) / 2.0,
         HEIGHT - 12.0,
         r#"class="axis" text-anchor="middle""#,
-        "runs, oldest to newest (start date, UTC)",
+        "runs, oldest to newest (start, UTC)",
     );
     s.push_str("</svg>");
     s
+}
+
+/// The x labels of sorted points: "11-14", or "11-14 22:13" for every point when two of them
+/// started on the same day; "#N" when the start is unknown.
+fn x_labels(sorted: &[&TrendPoint]) -> Vec<String> {
+    let days: Vec<Option<(String, String)>> = sorted
+        .iter()
+        .map(|p| utc_datetime(p.started_unix_ms))
+        .collect();
+    let shared = days
+        .windows(2)
+        .any(|w| matches!((&w[0], &w[1]), (Some(a), Some(b)) if a.0 == b.0));
+    days.iter()
+        .enumerate()
+        .map(|(i, d)| match d {
+            Some((day, time)) if shared => format!("{} {}", &day[5..], &time[..5]),
+            Some((day, _)) => day[5..].to_string(),
+            None => format!("#{}", i + 1),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -462,6 +502,46 @@ mod tests {
         ];
         // Baseline [100, 100, 3000]: p95 is 3 s, so 200 ms is no regression.
         assert_eq!(regression(&pts), None);
+    }
+
+    #[test]
+    fn a_run_that_measured_nothing_is_not_drawn_as_a_zero_recovery() {
+        let mut pts = series(&[500, 510]);
+        pts.push(point(5, Verdict::Inconclusive, None));
+        let svg = chart(&pts, 2_000_000);
+        let marker = svg
+            .split("<g><title>run-5")
+            .nth(1)
+            .expect("the inconclusive run is drawn");
+        assert!(marker.contains(r#"class="unmeasured""#), "{marker}");
+        let y: f64 = marker
+            .split(r#"d="M"#)
+            .nth(1)
+            .and_then(|m| m.split([',', ' ']).nth(1))
+            .expect("a marker with a position")
+            .parse()
+            .unwrap();
+        assert!(
+            y > HEIGHT - BOTTOM,
+            "below the chart, not on its 0 s line: {y}"
+        );
+        assert!(svg.contains("not measured"));
+    }
+
+    #[test]
+    fn runs_on_the_same_day_are_labelled_with_their_time() {
+        let day = |i: u64, minute: u64| TrendPoint {
+            run_id: format!("run-{i}"),
+            started_unix_ms: 1_700_000_000_000 + minute * 60_000,
+            verdict: Verdict::Pass,
+            recovery_us: Some(100_000),
+        };
+        let svg = chart(&[day(0, 0), day(1, 5)], 2_000_000);
+        assert!(svg.contains(">11-14 22:13<"), "{svg}");
+        assert!(svg.contains(">11-14 22:18<"), "{svg}");
+        // On days of their own, the date is enough.
+        let svg = chart(&series(&[100, 110]), 2_000_000);
+        assert!(svg.contains(">11-14<") && svg.contains(">11-15<"), "{svg}");
     }
 
     #[test]

@@ -60,12 +60,51 @@ pub struct Scenario {
     /// When holding faults are reverted.
     #[serde(default)]
     pub revert: RevertPolicy,
+    /// Whether the service must heal by itself, or coming back after the revert is what is
+    /// measured.
+    #[serde(default)]
+    pub recovery: RecoveryMode,
     /// Which agents the faults are applied on.
     pub targets: Targets,
     /// The faults injected on every target; at least one, each valid.
     pub faults: Vec<Fault>,
     /// The probes watching the service; at least one, with unique names.
     pub probes: Vec<ProbeSpec>,
+}
+
+impl Scenario {
+    /// What is valid but probably not what the author meant, one sentence each; `gameday
+    /// validate` prints them as warnings.
+    ///
+    /// A holding fault whose `duration` is not longer than the RTO is reverted before the RTO
+    /// is up: a service that needs nearly the whole RTO to heal itself never gets the chance,
+    /// and one that only comes back with the revert is graded FAIL (see [`RecoveryMode`]).
+    /// Unless recovery after the revert is what the scenario tests, that is worth a word.
+    pub fn warnings(&self) -> Vec<String> {
+        if self.recovery == RecoveryMode::AfterRevert {
+            return Vec::new();
+        }
+        self.faults
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| {
+                let held = f.duration()?;
+                (held <= self.rto).then(|| {
+                    format!(
+                        "fault {} ({}) holds for {held}, not longer than the RTO ({}): it is \
+                         reverted before the RTO is up, so the run cannot show the service \
+                         healing by itself, and a recovery that only comes after the revert is \
+                         graded FAIL; hold it longer than the RTO, or set \
+                         recovery = \"after_revert\" if coming back after the revert is what \
+                         this scenario tests",
+                        i + 1,
+                        f.kind(),
+                        self.rto
+                    )
+                })
+            })
+            .collect()
+    }
 }
 
 /// What the scenario expects the fault to do (`expect = "recovery" | "no_impact"`).
@@ -89,6 +128,30 @@ pub enum RevertPolicy {
     /// As soon as every impacted probe has recovered, or at the end of the duration if that
     /// comes first: for faults a redundant system is expected to absorb while they hold.
     OnRecovery,
+}
+
+/// What counts as recovery (`recovery = "self" | "after_revert"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecoveryMode {
+    /// The service must come back while the fault still holds: a service that is only back
+    /// once the fault was reverted has not healed, and the run FAILs whatever the RTO says.
+    #[default]
+    #[serde(rename = "self")]
+    SelfHealing,
+    /// Coming back after the revert is the thing under test (how fast does the service catch
+    /// up once a dependency returns?): the run PASSes when the service is back within the RTO
+    /// of the injection, before or after the revert.
+    AfterRevert,
+}
+
+impl std::fmt::Display for RecoveryMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RecoveryMode::SelfHealing => "self",
+            RecoveryMode::AfterRevert => "after_revert",
+        })
+    }
 }
 
 /// The agents a scenario runs on: those named, plus those carrying all the labels.
@@ -263,6 +326,7 @@ mod tests {
             cooldown: ms(0),
             expect: Expectation::Recovery,
             revert: RevertPolicy::AfterDuration,
+            recovery: RecoveryMode::SelfHealing,
             targets: Targets {
                 agents: vec!["local".into()],
                 labels: BTreeMap::new(),
@@ -348,6 +412,40 @@ mod tests {
         assert_eq!(scenario.min_pass_rate, 0.8);
         assert_eq!(scenario.cooldown, ms(90_000));
         assert_eq!(scenario.repeat, 10);
+    }
+
+    #[test]
+    fn a_holding_fault_not_longer_than_the_rto_is_warned_about() {
+        let fill = MINIMAL.replace(
+            "kind = \"process_kill\"\nname = \"nginx\"",
+            "kind = \"process_pause\"\nname = \"nginx\"\nduration = \"3s\"",
+        );
+        let scenario = parse("x.toml", &fill).expect("valid");
+        let warnings = scenario.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0]
+                .starts_with("fault 1 (process_pause) holds for 3s, not longer than the RTO (5s)"),
+            "{}",
+            warnings[0]
+        );
+        assert!(
+            warnings[0].contains("recovery = \"after_revert\""),
+            "{}",
+            warnings[0]
+        );
+        // Equal is not longer.
+        let equal = fill.replace("duration = \"3s\"", "duration = \"5s\"");
+        assert_eq!(parse("x.toml", &equal).unwrap().warnings().len(), 1);
+        // Longer than the RTO, held for the whole window, or an instant fault: nothing to say.
+        let longer = fill.replace("duration = \"3s\"", "duration = \"5001ms\"");
+        assert!(parse("x.toml", &longer).unwrap().warnings().is_empty());
+        let window = fill.replace("duration = \"3s\"\n", "");
+        assert!(parse("x.toml", &window).unwrap().warnings().is_empty());
+        assert!(parse("x.toml", MINIMAL).unwrap().warnings().is_empty());
+        // Recovery after the revert is what the scenario tests: a short hold is the point.
+        let after = fill.replace("rto = \"5s\"", "rto = \"5s\"\nrecovery = \"after_revert\"");
+        assert!(parse("x.toml", &after).unwrap().warnings().is_empty());
     }
 
     #[test]

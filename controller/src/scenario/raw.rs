@@ -25,6 +25,7 @@ pub(crate) struct RawScenario {
     pub cooldown: Field<String>,
     pub expect: Field<String>,
     pub revert: Field<String>,
+    pub recovery: Field<String>,
 }
 
 impl RawScenario {
@@ -43,6 +44,7 @@ impl RawScenario {
             cooldown: fields.take(d, "cooldown"),
             expect: fields.take(d, "expect"),
             revert: fields.take(d, "revert"),
+            recovery: fields.take(d, "recovery"),
         };
         for part in ["targets", "faults", "probes"] {
             fields.skip(part);

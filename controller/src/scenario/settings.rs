@@ -14,7 +14,7 @@ use super::limits::{MAX_COOLDOWN, MAX_OBSERVE, MAX_REPEAT, MAX_RTO, MAX_STEADY_S
 use super::names::check_name;
 use super::raw::RawScenario;
 use super::validate::TOP;
-use super::{Expectation, RevertPolicy};
+use super::{Expectation, RecoveryMode, RevertPolicy};
 
 const DEFAULT_STEADY_STATE: Duration = Duration::from_millis(2_000);
 const DEFAULT_OBSERVE: Duration = Duration::from_millis(30_000);
@@ -31,6 +31,7 @@ pub(crate) struct TopLevel {
     pub(crate) cooldown: Option<Duration>,
     pub(crate) expect: Option<Expectation>,
     pub(crate) revert: Option<RevertPolicy>,
+    pub(crate) recovery: Option<RecoveryMode>,
 }
 
 /// Reads and checks the top-level settings, filling in the defaults.
@@ -165,6 +166,16 @@ pub(crate) fn top_level(diagnostics: &mut Diagnostics<'_>, table: &DeTable<'_>) 
         ],
         RevertPolicy::AfterDuration,
     );
+    let recovery = one_of(
+        diagnostics,
+        "recovery",
+        &raw.recovery,
+        &[
+            ("self", RecoveryMode::SelfHealing),
+            ("after_revert", RecoveryMode::AfterRevert),
+        ],
+        RecoveryMode::SelfHealing,
+    );
 
     TopLevel {
         name,
@@ -181,6 +192,7 @@ pub(crate) fn top_level(diagnostics: &mut Diagnostics<'_>, table: &DeTable<'_>) 
         cooldown,
         expect,
         revert,
+        recovery,
     }
 }
 
@@ -317,6 +329,31 @@ mod tests {
             4,
             10,
             "unknown `revert` \"whenever\" (expected one of: after_duration, on_recovery)",
+        );
+    }
+
+    #[test]
+    fn recovery_mode_is_self_or_after_revert() {
+        use super::super::RecoveryMode;
+        assert_eq!(
+            parse("s.toml", MINIMAL).unwrap().recovery,
+            RecoveryMode::SelfHealing
+        );
+        for (word, mode) in [
+            ("self", RecoveryMode::SelfHealing),
+            ("after_revert", RecoveryMode::AfterRevert),
+        ] {
+            let text = valid_with(
+                "rto = \"2s\"",
+                &format!("rto = \"2s\"\nrecovery = \"{word}\""),
+            );
+            assert_eq!(parse("s.toml", &text).map(|s| s.recovery), Ok(mode));
+        }
+        assert_only_error(
+            &valid_with("rto = \"2s\"", "rto = \"2s\"\nrecovery = \"revert\""),
+            4,
+            12,
+            "unknown `recovery` \"revert\" (expected one of: self, after_revert)",
         );
     }
 

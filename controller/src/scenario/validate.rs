@@ -77,6 +77,7 @@ pub(crate) fn scenario(diagnostics: &mut Diagnostics<'_>, text: &str) -> Option<
         cooldown: top.cooldown?,
         expect: top.expect?,
         revert: top.revert?,
+        recovery: top.recovery?,
         targets: targets?,
         faults: faults.into_iter().collect::<Option<Vec<_>>>()?,
         probes: probes.into_iter().collect::<Option<Vec<_>>>()?,

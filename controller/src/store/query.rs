@@ -347,6 +347,9 @@ fn load_faults(conn: &Connection, row: &RunRow) -> Result<Vec<FaultRecord>, Stor
             revert_evidence: r.get(8)?,
             pids: serde_json::from_str(&pids).map_err(|e| row.corrupt("fault pids", e))?,
             figures: serde_json::from_str(&figures).map_err(|e| row.corrupt("fault figures", e))?,
+            // The history keeps the apply figures per fault; the revert figures are in the
+            // run's report once it is graded.
+            revert_figures: Default::default(),
             error: r.get(11)?,
         });
     }

@@ -107,6 +107,7 @@ fn graded(run_id: &str, verdict: Verdict, recover_us: Option<u64>, started: u64)
                 high_us: us,
             }),
             recover_after_revert_us: None,
+            recovered_by: None,
             probes: vec![],
         }),
         faults: vec![fault(run_id, None)],

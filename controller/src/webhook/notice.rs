@@ -58,6 +58,13 @@ pub struct Notice {
     /// The process exit code this outcome maps to (0 ok, 1 breach, 2 invalid, 3
     /// inconclusive, 4 infrastructure), as `gameday run` would exit.
     pub exit_code: i32,
+    /// The scenario's verdict, as every report says it: PASS, FAIL, INCONCLUSIVE, ABORTED or
+    /// ERROR; INVALID when the scenario could not be read.
+    #[serde(default)]
+    pub verdict: String,
+    /// Why, with the pass rate's arithmetic (the reports' summary line).
+    #[serde(default)]
+    pub summary: String,
     /// Every run's verdict, in order.
     pub verdicts: Vec<String>,
     /// The runs.
@@ -126,6 +133,8 @@ impl Notice {
             firing,
             result: result_word(s.exit_code).into(),
             exit_code: s.exit_code,
+            verdict: s.verdict.to_string(),
+            summary: s.reason.clone(),
             verdicts: runs.iter().map(|r| r.verdict.clone()).collect(),
             run_ids: runs.iter().map(|r| r.run_id.clone()).collect(),
             report: runs.last().map(|r| report_link(report_url, &r.run_id)),
@@ -154,6 +163,8 @@ impl Notice {
             firing,
             result: result_word(exit::INVALID).into(),
             exit_code: exit::INVALID,
+            verdict: "INVALID".into(),
+            summary: String::new(),
             verdicts: vec![],
             runs: vec![],
             run_ids: vec![],
@@ -190,23 +201,23 @@ impl Notice {
         } else {
             ""
         };
-        let mut text = format!(
-            "{icon} *gameday* schedule `{}`{catch_up}: scenario *{}* — *{}*",
-            self.schedule,
-            self.scenario,
+        let verdict = if self.verdict.is_empty() {
             self.result.to_uppercase()
+        } else {
+            self.verdict.clone()
+        };
+        let mut text = format!(
+            "{icon} *gameday* schedule `{}`{catch_up}: scenario *{}* — *{verdict}*",
+            self.schedule, self.scenario,
         );
         if let Some(e) = &self.error {
             text.push_str(&format!("\n{e}"));
         }
         if !self.runs.is_empty() {
             text.push_str(&format!(
-                "\nverdicts: {} — {}/{} met expectation (pass rate {:.0}%, required {:.0}%)",
+                "\nruns: {} — {}",
                 self.verdicts.join(", "),
-                self.passed,
-                self.runs.len(),
-                self.pass_rate * 100.0,
-                self.min_pass_rate * 100.0
+                self.summary
             ));
         }
         if let (Some(p50), Some(p95), Some(max)) = (

@@ -39,6 +39,7 @@ fn run(id: &str, verdict: Verdict, recover_us: Option<u64>) -> RunReport {
                 high_us: us,
             }),
             recover_after_revert_us: None,
+            recovered_by: None,
             probes: vec![],
         }),
         faults: vec![],
@@ -86,6 +87,11 @@ fn the_json_notice_carries_verdicts_figures_and_the_report_link() {
     assert_eq!(json["pass_rate"], 0.5);
     assert_eq!(json["exit_code"], 1);
     assert_eq!(json["result"], "breach");
+    assert_eq!(json["verdict"], "FAIL");
+    assert_eq!(
+        json["summary"],
+        "1 of 2 graded runs met the expectation (pass rate 50%, required 100%)"
+    );
     assert_eq!(json["recovery_p50_us"], 1_200_000);
     assert_eq!(json["recovery_max_us"], 4_000_000);
     assert_eq!(json["slot"], "2025-06-02T08:00:00Z");
@@ -106,7 +112,13 @@ fn the_slack_text_says_what_happened() {
         text.starts_with(":white_check_mark: *gameday* schedule `monthly`"),
         "{text}"
     );
-    assert!(text.contains("*OK*") && text.contains("PASS"), "{text}");
+    assert!(text.contains("— *PASS*\n"), "{text}");
+    assert!(
+        text.contains(
+            "\nruns: PASS — 1 of 1 graded run met the expectation (pass rate 100%, required 100%)\n"
+        ),
+        "{text}"
+    );
     assert!(
         text.contains("p50 1.200s") && text.contains("RTO 3.000s"),
         "{text}"
