@@ -464,7 +464,7 @@ fn runs_say_who_started_them_and_the_repeats_of_one_invocation_list_together() {
         started_by: StartedBy::Schedule("monthly".into()),
     };
     // Two invocations whose repeats interleave in time.
-    let mut run = |identity: &RunIdentity, index: u32, at: u64| {
+    let run = |identity: &RunIdentity, index: u32, at: u64| {
         let id = format!("{}-{index}", identity.invocation);
         start_as(&store, &id, index, &s, &text, identity);
         let mut report = graded(&id, Verdict::Pass, Some(2_000), at);
@@ -505,7 +505,7 @@ fn the_history_says_when_the_scenario_text_changed_between_runs() {
     let (_dir, store) = temp();
     let (s, text) = scenario("kill");
     let edited = format!("{text}\n# rto reviewed\n");
-    let mut run = |id: &str, source: &str, at: u64| {
+    let run = |id: &str, source: &str, at: u64| {
         start(&store, id, &s, source);
         store.run_finished(&s, &graded(id, Verdict::Pass, Some(2_000), at));
     };
