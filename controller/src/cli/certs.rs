@@ -59,7 +59,7 @@ pub enum CertsCommand {
         #[arg(long)]
         controller: bool,
         /// With --controller: a DNS name or IP the controller is reached by (repeatable).
-        #[arg(long = "controller-san", requires = "controller")]
+        #[arg(long = "controller-san", conflicts_with_all = ["agent", "operator"])]
         controller_sans: Vec<String>,
         /// Days the certificate is valid.
         #[arg(long, default_value_t = 730, value_parser = clap::value_parser!(u32).range(1..=36500))]

@@ -55,9 +55,12 @@ pub(super) async fn connect(conn: &ConnArgs) -> anyhow::Result<OperatorClient<Ch
     let read = |p: &Path| {
         std::fs::read_to_string(p).map_err(|e| UsageError(format!("reading {}: {e}", p.display())))
     };
-    let ca = read(need(&conn.ca, "ca")?)?;
-    let cert = read(need(&conn.cert, "cert")?)?;
-    let key = read(need(&conn.key, "key")?)?;
+    let (ca, cert, key) = (
+        need(&conn.ca, "ca")?,
+        need(&conn.cert, "cert")?,
+        need(&conn.key, "key")?,
+    );
+    let (ca, cert, key) = (read(ca)?, read(cert)?, read(key)?);
     let uri: tonic::codegen::http::Uri = conn
         .controller
         .parse()
