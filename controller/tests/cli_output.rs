@@ -154,6 +154,10 @@ fn certs_init_says_what_it_did_and_never_replaces_the_controller_certificate() {
         "{out}"
     );
     assert!(out.contains("(agent web-1: current"), "{out}");
+    assert!(
+        out.ends_with("nothing to do: every certificate is current\n"),
+        "{out}"
+    );
 
     let controller = std::fs::read(Path::new(dir).join("controller.pem")).unwrap();
     let (code, out, err) = run(&[

@@ -109,6 +109,10 @@ pub fn run(command: CertsCommand) -> anyhow::Result<i32> {
             for action in &actions {
                 out.push_str(&format!("{action}\n"));
             }
+            // Said last, as before: automation (the Ansible role) reads it as "no change".
+            if certs::written(&actions).is_empty() {
+                out.push_str("nothing to do: every certificate is current\n");
+            }
             let controller_replaced = actions.iter().any(|a| {
                 a.party == "controller" && matches!(a.outcome, certs::CertOutcome::Replaced(..))
             });
