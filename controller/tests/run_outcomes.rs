@@ -537,12 +537,19 @@ pid_file = "{pid}"
     let file = write(dir.path(), "fleet.toml", &text);
     let before = std::fs::read_to_string(&pid_file).unwrap();
 
-    // Without --target the local agent is not what the scenario targets: a usage error that
-    // says what to add, before anything starts.
+    // Without --target the local agent is not what the scenario targets: preflight fails as
+    // for any absent agent, nothing is injected, and a hint says what to add.
     let (code, report, stderr) = run_local(&file);
-    assert_eq!(code, 2, "stderr:\n{stderr}");
-    assert!(report.is_null(), "no run: {report:#}");
-    assert!(stderr.contains("add `--target web-1`"), "{stderr}");
+    assert_eq!(code, 4, "stderr:\n{stderr}");
+    assert_eq!(
+        report["runs"].as_array().map(Vec::len),
+        Some(0),
+        "{report:#}"
+    );
+    assert!(
+        stderr.contains("hint: ") && stderr.contains("add `--target web-1`"),
+        "{stderr}"
+    );
     assert_eq!(std::fs::read_to_string(&pid_file).unwrap(), before);
 
     let out = gameday(

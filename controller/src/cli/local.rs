@@ -40,32 +40,16 @@ impl Default for LocalAgent {
 }
 
 impl LocalAgent {
-    /// The local agent that lets `scenario` run on this machine: `local`, or — with
-    /// `--target NAME` — one standing in for the scenario's target agent NAME, carrying the
-    /// labels the scenario selects by. A scenario the one local agent cannot be the target of
-    /// is a usage error that says which flag to give.
+    /// The local agent for `scenario`: `local`, or — with `--target NAME` — one standing in
+    /// for the scenario's target agent NAME, carrying the labels the scenario selects by. A
+    /// `--target` the scenario cannot use is a usage error that says why.
     pub fn for_scenario(
         scenario: &Scenario,
         target: Option<&str>,
     ) -> Result<LocalAgent, UsageError> {
         let wanted = &scenario.targets.agents;
         let Some(name) = target else {
-            let local = LocalAgent::default();
-            let by_name = wanted.iter().all(|a| a == LOCAL_AGENT);
-            let by_labels = scenario
-                .targets
-                .labels
-                .iter()
-                .all(|(k, v)| local.labels.get(k) == Some(v));
-            if by_name && by_labels {
-                return Ok(local);
-            }
-            let suggestion = wanted.first().map_or("NAME", String::as_str);
-            return Err(UsageError(format!(
-                "the scenario targets {}; with --local the only agent is {LOCAL_AGENT:?}: add \
-                 `--target {suggestion}` to let it stand in for the scenario's target",
-                describe_targets(scenario)
-            )));
+            return Ok(LocalAgent::default());
         };
         gameday::certs::validate_name(name).map_err(|e| UsageError(format!("--target: {e}")))?;
         match wanted.as_slice() {
@@ -91,6 +75,32 @@ impl LocalAgent {
             name: name.to_string(),
             labels,
         })
+    }
+
+    /// Without `--target`: when the local agent is not what `scenario` targets (its preflight
+    /// will fail), the flag to add.
+    pub fn missing_target_hint(scenario: &Scenario) -> Option<String> {
+        let local = LocalAgent::default();
+        let by_name = scenario.targets.agents.iter().all(|a| a == LOCAL_AGENT);
+        let by_labels = scenario
+            .targets
+            .labels
+            .iter()
+            .all(|(k, v)| local.labels.get(k) == Some(v));
+        if by_name && by_labels {
+            return None;
+        }
+        let suggestion = scenario
+            .targets
+            .agents
+            .iter()
+            .find(|a| *a != LOCAL_AGENT)
+            .map_or("NAME", String::as_str);
+        Some(format!(
+            "the scenario targets {}; with --local the only agent is {LOCAL_AGENT:?}: add \
+             `--target {suggestion}` to let it stand in for the scenario's target",
+            describe_targets(scenario)
+        ))
     }
 
     /// The agent config's `[labels]` table.
@@ -297,6 +307,11 @@ pub async fn run_file(
         }
     };
     let local = LocalAgent::for_scenario(&scenario, target)?;
+    if target.is_none() {
+        if let Some(hint) = LocalAgent::missing_target_hint(&scenario) {
+            eprintln!("hint: {hint}");
+        }
+    }
     if local.name != LOCAL_AGENT {
         eprintln!(
             "local: the local agent stands in for {:?} (labels {})",
@@ -329,12 +344,16 @@ mod tests {
     #[test]
     fn the_local_agent_stands_in_for_the_named_target() {
         let fleet = scenario("agents = [\"web-1\"]\nlabels = { role = \"web\" }");
-        let err = LocalAgent::for_scenario(&fleet, None).unwrap_err().0;
+        let hint = LocalAgent::missing_target_hint(&fleet).unwrap();
         assert!(
-            err.contains("agents [web-1] and labels {role=web}"),
-            "{err}"
+            hint.contains("agents [web-1] and labels {role=web}"),
+            "{hint}"
         );
-        assert!(err.contains("--target web-1"), "{err}");
+        assert!(hint.contains("--target web-1"), "{hint}");
+        assert_eq!(
+            LocalAgent::for_scenario(&fleet, None).unwrap(),
+            LocalAgent::default()
+        );
         let agent = LocalAgent::for_scenario(&fleet, Some("web-1")).unwrap();
         assert_eq!(agent.name, "web-1");
         assert_eq!(agent.labels["role"], "web");
@@ -356,15 +375,9 @@ mod tests {
     #[test]
     fn scenarios_for_the_local_agent_need_no_flag() {
         let local = scenario("agents = [\"local\"]");
-        assert_eq!(
-            LocalAgent::for_scenario(&local, None).unwrap(),
-            LocalAgent::default()
-        );
+        assert_eq!(LocalAgent::missing_target_hint(&local), None);
         let by_label = scenario("labels = { local = \"true\" }");
-        assert_eq!(
-            LocalAgent::for_scenario(&by_label, None).unwrap(),
-            LocalAgent::default()
-        );
+        assert_eq!(LocalAgent::missing_target_hint(&by_label), None);
         let two = scenario("agents = [\"a\", \"b\"]\nmax_targets = 2");
         let err = LocalAgent::for_scenario(&two, Some("a")).unwrap_err().0;
         assert!(err.contains("2 agents (a, b)"), "{err}");
