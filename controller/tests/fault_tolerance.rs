@@ -528,6 +528,7 @@ fn abort_all_reverts_a_live_pause_now_and_the_run_is_aborted() {
         .env("GAMEDAY_CERT", &cert)
         .env("GAMEDAY_KEY", &key)
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     wait_for("the pause to take effect", Duration::from_secs(15), || {
@@ -544,9 +545,30 @@ fn abort_all_reverts_a_live_pause_now_and_the_run_is_aborted() {
         String::from_utf8_lossy(&out.stderr)
     );
     let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("aborted 1 run(s)"), "{said}");
+    assert!(said.contains("aborted 1 run(s): run-"), "{said}");
+    // What the abort reverted, named.
+    assert!(
+        said.contains("reverted: process_pause on web-1 (run run-"),
+        "{said}"
+    );
+    assert!(
+        said.contains("(recorded as aborted by operator sre)"),
+        "{said}"
+    );
     assert!(!stopped(target.pid()), "reverted by the time abort answers");
     let (code, report, stderr) = report_of(run.wait_with_output().unwrap());
     assert_eq!(code, 3, "aborted is exit 3; stderr: {stderr}");
     assert_eq!(report["runs"][0]["verdict"], "ABORTED");
+    // The run record says who aborted it; the run id was printed first for that purpose.
+    let reason = report["runs"][0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("aborted by operator sre "), "{reason}");
+    let invocation = report["runs"][0]["run_id"]
+        .as_str()
+        .and_then(|id| id.strip_suffix("-1"))
+        .expect("run 1 is INVOCATION-1")
+        .to_string();
+    assert!(
+        stderr.contains(&format!("abort with `gameday abort {invocation}`")),
+        "{stderr}"
+    );
 }

@@ -97,12 +97,21 @@ fn samples(run: &Value) -> Vec<&Value> {
 #[test]
 fn a_served_run_is_recorded_listed_filtered_and_shown() {
     let (fleet, controller) = Fleet::start();
+    let (code, agents, err) = fleet.cli(&controller, &["agents", "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let agents: Value = serde_json::from_str(&agents).unwrap_or_else(|e| panic!("{e}: {agents}"));
+    assert_eq!(agents[0]["name"], "web-1", "{agents:#}");
+    assert!(agents[0]["capabilities"]
+        .as_array()
+        .is_some_and(|c| !c.is_empty()));
+    assert_eq!(agents[0]["faults"], serde_json::json!([]), "{agents:#}");
     let service_dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let _service = supervised_service(service_dir.path(), port, "300ms");
     let text = format!(
         r#"name = "history-kill"
 rto = "3s"
+repeat = 2
 steady_state = "300ms"
 observe = "6s"
 
@@ -134,6 +143,21 @@ timeout = "200ms"
     let run = &report["runs"][0];
     let run_id = run["run_id"].as_str().unwrap().to_string();
     assert_eq!(run["verdict"], "PASS");
+    // One invocation, its id printed first so the run can be aborted from elsewhere; run N's
+    // id is the invocation's and -N.
+    let invocation = run_id.strip_suffix("-1").expect("run 1 is INVOCATION-1");
+    assert_eq!(report["runs"][1]["run_id"], format!("{invocation}-2"));
+    let first = err.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!(
+            "{invocation}: 2 run(s) of \"history-kill\", started by operator:sre"
+        )) && first.ends_with(&format!("abort with `gameday abort {invocation}`")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("run 1/2: {run_id} on web-1")),
+        "{err}"
+    );
 
     // The table.
     let (code, table, err) = fleet.cli(&controller, &["runs"]);
@@ -141,7 +165,16 @@ timeout = "200ms"
     eprintln!("gameday runs:\n{table}");
     let header = table.lines().next().unwrap();
     for column in [
-        "RUN", "SCENARIO", "#", "STATUS", "VERDICT", "STARTED", "RECOVERY", "RTO",
+        "RUN",
+        "SCENARIO",
+        "#",
+        "STARTED BY",
+        "STATUS",
+        "VERDICT",
+        "STARTED",
+        "RECOVERY",
+        "RTO",
+        "TEXT",
     ] {
         assert!(header.contains(column), "{table}");
     }
@@ -149,30 +182,63 @@ timeout = "200ms"
         .lines()
         .find(|l| l.starts_with(&run_id))
         .unwrap_or_else(|| panic!("{run_id} is listed:\n{table}"));
-    for word in ["history-kill", "finished", "PASS", "3.000s"] {
+    for word in ["history-kill", "operator:sre", "finished", "PASS", "3.000s"] {
         assert!(line.contains(word), "{word} in {line:?}");
     }
 
-    // JSON and filters.
+    // JSON and filters: the repeats of the invocation together, in order.
     let all = fleet.runs_json(&controller, &[]);
-    assert_eq!(ids(&all), [run_id.as_str()]);
+    let second = format!("{invocation}-2");
+    assert_eq!(ids(&all), [run_id.as_str(), second.as_str()]);
+    assert_eq!(all[0]["index"], 1);
     assert_eq!(all[0]["status"], "finished");
     assert_eq!(all[0]["verdict"], "PASS");
+    assert_eq!(all[0]["started_by"], "operator:sre");
+    assert_eq!(all[1]["invocation"], invocation);
     assert_eq!(all[0]["rto_us"], 3_000_000);
     assert_eq!(
         all[0]["time_to_recover_us"],
         run["grade"]["time_to_recover"]["us"]
     );
     let listed = |args: &[&str]| fleet.runs_json(&controller, args).len();
-    assert_eq!(listed(&["--verdict", "pass"]), 1);
+    assert_eq!(listed(&["--verdict", "pass"]), 2);
     assert_eq!(listed(&["--verdict", "FAIL"]), 0);
-    assert_eq!(listed(&["--scenario", "history-kill"]), 1);
+    assert_eq!(listed(&["--scenario", "history-kill"]), 2);
     assert_eq!(listed(&["--scenario", "another"]), 0);
     assert_eq!(listed(&["--status", "running"]), 0);
-    assert_eq!(listed(&["--since", "2000-01-01"]), 1);
+    assert_eq!(listed(&["--since", "2000-01-01"]), 2);
+    assert_eq!(listed(&["--since", "7d"]), 2);
+    assert_eq!(listed(&["--until", "1d"]), 0);
     assert_eq!(listed(&["--until", "2000-01-01"]), 0);
     let (code, _, err) = fleet.cli(&controller, &["runs", "--verdict", "GREAT"]);
     assert_eq!(code, 2, "an unknown verdict is a usage error: {err}");
+
+    // The scenario edited, run again: its history says the text changed, and since when.
+    let edited = text.replace("repeat = 2", "repeat = 1");
+    std::fs::write(&file, &edited).unwrap();
+    let (code, out, err) = fleet.cli(
+        &controller,
+        &["run", "--output", "json", file.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    let again: Value = serde_json::from_str(&out).unwrap();
+    let edited_id = again["runs"][0]["run_id"].as_str().unwrap().to_string();
+    let history = fleet.runs_json(&controller, &["--scenario", "history-kill"]);
+    let changed: Vec<bool> = history
+        .iter()
+        .map(|r| r["scenario_changed"].as_bool().unwrap())
+        .collect();
+    assert_eq!(ids(&history)[0], edited_id);
+    assert_eq!(changed, [true, false, false], "{history:#?}");
+    let (_, table, _) = fleet.cli(&controller, &["runs", "--scenario", "history-kill"]);
+    let edited_line = table.lines().find(|l| l.starts_with(&edited_id)).unwrap();
+    assert!(edited_line.ends_with('*'), "{table}");
+    assert!(table.contains("* the scenario's text changed"), "{table}");
+    let (_, shown, _) = fleet.cli(&controller, &["runs", "show", &edited_id]);
+    assert!(
+        shown.contains(&format!("changed since its previous run, {second}")),
+        "{shown}"
+    );
 
     // The stored run is the report `gameday run` printed, samples and all.
     let shown = fleet.show_json(&controller, &run_id);
@@ -193,8 +259,9 @@ timeout = "200ms"
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no run"), "{err}");
 
-    // `gameday report`: a run by id, and a scenario by name with its trend.
-    let (code, junit, err) = fleet.cli(&controller, &["report", &run_id, "--format", "junit"]);
+    // `gameday report`: a run by id, and a scenario by name with its trend; -o is the format,
+    // --out-file the file.
+    let (code, junit, err) = fleet.cli(&controller, &["report", &run_id, "-o", "junit"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         junit.contains("<testsuites") && junit.contains(&run_id),
@@ -206,9 +273,9 @@ timeout = "200ms"
         &[
             "report",
             "history-kill",
-            "--format",
+            "--output",
             "html",
-            "-o",
+            "--out-file",
             html.to_str().unwrap(),
         ],
     );
@@ -218,11 +285,28 @@ timeout = "200ms"
         page.contains("<svg") && page.contains("history-kill"),
         "an HTML report with plots"
     );
+    assert_eq!(
+        mode_of(&html),
+        new_file_mode(fleet.dir.path()),
+        "a report file gets the umask's mode"
+    );
+    // The old spelling of the format still works.
     let (code, md, err) = fleet.cli(&controller, &["report", "history-kill", "--format", "md"]);
     assert_eq!(code, 0, "{err}");
     assert!(md.contains("history-kill") && md.contains("PASS"), "{md}");
     let (code, _, err) = fleet.cli(&controller, &["report", "nothing-by-this-name"]);
     assert_eq!(code, 2, "{err}");
+
+    // `gameday report RUN | head`: the reader goes away, the report ends quietly.
+    let url = controller.url();
+    let env = fleet.env();
+    let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    let (code, stderr) = gameday_into_closed_pipe(
+        &["report", &run_id, "-o", "html", "--controller", &url],
+        &env,
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(code, Some(141), "{stderr}");
 }
 
 /// Samples of `run_id` in the database, read directly.

@@ -390,3 +390,62 @@ fn the_test_parser_reads_labels_escapes_and_special_values() {
     );
     assert_eq!(e.value("y", &[]), Some(f64::INFINITY));
 }
+
+#[test]
+fn serve_says_where_it_listens_serves_metrics_and_keeps_history_at_the_default_level() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::init(&dir.path().join("pki"), &[], &["sre"]);
+    let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("controller.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\nmetrics_listen = \"{metrics_addr}\"\ndata_dir = \"{}\"\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            data.display(),
+            certs.ca().display(),
+            certs.dir.join("controller.pem").display(),
+            certs.dir.join("controller.key").display()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(gameday_bin())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env_remove("GAMEDAY_LOG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let _guard = ChildGuard {
+        child,
+        name: "gameday serve",
+    };
+    let wanted = [
+        "gameday controller listening on 127.0.0.1:".to_string(),
+        format!("metrics on http://{metrics_addr}/metrics"),
+        format!("run history in {}", data.join("history.sqlite3").display()),
+    ];
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !wanted
+        .iter()
+        .all(|w| seen.iter().any(|l: &String| l.starts_with(w)))
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("expected {wanted:#?} on stderr, got {seen:#?}"),
+        }
+    }
+}

@@ -368,8 +368,8 @@ fn abort_all_with_no_runs_reports_zero() {
         Some(0),
         "stdout:\n{stdout}\nstderr:\n{stderr}"
     );
-    assert!(
-        stdout.contains("aborted 0 run(s)"),
+    assert_eq!(
+        stdout, "no run was going on\nno fault was live, nothing to revert\n",
         "stdout:\n{stdout}\nstderr:\n{stderr}"
     );
 }

@@ -327,6 +327,18 @@ expect_body = "ok"
     for run in json["runs"].as_array().unwrap() {
         assert_eq!(run["verdict"], "FAIL", "{ctx}");
     }
+    // The two repeats of one invocation: run N's id is the invocation's plus -N.
+    let first = json["runs"][0]["run_id"].as_str().unwrap_or_default();
+    let invocation = first.strip_suffix("-1").expect("run 1 is INVOCATION-1");
+    assert_eq!(
+        json["runs"][1]["run_id"],
+        format!("{invocation}-2"),
+        "{ctx}"
+    );
+    // Files for sharing get the user's umask, not a temporary file's 0600.
+    let plain = new_file_mode(dir.path());
+    assert_eq!(mode_of(&junit), plain, "the --junit file's mode");
+    assert_eq!(mode_of(&html), plain, "the --html file's mode");
 
     // JUnit, parsed back.
     let xml = std::fs::read_to_string(&junit).expect("the --junit file was written");

@@ -349,6 +349,15 @@ fn demo_command_passes() {
             "a 500ms restart delay recovers in 0.5s..2s, got {us} µs; {ctx}"
         );
     }
+    // It ends by suggesting what to do next.
+    let next = stderr
+        .rfind("next: ")
+        .map(|i| &stderr[i..])
+        .unwrap_or_default();
+    assert!(
+        next.contains("gameday run --local my-scenario.toml"),
+        "{ctx}"
+    );
     // The demo stopped its service: the port is free again.
     wait_for(
         "the demo to release 127.0.0.1:18080",
@@ -654,4 +663,82 @@ fn validate_warns_about_a_fault_held_no_longer_than_the_rto() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn a_fleet_scenario_runs_on_the_local_agent_with_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _service = supervised_service(dir.path(), port, "300ms");
+    let pid_file = dir.path().join("service.pid");
+    // A scenario written for the fleet: it targets web-1 by name and role, and spells the
+    // signal the way `kill -s` does.
+    let text = format!(
+        r#"name = "fleet-kill"
+rto = "3s"
+observe = "5s"
+steady_state = "300ms"
+
+[targets]
+agents = ["web-1"]
+labels = {{ role = "web" }}
+
+[[faults]]
+kind = "process_kill"
+signal = "KILL"
+pid_file = "{pid}"
+
+{probe}
+"#,
+        pid = pid_file.display(),
+        probe = tcp_probe(port)
+    );
+    let file = write(dir.path(), "fleet.toml", &text);
+    let before = std::fs::read_to_string(&pid_file).unwrap();
+
+    // Without --target the local agent is not what the scenario targets: preflight fails as
+    // for any absent agent, nothing is injected, and a hint says what to add.
+    let (code, report, stderr) = run_local(&file);
+    assert_eq!(code, 4, "stderr:\n{stderr}");
+    assert_eq!(
+        report["runs"].as_array().map(Vec::len),
+        Some(0),
+        "{report:#}"
+    );
+    assert!(
+        stderr.contains("hint: ") && stderr.contains("add `--target web-1`"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&pid_file).unwrap(), before);
+
+    let out = gameday(
+        &[
+            "run",
+            "--local",
+            "--target",
+            "web-1",
+            "--output",
+            "json",
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let (code, report, stderr) = report_of(out);
+    let ctx = format!("stderr:\n{stderr}\nreport: {report:#}");
+    assert_eq!(code, 0, "{ctx}");
+    let run = &report["runs"][0];
+    assert_eq!(run["verdict"], "PASS", "{ctx}");
+    assert_eq!(run["targets"], serde_json::json!(["web-1"]), "{ctx}");
+    assert!(
+        run["faults"][0]["evidence"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("SIGKILL"),
+        "{ctx}"
+    );
+    assert!(
+        stderr.contains("the local agent stands in for \"web-1\""),
+        "{ctx}"
+    );
+    assert!(stderr.contains("started by session:local"), "{ctx}");
 }

@@ -194,10 +194,18 @@ impl Site {
 
     /// `gameday schedules` as the operator: (exit code, stdout, stderr).
     fn schedules_cli(&self) -> (i32, String, String) {
+        self.cli(&["schedules"])
+    }
+
+    /// `gameday ARGS` as the operator: (exit code, stdout, stderr).
+    fn cli(&self, args: &[&str]) -> (i32, String, String) {
         let (cert, key) = self.certs.pair("operator", "sre");
         let ca = self.certs.ca();
         let env = self.controller.operator_env(&ca, &cert, &key);
-        let out = gameday(&["schedules", "--controller", &self.controller.url()], &env);
+        let url = self.controller.url();
+        let mut all = args.to_vec();
+        all.extend(["--controller", &url]);
+        let out = gameday(&all, &env);
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -293,6 +301,11 @@ fn a_seconds_cron_fires_on_time_and_its_webhooks_carry_the_verdict() {
     let run_id = pass["run_ids"][0].as_str().unwrap();
     assert_eq!(pass["runs"][0]["run_id"], run_id);
     assert_eq!(pass["report"], format!("gameday report {run_id}"));
+    // The history says which schedule started it.
+    let (code, shown, err) = site.cli(&["runs", "show", run_id, "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["started_by"], "schedule:every-2s", "{shown:#}");
 
     // Never two runs of one schedule at once, even though a run outlasts the 2 s period.
     let mut spans: Vec<_> = bodies
@@ -386,6 +399,33 @@ fn gameday_schedules_lists_next_and_last_runs() {
         "{every}"
     );
     assert!(!out.contains("secret"), "webhook URLs stay secret: {out}");
+
+    let (code, json, err) = site.cli(&["schedules", "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let json: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    let names: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names.len(), 2, "{json:#}");
+    assert!(
+        names.contains(&"monthly") && names.contains(&"every-2s"),
+        "{json:#}"
+    );
+    let monthly = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "monthly")
+        .unwrap();
+    assert_eq!(monthly["timezone"], "Europe/Paris");
+    assert_eq!(
+        monthly["last_run_utc"],
+        Value::Null,
+        "never ran: {monthly:#}"
+    );
 }
 
 /// The state a controller that last handled its slots on 2020-01-01 leaves behind.

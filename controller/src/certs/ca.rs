@@ -22,10 +22,11 @@ use super::{fleet::validate_name, CertError, Pem, Role};
 
 /// Organization written into every certificate gameday makes.
 const ORGANIZATION: &str = "gameday";
-/// How long a CA is valid. Rotating a CA means re-issuing every certificate, so it is long.
-const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
-/// How long a controller, agent or operator certificate is valid.
-const LEAF_VALIDITY: Duration = Duration::from_secs(2 * 365 * 24 * 3600);
+/// How long a CA is valid by default (3650 days). Rotating a CA means re-issuing every
+/// certificate, so it is long.
+pub const CA_VALIDITY: Duration = Duration::from_secs(3650 * 24 * 3600);
+/// How long a controller, agent or operator certificate is valid by default (730 days).
+pub const LEAF_VALIDITY: Duration = Duration::from_secs(730 * 24 * 3600);
 /// Certificates start being valid this long before they are made, for hosts whose clocks lag.
 const CLOCK_SKEW: Duration = Duration::from_secs(3600);
 /// Subject alternative names every controller certificate carries, for local use.
@@ -49,8 +50,13 @@ impl fmt::Debug for Ca {
 }
 
 impl Ca {
-    /// Generates a new CA (ECDSA P-256, valid for ten years) with the given common name.
+    /// Generates a new CA (ECDSA P-256, valid for [`CA_VALIDITY`]) with the given common name.
     pub fn generate(common_name: &str) -> Result<Ca, CertError> {
+        Ca::generate_valid_for(common_name, CA_VALIDITY)
+    }
+
+    /// Generates a new CA valid for `validity` from now.
+    pub fn generate_valid_for(common_name: &str, validity: Duration) -> Result<Ca, CertError> {
         if common_name.is_empty()
             || common_name.chars().count() > 64
             || common_name.chars().any(char::is_control)
@@ -76,7 +82,7 @@ impl Ca {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        set_validity(&mut params, CA_VALIDITY);
+        set_validity(&mut params, validity);
         let cert = params
             .self_signed(&key)
             .map_err(CertError::generate("CA certificate"))?;
@@ -160,6 +166,17 @@ impl Ca {
     /// client certificates (clientAuth) and carry only `sans`, usually none. In `sans`, IP
     /// addresses become IP SANs and everything else DNS SANs.
     pub fn issue(&self, role: Role, name: &str, sans: &[String]) -> Result<Pem, CertError> {
+        self.issue_valid_for(role, name, sans, LEAF_VALIDITY)
+    }
+
+    /// [`Ca::issue`], valid for `validity` from now.
+    pub fn issue_valid_for(
+        &self,
+        role: Role,
+        name: &str,
+        sans: &[String],
+        validity: Duration,
+    ) -> Result<Pem, CertError> {
         validate_name(name)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
@@ -194,7 +211,7 @@ impl Ca {
             }
         }
         params.use_authority_key_identifier_extension = true;
-        set_validity(&mut params, LEAF_VALIDITY);
+        set_validity(&mut params, validity);
 
         let what = format!("{role} certificate for {name}");
         let key = KeyPair::generate().map_err(CertError::generate(what.clone()))?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use x509_parser::extensions::GeneralName;
 
-use super::ca::parse_san;
+use super::ca::{parse_san, CA_VALIDITY, LEAF_VALIDITY};
 use super::files::{self, Existing, CERT_MODE, KEY_MODE};
 use super::{Ca, CertError, Pem, Role};
 use crate::identity::{parse_leaf, PeerIdentity};
@@ -51,24 +51,120 @@ pub fn leaf_file_stem(role: Role, name: &str) -> String {
     }
 }
 
+/// How long the certificates [`init_dir`] and [`issue_into`] make are valid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Validity {
+    /// A new CA's.
+    pub ca: Duration,
+    /// Controller, agent and operator certificates'.
+    pub leaf: Duration,
+}
+
+impl Default for Validity {
+    fn default() -> Validity {
+        Validity {
+            ca: CA_VALIDITY,
+            leaf: LEAF_VALIDITY,
+        }
+    }
+}
+
+impl Validity {
+    /// A certificate is renewed by `certs init` when it has less than this left: 30 days, or
+    /// a third of its validity for short-lived ones (so a re-run does not renew what it just
+    /// made).
+    fn renew_before(self) -> Duration {
+        RENEW_BEFORE.min(self.leaf / 3)
+    }
+}
+
+/// What `certs init` or `certs issue` did about one certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertAction {
+    /// Whose certificate: `CA`, `controller`, `agent web-1`, `operator alice`.
+    pub party: String,
+    /// The certificate file.
+    pub cert: PathBuf,
+    /// The key file.
+    pub key: PathBuf,
+    /// What was done.
+    pub outcome: CertOutcome,
+}
+
+/// What was done about a certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CertOutcome {
+    /// There was none; it is written, valid for this long.
+    Created(Duration),
+    /// The one in place is current and kept; it expires at this moment (RFC 3339).
+    Kept(String),
+    /// The one in place was replaced (written anew, valid for this long), for this reason.
+    Replaced(Duration, String),
+}
+
+impl CertAction {
+    /// The files written, key first.
+    pub fn written(&self) -> Vec<PathBuf> {
+        match self.outcome {
+            CertOutcome::Kept(_) => Vec::new(),
+            _ => vec![self.key.clone(), self.cert.clone()],
+        }
+    }
+}
+
+impl std::fmt::Display for CertAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let days = |d: &Duration| d.as_secs() / (24 * 3600);
+        let file = self.cert.display();
+        match &self.outcome {
+            CertOutcome::Created(valid) => write!(
+                f,
+                "created {file} and its key ({}, valid for {} days)",
+                self.party,
+                days(valid)
+            ),
+            CertOutcome::Kept(until) => write!(
+                f,
+                "kept {file} ({}: current, valid until {until})",
+                self.party
+            ),
+            CertOutcome::Replaced(valid, why) => write!(
+                f,
+                "replaced {file} and its key ({}: {why}; valid for {} days)",
+                self.party,
+                days(valid)
+            ),
+        }
+    }
+}
+
+/// All the files of `actions` that were written, in order.
+pub fn written(actions: &[CertAction]) -> Vec<PathBuf> {
+    actions.iter().flat_map(CertAction::written).collect()
+}
+
 /// Sets up a certificate directory: `gameday certs init --dir DIR [--agent NAME]...
-/// [--operator NAME]... [--controller-san HOST]...`.
+/// [--operator NAME]... [--controller-san HOST]... [--days N] [--ca-days N]`.
 ///
 /// Creates the CA (`ca.pem`, `ca.key`) unless `DIR/ca.pem` exists, in which case that CA is
 /// loaded and reused; an orphaned `ca.key` is never replaced. Then writes `controller.pem/.key`
 /// (CN [`CONTROLLER_NAME`], SANs `localhost`, `127.0.0.1`, `::1` and `controller_sans`),
 /// `agent-NAME.pem/.key` and `operator-NAME.pem/.key`. Keys are mode 0600, certificates 0644,
-/// all written atomically.
+/// all written atomically. Returns what it did about every certificate, in order.
 ///
-/// Re-running is safe: with a reused CA, a certificate already in place is kept when it was
-/// issued by that CA for the same name and role, has every requested SAN and is valid for
-/// another 30 days; otherwise it is re-issued. Returns the paths written, in order.
+/// Re-running is safe, and says what it did: a certificate already in place is kept when it
+/// was issued by that CA for the same name and role, has every requested SAN and is valid for
+/// a while yet (see [`Validity`]). An agent or operator certificate that is not is replaced,
+/// and the action says why. The controller certificate is never replaced here — the running
+/// controller uses it: when it would need to be, nothing at all is written and the error says
+/// to reissue it with [`issue_into`] (`gameday certs issue --controller`).
 pub fn init_dir(
     dir: &Path,
     agents: &[String],
     operators: &[String],
     controller_sans: &[String],
-) -> Result<Vec<PathBuf>, CertError> {
+    validity: Validity,
+) -> Result<Vec<CertAction>, CertError> {
     // Check every input before touching the disk, so a typo writes nothing.
     for name in agents.iter().chain(operators) {
         validate_name(name)?;
@@ -76,21 +172,18 @@ pub fn init_dir(
     for san in controller_sans {
         parse_san(san)?;
     }
+    check_validity(validity.ca)?;
+    check_validity(validity.leaf)?;
 
-    files::ensure_dir(dir)?;
-    let mut written = Vec::new();
-    let (ca, ca_is_new) = if dir.join("ca.pem").exists() {
-        (Ca::load(dir)?, false)
+    let existing_ca = if dir.join("ca.pem").exists() {
+        Some(Ca::load(dir)?)
     } else if dir.join("ca.key").exists() {
         return Err(CertError::CaCertMissing {
             cert: dir.join("ca.pem"),
             key: dir.join("ca.key"),
         });
     } else {
-        let ca = Ca::generate(FLEET_CA_NAME)?;
-        ca.write(dir)?;
-        written.extend([dir.join("ca.key"), dir.join("ca.pem")]);
-        (ca, true)
+        None
     };
 
     let mut leaves = vec![(Role::Controller, CONTROLLER_NAME, controller_sans)];
@@ -100,34 +193,129 @@ pub fn init_dir(
             .iter()
             .map(|n| (Role::Operator, n.as_str(), &[][..])),
     );
-    let mut done: Vec<(Role, &str)> = Vec::new();
+    let mut seen: Vec<(Role, &str)> = Vec::new();
+    leaves.retain(|(role, name, _)| {
+        let new = !seen.contains(&(*role, *name));
+        seen.push((*role, *name));
+        new
+    });
+
+    // Decide everything first: a refusal must leave the directory as it was.
+    let mut plan = Vec::new();
     for (role, name, sans) in leaves {
-        if done.contains(&(role, name)) {
-            continue;
-        }
-        done.push((role, name));
         let (cert_path, key_path) = leaf_paths(dir, role, name);
-        if !ca_is_new && leaf_is_current(&ca, &cert_path, &key_path, role, name, sans) {
-            continue;
+        let state = if !cert_path.exists() && !key_path.exists() {
+            LeafState::Missing
+        } else {
+            match &existing_ca {
+                Some(ca) => leaf_state(ca, &cert_path, &key_path, role, name, sans, validity),
+                None => LeafState::Stale(format!(
+                    "{} exists but there was no CA in {}; the new CA did not sign it",
+                    cert_path.display(),
+                    dir.display()
+                )),
+            }
+        };
+        if let (Role::Controller, LeafState::Stale(reason)) = (role, &state) {
+            return Err(CertError::ControllerExists {
+                path: cert_path,
+                reason: reason.clone(),
+                dir: dir.to_owned(),
+            });
         }
-        written.extend(write_leaf(&ca, dir, role, name, sans)?);
+        plan.push((role, name, sans, state));
+    }
+
+    files::ensure_dir(dir)?;
+    let mut actions = Vec::new();
+    let ca = match existing_ca {
+        Some(ca) => ca,
+        None => {
+            let ca = Ca::generate_valid_for(FLEET_CA_NAME, validity.ca)?;
+            ca.write(dir)?;
+            actions.push(CertAction {
+                party: "CA".into(),
+                cert: dir.join("ca.pem"),
+                key: dir.join("ca.key"),
+                outcome: CertOutcome::Created(validity.ca),
+            });
+            ca
+        }
+    };
+    for (role, name, sans, state) in plan {
+        let (cert, key) = leaf_paths(dir, role, name);
+        let outcome = match state {
+            LeafState::Current(until) => CertOutcome::Kept(until),
+            LeafState::Missing => {
+                write_leaf(&ca, dir, role, name, sans, validity.leaf)?;
+                CertOutcome::Created(validity.leaf)
+            }
+            LeafState::Stale(why) => {
+                write_leaf(&ca, dir, role, name, sans, validity.leaf)?;
+                CertOutcome::Replaced(validity.leaf, why)
+            }
+        };
+        actions.push(CertAction {
+            party: party(role, name),
+            cert,
+            key,
+            outcome,
+        });
     }
     files::sync_dir(dir)?;
-    Ok(written)
+    Ok(actions)
 }
 
 /// Issues one certificate with the CA already in `dir`: `gameday certs issue --dir DIR
-/// --agent NAME` (or `--operator NAME`). Replaces that party's existing certificate and key,
-/// which is how a lost or leaked key is rotated. Returns the paths written.
-///
-/// A controller certificate issued this way carries only the default SANs; use [`init_dir`]
-/// with `controller_sans` for more.
-pub fn issue_into(dir: &Path, role: Role, name: &str) -> Result<Vec<PathBuf>, CertError> {
+/// --agent NAME` (or `--operator NAME`, or `--controller [--controller-san HOST]...`).
+/// Replaces that party's existing certificate and key, which is how a lost or leaked key is
+/// rotated and how the controller gets new SANs.
+pub fn issue_into(
+    dir: &Path,
+    role: Role,
+    name: &str,
+    sans: &[String],
+    validity: Duration,
+) -> Result<CertAction, CertError> {
     validate_name(name)?;
+    for san in sans {
+        parse_san(san)?;
+    }
+    check_validity(validity)?;
     let ca = Ca::load(dir)?;
-    let written = write_leaf(&ca, dir, role, name, &[])?;
+    let (cert, key) = leaf_paths(dir, role, name);
+    let existed = cert.exists() || key.exists();
+    write_leaf(&ca, dir, role, name, sans, validity)?;
     files::sync_dir(dir)?;
-    Ok(written.to_vec())
+    let outcome = if existed {
+        CertOutcome::Replaced(validity, "reissued as asked".into())
+    } else {
+        CertOutcome::Created(validity)
+    };
+    Ok(CertAction {
+        party: party(role, name),
+        cert,
+        key,
+        outcome,
+    })
+}
+
+/// Validities gameday accepts: at least a day, at most 100 years.
+fn check_validity(validity: Duration) -> Result<(), CertError> {
+    const DAY: u64 = 24 * 3600;
+    let days = validity.as_secs() / DAY;
+    if (1..=36_500).contains(&days) {
+        Ok(())
+    } else {
+        Err(CertError::Validity { days })
+    }
+}
+
+fn party(role: Role, name: &str) -> String {
+    match role {
+        Role::Controller => "controller".into(),
+        Role::Agent | Role::Operator => format!("{role} {name}"),
+    }
 }
 
 fn leaf_paths(dir: &Path, role: Role, name: &str) -> (PathBuf, PathBuf) {
@@ -145,46 +333,73 @@ fn write_leaf(
     role: Role,
     name: &str,
     sans: &[String],
+    validity: Duration,
 ) -> Result<[PathBuf; 2], CertError> {
-    let pem = ca.issue(role, name, sans)?;
+    let pem = ca.issue_valid_for(role, name, sans, validity)?;
     let (cert_path, key_path) = leaf_paths(dir, role, name);
     files::write_atomic(&key_path, &pem.key, KEY_MODE, Existing::Replace)?;
     files::write_atomic(&cert_path, &pem.cert, CERT_MODE, Existing::Replace)?;
     Ok([key_path, cert_path])
 }
 
+/// What is in place for one party.
+enum LeafState {
+    /// Nothing.
+    Missing,
+    /// A certificate `certs init` keeps; it expires then (RFC 3339).
+    Current(String),
+    /// A certificate that cannot be kept, and why.
+    Stale(String),
+}
+
 /// Whether an existing certificate can be kept by a re-run of `certs init` (see [`init_dir`]).
-/// Anything unreadable or unexpected means "no": re-issuing is always safe.
-fn leaf_is_current(
+fn leaf_state(
     ca: &Ca,
     cert_path: &Path,
     key_path: &Path,
     role: Role,
     name: &str,
     sans: &[String],
-) -> bool {
+    validity: Validity,
+) -> LeafState {
+    let stale = |why: String| LeafState::Stale(why);
     if !key_path.exists() {
-        return false;
+        return stale(format!("its key {} is missing", key_path.display()));
     }
     let Ok(text) = files::read(cert_path) else {
-        return false;
+        return stale(format!("{} cannot be read", cert_path.display()));
     };
     let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(text.as_bytes()) else {
-        return false;
+        return stale(format!("{} holds no PEM certificate", cert_path.display()));
     };
     let Ok(cert) = pem.parse_x509() else {
-        return false;
+        return stale(format!(
+            "{} is not an X.509 certificate",
+            cert_path.display()
+        ));
     };
+    let until = cert
+        .validity()
+        .not_after
+        .to_datetime()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| cert.validity().not_after.to_string());
+    let lasts = cert
+        .validity()
+        .time_to_expiration()
+        .is_some_and(|left| left > validity.renew_before());
+    if !lasts {
+        return stale(format!("it expires {until}, too soon"));
+    }
+    if !ca.is_issuer_of(&cert) {
+        return stale("it was not issued by the CA in this directory".into());
+    }
     let expected = PeerIdentity {
         name: name.to_owned(),
         role,
     };
-    let lasts = cert
-        .validity()
-        .time_to_expiration()
-        .is_some_and(|left| left > RENEW_BEFORE);
-    if !lasts || !ca.is_issuer_of(&cert) || parse_leaf(&pem.contents).ok() != Some(expected) {
-        return false;
+    if parse_leaf(&pem.contents).ok() != Some(expected) {
+        return stale(format!("it is not a {role} certificate for {name:?}"));
     }
     let present: Vec<String> = match cert.subject_alternative_name() {
         Ok(Some(ext)) => ext
@@ -199,7 +414,18 @@ fn leaf_is_current(
             .collect(),
         _ => Vec::new(),
     };
-    sans.iter().all(|san| present.contains(&normalize_san(san)))
+    let missing: Vec<&str> = sans
+        .iter()
+        .filter(|san| !present.contains(&normalize_san(san)))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return stale(format!(
+            "it lacks the subject alternative name(s) {}",
+            missing.join(", ")
+        ));
+    }
+    LeafState::Current(until)
 }
 
 fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {

@@ -19,10 +19,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-pub use ca::Ca;
+pub use ca::{Ca, CA_VALIDITY, LEAF_VALIDITY};
 pub use fleet::{
-    ephemeral_fleet, init_dir, issue_into, leaf_file_stem, validate_name, EphemeralFleet,
-    CONTROLLER_NAME,
+    ephemeral_fleet, init_dir, issue_into, leaf_file_stem, validate_name, written, CertAction,
+    CertOutcome, EphemeralFleet, Validity, CONTROLLER_NAME,
 };
 pub use tls::{client_tls, server_tls, TlsFiles};
 
@@ -182,6 +182,28 @@ pub enum CertError {
         cert: PathBuf,
         /// The orphaned CA key file.
         key: PathBuf,
+    },
+    /// `certs init` would have to replace the controller's certificate, which it never does.
+    #[error(
+        "{path} is in place and {reason}; `certs init` never replaces the controller \
+         certificate (a running controller uses it), so nothing was written: reissue it with \
+         `gameday certs issue --dir {dir} --controller [--controller-san HOST]...`",
+        path = path.display(),
+        dir = dir.display()
+    )]
+    ControllerExists {
+        /// The controller certificate.
+        path: PathBuf,
+        /// Why it cannot be kept.
+        reason: String,
+        /// The certificate directory.
+        dir: PathBuf,
+    },
+    /// A validity period gameday does not issue.
+    #[error("a validity of {days} days: certificates are valid for 1 to 36500 days")]
+    Validity {
+        /// The days asked for (whole days).
+        days: u64,
     },
     /// There is no CA to issue with.
     #[error("no CA in {dir}: run `gameday certs init --dir {dir}` first")]

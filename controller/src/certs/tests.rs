@@ -225,17 +225,30 @@ fn names_in(dir: &Path) -> Vec<String> {
     names
 }
 
+fn init(
+    dir: &Path,
+    agents: &[&str],
+    operators: &[&str],
+    sans: &[&str],
+) -> Result<Vec<CertAction>, CertError> {
+    init_dir(
+        dir,
+        &strings(agents),
+        &strings(operators),
+        &strings(sans),
+        Validity::default(),
+    )
+}
+
+fn issue(dir: &Path, role: Role, name: &str) -> Result<CertAction, CertError> {
+    issue_into(dir, role, name, &[], LEAF_VALIDITY)
+}
+
 #[test]
 fn init_dir_writes_every_party_with_private_keys() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("fleet");
-    let written = init_dir(
-        &dir,
-        &strings(&["web1", "db1"]),
-        &strings(&["alice"]),
-        &strings(&["gameday.internal"]),
-    )
-    .unwrap();
+    let actions = init(&dir, &["web1", "db1"], &["alice"], &["gameday.internal"]).unwrap();
     let expected = [
         "agent-db1.key",
         "agent-db1.pem",
@@ -249,7 +262,10 @@ fn init_dir_writes_every_party_with_private_keys() {
         "operator-alice.pem",
     ];
     assert_eq!(names_in(&dir), expected);
-    assert_eq!(written.len(), expected.len());
+    assert_eq!(written(&actions).len(), expected.len());
+    assert!(actions
+        .iter()
+        .all(|a| matches!(a.outcome, CertOutcome::Created(_))));
     assert_eq!(mode_of(&dir), 0o700);
     for name in expected {
         let want = if name.ends_with(".key") { 0o600 } else { 0o644 };
@@ -267,48 +283,169 @@ fn init_dir_writes_every_party_with_private_keys() {
 }
 
 #[test]
-fn init_dir_reuses_the_ca_and_keeps_what_is_current() {
+fn init_dir_reuses_the_ca_and_says_what_it_kept_and_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    init_dir(dir, &strings(&["web1"]), &[], &[]).unwrap();
+    init(dir, &["web1"], &[], &[]).unwrap();
     let read = |name: &str| fs::read_to_string(dir.join(name)).unwrap();
     let (ca_pem, ca_key, web1) = (read("ca.pem"), read("ca.key"), read("agent-web1.pem"));
 
-    let written = init_dir(dir, &strings(&["web1", "web2"]), &[], &[]).unwrap();
+    let actions = init(dir, &["web1", "web2"], &[], &[]).unwrap();
     assert_eq!(read("ca.pem"), ca_pem);
     assert_eq!(read("ca.key"), ca_key);
     assert_eq!(read("agent-web1.pem"), web1);
     assert_eq!(
-        written,
+        written(&actions),
         vec![dir.join("agent-web2.key"), dir.join("agent-web2.pem")]
+    );
+    // Nothing is skipped silently: what was kept is said, with its expiry.
+    let said: Vec<String> = actions.iter().map(ToString::to_string).collect();
+    assert_eq!(said.len(), 3, "{said:#?}");
+    assert!(
+        said[0].starts_with(&format!(
+            "kept {} (controller: current, valid until 20",
+            dir.join("controller.pem").display()
+        )),
+        "{said:#?}"
+    );
+    assert!(said[1].starts_with("kept "), "{said:#?}");
+    assert!(
+        said[2].starts_with(&format!(
+            "created {} and its key (agent web2, valid for 730 days)",
+            dir.join("agent-web2.pem").display()
+        )),
+        "{said:#?}"
     );
     with_cert(&read("agent-web2.pem"), |cert| {
         assert!(Ca::load(dir).unwrap().is_issuer_of(cert));
     });
 
-    // A new controller SAN re-issues the controller certificate only.
-    let written = init_dir(dir, &[], &[], &strings(&["10.1.2.3"])).unwrap();
-    assert_eq!(
-        written,
-        vec![dir.join("controller.key"), dir.join("controller.pem")]
-    );
-    // A lost key re-issues its certificate.
+    // A lost key replaces its certificate, and says so.
     fs::remove_file(dir.join("agent-web1.key")).unwrap();
-    let written = init_dir(dir, &strings(&["web1"]), &[], &strings(&["10.1.2.3"])).unwrap();
+    let actions = init(dir, &["web1"], &[], &[]).unwrap();
     assert_eq!(
-        written,
+        written(&actions),
         vec![dir.join("agent-web1.key"), dir.join("agent-web1.pem")]
     );
+    let replaced = actions[1].to_string();
+    assert!(
+        replaced.contains("(agent web1: its key") && replaced.contains("is missing;"),
+        "{replaced}"
+    );
     assert_eq!(read("ca.pem"), ca_pem);
+}
+
+#[test]
+fn init_dir_never_replaces_the_controller_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    init(dir, &[], &[], &[]).unwrap();
+    let controller = fs::read_to_string(dir.join("controller.pem")).unwrap();
+    // A new SAN would need a new controller certificate: refused, nothing written, and the
+    // error says how to reissue it.
+    let err = init(dir, &["web9"], &[], &["10.1.2.3"]).unwrap_err();
+    assert!(matches!(err, CertError::ControllerExists { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("lacks the subject alternative name(s) 10.1.2.3"),
+        "{text}"
+    );
+    assert!(text.contains("gameday certs issue --dir"), "{text}");
+    assert!(text.contains("--controller"), "{text}");
+    assert!(!dir.join("agent-web9.pem").exists(), "nothing written");
+    assert_eq!(
+        fs::read_to_string(dir.join("controller.pem")).unwrap(),
+        controller
+    );
+
+    // `certs issue --controller` reissues it with the new SANs.
+    let action = issue_into(
+        dir,
+        Role::Controller,
+        CONTROLLER_NAME,
+        &strings(&["10.1.2.3", "gameday.internal"]),
+        LEAF_VALIDITY,
+    )
+    .unwrap();
+    assert!(
+        matches!(action.outcome, CertOutcome::Replaced(..)),
+        "{action}"
+    );
+    let reissued = fs::read_to_string(dir.join("controller.pem")).unwrap();
+    with_cert(&reissued, |cert| {
+        let sans = sans_of(cert);
+        assert!(sans.contains(&"ip:10.1.2.3".to_owned()), "{sans:?}");
+        assert!(
+            sans.contains(&"dns:gameday.internal".to_owned()),
+            "{sans:?}"
+        );
+        assert!(sans.contains(&"dns:localhost".to_owned()), "{sans:?}");
+    });
+    assert_eq!(identity_of(&reissued).role, Role::Controller);
+    // Now init has nothing to refuse.
+    let actions = init(dir, &[], &[], &["10.1.2.3"]).unwrap();
+    assert!(matches!(actions[0].outcome, CertOutcome::Kept(_)));
+}
+
+#[test]
+fn validity_periods_are_settable() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let day = std::time::Duration::from_secs(24 * 3600);
+    let actions = init_dir(
+        dir,
+        &strings(&["web1"]),
+        &[],
+        &[],
+        Validity {
+            ca: 400 * day,
+            leaf: 7 * day,
+        },
+    )
+    .unwrap();
+    assert!(
+        actions[0].to_string().contains("valid for 400 days"),
+        "{}",
+        actions[0]
+    );
+    let left = |name: &str| {
+        let pem = fs::read_to_string(dir.join(name)).unwrap();
+        with_cert(&pem, |c| c.validity().time_to_expiration().unwrap())
+    };
+    let days_left = |name: &str| left(name).whole_days();
+    assert!(
+        (399..=400).contains(&days_left("ca.pem")),
+        "{}",
+        days_left("ca.pem")
+    );
+    assert!((6..=7).contains(&days_left("agent-web1.pem")));
+    // A short validity is not "about to expire" right after it was made.
+    let again = init_dir(
+        dir,
+        &strings(&["web1"]),
+        &[],
+        &[],
+        Validity {
+            ca: 400 * day,
+            leaf: 7 * day,
+        },
+    )
+    .unwrap();
+    assert!(written(&again).is_empty(), "{again:?}");
+    let action = issue_into(dir, Role::Agent, "web2", &[], 30 * day).unwrap();
+    assert!(action.to_string().contains("valid for 30 days"), "{action}");
+    assert!((29..=30).contains(&days_left("agent-web2.pem")));
+    let err = issue_into(dir, Role::Agent, "web3", &[], std::time::Duration::ZERO).unwrap_err();
+    assert!(matches!(err, CertError::Validity { days: 0 }), "{err}");
 }
 
 #[test]
 fn init_dir_validates_everything_before_writing() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("fleet");
-    let err = init_dir(&dir, &strings(&["web1", "bad name"]), &[], &[]).unwrap_err();
+    let err = init(&dir, &["web1", "bad name"], &[], &[]).unwrap_err();
     assert!(err.to_string().contains("\"bad name\""), "{err}");
-    let err = init_dir(&dir, &[], &strings(&["ok"]), &strings(&["not a host"])).unwrap_err();
+    let err = init(&dir, &[], &["ok"], &["not a host"]).unwrap_err();
     assert!(err.to_string().contains("\"not a host\""), "{err}");
     assert!(!dir.exists());
 }
@@ -317,7 +454,7 @@ fn init_dir_validates_everything_before_writing() {
 fn init_dir_refuses_an_orphaned_ca_key() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("ca.key"), "precious").unwrap();
-    let err = init_dir(dir.path(), &[], &[], &[]).unwrap_err();
+    let err = init(dir.path(), &[], &[], &[]).unwrap_err();
     assert!(matches!(err, CertError::CaCertMissing { .. }), "{err}");
     assert_eq!(
         fs::read_to_string(dir.path().join("ca.key")).unwrap(),
@@ -329,30 +466,32 @@ fn init_dir_refuses_an_orphaned_ca_key() {
 fn issue_into_uses_the_existing_ca_and_rotates() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let err = issue_into(dir, Role::Agent, "web1").unwrap_err();
+    let err = issue(dir, Role::Agent, "web1").unwrap_err();
     assert!(matches!(err, CertError::NoCa { .. }), "{err}");
 
-    init_dir(dir, &[], &[], &[]).unwrap();
-    let written = issue_into(dir, Role::Agent, "web1").unwrap();
+    init(dir, &[], &[], &[]).unwrap();
+    let action = issue(dir, Role::Agent, "web1").unwrap();
     assert_eq!(
-        written,
+        action.written(),
         vec![dir.join("agent-web1.key"), dir.join("agent-web1.pem")]
     );
+    assert!(matches!(action.outcome, CertOutcome::Created(_)));
     assert_eq!(mode_of(&dir.join("agent-web1.key")), 0o600);
     let first = fs::read_to_string(dir.join("agent-web1.key")).unwrap();
-    issue_into(dir, Role::Agent, "web1").unwrap();
+    let again = issue(dir, Role::Agent, "web1").unwrap();
+    assert!(again.to_string().starts_with("replaced "), "{again}");
     assert_ne!(
         fs::read_to_string(dir.join("agent-web1.key")).unwrap(),
         first
     );
 
     let ca = Ca::load(dir).unwrap();
-    let operator = issue_into(dir, Role::Operator, "bob").unwrap();
-    let cert = fs::read_to_string(&operator[1]).unwrap();
+    let operator = issue(dir, Role::Operator, "bob").unwrap();
+    let cert = fs::read_to_string(&operator.cert).unwrap();
     with_cert(&cert, |cert| assert!(ca.is_issuer_of(cert)));
     assert_eq!(identity_of(&cert).role, Role::Operator);
 
-    assert!(issue_into(dir, Role::Agent, "no/slash").is_err());
+    assert!(issue(dir, Role::Agent, "no/slash").is_err());
 }
 
 #[test]
@@ -363,7 +502,7 @@ fn tls_files_errors_name_the_path() {
     let err = files.read().unwrap_err();
     assert!(err.to_string().contains("ca.pem"), "{err}");
 
-    init_dir(dir.path(), &[], &strings(&["alice"]), &[]).unwrap();
+    init(dir.path(), &[], &["alice"], &[]).unwrap();
     // Key and certificate swapped by mistake.
     let swapped = TlsFiles {
         key: files.cert.clone(),

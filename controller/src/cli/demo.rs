@@ -8,7 +8,7 @@ use clap::Args;
 use gameday::report::exit;
 use tokio::process::Command;
 
-use super::local::LocalFleet;
+use super::local::{LocalAgent, LocalFleet};
 use super::output::print_report;
 use super::OutputFormat;
 
@@ -58,17 +58,28 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     let outcome = async {
         wait_listening(DEMO_LISTEN).await?;
         eprintln!("demo: starting a local controller and agent");
-        let fleet = LocalFleet::start(None).await?;
+        let fleet = LocalFleet::start(&LocalAgent::default(), None).await?;
         let report = fleet
-            .run("scenarios/demo.toml", DEMO_SCENARIO, &scenario)
+            .run("demo", "scenarios/demo.toml", DEMO_SCENARIO, &scenario)
             .await;
         fleet.shutdown().await;
         anyhow::Ok(report)
     }
     .await;
     stop_child(&mut supervisor).await;
-    Ok(print_report(&outcome?, args.output))
+    let code = print_report(&outcome?, args.output)?;
+    eprint!("{NEXT_STEP}");
+    Ok(code)
 }
+
+/// What the demo suggests once it is done: the same on the operator's own service.
+const NEXT_STEP: &str = "\
+next: try it on your own service. Copy scenarios/demo.toml (or one of scenarios/*.toml), point
+its probe at your service and its fault at your process, then:
+  gameday validate my-scenario.toml
+  gameday run --local my-scenario.toml
+For a fleet: `gameday certs init` and `gameday serve` (see README.md, \"Running a fleet\").
+";
 
 async fn wait_listening(addr: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);

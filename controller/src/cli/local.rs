@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use gameday::engine::Engine;
+use gameday::engine::{Engine, StartedBy};
 use gameday::registry::AgentRegistry;
 use gameday::report::exit;
 use gameday::scenario::Scenario;
@@ -16,9 +16,115 @@ use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 
 use super::output::{print_report, ReportOutput};
+use super::UsageError;
 
 /// The local agent's name.
 pub const LOCAL_AGENT: &str = "local";
+
+/// The local agent: its name and labels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalAgent {
+    /// The name it registers under (its certificate's).
+    pub name: String,
+    /// Its labels; `local = "true"` unless the scenario selects by another `local` value.
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for LocalAgent {
+    fn default() -> LocalAgent {
+        LocalAgent {
+            name: LOCAL_AGENT.into(),
+            labels: [("local".to_string(), "true".to_string())].into(),
+        }
+    }
+}
+
+impl LocalAgent {
+    /// The local agent for `scenario`: `local`, or — with `--target NAME` — one standing in
+    /// for the scenario's target agent NAME, carrying the labels the scenario selects by. A
+    /// `--target` the scenario cannot use is a usage error that says why.
+    pub fn for_scenario(
+        scenario: &Scenario,
+        target: Option<&str>,
+    ) -> Result<LocalAgent, UsageError> {
+        let wanted = &scenario.targets.agents;
+        let Some(name) = target else {
+            return Ok(LocalAgent::default());
+        };
+        gameday::certs::validate_name(name).map_err(|e| UsageError(format!("--target: {e}")))?;
+        match wanted.as_slice() {
+            [] => {}
+            [one] if one == name => {}
+            [one] => {
+                return Err(UsageError(format!(
+                    "--target {name}: the scenario targets agent {one:?}; use --target {one}"
+                )))
+            }
+            several => {
+                return Err(UsageError(format!(
+                    "--target {name}: the scenario targets {} agents ({}), and a local run has \
+                     one agent",
+                    several.len(),
+                    several.join(", ")
+                )))
+            }
+        }
+        let mut labels = LocalAgent::default().labels;
+        labels.extend(scenario.targets.labels.clone());
+        Ok(LocalAgent {
+            name: name.to_string(),
+            labels,
+        })
+    }
+
+    /// Without `--target`: when the local agent is not what `scenario` targets (its preflight
+    /// will fail), the flag to add.
+    pub fn missing_target_hint(scenario: &Scenario) -> Option<String> {
+        let local = LocalAgent::default();
+        let by_name = scenario.targets.agents.iter().all(|a| a == LOCAL_AGENT);
+        let by_labels = scenario
+            .targets
+            .labels
+            .iter()
+            .all(|(k, v)| local.labels.get(k) == Some(v));
+        if by_name && by_labels {
+            return None;
+        }
+        let suggestion = scenario
+            .targets
+            .agents
+            .iter()
+            .find(|a| *a != LOCAL_AGENT)
+            .map_or("NAME", String::as_str);
+        Some(format!(
+            "the scenario targets {}; with --local the only agent is {LOCAL_AGENT:?}: add \
+             `--target {suggestion}` to let it stand in for the scenario's target",
+            describe_targets(scenario)
+        ))
+    }
+
+    /// The agent config's `[labels]` table.
+    fn labels_toml(&self) -> String {
+        let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
+        self.labels
+            .iter()
+            .map(|(k, v)| format!("{} = {}\n", quote(k), quote(v)))
+            .collect()
+    }
+}
+
+fn describe_targets(scenario: &Scenario) -> String {
+    let t = &scenario.targets;
+    let mut parts = Vec::new();
+    if !t.agents.is_empty() {
+        parts.push(format!("agents [{}]", t.agents.join(", ")));
+    }
+    if !t.labels.is_empty() {
+        let labels: Vec<String> = t.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        parts.push(format!("labels {{{}}}", labels.join(", ")));
+    }
+    parts.join(" and ")
+}
 
 /// A running local controller and agent. Dropping it stops both.
 pub struct LocalFleet {
@@ -47,8 +153,8 @@ fn agent_binary() -> anyhow::Result<PathBuf> {
 
 impl LocalFleet {
     /// Starts the controller and the agent and waits until the agent is registered.
-    pub async fn start(policy: Option<&str>) -> anyhow::Result<LocalFleet> {
-        let fleet = gameday::certs::ephemeral_fleet(&[LOCAL_AGENT])
+    pub async fn start(local: &LocalAgent, policy: Option<&str>) -> anyhow::Result<LocalFleet> {
+        let fleet = gameday::certs::ephemeral_fleet(&[local.name.as_str()])
             .context("making throw-away certificates")?;
         let dir = tempfile::Builder::new()
             .prefix("gameday-local-")
@@ -77,7 +183,9 @@ impl LocalFleet {
         });
 
         let mut config = format!(
-            "name = \"{LOCAL_AGENT}\"\ncontroller = \"https://127.0.0.1:{port}\"\nlease = \"10s\"\nstate_dir = \"state\"\n\n[labels]\nlocal = \"true\"\n\n[tls]\nca = \"ca.pem\"\ncert = \"agent.pem\"\nkey = \"agent.key\"\n",
+            "name = \"{name}\"\ncontroller = \"https://127.0.0.1:{port}\"\nlease = \"10s\"\nstate_dir = \"state\"\n\n[labels]\n{labels}\n[tls]\nca = \"ca.pem\"\ncert = \"agent.pem\"\nkey = \"agent.key\"\n",
+            name = local.name,
+            labels = local.labels_toml(),
             port = addr.port()
         );
         let policy_first_line = config.lines().count() + 2;
@@ -107,7 +215,7 @@ impl LocalFleet {
         };
         let deadline = Instant::now() + Duration::from_secs(15);
         let mut fleet = fleet;
-        while fleet.engine.registry().get(LOCAL_AGENT).is_none() {
+        while fleet.engine.registry().get(&local.name).is_none() {
             if let Some(status) = fleet.agent.try_wait()? {
                 anyhow::bail!(
                     "the local agent exited ({status}) before registering; see its message above{}",
@@ -127,18 +235,20 @@ impl LocalFleet {
         Ok(fleet)
     }
 
-    /// Runs a scenario, streaming progress to stderr.
+    /// Runs a scenario for `session` (`local`, `demo`), streaming progress to stderr.
     pub async fn run(
         &self,
+        session: &str,
         file: &str,
         source: &str,
         scenario: &Scenario,
     ) -> gameday::report::ScenarioReport {
         let (progress, events) = mpsc::unbounded_channel();
         let printer = tokio::spawn(super::progress::show(events));
+        let by = StartedBy::Session(session.to_string());
         let report = self
             .engine
-            .run_scenario(file, source, scenario, &progress)
+            .run_scenario_as(by, file, source, scenario, &progress)
             .await;
         drop(progress);
         let _ = printer.await;
@@ -167,9 +277,10 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     f.write_all(contents.as_bytes())
 }
 
-/// `gameday run --local FILE [--agent-policy POLICY]`.
+/// `gameday run --local FILE [--target NAME] [--agent-policy POLICY]`.
 pub async fn run_file(
     file: &Path,
+    target: Option<&str>,
     policy: Option<&Path>,
     out: ReportOutput,
 ) -> anyhow::Result<i32> {
@@ -199,8 +310,83 @@ pub async fn run_file(
             return Ok(exit::INVALID);
         }
     };
-    let fleet = LocalFleet::start(policy.as_deref()).await?;
-    let report = fleet.run(&name, &source, &scenario).await;
+    let local = LocalAgent::for_scenario(&scenario, target)?;
+    if target.is_none() {
+        if let Some(hint) = LocalAgent::missing_target_hint(&scenario) {
+            eprintln!("hint: {hint}");
+        }
+    }
+    if local.name != LOCAL_AGENT {
+        eprintln!(
+            "local: the local agent stands in for {:?} (labels {})",
+            local.name,
+            local
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let fleet = LocalFleet::start(&local, policy.as_deref()).await?;
+    let report = fleet.run("local", &name, &source, &scenario).await;
     fleet.shutdown().await;
-    Ok(print_report(&report, out))
+    print_report(&report, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(targets: &str) -> Scenario {
+        let text = format!(
+            "name = \"t\"\nrto = \"1s\"\n\n[targets]\n{targets}\n\n[[faults]]\nkind = \"process_kill\"\nname = \"x\"\n\n[[probes]]\nname = \"p\"\nkind = \"tcp\"\naddress = \"127.0.0.1:1\"\n"
+        );
+        gameday::scenario::parse("t.toml", &text).expect("valid scenario")
+    }
+
+    #[test]
+    fn the_local_agent_stands_in_for_the_named_target() {
+        let fleet = scenario("agents = [\"web-1\"]\nlabels = { role = \"web\" }");
+        let hint = LocalAgent::missing_target_hint(&fleet).unwrap();
+        assert!(
+            hint.contains("agents [web-1] and labels {role=web}"),
+            "{hint}"
+        );
+        assert!(hint.contains("--target web-1"), "{hint}");
+        assert_eq!(
+            LocalAgent::for_scenario(&fleet, None).unwrap(),
+            LocalAgent::default()
+        );
+        let agent = LocalAgent::for_scenario(&fleet, Some("web-1")).unwrap();
+        assert_eq!(agent.name, "web-1");
+        assert_eq!(agent.labels["role"], "web");
+        assert_eq!(agent.labels["local"], "true");
+        assert_eq!(
+            agent.labels_toml(),
+            "\"local\" = \"true\"\n\"role\" = \"web\"\n"
+        );
+        let err = LocalAgent::for_scenario(&fleet, Some("web-2"))
+            .unwrap_err()
+            .0;
+        assert!(err.contains("use --target web-1"), "{err}");
+        let err = LocalAgent::for_scenario(&fleet, Some("bad name"))
+            .unwrap_err()
+            .0;
+        assert!(err.starts_with("--target: invalid name"), "{err}");
+    }
+
+    #[test]
+    fn scenarios_for_the_local_agent_need_no_flag() {
+        let local = scenario("agents = [\"local\"]");
+        assert_eq!(LocalAgent::missing_target_hint(&local), None);
+        let by_label = scenario("labels = { local = \"true\" }");
+        assert_eq!(LocalAgent::missing_target_hint(&by_label), None);
+        let two = scenario("agents = [\"a\", \"b\"]\nmax_targets = 2");
+        let err = LocalAgent::for_scenario(&two, Some("a")).unwrap_err().0;
+        assert!(err.contains("2 agents (a, b)"), "{err}");
+        let labels_only = scenario("labels = { role = \"db\" }");
+        let agent = LocalAgent::for_scenario(&labels_only, Some("db-1")).unwrap();
+        assert_eq!(agent.labels["role"], "db");
+    }
 }

@@ -11,6 +11,7 @@ mod report;
 mod runs;
 mod schedules;
 mod serve;
+mod table;
 
 use std::path::PathBuf;
 
@@ -38,18 +39,25 @@ enum Command {
     },
     /// Run a scenario and print its graded report.
     Run(RunArgs),
-    /// List the connected agents.
+    /// List the connected agents and the faults they hold.
     Agents {
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
         #[command(flatten)]
         conn: remote::ConnArgs,
     },
     /// Abort a run (or all runs) and revert every live fault now.
     Abort {
-        /// The run id to abort.
+        /// The run id to abort, or the invocation id `gameday run` printed first (every
+        /// repeat of it).
         run: Option<String>,
         /// Abort every active run.
         #[arg(long, conflicts_with = "run")]
         all: bool,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
         #[command(flatten)]
         conn: remote::ConnArgs,
     },
@@ -61,7 +69,7 @@ enum Command {
     Schedules(schedules::SchedulesArgs),
     /// Check scenario files without running them.
     Validate {
-        /// Scenario files.
+        /// Scenario files, or directories: every `*.toml` file in them (not recursive).
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -113,6 +121,11 @@ struct RunArgs {
     /// Also write the report as one self-contained HTML file with timeline plots.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
+    /// With --local: the local agent stands in for the scenario's target agent NAME (it
+    /// registers as NAME and carries the labels the scenario selects by), so a fleet
+    /// scenario runs unchanged on this machine, e.g. in CI.
+    #[arg(long, value_name = "NAME", requires = "local")]
+    target: Option<String>,
     /// With --local: the local agent's `[policy]` (a TOML file with a `[policy]` table), e.g.
     /// to allow disk_fill on a path or dns_poison with a hosts file. Default: every kind, any
     /// process, no disk or DNS targets.
@@ -154,6 +167,9 @@ pub fn main() -> i32 {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
+            if let Some(hint) = output_flag_hint(&e) {
+                eprintln!("{hint}");
+            }
             return if e.use_stderr() {
                 exit::INVALID
             } else {
@@ -173,14 +189,54 @@ pub fn main() -> i32 {
             return exit::INFRA;
         }
     };
-    match runtime.block_on(dispatch(cli.command)) {
+    exit_code(runtime.block_on(dispatch(cli.command)))
+}
+
+/// `-o` was a file in `gameday report` before it was the format everywhere: when it is given
+/// what looks like a path, say where the path goes now.
+fn output_flag_hint(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::InvalidValue {
+        return None;
+    }
+    let arg = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(a)) => a,
+        _ => return None,
+    };
+    let value = match e.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(v)) => v,
+        _ => return None,
+    };
+    let pathlike = value.contains('.') || value.contains('/');
+    (arg.starts_with("--output") && pathlike).then(|| {
+        format!(
+            "hint: -o/--output is the output format in every subcommand; write a report to a \
+             file with `--out-file {value}` (gameday report) or `--junit`/`--html` (gameday run)"
+        )
+    })
+}
+
+/// The exit code of a command's outcome; errors are printed first.
+fn exit_code(outcome: anyhow::Result<i32>) -> i32 {
+    match outcome {
         Ok(code) => code,
+        // `gameday report RUN | head`: the reader has what it wanted; nothing to say.
+        Err(e) if e.is::<output::StdoutClosed>() => output::PIPE_CLOSED,
+        Err(e) if e.is::<UsageError>() => {
+            eprintln!("error: {e:#}");
+            exit::INVALID
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             exit::INFRA
         }
     }
 }
+
+/// A command was given flags or files it cannot use: the operator's to fix (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
 
 async fn dispatch(command: Command) -> anyhow::Result<i32> {
     match command {
@@ -189,6 +245,7 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
             if args.local {
                 local::run_file(
                     &args.file,
+                    args.target.as_deref(),
                     args.agent_policy.as_deref(),
                     args.report_output(),
                 )
@@ -197,12 +254,17 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
                 remote::run_file(&args.file, args.report_output(), &args.conn).await
             }
         }
-        Command::Agents { conn } => remote::agents(&conn).await,
-        Command::Abort { run, all, conn } => remote::abort(run, all, &conn).await,
+        Command::Agents { output, conn } => remote::agents(output, &conn).await,
+        Command::Abort {
+            run,
+            all,
+            output,
+            conn,
+        } => remote::abort(run, all, output, &conn).await,
         Command::Runs(args) => runs::run(args).await,
         Command::Report(args) => report::run(args).await,
         Command::Schedules(args) => schedules::run(args).await,
-        Command::Validate { files } => Ok(validate(&files)),
+        Command::Validate { files } => validate(&files),
         Command::Certs(c) => certs::run(c),
         Command::Demo(args) => demo::run(args).await,
         Command::DemoService {
@@ -225,30 +287,68 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
     }
 }
 
-fn validate(files: &[PathBuf]) -> i32 {
+/// `gameday validate FILE|DIR...`: every file named, and every `*.toml` file in every
+/// directory named, in name order.
+fn validate(paths: &[PathBuf]) -> anyhow::Result<i32> {
     let mut code = exit::OK;
-    for file in files {
+    let mut files = Vec::new();
+    for path in paths {
+        if !path.is_dir() {
+            files.push(path.clone());
+            continue;
+        }
+        let found = scenario_files(path)
+            .map_err(|e| UsageError(format!("reading the directory {}: {e}", path.display())))?;
+        if found.is_empty() {
+            eprintln!("{}: no *.toml files in this directory", path.display());
+            code = exit::INVALID;
+        }
+        files.extend(found);
+    }
+    let mut invalid = 0;
+    for file in &files {
         match gameday::scenario::load(file) {
             Ok(s) => {
-                println!(
-                    "{}: ok — scenario {:?}, {} fault(s), {} probe(s), RTO {}",
+                output::print(&format!(
+                    "{}: ok — scenario {:?}, {} fault(s), {} probe(s), RTO {}\n",
                     file.display(),
                     s.name,
                     s.faults.len(),
                     s.probes.len(),
                     s.rto
-                );
+                ))?;
                 for w in s.warnings() {
                     eprintln!("{}: warning: {w}", file.display());
                 }
             }
             Err(e) => {
                 eprintln!("{e}");
+                invalid += 1;
                 code = exit::INVALID;
             }
         }
     }
-    code
+    if files.len() > 1 {
+        eprintln!(
+            "{} of {} scenario files valid",
+            files.len() - invalid,
+            files.len()
+        );
+    }
+    Ok(code)
+}
+
+/// The `*.toml` files directly in `dir`, sorted by name.
+fn scenario_files(dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "toml") && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 fn init_logging(json: bool) {

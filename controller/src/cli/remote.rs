@@ -9,7 +9,9 @@ use gameday_proto::v1::{self, operator_client::OperatorClient, run_event::Event}
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::connection;
-use super::output::{print_report, ReportOutput};
+use super::output::{print, print_report, ReportOutput};
+use super::table::{Align, Table};
+use super::{OutputFormat, UsageError};
 
 /// How to reach the controller as an operator.
 #[derive(Args, Debug)]
@@ -48,12 +50,13 @@ impl ConnArgs {
     }
 }
 
-fn need<'a>(p: &'a Option<PathBuf>, flag: &str) -> anyhow::Result<&'a Path> {
-    p.as_deref().with_context(|| {
-        format!(
+/// A missing flag is a usage error (exit 2).
+fn need<'a>(p: &'a Option<PathBuf>, flag: &str) -> Result<&'a Path, UsageError> {
+    p.as_deref().ok_or_else(|| {
+        UsageError(format!(
             "--{flag} (or GAMEDAY_{}) is required to reach a controller",
             flag.to_uppercase()
-        )
+        ))
     })
 }
 
@@ -177,7 +180,11 @@ pub async fn run_file(file: &Path, out: ReportOutput, conn: &ConnArgs) -> anyhow
             Err(s) => return Err(explain_with(s, &conn.dial())),
         };
         match event.event {
-            Some(Event::Progress(line)) => eprintln!("{line}"),
+            Some(Event::Progress(line)) => {
+                use std::io::Write as _;
+                // A closed stderr must not stop a run that holds faults.
+                let _ = writeln!(std::io::stderr(), "{line}");
+            }
             Some(Event::Update(u)) => {
                 if u.runs > 0 {
                     at = format!("run {}/{} of {scenario_name}", u.run, u.runs);
@@ -201,7 +208,7 @@ pub async fn run_file(file: &Path, out: ReportOutput, conn: &ConnArgs) -> anyhow
         Some(Ok(json)) => {
             let report: ScenarioReport = serde_json::from_str(&json)
                 .context("the controller sent a report this CLI cannot read")?;
-            return Ok(print_report(&report, out));
+            return print_report(&report, out);
         }
         Some(Err(msg)) => {
             eprintln!("{msg}");
@@ -212,62 +219,118 @@ pub async fn run_file(file: &Path, out: ReportOutput, conn: &ConnArgs) -> anyhow
     anyhow::bail!("the controller closed the stream before sending the report")
 }
 
-/// `gameday agents`.
-pub async fn agents(conn: &ConnArgs) -> anyhow::Result<i32> {
+/// `gameday agents [-o json]`.
+pub async fn agents(output: OutputFormat, conn: &ConnArgs) -> anyhow::Result<i32> {
     let mut client = connect(conn).await?;
-    let list = client
-        .list_agents(v1::ListAgentsRequest {})
-        .await
-        .map_err(|s| explain_with(s, &conn.dial()))?
-        .into_inner();
-    print!("{}", format_agents(&list.agents));
+    let list = match client.list_agents(v1::ListAgentsRequest {}).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => return Err(explain_with(s, &conn.dial())),
+    };
+    match output {
+        OutputFormat::Text => print(&format_agents(&list.agents))?,
+        OutputFormat::Json => print(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&agents_json(&list.agents))?
+        ))?,
+    }
     Ok(exit::OK)
 }
 
-/// The agent table `gameday agents` prints.
+/// `gameday agents -o json`: one object per agent, its live faults inside.
+fn agents_json(agents: &[v1::AgentInfo]) -> serde_json::Value {
+    let agents: Vec<serde_json::Value> = agents
+        .iter()
+        .map(|a| {
+            let faults: Vec<serde_json::Value> = a
+                .faults
+                .iter()
+                .map(|f| {
+                    serde_json::json!({
+                        "fault_id": f.fault_id,
+                        "run_id": f.run_id,
+                        "kind": f.kind,
+                        "state": f.state,
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "name": a.name,
+                "labels": a.labels.iter().collect::<std::collections::BTreeMap<_, _>>(),
+                "version": a.version,
+                "capabilities": a.capabilities,
+                "peer_address": a.peer_address,
+                "connected_for_ms": a.connected_for_ms,
+                "last_heard_ms_ago": a.last_heard_ms_ago,
+                "live_faults": a.live_faults,
+                "faults": faults,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(agents)
+}
+
+/// The agent table `gameday agents` prints, then the live faults.
 pub fn format_agents(agents: &[v1::AgentInfo]) -> String {
-    let mut out = format!(
-        "{:<20} {:<22} {:<10} {:>9} {:>6}  {:<30} {}\n",
-        "NAME", "PEER", "VERSION", "HEARD", "FAULTS", "CAPABILITIES", "LABELS"
-    );
+    if agents.is_empty() {
+        return "(no agents connected)\n".into();
+    }
+    let mut table = Table::new(&[
+        ("NAME", Align::Left),
+        ("PEER", Align::Left),
+        ("VERSION", Align::Left),
+        ("HEARD", Align::Right),
+        ("FAULTS", Align::Right),
+        ("CAPABILITIES", Align::Left),
+        ("LABELS", Align::Left),
+    ]);
     for a in agents {
         let mut labels: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         labels.sort();
-        out.push_str(&format!(
-            "{:<20} {:<22} {:<10} {:>7}ms {:>6}  {:<30} {}\n",
-            a.name,
-            a.peer_address,
-            a.version,
-            a.last_heard_ms_ago,
-            a.live_faults,
+        table.row(vec![
+            a.name.clone(),
+            a.peer_address.clone(),
+            a.version.clone(),
+            format!("{}ms", a.last_heard_ms_ago),
+            a.live_faults.to_string(),
             a.capabilities.join(","),
-            labels.join(",")
-        ));
+            labels.join(","),
+        ]);
     }
-    if agents.is_empty() {
-        out.push_str("(no agents connected)\n");
-    }
-    let live: Vec<(&str, &v1::LiveFault)> = agents
-        .iter()
-        .flat_map(|a| a.faults.iter().map(move |f| (a.name.as_str(), f)))
-        .collect();
-    if !live.is_empty() {
-        out.push_str(&format!(
-            "\n{:<20} {:<18} {:<10} {:<28} {}\n",
-            "LIVE FAULT ON", "KIND", "STATE", "RUN", "FAULT"
-        ));
-        for (agent, f) in live {
-            out.push_str(&format!(
-                "{:<20} {:<18} {:<10} {:<28} {}\n",
-                agent, f.kind, f.state, f.run_id, f.fault_id
-            ));
+    let mut out = table.render();
+    let mut live = Table::new(&[
+        ("LIVE FAULT ON", Align::Left),
+        ("KIND", Align::Left),
+        ("STATE", Align::Left),
+        ("RUN", Align::Left),
+        ("FAULT", Align::Left),
+    ]);
+    let mut any = false;
+    for a in agents {
+        for f in &a.faults {
+            any = true;
+            live.row(vec![
+                a.name.clone(),
+                f.kind.clone(),
+                f.state.clone(),
+                f.run_id.clone(),
+                f.fault_id.clone(),
+            ]);
         }
+    }
+    if any {
+        out.push('\n');
+        out.push_str(&live.render());
     }
     out
 }
 
 /// `gameday abort RUN | --all`.
-pub async fn abort(run: Option<String>, all: bool, conn: &ConnArgs) -> anyhow::Result<i32> {
+pub async fn abort(
+    run: Option<String>,
+    all: bool,
+    output: OutputFormat,
+    conn: &ConnArgs,
+) -> anyhow::Result<i32> {
     if run.is_none() && !all {
         eprintln!("error: name a run id or pass --all");
         return Ok(exit::INVALID);
@@ -282,16 +345,169 @@ pub async fn abort(run: Option<String>, all: bool, conn: &ConnArgs) -> anyhow::R
     match r {
         Ok(r) => {
             let r = r.into_inner();
-            println!(
-                "aborted {} run(s), reverted {} fault(s)",
-                r.aborted_runs, r.reverted_faults
-            );
-            Ok(exit::OK)
+            match output {
+                OutputFormat::Text => print(&format_abort(&r))?,
+                OutputFormat::Json => print(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&abort_json(&r))?
+                ))?,
+            }
+            // A fault the abort could not revert is still live on its host.
+            Ok(if r.faults.iter().any(|f| !f.error.is_empty()) {
+                exit::INFRA
+            } else {
+                exit::OK
+            })
         }
         Err(s) if s.code() == tonic::Code::NotFound => {
             eprintln!("error: {}", s.message());
             Ok(exit::INVALID)
         }
         Err(s) => Err(explain_with(s, &conn.dial())),
+    }
+}
+
+/// What `gameday abort` did, for people: the runs it stopped, then every fault it reverted.
+pub fn format_abort(r: &v1::AbortResponse) -> String {
+    let by = if r.aborted_by.is_empty() {
+        String::new()
+    } else {
+        format!(" (recorded as aborted by {})", r.aborted_by)
+    };
+    let mut out = match r.runs.as_slice() {
+        [] if r.invocations.is_empty() => "no run was going on".to_string(),
+        [] => String::new(),
+        runs => format!("aborted {} run(s): {}{by}", runs.len(), runs.join(", ")),
+    };
+    if !r.invocations.is_empty() {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "stopped before its next repeat: {}{by}",
+            r.invocations.join(", ")
+        ));
+    }
+    out.push('\n');
+    if r.faults.is_empty() {
+        out.push_str("no fault was live, nothing to revert\n");
+        return out;
+    }
+    for f in &r.faults {
+        let what = if f.error.is_empty() {
+            "reverted".to_string()
+        } else {
+            format!("NOT reverted ({})", f.error)
+        };
+        out.push_str(&format!(
+            "{what}: {} on {} (run {}, fault {})\n",
+            f.kind, f.agent, f.run_id, f.fault_id
+        ));
+    }
+    out
+}
+
+fn abort_json(r: &v1::AbortResponse) -> serde_json::Value {
+    serde_json::json!({
+        "aborted_by": r.aborted_by,
+        "runs": r.runs,
+        "invocations": r.invocations,
+        "faults": r.faults.iter().map(|f| serde_json::json!({
+            "fault_id": f.fault_id,
+            "run_id": f.run_id,
+            "agent": f.agent,
+            "kind": f.kind,
+            "reverted": f.error.is_empty(),
+            "error": (!f.error.is_empty()).then_some(&f.error),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(name: &str, peer: &str, labels: &[(&str, &str)]) -> v1::AgentInfo {
+        v1::AgentInfo {
+            name: name.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            version: "0.1.0".into(),
+            capabilities: vec!["process_kill".into(), "process_pause".into()],
+            peer_address: peer.into(),
+            connected_for_ms: 1,
+            last_heard_ms_ago: 12,
+            live_faults: 0,
+            faults: vec![],
+        }
+    }
+
+    #[test]
+    fn agent_columns_align_whatever_the_names() {
+        let long = "an-agent-name-far-longer-than-twenty-characters";
+        let out = format_agents(&[
+            agent(long, "[fd00:1234:5678:9abc::1]:54321", &[("role", "web")]),
+            agent("b", "10.0.0.2:4000", &[]),
+        ]);
+        let lines: Vec<&str> = out.lines().collect();
+        let col = |l: &str, what: &str| l.find(what).unwrap();
+        assert_eq!(col(lines[0], "PEER"), col(lines[1], "[fd00"), "{out}");
+        assert_eq!(col(lines[0], "PEER"), col(lines[2], "10.0.0.2"), "{out}");
+        assert_eq!(col(lines[1], "0.1.0"), col(lines[2], "0.1.0"), "{out}");
+        assert_eq!(
+            col(lines[1], "process_kill"),
+            col(lines[2], "process_kill"),
+            "{out}"
+        );
+        assert!(lines[1].ends_with("role=web"), "{out}");
+    }
+
+    #[test]
+    fn the_abort_summary_names_what_was_reverted() {
+        let r = v1::AbortResponse {
+            aborted_runs: 1,
+            reverted_faults: 1,
+            runs: vec!["run-18f0a00-2".into()],
+            faults: vec![
+                v1::AbortedFault {
+                    fault_id: "run-18f0a00-2-f0-web-1".into(),
+                    run_id: "run-18f0a00-2".into(),
+                    agent: "web-1".into(),
+                    kind: "network_partition".into(),
+                    error: String::new(),
+                },
+                v1::AbortedFault {
+                    fault_id: "run-18f0a00-2-f0-web-2".into(),
+                    run_id: "run-18f0a00-2".into(),
+                    agent: "web-2".into(),
+                    kind: "network_partition".into(),
+                    error: "agent web-2 is not connected".into(),
+                },
+            ],
+            invocations: vec![],
+            aborted_by: "operator alice".into(),
+        };
+        let out = format_abort(&r);
+        assert!(
+            out.starts_with(
+                "aborted 1 run(s): run-18f0a00-2 (recorded as aborted by operator alice)\n"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("reverted: network_partition on web-1 (run run-18f0a00-2"),
+            "{out}"
+        );
+        assert!(
+            out.contains("NOT reverted (agent web-2 is not connected): network_partition on web-2"),
+            "{out}"
+        );
+        let none = format_abort(&v1::AbortResponse::default());
+        assert_eq!(
+            none,
+            "no run was going on\nno fault was live, nothing to revert\n"
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! `gameday report RUN|SCENARIO --format md|html|json|junit|text`: a run, or a scenario's recent
-//! game days with their recovery trend, rendered from the controller's history.
+//! `gameday report RUN|SCENARIO -o md|html|json|junit|text [--out-file PATH]`: a run, or a
+//! scenario's recent game days with their recovery trend, rendered from the controller's
+//! history.
 
 use std::path::PathBuf;
 
@@ -17,12 +18,12 @@ use super::remote::{self, ConnArgs};
 pub struct ReportArgs {
     /// A run id, or a scenario name (its most recent runs, with their trend).
     target: String,
-    /// Output format.
-    #[arg(long, short, value_enum, default_value_t = Format::Text)]
-    format: Format,
-    /// Write to this file instead of stdout.
-    #[arg(long, short = 'o')]
-    out: Option<PathBuf>,
+    /// Output format (`--format` is the old spelling).
+    #[arg(long, short, alias = "format", value_enum, default_value_t = Format::Text)]
+    output: Format,
+    /// Write the report to this file (replaced atomically) instead of stdout.
+    #[arg(long, value_name = "PATH", alias = "out")]
+    out_file: Option<PathBuf>,
     /// How many of a scenario's most recent runs to include.
     #[arg(long, default_value_t = 20)]
     limit: u32,
@@ -76,13 +77,14 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<i32> {
         }
         Err(s) => return Err(remote::explain(s, args.conn.controller())),
     };
-    let text = render(&ReportInput::with_trend(&report, &trend), args.format);
-    match &args.out {
+    let text = render(&ReportInput::with_trend(&report, &trend), args.output);
+    match &args.out_file {
         Some(path) => {
-            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+            super::output::write_replacing(path, &text)
+                .with_context(|| format!("writing {}", path.display()))?;
             eprintln!("wrote {}", path.display());
         }
-        None => print!("{text}"),
+        None => super::output::print(&text)?,
     }
     Ok(exit::OK)
 }

@@ -11,7 +11,9 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{Date, OffsetDateTime, PrimitiveDateTime, Time};
 
+use super::output::print;
 use super::remote::{self, ConnArgs};
+use super::table::{Align, Table};
 use super::OutputFormat;
 
 /// `gameday runs`: list past runs, or show one.
@@ -41,11 +43,12 @@ struct ListArgs {
     /// Only runs in this state: running, finished or interrupted.
     #[arg(long)]
     status: Option<RunStatus>,
-    /// Runs started on or after this day (YYYY-MM-DD, UTC) or moment (RFC 3339).
+    /// Runs started on or after this day (YYYY-MM-DD, UTC), moment (RFC 3339), or this long
+    /// ago (`7d`, `12h`, `30m`).
     #[arg(long, value_parser = parse_since)]
     since: Option<u64>,
-    /// Runs started on or before this day (YYYY-MM-DD, UTC, inclusive) or before this moment
-    /// (RFC 3339).
+    /// Runs started on or before this day (YYYY-MM-DD, UTC, inclusive), or before this moment
+    /// (RFC 3339) or this long ago (`1d`).
     #[arg(long, value_parser = parse_until)]
     until: Option<u64>,
     /// At most this many runs (newest first).
@@ -98,8 +101,8 @@ async fn list(args: ListArgs) -> anyhow::Result<i32> {
         .collect::<Result<Vec<_>, _>>()
         .context("the controller sent a run list this CLI cannot read")?;
     match args.output {
-        OutputFormat::Text => print!("{}", format_runs(&runs)),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&runs)?),
+        OutputFormat::Text => print(&format_runs(&runs))?,
+        OutputFormat::Json => print(&format!("{}\n", serde_json::to_string_pretty(&runs)?))?,
     }
     Ok(exit::OK)
 }
@@ -122,8 +125,8 @@ async fn show_run(args: ShowArgs) -> anyhow::Result<i32> {
         )
     })?;
     match args.output {
-        OutputFormat::Text => print!("{}", format_show(&stored)),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&stored)?),
+        OutputFormat::Text => print(&format_show(&stored))?,
+        OutputFormat::Json => print(&format!("{}\n", serde_json::to_string_pretty(&stored)?))?,
     }
     Ok(exit::OK)
 }
@@ -152,16 +155,30 @@ fn format_show(stored: &StoredRun) -> String {
         ),
     };
     out.push_str(&format!(
-        "started: {}  finished: {}\nscenario sha256: {}\n",
+        "started: {}  finished: {}\n",
         iso_utc(stored.run.started_unix_ms),
         stored
             .finished_unix_ms
             .map(iso_utc)
             .unwrap_or_else(|| "-".into()),
+    ));
+    if !stored.started_by.is_empty() {
+        out.push_str(&format!(
+            "started by: {}  invocation: {}\n",
+            stored.started_by, stored.invocation
+        ));
+    }
+    out.push_str(&format!(
+        "scenario sha256: {}{}\n",
         if stored.scenario_sha256.is_empty() {
             "-"
         } else {
             &stored.scenario_sha256
+        },
+        match &stored.scenario_changed_since {
+            Some(previous) =>
+                format!(" (the scenario text changed since its previous run, {previous})"),
+            None => String::new(),
         }
     ));
     if stored.samples_pruned {
@@ -172,48 +189,61 @@ fn format_show(stored: &StoredRun) -> String {
     out
 }
 
-/// The table `gameday runs` prints.
+/// The table `gameday runs` prints: the repeats of one invocation together (the store
+/// lists them so), who started them, and the scenario text each ran — marked `*` where it
+/// changed since the scenario's previous run.
 pub fn format_runs(runs: &[RunSummary]) -> String {
-    const HEAD: [&str; 8] = [
-        "RUN", "SCENARIO", "#", "STATUS", "VERDICT", "STARTED", "RECOVERY", "RTO",
-    ];
-    let rows: Vec<[String; 8]> = runs
-        .iter()
-        .map(|r| {
-            [
-                r.run_id.clone(),
-                r.scenario.clone(),
-                r.index.to_string(),
-                r.status.to_string(),
-                r.verdict
-                    .map(|v| v.to_string())
-                    .unwrap_or_else(|| "-".into()),
-                iso_utc(r.started_unix_ms),
-                r.time_to_recover_us
-                    .map(fmt_us)
-                    .unwrap_or_else(|| "-".into()),
-                fmt_us(r.rto_us),
-            ]
-        })
-        .collect();
-    let mut widths = HEAD.map(|h| h.chars().count());
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in std::iter::once(HEAD.map(String::from)).chain(rows) {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
     if runs.is_empty() {
-        out.push_str("(no runs match)\n");
+        return "(no runs match)\n".into();
+    }
+    let mut table = Table::new(&[
+        ("RUN", Align::Left),
+        ("SCENARIO", Align::Left),
+        ("#", Align::Right),
+        ("STARTED BY", Align::Left),
+        ("STATUS", Align::Left),
+        ("VERDICT", Align::Left),
+        ("STARTED", Align::Left),
+        ("RECOVERY", Align::Right),
+        ("RTO", Align::Right),
+        ("TEXT", Align::Left),
+    ]);
+    for r in runs {
+        let text = match (r.scenario_sha256.get(..8), r.scenario_changed) {
+            (None, _) => "-".to_string(),
+            (Some(short), false) => short.to_string(),
+            (Some(short), true) => format!("{short}*"),
+        };
+        let or_dash = |s: &str| {
+            if s.is_empty() {
+                "-".to_string()
+            } else {
+                s.to_string()
+            }
+        };
+        table.row(vec![
+            r.run_id.clone(),
+            r.scenario.clone(),
+            r.index.to_string(),
+            or_dash(&r.started_by),
+            r.status.to_string(),
+            r.verdict
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "-".into()),
+            iso_utc(r.started_unix_ms),
+            r.time_to_recover_us
+                .map(fmt_us)
+                .unwrap_or_else(|| "-".into()),
+            fmt_us(r.rto_us),
+            text,
+        ]);
+    }
+    let mut out = table.render();
+    if runs.iter().any(|r| r.scenario_changed) {
+        out.push_str(
+            "* the scenario's text changed since its previous run (TEXT: start of its sha256; \
+             `gameday runs show RUN` names the run before)\n",
+        );
     }
     out
 }
@@ -227,9 +257,21 @@ pub fn iso_utc(unix_ms: u64) -> String {
         .unwrap_or_else(|| format!("{unix_ms}ms"))
 }
 
-/// A day (`YYYY-MM-DD`, UTC) or an RFC 3339 moment: the day's start or the moment, in ms
-/// since the Unix epoch. `next_day` moves a day to the next day's start (an inclusive end).
+/// A day (`YYYY-MM-DD`, UTC), an RFC 3339 moment, or a time ago (`7d`, `12h`, `1h 30m`):
+/// the day's start or the moment, in ms since the Unix epoch. `next_day` moves a day to the
+/// next day's start (an inclusive end).
 fn parse_moment(s: &str, next_day: bool) -> Result<u64, String> {
+    parse_moment_at(s, next_day, gameday::timeline::unix_ms_now())
+}
+
+fn parse_moment_at(s: &str, next_day: bool, now_ms: u64) -> Result<u64, String> {
+    let ago = s.trim().parse::<gameday_proto::Duration>().ok();
+    if let Some(ago) = ago.filter(|_| s.trim().starts_with(|c: char| c.is_ascii_digit())) {
+        let ago_ms = u64::try_from(ago.get().as_millis()).unwrap_or(u64::MAX);
+        return now_ms
+            .checked_sub(ago_ms)
+            .ok_or_else(|| format!("{s:?} ago is before 1970"));
+    }
     let to_ms = |t: OffsetDateTime| {
         u64::try_from(t.unix_timestamp_nanos() / 1_000_000)
             .map_err(|_| format!("{s:?} is before 1970"))
@@ -245,7 +287,10 @@ fn parse_moment(s: &str, next_day: bool) -> Result<u64, String> {
     }
     OffsetDateTime::parse(s, &Rfc3339)
         .map_err(|_| {
-            format!("{s:?} is neither a day (YYYY-MM-DD) nor a moment (RFC 3339, e.g. 2025-03-04T05:06:07Z)")
+            format!(
+                "{s:?} is neither a day (YYYY-MM-DD), a moment (RFC 3339, e.g. \
+                 2025-03-04T05:06:07Z) nor a time ago (7d, 12h, 30m)"
+            )
         })
         .and_then(to_ms)
 }
@@ -291,6 +336,26 @@ mod tests {
     }
 
     #[test]
+    fn since_and_until_take_a_time_ago() {
+        let now = 1_709_164_800_000;
+        let day = 24 * 3600 * 1000;
+        assert_eq!(parse_moment_at("7d", false, now), Ok(now - 7 * day));
+        assert_eq!(parse_moment_at("12h", true, now), Ok(now - day / 2));
+        assert_eq!(
+            parse_moment_at("1h 30m", false, now),
+            Ok(now - 90 * 60 * 1000)
+        );
+        assert!(parse_moment_at("100000000d", false, now)
+            .unwrap_err()
+            .contains("before 1970"));
+        assert!(parse_moment_at("7", false, now)
+            .unwrap_err()
+            .contains("time ago (7d"));
+        // The flag itself, through clap, as an operator types it.
+        assert!(parse_since("7d").is_ok());
+    }
+
+    #[test]
     fn the_table_has_one_aligned_line_per_run() {
         let run = |id: &str, status, verdict, recovery| RunSummary {
             run_id: id.into(),
@@ -305,24 +370,44 @@ mod tests {
             finished_unix_ms: None,
             time_to_recover_us: recovery,
             rto_us: 2_000_000,
+            started_by: "operator:alice".into(),
+            invocation: "run-a".into(),
+            scenario_sha256: "0123456789abcdef".into(),
+            scenario_changed: false,
         };
+        let mut changed = run("run-bb-1", RunStatus::Interrupted, None, None);
+        changed.scenario_changed = true;
+        changed.started_by = String::new();
         let out = format_runs(&[
             run(
-                "run-a",
+                "run-a-2",
                 RunStatus::Finished,
                 Some(Verdict::Pass),
                 Some(812_000),
             ),
-            run("run-bb", RunStatus::Interrupted, None, None),
+            changed,
         ]);
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines.len(), 3, "{out}");
-        assert!(lines[0].starts_with("RUN     SCENARIO  #  STATUS"), "{out}");
+        assert_eq!(lines.len(), 4, "{out}");
         assert!(
-            lines[1].contains("finished     PASS     2024-02-29T00:00:00Z  812.0ms   2.000s"),
+            lines[0].starts_with("RUN       SCENARIO  #  STARTED BY      STATUS"),
             "{out}"
         );
-        assert!(lines[2].contains("interrupted  -"), "{out}");
+        assert!(
+            lines[1].contains(
+                "2  operator:alice  finished     PASS     2024-02-29T00:00:00Z   812.0ms  2.000s  01234567"
+            ),
+            "{out}"
+        );
+        assert!(
+            lines[2].contains("2  -               interrupted  -"),
+            "{out}"
+        );
+        assert!(lines[2].ends_with("01234567*"), "{out}");
+        assert!(
+            lines[3].starts_with("* the scenario's text changed"),
+            "{out}"
+        );
         let col = |l: &str| l.find("2024").unwrap();
         assert_eq!(col(lines[1]), col(lines[2]), "aligned:\n{out}");
         assert!(format_runs(&[]).contains("(no runs match)"));

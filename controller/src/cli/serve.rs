@@ -65,6 +65,11 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
     let (stop_pruning, pruning) = start_pruning(&history, &config);
     tracing::info!(listen = %listener.local_addr()?, "controller serving");
     eprintln!("gameday controller listening on {}", listener.local_addr()?);
+    // Where to look, at the default log level: an operator starting it by hand sees it all.
+    if let Some(metrics) = &metrics_server {
+        eprintln!("metrics on http://{}/metrics", metrics.local_addr());
+    }
+    eprintln!("run history in {}", history.path().display());
     let extras = gameday::server::Extras {
         history: Some(history),
         schedules: Some(scheduler.book()),

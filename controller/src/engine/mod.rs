@@ -1,6 +1,7 @@
 //! The run engine: preflight, steady state, inject, observe, revert, grade — for every repeat of
 //! a scenario — and the table of active runs that operators can abort.
 
+mod identity;
 pub mod observer;
 pub mod preflight;
 pub mod progress;
@@ -14,9 +15,7 @@ use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -27,6 +26,7 @@ use crate::registry::AgentRegistry;
 
 use crate::report::{summarize, ScenarioReport};
 use crate::scenario::{Expectation, Scenario};
+pub use identity::{invocation_of, AbortOutcome, AbortedFault, RunIdentity, StartedBy};
 pub use observer::{RunObserver, RunStart};
 pub use reconcile::OrphanRevert;
 
@@ -44,7 +44,9 @@ pub enum StopCause {
 /// Runs scenarios against the connected agents.
 pub struct Engine {
     registry: Arc<AgentRegistry>,
-    active: Mutex<HashMap<String, watch::Sender<Option<StopCause>>>>,
+    active: Mutex<HashMap<String, ActiveRun>>,
+    /// Invocations going on, each with who aborted it once someone has.
+    invocations: Mutex<HashMap<String, watch::Sender<Option<String>>>>,
     observers: Vec<Arc<dyn RunObserver>>,
     validator: crate::limits::Validator,
     /// Cancelled when the controller starts shutting down: no run starts after that.
@@ -59,6 +61,7 @@ impl Engine {
         Engine {
             registry,
             active: Mutex::new(HashMap::new()),
+            invocations: Mutex::new(HashMap::new()),
             observers: Vec::new(),
             validator: crate::limits::Validator::default(),
             closing: CancellationToken::new(),
@@ -88,8 +91,8 @@ impl Engine {
         self.closing.cancel();
         let stopped = {
             let active = self.active.lock().expect("active runs lock");
-            for cancel in active.values() {
-                let _ = cancel.send(Some(StopCause::Shutdown));
+            for run in active.values() {
+                let _ = run.cancel.send(Some(StopCause::Shutdown));
             }
             active.len()
         };
@@ -148,9 +151,58 @@ impl Engine {
         &self.registry
     }
 
-    /// Runs every repeat of `scenario` and returns the graded report.
+    /// Runs every repeat of `scenario` and returns the graded report; the history does not
+    /// say who started it (see [`Engine::run_scenario_as`]).
     pub async fn run_scenario(
         &self,
+        file: &str,
+        source: &str,
+        scenario: &Scenario,
+        progress: &Progress,
+    ) -> ScenarioReport {
+        self.run_scenario_as(StartedBy::Unspecified, file, source, scenario, progress)
+            .await
+    }
+
+    /// Runs every repeat of `scenario`, started by `started_by`, and returns the graded
+    /// report. The repeats share one invocation id, announced first on `progress`; run N's id
+    /// is that id plus `-N`.
+    pub async fn run_scenario_as(
+        &self,
+        started_by: StartedBy,
+        file: &str,
+        source: &str,
+        scenario: &Scenario,
+        progress: &Progress,
+    ) -> ScenarioReport {
+        let identity = RunIdentity::new(started_by);
+        let (stop_tx, mut stopped) = watch::channel(None);
+        self.invocations
+            .lock()
+            .expect("invocations lock")
+            .insert(identity.invocation.clone(), stop_tx);
+        let _ = progress.send(ProgressEvent {
+            line: identity.announcement(scenario),
+            phase: Phase::Preflight,
+            run: 1,
+            runs: scenario.repeat,
+            rto_ms: scenario.rto.get().as_millis() as u64,
+            injected_unix_ms: None,
+        });
+        let report = self
+            .repeat(&identity, &mut stopped, file, source, scenario, progress)
+            .await;
+        self.invocations
+            .lock()
+            .expect("invocations lock")
+            .remove(&identity.invocation);
+        report
+    }
+
+    async fn repeat(
+        &self,
+        identity: &RunIdentity,
+        stopped: &mut watch::Receiver<Option<String>>,
         file: &str,
         source: &str,
         scenario: &Scenario,
@@ -169,7 +221,21 @@ impl Engine {
             summary: summarize(&[], scenario.min_pass_rate, false),
         };
         for index in 1..=scenario.repeat {
-            let run_id = new_run_id();
+            if let Some(who) = stopped.borrow().clone() {
+                let _ = progress.send(ProgressEvent {
+                    line: format!(
+                        "{}: aborted by {who} before run {index}/{}",
+                        identity.invocation, scenario.repeat
+                    ),
+                    phase: Phase::Graded,
+                    run: index,
+                    runs: scenario.repeat,
+                    rto_ms: scenario.rto.get().as_millis() as u64,
+                    injected_unix_ms: None,
+                });
+                break;
+            }
+            let run_id = identity.run_id(index);
             let resolved = preflight::resolve(scenario, &self.registry)
                 .and_then(|t| Ok((t, preflight::resolve_faults(scenario, &self.registry)?)));
             // Every fault checked by its agents before the steady-state wait, not after it.
@@ -208,8 +274,31 @@ impl Engine {
                     }
                     break;
                 }
-                active.insert(run_id.clone(), cancel_tx);
+                active.insert(
+                    run_id.clone(),
+                    ActiveRun {
+                        invocation: identity.invocation.clone(),
+                        cancel: cancel_tx,
+                        aborted_by: None,
+                    },
+                );
             }
+            let _ = progress.send(ProgressEvent {
+                line: format!(
+                    "run {index}/{}: {run_id} on {}",
+                    scenario.repeat,
+                    targets
+                        .iter()
+                        .map(|t| t.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                phase: Phase::Preflight,
+                run: index,
+                runs: scenario.repeat,
+                rto_ms: scenario.rto.get().as_millis() as u64,
+                injected_unix_ms: None,
+            });
             let ctx = run::RunCtx {
                 scenario,
                 run_id: run_id.clone(),
@@ -219,6 +308,7 @@ impl Engine {
                 progress,
                 registry: &self.registry,
                 observers: &self.observers,
+                identity,
                 injected_unix_ms: Default::default(),
                 file,
                 source,
@@ -226,7 +316,7 @@ impl Engine {
             };
             // A bug that panics a run must still grade it ERROR and record it, never leave it
             // `running`; its faults are reverted by the sweep below.
-            let result = match AssertUnwindSafe(run::run_once(ctx)).catch_unwind().await {
+            let mut result = match AssertUnwindSafe(run::run_once(ctx)).catch_unwind().await {
                 Ok(r) => r,
                 Err(panic) => {
                     let what = panic
@@ -238,12 +328,15 @@ impl Engine {
                     run::crashed(run_id.clone(), index, &what)
                 }
             };
-            let stopped_by = self
+            let (aborted_by, stopped_by) = self
                 .active
                 .lock()
                 .expect("active runs lock")
                 .remove(&run_id)
-                .and_then(|cancel| *cancel.borrow());
+                .map_or((None, None), |a| (a.aborted_by, *a.cancel.borrow()));
+            if let (crate::grade::Verdict::Aborted, Some(who)) = (result.verdict, aborted_by) {
+                result.reason = identity::attribute_abort(&result.reason, &who);
+            }
             self.revert_leftovers(&run_id).await;
             let _ = progress.send(ProgressEvent {
                 line: format!(
@@ -271,8 +364,12 @@ impl Engine {
                 break;
             }
             if index < scenario.repeat && !scenario.cooldown.get().is_zero() {
+                // An abort of the invocation, or shutdown, ends the cooldown at once.
                 tokio::select! {
-                    _ = tokio::time::sleep(scenario.cooldown.get()) => {}
+                    _ = tokio::time::timeout(
+                        scenario.cooldown.get(),
+                        stopped.wait_for(Option::is_some),
+                    ) => {}
                     _ = self.closing.cancelled() => {}
                 }
             }
@@ -294,35 +391,66 @@ impl Engine {
         running
     }
 
-    /// Aborts one run, or all of them, and reverts every live fault agents hold for them.
-    /// Returns (runs aborted, faults reverted).
+    /// Aborts one run, or all of them, and reverts every live fault agents hold for them, on
+    /// behalf of the controller itself. Returns (runs aborted, faults reverted).
     pub async fn abort(&self, run_id: Option<&str>) -> (u32, u32) {
-        let mut aborted = 0;
-        for (id, cancel) in self.active.lock().expect("active runs lock").iter() {
-            if run_id.is_none_or(|r| r == id) {
-                let _ = cancel.send(Some(StopCause::Operator));
-                aborted += 1;
+        let outcome = self.abort_by(run_id, "the controller").await;
+        (outcome.runs.len() as u32, outcome.reverted())
+    }
+
+    /// Aborts a run, every repeat of an invocation (`target` is its id), or every run
+    /// (`None`), on behalf of `who` ("operator alice"), and reverts every live fault agents
+    /// hold for them. The aborted runs' records say who aborted them.
+    pub async fn abort_by(&self, target: Option<&str>, who: &str) -> AbortOutcome {
+        let mut outcome = AbortOutcome::default();
+        let mut runs_of = Vec::new();
+        for (id, run) in self.active.lock().expect("active runs lock").iter_mut() {
+            if target.is_none_or(|t| t == id || t == run.invocation) {
+                run.aborted_by.get_or_insert_with(|| who.to_string());
+                let _ = run.cancel.send(Some(StopCause::Operator));
+                outcome.runs.push(id.clone());
+                runs_of.push(run.invocation.clone());
             }
         }
-        let mut reverted = 0;
-        for agent in self.registry.all() {
-            for (fault_id, entry) in agent.live_faults() {
-                if run_id.is_none_or(|r| r == entry.run_id)
-                    && agent
-                        .revert(&fault_id)
-                        .await
-                        .is_ok_and(|x| x.report.failure.is_none())
-                {
-                    reverted += 1;
+        outcome.runs.sort();
+        // An aborted run ends its invocation: no further repeat starts.
+        for (invocation, stop) in self.invocations.lock().expect("invocations lock").iter() {
+            let named = target.is_none_or(|t| t == invocation);
+            if (named || runs_of.contains(invocation)) && stop.borrow().is_none() {
+                stop.send_replace(Some(who.to_string()));
+                if !runs_of.contains(invocation) {
+                    outcome.invocations.push(invocation.clone());
                 }
             }
         }
-        (aborted, reverted)
+        for agent in self.registry.all() {
+            for (fault_id, entry) in agent.live_faults() {
+                let ours = target.is_none_or(|t| t == entry.run_id)
+                    || outcome.runs.contains(&entry.run_id);
+                if !ours {
+                    continue;
+                }
+                let error = match agent.revert(&fault_id).await {
+                    Ok(x) => x.report.failure.map(|f| f.message),
+                    Err(e) => Some(e.to_string()),
+                };
+                outcome.faults.push(AbortedFault {
+                    fault_id,
+                    run_id: entry.run_id,
+                    agent: agent.name.clone(),
+                    kind: entry.kind,
+                    error,
+                });
+            }
+        }
+        outcome
     }
 }
 
-fn new_run_id() -> String {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let ms = crate::timeline::unix_ms_now();
-    format!("run-{ms:x}-{}", SEQ.fetch_add(1, Ordering::Relaxed))
+/// A run going on: what an abort needs.
+struct ActiveRun {
+    invocation: String,
+    cancel: watch::Sender<Option<StopCause>>,
+    /// Who aborted it, once someone has.
+    aborted_by: Option<String>,
 }

@@ -23,6 +23,8 @@ pub struct RunStart<'a> {
     pub targets: &'a [String],
     /// CLOCK_MONOTONIC at the run's epoch, nanoseconds.
     pub epoch_monotonic_ns: u64,
+    /// The invocation it is a repeat of, and who or what started it.
+    pub identity: &'a super::RunIdentity,
 }
 
 /// Receives a run's record as it progresses. Every method has a default that ignores the

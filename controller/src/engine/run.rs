@@ -37,6 +37,7 @@ pub(super) struct RunCtx<'a> {
     pub registry: &'a crate::registry::AgentRegistry,
     pub cancel: watch::Receiver<Option<StopCause>>,
     pub observers: &'a [Arc<dyn RunObserver>],
+    pub identity: &'a super::RunIdentity,
     /// When the fault took effect (wall clock, ms), 0 before.
     pub injected_unix_ms: std::sync::atomic::AtomicU64,
     pub file: &'a str,
@@ -102,6 +103,7 @@ pub(super) async fn run_once(mut ctx: RunCtx<'_>) -> RunReport {
             file: ctx.file,
             targets: &report.targets,
             epoch_monotonic_ns: report.epoch_monotonic_ns,
+            identity: ctx.identity,
         });
     }
     let probes = match ProbeSet::start(&s.probes, epoch) {

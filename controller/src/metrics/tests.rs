@@ -64,6 +64,7 @@ fn started(m: &Metrics, s: &Scenario, id: &str) {
         file: "s.toml",
         targets: &[],
         epoch_monotonic_ns: 0,
+        identity: &crate::engine::RunIdentity::new(crate::engine::StartedBy::Unspecified),
     });
 }
 

@@ -32,6 +32,14 @@ pub enum ProbeError {
     /// The service answered, but not as expected.
     #[error("{0}")]
     Unexpected(String),
+    /// An HTTP check failed: the URL it asked, and how it failed.
+    #[error("GET {url}: {error}")]
+    Request {
+        /// The URL.
+        url: String,
+        /// What went wrong.
+        error: Box<ProbeError>,
+    },
 }
 
 /// One kind of check, ready to run.

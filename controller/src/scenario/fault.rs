@@ -264,16 +264,29 @@ mod tests {
     }
 
     #[test]
+    fn a_signal_is_accepted_without_its_sig_prefix() {
+        let scenario = crate::scenario::parse(
+            "s.toml",
+            &VALID.replace("signal = \"SIGKILL\"", "signal = \"KILL\""),
+        )
+        .expect("KILL is SIGKILL");
+        assert!(matches!(
+            &scenario.faults[0],
+            Fault::ProcessKill(ProcessKill { signal, .. }) if signal == "SIGKILL"
+        ));
+    }
+
+    #[test]
     fn errors_in_several_faults_are_all_reported() {
         let text = VALID
             .replace(
                 "count = \"all\"\n",
                 "count = \"all\"\n\n[[faults]]\nkind = \"process_kill\"\ncount = \"one\"\n",
             )
-            .replace("signal = \"SIGKILL\"", "signal = \"KILL\"");
+            .replace("signal = \"SIGKILL\"", "signal = \"SIGKIL\"");
         let found = errors(&text);
         assert_eq!(found.len(), 2, "{found:#?}");
-        assert_error(&found, 14, 10, "unknown signal \"KILL\"");
+        assert_error(&found, 14, 10, "unknown signal \"SIGKIL\"");
         assert_error(&found, 18, 1, "found 0");
     }
 

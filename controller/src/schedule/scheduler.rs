@@ -377,7 +377,8 @@ async fn run_scenario(
         }
     }
     let (progress, mut lines) = mpsc::unbounded_channel();
-    let run = engine.run_scenario(&file, &text, &scenario, &progress);
+    let by = crate::engine::StartedBy::Schedule(schedule.name.clone());
+    let run = engine.run_scenario_as(by, &file, &text, &scenario, &progress);
     tokio::pin!(run);
     let report = loop {
         tokio::select! {

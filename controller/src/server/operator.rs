@@ -136,6 +136,7 @@ impl Operator for OperatorService {
         };
         tracing::info!(operator = %who.name, scenario = %parsed.name, file = %req.file_name, "run requested");
         let engine = self.engine.clone();
+        let started_by = crate::engine::StartedBy::Operator(who.name.clone());
         // The run goes on to its end (and reverts) even if the operator hangs up; shutdown
         // stops it and waits for it.
         let tracker = self.engine.clone();
@@ -160,7 +161,13 @@ impl Operator for OperatorService {
                 }
             });
             let report = engine
-                .run_scenario(&req.file_name, &req.scenario_toml, &parsed, &progress)
+                .run_scenario_as(
+                    started_by,
+                    &req.file_name,
+                    &req.scenario_toml,
+                    &parsed,
+                    &progress,
+                )
                 .await;
             drop(progress);
             let _ = forward.await;
@@ -205,15 +212,33 @@ impl Operator for OperatorService {
         }
         let run = (!req.all).then_some(req.run_id.as_str());
         tracing::info!(operator = %who.name, run = run.unwrap_or("all"), "abort requested");
-        let (aborted_runs, reverted_faults) = self.engine.abort(run).await;
+        let aborted_by = format!("operator {}", who.name);
+        let outcome = self.engine.abort_by(run, &aborted_by).await;
         if let Some(r) = run {
-            if aborted_runs == 0 && reverted_faults == 0 {
+            if outcome.runs.is_empty()
+                && outcome.invocations.is_empty()
+                && outcome.faults.is_empty()
+            {
                 return Err(Status::not_found(format!("no active run {r:?}")));
             }
         }
         Ok(Response::new(v1::AbortResponse {
-            aborted_runs,
-            reverted_faults,
+            aborted_runs: outcome.runs.len() as u32,
+            reverted_faults: outcome.reverted(),
+            faults: outcome
+                .faults
+                .into_iter()
+                .map(|f| v1::AbortedFault {
+                    fault_id: f.fault_id,
+                    run_id: f.run_id,
+                    agent: f.agent,
+                    kind: f.kind,
+                    error: f.error.unwrap_or_default(),
+                })
+                .collect(),
+            runs: outcome.runs,
+            invocations: outcome.invocations,
+            aborted_by,
         }))
     }
 

@@ -187,6 +187,19 @@ pub struct RunSummary {
     pub time_to_recover_us: Option<u64>,
     /// The scenario's RTO, microseconds.
     pub rto_us: u64,
+    /// Who or what started it (`operator:alice`, `schedule:monthly`); empty when not
+    /// recorded.
+    #[serde(default)]
+    pub started_by: String,
+    /// The invocation it is a repeat of; empty when not recorded.
+    #[serde(default)]
+    pub invocation: String,
+    /// SHA-256 of the scenario text it ran, hex; empty when not recorded.
+    #[serde(default)]
+    pub scenario_sha256: String,
+    /// The scenario's text differs from the one of the scenario's previous run.
+    #[serde(default)]
+    pub scenario_changed: bool,
 }
 
 /// One run as the history holds it: its record and the report, rebuilt from the recorded rows
@@ -213,6 +226,15 @@ pub struct StoredRun {
     pub finished_unix_ms: Option<u64>,
     /// The samples were removed by the retention setting (the figures are kept).
     pub samples_pruned: bool,
+    /// Who or what started it; empty when not recorded.
+    #[serde(default)]
+    pub started_by: String,
+    /// The invocation it is a repeat of; empty when not recorded.
+    #[serde(default)]
+    pub invocation: String,
+    /// The scenario's previous run, when the scenario text changed since.
+    #[serde(default)]
+    pub scenario_changed_since: Option<String>,
     /// The run. For runs never graded, the verdict is a stand-in — `ABORTED` for interrupted
     /// runs, `INCONCLUSIVE` for running ones — and `status` says what really happened.
     pub run: RunReport,

@@ -15,11 +15,18 @@ use crate::grade::Verdict;
 use crate::report::{summarize, FaultRecord, RunReport, ScenarioReport};
 use crate::timeline::{Moment, ProbeTimeline, Sample};
 
-/// The `runs` columns every query reads, in [`RunRow::read`]'s order.
+/// The `runs` columns every query reads, in [`RunRow::read`]'s order; the last is the
+/// scenario's previous run with a recorded text, as "RUN_ID SHA256", to tell when the text
+/// changed.
 const RUN_COLUMNS: &str = "run_id, scenario, file, scenario_text, scenario_sha256, idx, targets,
     probes, expect, rto_us, min_pass_rate, status, verdict, reason, met_expectation,
     started_unix_ms, finished_unix_ms, epoch_monotonic_ns, time_to_recover_us, samples_pruned,
-    report_json";
+    report_json, started_by, invocation,
+    (SELECT p.run_id || ' ' || p.scenario_sha256 FROM runs AS p
+     WHERE p.scenario = runs.scenario AND p.scenario_sha256 != ''
+       AND (p.started_unix_ms < runs.started_unix_ms
+            OR (p.started_unix_ms = runs.started_unix_ms AND p.rowid < runs.rowid))
+     ORDER BY p.started_unix_ms DESC, p.rowid DESC LIMIT 1)";
 
 /// One row of `runs`.
 struct RunRow {
@@ -44,6 +51,10 @@ struct RunRow {
     time_to_recover_us: Option<u64>,
     samples_pruned: bool,
     report_json: Option<String>,
+    started_by: String,
+    invocation: String,
+    /// The scenario's previous run with a recorded text: "RUN_ID SHA256".
+    previous: Option<String>,
 }
 
 impl RunRow {
@@ -70,7 +81,17 @@ impl RunRow {
             time_to_recover_us: r.get(18)?,
             samples_pruned: r.get(19)?,
             report_json: r.get(20)?,
+            started_by: r.get(21)?,
+            invocation: r.get(22)?,
+            previous: r.get(23)?,
         })
+    }
+
+    /// The scenario's previous run, when its text differs from this run's.
+    fn changed_since(&self) -> Option<String> {
+        let (run_id, sha) = self.previous.as_deref()?.split_once(' ')?;
+        (!self.scenario_sha256.is_empty() && sha != self.scenario_sha256)
+            .then(|| run_id.to_string())
     }
 
     fn corrupt(&self, what: &'static str, message: impl ToString) -> StoreError {
@@ -107,12 +128,17 @@ impl RunRow {
             finished_unix_ms: self.finished_unix_ms,
             time_to_recover_us: self.time_to_recover_us,
             rto_us: self.rto_us,
+            started_by: self.started_by.clone(),
+            invocation: self.invocation.clone(),
+            scenario_sha256: self.scenario_sha256.clone(),
+            scenario_changed: self.changed_since().is_some(),
         })
     }
 }
 
 impl Store {
-    /// Runs matching `filter`, newest first.
+    /// Runs matching `filter`, newest invocation first, the repeats of one invocation
+    /// together and in order.
     pub fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, StoreError> {
         let mut clauses = Vec::new();
         let mut values: Vec<Value> = Vec::new();
@@ -153,7 +179,11 @@ impl Store {
         let rows = stmt
             .query_map(rusqlite::params_from_iter(values), RunRow::read)?
             .collect::<Result<Vec<_>, _>>()?;
-        rows.iter().map(RunRow::summary).collect()
+        let runs = rows
+            .iter()
+            .map(RunRow::summary)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(group_invocations(runs))
     }
 
     /// One run, or `None` when there is no such run.
@@ -218,6 +248,31 @@ impl Store {
     }
 }
 
+/// Puts the repeats of one invocation together, in repeat order, where the newest of them
+/// was; runs recorded without an invocation stand alone.
+fn group_invocations(newest_first: Vec<RunSummary>) -> Vec<RunSummary> {
+    let mut groups: Vec<Vec<RunSummary>> = Vec::new();
+    let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for run in newest_first {
+        let key = if run.invocation.is_empty() {
+            format!("\0{}", run.run_id)
+        } else {
+            run.invocation.clone()
+        };
+        match at.get(&key) {
+            Some(&i) => groups[i].push(run),
+            None => {
+                at.insert(key, groups.len());
+                groups.push(vec![run]);
+            }
+        }
+    }
+    for group in &mut groups {
+        group.sort_by_key(|r| r.index);
+    }
+    groups.into_iter().flatten().collect()
+}
+
 fn clamp_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -234,6 +289,7 @@ fn load_run(conn: &Connection, run_id: &str) -> Result<Option<StoredRun>, StoreE
         return Ok(None);
     };
     let status = row.status()?;
+    let scenario_changed_since = row.changed_since();
     let run = match (&row.report_json, status) {
         (Some(json), RunStatus::Finished) => {
             serde_json::from_str(json).map_err(|e| row.corrupt("report", e))?
@@ -251,6 +307,9 @@ fn load_run(conn: &Connection, run_id: &str) -> Result<Option<StoredRun>, StoreE
         min_pass_rate: row.min_pass_rate,
         finished_unix_ms: row.finished_unix_ms,
         samples_pruned: row.samples_pruned,
+        started_by: row.started_by,
+        invocation: row.invocation,
+        scenario_changed_since,
         run,
     }))
 }

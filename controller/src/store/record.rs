@@ -52,8 +52,9 @@ impl Store {
         self.writer().execute(
             "INSERT INTO runs (run_id, scenario, file, scenario_text, scenario_sha256, idx,
                 targets, probes, expect, rto_us, min_pass_rate, status, started_unix_ms,
-                epoch_monotonic_ns)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'running', ?12, ?13)",
+                epoch_monotonic_ns, started_by, invocation)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'running', ?12, ?13, ?14,
+                ?15)",
             params![
                 run.run_id,
                 s.name,
@@ -68,6 +69,8 @@ impl Store {
                 s.min_pass_rate,
                 unix_ms_now(),
                 run.epoch_monotonic_ns,
+                run.identity.started_by.to_string(),
+                run.identity.invocation,
             ],
         )?;
         Ok(())
@@ -108,11 +111,15 @@ impl Store {
             what: "report",
             message: e.to_string(),
         })?;
-        // A repeat whose preflight failed never started: its row is made here.
+        // A repeat whose preflight failed never started: its row is made here, in its
+        // invocation, started by whoever started the repeats before it.
+        let invocation = crate::engine::invocation_of(&run.run_id).unwrap_or_default();
         tx.execute(
             "INSERT INTO runs (run_id, scenario, idx, targets, expect, rto_us, min_pass_rate,
-                status, started_unix_ms, epoch_monotonic_ns)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'finished', ?8, ?9)
+                status, started_unix_ms, epoch_monotonic_ns, invocation, started_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'finished', ?8, ?9, ?10,
+                COALESCE((SELECT started_by FROM runs
+                          WHERE invocation = ?10 AND ?10 != '' LIMIT 1), ''))
              ON CONFLICT (run_id) DO NOTHING",
             params![
                 run.run_id,
@@ -124,6 +131,7 @@ impl Store {
                 scenario.min_pass_rate,
                 run.started_unix_ms,
                 run.epoch_monotonic_ns,
+                invocation,
             ],
         )?;
         tx.execute(

@@ -7,7 +7,7 @@
 use rusqlite::Connection;
 
 /// Every migration, in order; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -74,6 +74,14 @@ CREATE TABLE samples (
 CREATE INDEX samples_by_run ON samples (run_id);
 "#;
 
+/// Version 2: who or what started each run, and the invocation it is a repeat of. Runs
+/// recorded before have both empty.
+const V2: &str = r#"
+ALTER TABLE runs ADD COLUMN started_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN invocation TEXT NOT NULL DEFAULT '';
+CREATE INDEX runs_by_invocation ON runs (invocation);
+"#;
+
 /// Why the schema could not be brought up to date.
 #[derive(Debug, thiserror::Error)]
 pub enum MigrationError {
@@ -128,6 +136,29 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(tables, ["faults", "runs", "samples"]);
+    }
+
+    #[test]
+    fn a_version_1_database_keeps_its_runs_and_gains_the_new_columns() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(V1).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO runs (run_id, scenario, idx, rto_us, status, started_unix_ms)
+             VALUES ('run-old-0', 'kill', 1, 1000, 'finished', 5)",
+            [],
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), 1);
+        let (by, invocation): (String, String) = conn
+            .query_row(
+                "SELECT started_by, invocation FROM runs WHERE run_id = 'run-old-0'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((by.as_str(), invocation.as_str()), ("", ""));
+        assert_eq!(migrate(&mut conn).unwrap(), SCHEMA_VERSION);
     }
 
     #[test]

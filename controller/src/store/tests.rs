@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::engine::{RunObserver, RunStart};
+use crate::engine::{RunIdentity, RunObserver, RunStart, StartedBy};
 use crate::grade::{Grade, Measured};
 use crate::report::FaultRecord;
 use crate::scenario::Scenario;
@@ -50,14 +50,30 @@ fn sample(start_us: u64, ok: bool) -> Sample {
 }
 
 fn start(store: &Store, run_id: &str, s: &Scenario, text: &str) {
+    let unrecorded = RunIdentity {
+        invocation: String::new(),
+        started_by: StartedBy::Unspecified,
+    };
+    start_as(store, run_id, 1, s, text, &unrecorded);
+}
+
+fn start_as(
+    store: &Store,
+    run_id: &str,
+    index: u32,
+    s: &Scenario,
+    text: &str,
+    identity: &RunIdentity,
+) {
     store.run_started(&RunStart {
         run_id,
-        index: 1,
+        index,
         scenario: s,
         source: text,
         file: "s.toml",
         targets: &["web-1".to_string()],
         epoch_monotonic_ns: 42,
+        identity,
     });
 }
 
@@ -434,4 +450,94 @@ fn verdicts_and_statuses_parse_as_operators_write_them() {
     assert!(parse_verdict("great").unwrap_err().contains("PASS, FAIL"));
     assert_eq!("Interrupted".parse(), Ok(RunStatus::Interrupted));
     assert!("paused".parse::<RunStatus>().is_err());
+}
+
+#[test]
+fn runs_say_who_started_them_and_the_repeats_of_one_invocation_list_together() {
+    let (_dir, store) = temp();
+    let (s, text) = scenario("kill");
+    let alice = RunIdentity {
+        invocation: "run-a0".into(),
+        started_by: StartedBy::Operator("alice".into()),
+    };
+    let cron = RunIdentity {
+        invocation: "run-b0".into(),
+        started_by: StartedBy::Schedule("monthly".into()),
+    };
+    // Two invocations whose repeats interleave in time.
+    let run = |identity: &RunIdentity, index: u32, at: u64| {
+        let id = format!("{}-{index}", identity.invocation);
+        start_as(&store, &id, index, &s, &text, identity);
+        let mut report = graded(&id, Verdict::Pass, Some(2_000), at);
+        report.index = index;
+        store.run_finished(&s, &report);
+    };
+    run(&alice, 1, 1_000);
+    run(&cron, 1, 2_000);
+    run(&alice, 2, 3_000);
+    // The schedule's second repeat failed its preflight: it never started, and still belongs
+    // to its invocation and its schedule.
+    let mut never = graded("run-b0-2", Verdict::Error, None, 4_000);
+    never.index = 2;
+    never.grade = None;
+    store.run_finished(&s, &never);
+
+    let listed = store.list_runs(&RunFilter::default()).unwrap();
+    let ids: Vec<&str> = listed.iter().map(|r| r.run_id.as_str()).collect();
+    assert_eq!(ids, ["run-b0-1", "run-b0-2", "run-a0-1", "run-a0-2"]);
+    let by: Vec<&str> = listed.iter().map(|r| r.started_by.as_str()).collect();
+    assert_eq!(
+        by,
+        [
+            "schedule:monthly",
+            "schedule:monthly",
+            "operator:alice",
+            "operator:alice"
+        ]
+    );
+    assert_eq!(listed[1].invocation, "run-b0");
+    let shown = store.get_run("run-a0-2").unwrap().unwrap();
+    assert_eq!(shown.started_by, "operator:alice");
+    assert_eq!(shown.invocation, "run-a0");
+}
+
+#[test]
+fn the_history_says_when_the_scenario_text_changed_between_runs() {
+    let (_dir, store) = temp();
+    let (s, text) = scenario("kill");
+    let edited = format!("{text}\n# rto reviewed\n");
+    let run = |id: &str, source: &str, at: u64| {
+        start(&store, id, &s, source);
+        store.run_finished(&s, &graded(id, Verdict::Pass, Some(2_000), at));
+    };
+    run("r1", &text, 1_000);
+    run("r2", &text, 2_000);
+    run("r3", &edited, 3_000);
+    run("r4", &edited, 4_000);
+    let (other, other_text) = scenario("other");
+    start(&store, "o1", &other, &other_text);
+    store.run_finished(&other, &graded("o1", Verdict::Pass, Some(2_000), 5_000));
+
+    let listed = store.list_runs(&RunFilter::default()).unwrap();
+    let changed: Vec<(&str, bool)> = listed
+        .iter()
+        .map(|r| (r.run_id.as_str(), r.scenario_changed))
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            ("o1", false),
+            ("r4", false),
+            ("r3", true),
+            ("r2", false),
+            ("r1", false)
+        ]
+    );
+    assert_eq!(listed[2].scenario_sha256.len(), 64);
+    let r3 = store.get_run("r3").unwrap().unwrap();
+    assert_eq!(r3.scenario_changed_since.as_deref(), Some("r2"));
+    assert_eq!(
+        store.get_run("r4").unwrap().unwrap().scenario_changed_since,
+        None
+    );
 }

@@ -59,6 +59,10 @@ impl From<&RunSummary> for v1::RunSummary {
             finished_unix_ms: s.finished_unix_ms,
             time_to_recover_us: s.time_to_recover_us,
             rto_us: s.rto_us,
+            started_by: s.started_by.clone(),
+            invocation: s.invocation.clone(),
+            scenario_sha256: s.scenario_sha256.clone(),
+            scenario_changed: s.scenario_changed,
         }
     }
 }
@@ -82,6 +86,10 @@ impl TryFrom<v1::RunSummary> for RunSummary {
             finished_unix_ms: s.finished_unix_ms,
             time_to_recover_us: s.time_to_recover_us,
             rto_us: s.rto_us,
+            started_by: s.started_by,
+            invocation: s.invocation,
+            scenario_sha256: s.scenario_sha256,
+            scenario_changed: s.scenario_changed,
         })
     }
 }
@@ -101,6 +109,9 @@ impl TryFrom<&StoredRun> for v1::GetRunResponse {
             min_pass_rate: s.min_pass_rate,
             finished_unix_ms: s.finished_unix_ms,
             samples_pruned: s.samples_pruned,
+            started_by: s.started_by.clone(),
+            invocation: s.invocation.clone(),
+            scenario_changed_since: s.scenario_changed_since.clone().unwrap_or_default(),
         })
     }
 }
@@ -120,6 +131,10 @@ impl TryFrom<v1::GetRunResponse> for StoredRun {
             min_pass_rate: r.min_pass_rate,
             finished_unix_ms: r.finished_unix_ms,
             samples_pruned: r.samples_pruned,
+            started_by: r.started_by,
+            invocation: r.invocation,
+            scenario_changed_since: (!r.scenario_changed_since.is_empty())
+                .then_some(r.scenario_changed_since),
             run,
         })
     }

@@ -181,6 +181,43 @@ pub fn gameday(args: &[&str], envs: &[(&str, &Path)]) -> Output {
     cmd.output().expect("run gameday")
 }
 
+/// Runs `gameday ARGS` with its stdout a pipe whose reader is already gone, as in
+/// `gameday report RUN | head` once `head` has exited: every write to stdout fails (EPIPE).
+/// Returns the exit code and stderr.
+pub fn gameday_into_closed_pipe(args: &[&str], envs: &[(&str, &Path)]) -> (Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let mut cmd = Command::new(gameday_bin());
+    cmd.args(args)
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .env("GAMEDAY_AGENT_BIN", agent_bin());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run gameday");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The permission bits a new file gets from this process (0666 less the umask).
+pub fn new_file_mode(dir: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    let probe = dir.join(".new-file-mode");
+    std::fs::write(&probe, "").unwrap();
+    let mode = std::fs::metadata(&probe).unwrap().permissions().mode() & 0o777;
+    std::fs::remove_file(&probe).unwrap();
+    mode
+}
+
+/// The permission bits of `path`.
+pub fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
 /// `gameday run --local FILE --output json`: exit code and parsed report.
 pub fn run_local(file: &Path) -> (i32, serde_json::Value, String) {
     let out = gameday(

@@ -13,12 +13,27 @@ pub const KILL_SIGNALS: &[&str] = &[
     "SIGKILL", "SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGABRT", "SIGUSR1", "SIGUSR2",
 ];
 
+/// The name in [`KILL_SIGNALS`] that `name` means: `SIGKILL`, `KILL`, `sigkill` and `kill`
+/// all mean `SIGKILL`, as `kill -s` takes them. `None` for a signal a kill may not send.
+pub fn kill_signal(name: &str) -> Option<&'static str> {
+    let upper = name.trim().to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    KILL_SIGNALS.iter().copied().find(|s| &s[3..] == bare)
+}
+
+/// Reads a signal name, writing the ones [`kill_signal`] knows the way [`KILL_SIGNALS`] does;
+/// any other name is kept as written, for validation to name it.
+fn deserialize_signal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let name = String::deserialize(d)?;
+    Ok(kill_signal(&name).map_or(name, str::to_string))
+}
+
 /// `process_kill`: signal processes matched by exact name, command-line regex or pid file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessKill {
-    /// Signal name; SIGKILL when absent.
-    #[serde(default = "default_signal")]
+    /// Signal name (`SIGKILL` or `KILL`); SIGKILL when absent.
+    #[serde(default = "default_signal", deserialize_with = "deserialize_signal")]
     pub signal: String,
     /// Exact process name (`comm`, as `ps -o comm` shows it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -259,6 +274,23 @@ mod tests {
             two.validate(),
             Err(FaultSpecError::ProcessMatch { found: 2 })
         );
+    }
+
+    #[test]
+    fn signals_are_accepted_with_or_without_their_sig_prefix() {
+        assert_eq!(kill_signal("SIGKILL"), Some("SIGKILL"));
+        assert_eq!(kill_signal("KILL"), Some("SIGKILL"));
+        assert_eq!(kill_signal("term"), Some("SIGTERM"));
+        assert_eq!(kill_signal("SigUsr1"), Some("SIGUSR1"));
+        assert_eq!(kill_signal("STOP"), None, "pausing is process_pause's job");
+        assert_eq!(kill_signal("SIG"), None);
+        assert_eq!(kill_signal(""), None);
+        let k: ProcessKill = toml::from_str("signal = \"KILL\"\nname = \"x\"").unwrap();
+        assert_eq!(k.signal, "SIGKILL");
+        assert!(k.selector().is_ok());
+        let k: ProcessKill = toml::from_str("signal = \"NOPE\"\nname = \"x\"").unwrap();
+        assert_eq!(k.signal, "NOPE", "kept as written, for the error to name");
+        assert!(k.selector().is_err());
     }
 
     #[test]
