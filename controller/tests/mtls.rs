@@ -425,3 +425,66 @@ fn a_silent_agent_is_dropped_at_the_heartbeat_timeout_and_comes_back() {
         names(&listed(&ctl, &env)).contains(&"web-1")
     });
 }
+
+/// Runs `openssl s_client` against the controller with `extra` arguments, its stdin closed.
+fn s_client(ctl: &Controller, ca: &Path, extra: &[&str]) {
+    let _ = std::process::Command::new("openssl")
+        .args(["s_client", "-connect", &ctl.addr.to_string(), "-CAfile"])
+        .arg(ca)
+        .args(extra)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl s_client");
+}
+
+#[test]
+fn the_controller_logs_refused_handshakes_with_the_peer_and_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::init(&dir.path().join("pki"), &["web-1"], &["sre"]);
+    let foreign = Certs::init(&dir.path().join("foreign"), &["web-1"], &[]);
+    let (ctl, lines) = Controller::start_with_extra(dir.path(), &certs, "5s", "");
+    let refused = |why: &str| {
+        lines.lock().unwrap().iter().any(|l| {
+            l.contains("TLS handshake refused") && l.contains("127.0.0.1:") && l.contains(why)
+        })
+    };
+
+    // Plaintext, as an http:// URL would send.
+    let mut plain = std::net::TcpStream::connect(ctl.addr).unwrap();
+    std::io::Write::write_all(&mut plain, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    wait_for("the plaintext refusal", Duration::from_secs(10), || {
+        refused("did not speak TLS")
+    });
+
+    // TLS without a client certificate.
+    s_client(&ctl, &certs.ca(), &[]);
+    wait_for(
+        "the no-certificate refusal",
+        Duration::from_secs(10),
+        || refused("presented no certificate"),
+    );
+
+    // A certificate from another fleet.
+    let (cert, key) = foreign.pair("agent", "web-1");
+    s_client(
+        &ctl,
+        &certs.ca(),
+        &[
+            "-cert",
+            cert.to_str().unwrap(),
+            "-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    wait_for("the foreign-CA refusal", Duration::from_secs(10), || {
+        refused("not signed by this fleet's CA")
+    });
+
+    // The fleet's own operator still gets through.
+    let (op_cert, op_key) = certs.pair("operator", "sre");
+    let ca = certs.ca();
+    let (code, out) = ctl.agents(&ctl.operator_env(&ca, &op_cert, &op_key));
+    assert_eq!(code, 0, "{out}");
+}

@@ -169,7 +169,7 @@ impl LocalFleet {
         let timing = ChannelTiming::default();
         let engine = Arc::new(Engine::new(Arc::new(AgentRegistry::default())));
         let (stop_tx, stop_rx) = oneshot::channel();
-        let tls = gameday::certs::server_tls(&fleet.ca, &fleet.controller);
+        let tls = server::ServerTls::new(&fleet.ca, &fleet.controller)?;
         let server = tokio::spawn({
             let engine = engine.clone();
             async move {

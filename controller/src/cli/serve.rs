@@ -13,7 +13,6 @@ use gameday::store::{Store, StoreError};
 use gameday_proto::tls::TlsPaths;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tonic::transport::ServerTlsConfig;
 
 /// Validates the config (exit 2 when it is wrong, before anything starts), then serves until
 /// SIGINT or SIGTERM.
@@ -97,7 +96,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
 
 /// The controller's TLS files, checked (see [`gameday_proto::tls`]) and turned into the
 /// server's TLS config; the certificate must be a controller certificate.
-fn check_tls(config: &ControllerConfig) -> Result<ServerTlsConfig, TlsError> {
+fn check_tls(config: &ControllerConfig) -> Result<gameday::server::ServerTls, TlsError> {
     let material = gameday_proto::tls::load(TlsPaths {
         ca: &config.tls.ca,
         cert: &config.tls.cert,
@@ -114,7 +113,7 @@ fn check_tls(config: &ControllerConfig) -> Result<ServerTlsConfig, TlsError> {
         cert: material.cert_pem,
         key: material.key_pem,
     };
-    Ok(gameday::certs::server_tls(&material.ca_pem, &pem))
+    Ok(gameday::server::ServerTls::new(&material.ca_pem, &pem)?)
 }
 
 /// The controller's TLS files cannot serve.
@@ -124,6 +123,9 @@ enum TlsError {
     /// certificate's.
     #[error(transparent)]
     File(#[from] gameday_proto::tls::TlsFileError),
+    /// The files passed their checks but rustls refused the combination.
+    #[error("tls: {0}")]
+    Server(#[from] gameday::server::ServerTlsError),
     /// The certificate is not a controller certificate.
     #[error(
         "tls.cert ({}): the certificate's role (organizational unit) is {role:?}, not \

@@ -3,6 +3,9 @@
 
 mod agent_control;
 mod operator;
+mod tls_accept;
+
+pub use tls_accept::{ServerTls, ServerTlsError};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,8 +14,9 @@ use std::time::Duration;
 use gameday_proto::v1::agent_control_server::AgentControlServer;
 use gameday_proto::v1::operator_server::OperatorServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Server, ServerTlsConfig};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::transport::Server;
 
 use crate::engine::Engine;
 
@@ -66,7 +70,7 @@ pub struct Extras {
 /// are still open; the agents' streams are closed (their leases take over); open connections
 /// and tracked tasks get a bounded time to end.
 pub async fn serve(
-    tls: ServerTlsConfig,
+    tls: ServerTls,
     timing: ChannelTiming,
     engine: Arc<Engine>,
     listener: TcpListener,
@@ -77,7 +81,7 @@ pub async fn serve(
 
 /// Like [`serve`], with history and schedules answering the operators' calls about them.
 pub async fn serve_with(
-    tls: ServerTlsConfig,
+    tls: ServerTls,
     timing: ChannelTiming,
     engine: Arc<Engine>,
     extras: Extras,
@@ -98,8 +102,9 @@ pub async fn serve_with(
         }
     });
     let (drain_tx, drain) = tokio::sync::oneshot::channel::<()>();
+    let (stop_accepting, acceptor) = (CancellationToken::new(), TaskTracker::new());
+    let incoming = tls_accept::incoming(listener, tls, stop_accepting.clone(), acceptor.clone());
     let server = Server::builder()
-        .tls_config(tls)?
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .add_service(AgentControlServer::new(
             agent_control::AgentControlService::new(engine.clone(), timing),
@@ -112,7 +117,7 @@ pub async fn serve_with(
             )
             .max_decoding_message_size(crate::limits::MAX_REQUEST_BYTES),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(incoming, async move {
             let _ = drain.await;
         });
     // The server runs on its own task: it must keep answering agents while the runs revert.
@@ -120,6 +125,7 @@ pub async fn serve_with(
     tokio::select! {
         result = &mut server => {
             expiry.abort();
+            stop_accepting.cancel();
             return flatten(result);
         }
         _ = shutdown => {}
@@ -139,7 +145,10 @@ pub async fn serve_with(
             Ok(())
         }
     };
+    stop_accepting.cancel();
+    acceptor.close();
     engine.join_tasks(timing.shutdown_grace).await;
+    let _ = tokio::time::timeout(timing.shutdown_grace, acceptor.wait()).await;
     expiry.abort();
     let _ = expiry.await;
     result
