@@ -30,10 +30,20 @@ impl Table {
         let mut cells = cells;
         cells.resize(self.head.len(), String::new());
         // A control character in a cell (a newline in a label, an escape sequence) would
-        // break the lines apart or move the cursor: show it escaped.
+        // break the lines apart or move the cursor: show it escaped. Only those characters:
+        // quotes and backslashes are shown as they are.
         for cell in &mut cells {
             if cell.chars().any(char::is_control) {
-                *cell = cell.escape_debug().to_string();
+                *cell = cell
+                    .chars()
+                    .map(|c| {
+                        if c.is_control() {
+                            c.escape_debug().to_string()
+                        } else {
+                            c.to_string()
+                        }
+                    })
+                    .collect();
             }
         }
         self.rows.push(cells);
@@ -91,5 +101,15 @@ mod tests {
         assert_eq!(lines[1], "a-very-long-agent-name-indeed     7  x");
         assert_eq!(lines[2], "b                              1234  yy");
         assert_eq!(lines[3], "tab\\there                         0");
+    }
+
+    #[test]
+    fn only_control_characters_are_escaped() {
+        let mut t = Table::new(&[("LABELS", Align::Left)]);
+        t.row(vec!["team=sre \"blue\" \\ tab\there".into()]);
+        assert_eq!(
+            t.render().lines().nth(1),
+            Some("team=sre \"blue\" \\ tab\\there")
+        );
     }
 }
