@@ -4,6 +4,7 @@
 
 pub mod bytes;
 pub mod duration;
+pub mod error_chain;
 pub mod fault;
 pub mod tls;
 

@@ -87,7 +87,7 @@ pub fn endpoint(
 
 /// Classifies a failed session by walking its error chain.
 pub fn classify(error: &SessionError) -> Failure {
-    let chain = chain(error);
+    let chain = gameday_proto::error_chain::chain(error);
     let cause = root_cause(&chain);
     let failure = |outlook, meaning| Failure {
         outlook,
@@ -180,35 +180,10 @@ fn permanent_tls(error: &rustls::Error) -> Option<&'static str> {
     }
 }
 
-/// The error and its sources, looking inside `io::Error`s too (whose `source()` skips the
-/// error they wrap, where rustls puts its own).
-fn chain<'a>(error: &'a (dyn Error + 'static)) -> Vec<&'a (dyn Error + 'static)> {
-    let mut out = Vec::new();
-    let mut next = Some(error);
-    while let Some(e) = next {
-        out.push(e);
-        next = match e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
-            Some(inner) => Some(inner as &(dyn Error + 'static)),
-            None => e.source(),
-        };
-        if out.len() > 32 {
-            break;
-        }
-    }
-    out
-}
-
 /// The lowest error's message; a status without a source is said with its code. A connection
 /// that ended mid-TLS-record is "the connection closed", not rustls' advice about close_notify.
 fn root_cause(chain: &[&(dyn Error + 'static)]) -> String {
-    let eof = chain.iter().any(|e| {
-        e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
-    });
-    if eof {
+    if gameday_proto::error_chain::closed_early(chain) {
         return "the connection closed".to_string();
     }
     let root = chain.last().expect("a chain holds its first error");

@@ -80,7 +80,7 @@ pub(super) fn call_failed(status: &tonic::Status, dial: &Dial<'_>) -> anyhow::Er
 
 /// The run's stream broke after the run began: the controller went away.
 pub(super) fn lost_during_run(status: &tonic::Status, dial: &Dial<'_>, run: &str) -> anyhow::Error {
-    let cause = root_cause(&chain(status));
+    let cause = root_cause(&gameday_proto::error_chain::chain(status));
     anyhow::anyhow!(
         "lost the controller at {} during {run} ({cause}); its agents revert every fault within \
          their lease (10s unless the controller's `lease` says otherwise), and the run will show \
@@ -90,7 +90,7 @@ pub(super) fn lost_during_run(status: &tonic::Status, dial: &Dial<'_>, run: &str
 }
 
 fn describe(error: &(dyn Error + 'static), dial: &Dial<'_>) -> String {
-    let chain = chain(error);
+    let chain = gameday_proto::error_chain::chain(error);
     let cause = root_cause(&chain);
     let url = dial.controller;
     let host = url
@@ -199,35 +199,10 @@ fn refused_certificate(dial: &Dial<'_>, cause: &str) -> String {
     )
 }
 
-/// The error and its sources, looking inside `io::Error`s too (whose `source()` skips the
-/// error they wrap).
-fn chain<'a>(error: &'a (dyn Error + 'static)) -> Vec<&'a (dyn Error + 'static)> {
-    let mut out = Vec::new();
-    let mut next = Some(error);
-    while let Some(e) = next {
-        out.push(e);
-        next = match e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
-            Some(inner) => Some(inner as &(dyn Error + 'static)),
-            None => e.source(),
-        };
-        if out.len() > 32 {
-            break;
-        }
-    }
-    out
-}
-
 /// The lowest error's message (a status without a source said by its message). A connection
 /// that ended mid-TLS-record is "the connection closed", not rustls' advice about close_notify.
 fn root_cause(chain: &[&(dyn Error + 'static)]) -> String {
-    let eof = chain.iter().any(|e| {
-        e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
-    });
-    if eof {
+    if gameday_proto::error_chain::closed_early(chain) {
         return "the connection closed".to_string();
     }
     let root = chain.last().expect("a chain holds its first error");
