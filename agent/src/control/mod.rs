@@ -214,6 +214,7 @@ impl Agent {
             unavailable: survey.unavailable,
             instance_id: self.instance.id.clone(),
             checks_faults: true,
+            process_scopes: true,
         };
         send(&tx, agent_message::Msg::Register(register)).await;
         let attached = client.attach(ReceiverStream::new(rx)).await;
@@ -355,9 +356,12 @@ fn check_fault(live: &LiveFaults, check: v1::CheckFault) -> FaultReport {
         }
     };
     match live.check(&check.fault_id, &fault) {
-        Ok(()) => {
+        Ok(warnings) => {
             tracing::debug!(fault = %check.fault_id, run = %check.run_id, kind = fault.kind(), "checked: would be accepted");
-            report
+            for warning in &warnings {
+                tracing::info!(fault = %check.fault_id, run = %check.run_id, kind = fault.kind(), %warning, "checked: would be accepted, with a warning");
+            }
+            FaultReport { warnings, ..report }
         }
         Err(e) => {
             tracing::info!(fault = %check.fault_id, run = %check.run_id, kind = fault.kind(), error = %e, "checked: would be refused");
@@ -425,6 +429,11 @@ mod tests {
             name: None,
             cmdline: None,
             pid_file: Some(pid_file.to_path_buf()),
+            unit: None,
+            cgroup: None,
+            container: None,
+            netns: None,
+            pidns: None,
             count: Default::default(),
             duration: None,
         });

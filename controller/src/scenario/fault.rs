@@ -108,7 +108,9 @@ fn spec_error_field(error: &FaultSpecError) -> Option<&'static str> {
         FaultSpecError::Empty { field } => Some(field),
         FaultSpecError::Regex(_) => Some("cmdline"),
         FaultSpecError::Invalid { field, .. } => Some(field),
-        FaultSpecError::MissingKind | FaultSpecError::ProcessMatch { .. } => None,
+        FaultSpecError::MissingKind
+        | FaultSpecError::ProcessMatch { .. }
+        | FaultSpecError::ProcessPlace { .. } => None,
     }
 }
 
@@ -195,7 +197,8 @@ mod tests {
             ),
             12,
             1,
-            "a process fault needs exactly one of `name`, `cmdline` or `pid_file`, found 2",
+            "a process fault needs exactly one of `name`, `cmdline` or `pid_file` (or only a place: \
+             `unit`, `cgroup` or `container`), found 2",
         );
         assert_only_error(
             &valid_with("pid_file = \"/tmp/x.pid\"\n", ""),
@@ -304,6 +307,11 @@ mod tests {
             name: Some("nginx".into()),
             cmdline: None,
             pid_file: None,
+            unit: None,
+            cgroup: None,
+            container: None,
+            netns: None,
+            pidns: None,
             count: Count::One,
         });
         assert_eq!(
