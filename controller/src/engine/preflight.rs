@@ -222,7 +222,8 @@ pub async fn check_faults(
             return Err(PreflightError::Refused {
                 agent: agent.name.clone(),
                 kind: fault.kind().to_string(),
-                reason: "this agent predates unit, cgroup, container and namespace scopes and                          would act on every matching process on its host; upgrade it"
+                reason: "this agent predates unit, cgroup, container and namespace scopes and \
+                         would act on every matching process on its host; upgrade it"
                     .into(),
             });
         }
@@ -326,5 +327,43 @@ mod tests {
             "network_partition is not available on web-1: the agent lacks the rights: no \
              permission for nftables (the agent needs CAP_NET_ADMIN)"
         );
+    }
+
+    #[tokio::test]
+    async fn a_scoped_process_fault_is_refused_for_an_agent_that_would_ignore_the_scope() {
+        let conn = |scopes: bool| {
+            let (tx, _rx) = tokio::sync::mpsc::channel(1);
+            let register = v1::Register {
+                name: "web-1".into(),
+                capabilities: vec!["process_kill".into()],
+                process_scopes: scopes,
+                ..v1::Register::default()
+            };
+            Arc::new(AgentConn::new(register, "10.0.0.5:41234".into(), tx))
+        };
+        let scoped: Fault =
+            toml::from_str("kind = \"process_kill\"\nname = \"redis-server\"\nnetns = \"agent\"")
+                .unwrap();
+        let bare: Fault =
+            toml::from_str("kind = \"process_kill\"\nname = \"redis-server\"").unwrap();
+        let err = check_faults("r1", &[conn(false)], &[bare.clone(), scoped.clone()])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "fault process_kill would not be applied on web-1: this agent predates unit, \
+             cgroup, container and namespace scopes and would act on every matching process \
+             on its host; upgrade it"
+        );
+        // Unscoped faults go to old agents as before; new agents are asked (these do not
+        // check faults, so nothing is sent).
+        assert_eq!(
+            check_faults("r1", &[conn(false)], &[bare]).await.unwrap(),
+            Vec::<String>::new()
+        );
+        assert!(check_faults("r1", &[conn(true)], &[scoped])
+            .await
+            .unwrap()
+            .is_empty());
     }
 }

@@ -166,7 +166,8 @@ mod tests {
             &text,
             17,
             1,
-            "unknown field `signals`, expected one of `signal`, `name`, `cmdline`, `pid_file`, `count`",
+            "unknown field `signals`, expected one of `signal`, `name`, `cmdline`, `pid_file`, `unit`, \
+             `cgroup`, `container`, `netns`, `pidns`, `count`",
         );
         assert_only_error(
             &valid_with("signal = \"SIGKILL\"", "signal = 9"),
