@@ -189,7 +189,7 @@ impl LiveFaults {
     /// Checks a fault as [`LiveFaults::apply`] would, without applying or journaling it: the
     /// controller's preflight, so a policy refusal or a pattern that matches nothing shows
     /// before the steady-state wait rather than after it.
-    pub fn check(&self, fault_id: &str, fault: &Fault) -> Result<(), FaultError> {
+    pub fn check(&self, fault_id: &str, fault: &Fault) -> Result<Vec<String>, FaultError> {
         if self
             .faults
             .lock()

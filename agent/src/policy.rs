@@ -6,9 +6,11 @@
 //! `gameday run --local` that is the controller).
 
 use gameday_proto::fault::{FAULT_KINDS, KILL_SIGNALS};
+use gameday_proto::ProcessPlace;
 use regex::Regex;
 use serde::Deserialize;
 
+use crate::faults::process_scope::{self, Whereabouts};
 use crate::os::ProcessInfo;
 
 /// The `[policy]` table of the agent config file, as written.
@@ -66,6 +68,55 @@ pub struct ProcessKillPolicy {
     /// Signals that may be sent; every signal `process_kill` knows when absent.
     #[serde(default)]
     pub signals: Option<Vec<String>>,
+    /// If not empty, only processes inside one of these scopes may be signalled or paused:
+    /// `unit:NAME.service`, `cgroup:/PATH` (that cgroup and below), `container:ID` (an id or
+    /// a prefix of at least 12 hex digits, or a systemd-nspawn machine name), `netns:agent`
+    /// or `pidns:agent` (the agent's own namespace). A fault that would touch any process
+    /// outside them is refused whole, as for `deny`.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// One entry of `process_kill.scopes`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum PolicyScope {
+    /// A unit, cgroup or container.
+    Place(ProcessPlace),
+    /// The agent's own network namespace.
+    AgentNetns,
+    /// The agent's own pid namespace.
+    AgentPidns,
+}
+
+impl PolicyScope {
+    fn parse(text: &str) -> Result<PolicyScope, String> {
+        let Some((kind, value)) = text.split_once(':') else {
+            return Err(format!(
+                "{text:?} is not KIND:VALUE (unit:, cgroup:, container:, netns:agent or pidns:agent)"
+            ));
+        };
+        match (kind, value) {
+            ("netns", "agent") => Ok(PolicyScope::AgentNetns),
+            ("pidns", "agent") => Ok(PolicyScope::AgentPidns),
+            ("netns" | "pidns", _) => Err(format!(
+                "{text:?}: a policy can only name the agent's own namespace ({kind}:agent); pids change"
+            )),
+            _ => ProcessPlace::parse(kind, value)
+                .map(PolicyScope::Place)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    fn holds(&self, at: &Whereabouts, agent: &Whereabouts) -> bool {
+        match self {
+            PolicyScope::Place(place) => at
+                .cgroup
+                .as_deref()
+                .is_some_and(|cgroup| process_scope::place_holds(place, cgroup)),
+            PolicyScope::AgentNetns => at.netns.is_some() && at.netns == agent.netns,
+            PolicyScope::AgentPidns => at.pidns.is_some() && at.pidns == agent.pidns,
+        }
+    }
 }
 
 /// A policy config that cannot be used.
@@ -93,6 +144,14 @@ pub enum PolicyError {
         /// The signal as written.
         signal: String,
     },
+    /// An entry of `process_kill.scopes` that cannot be read.
+    #[error("process_kill.scopes[{index}]: {message}")]
+    Scope {
+        /// Position in the list, from 0.
+        index: usize,
+        /// What is wrong.
+        message: String,
+    },
     /// A per-kind table (`network_partition`, `disk_fill`, `dns_poison`) that is not usable.
     #[error("{kind}: {message}")]
     Kind {
@@ -112,6 +171,7 @@ impl PolicyError {
             PolicyError::Regex { list: "allow", .. } => &["process_kill", "allow"],
             PolicyError::Regex { .. } => &["process_kill", "deny"],
             PolicyError::UnknownSignal { .. } => &["process_kill", "signals"],
+            PolicyError::Scope { .. } => &["process_kill", "scopes"],
             PolicyError::Kind {
                 kind: "network_partition",
                 ..
@@ -165,6 +225,21 @@ pub enum PolicyRefusal {
         /// The allow rules, as written.
         allow: Vec<String>,
     },
+    /// `scopes` is not empty and the process is in none of them.
+    #[error(
+        "process {pid} ({name}) is outside every scope the policy allows \
+         (process_kill.scopes = {scopes:?}); it is in cgroup {cgroup}"
+    )]
+    OutOfScope {
+        /// The process.
+        pid: i32,
+        /// Its name.
+        name: String,
+        /// Its cgroup, or `unknown`.
+        cgroup: String,
+        /// The scopes, as written.
+        scopes: Vec<String>,
+    },
     /// The fault kind is not in `allow_faults`.
     #[error("fault kind {kind} is not allowed on this host (allow_faults = {allowed:?})")]
     Kind {
@@ -201,6 +276,7 @@ pub struct Policy {
     kill_allow: Vec<(String, Regex)>,
     kill_deny: Vec<(String, Regex)>,
     kill_signals: Vec<String>,
+    kill_scopes: Vec<(String, PolicyScope)>,
     /// Limits on `network_partition`, checked by that fault.
     pub network_partition: crate::faults::network_partition::PolicyConfig,
     /// Limits on `disk_fill`, checked by that fault.
@@ -241,6 +317,17 @@ impl Policy {
             kill_allow: compile_rules("allow", &config.process_kill.allow)?,
             kill_deny: compile_rules("deny", &config.process_kill.deny)?,
             kill_signals,
+            kill_scopes: config
+                .process_kill
+                .scopes
+                .iter()
+                .enumerate()
+                .map(|(index, text)| {
+                    PolicyScope::parse(text)
+                        .map(|s| (text.clone(), s))
+                        .map_err(|message| PolicyError::Scope { index, message })
+                })
+                .collect::<Result<_, _>>()?,
             network_partition: config.network_partition.clone(),
             disk_fill: config.disk_fill.clone(),
             dns_poison: config.dns_poison.clone(),
@@ -255,6 +342,7 @@ impl Policy {
             kill_allow: Vec::new(),
             kill_deny: Vec::new(),
             kill_signals: KILL_SIGNALS.iter().map(|s| s.to_string()).collect(),
+            kill_scopes: Vec::new(),
             network_partition: Default::default(),
             disk_fill: Default::default(),
             dns_poison: Default::default(),
@@ -288,6 +376,30 @@ impl Policy {
                 allowed: self.kill_signals.clone(),
             })
         }
+    }
+
+    /// Whether `process_kill.scopes` restricts where processes may be.
+    pub fn has_scopes(&self) -> bool {
+        !self.kill_scopes.is_empty()
+    }
+
+    /// Whether process `p`, found at `at`, lies in one of `process_kill.scopes` (`agent` is
+    /// where the agent itself is). Always true when the list is empty.
+    pub fn check_scopes(
+        &self,
+        p: &ProcessInfo,
+        at: &Whereabouts,
+        agent: &Whereabouts,
+    ) -> Result<(), PolicyRefusal> {
+        if self.kill_scopes.is_empty() || self.kill_scopes.iter().any(|(_, s)| s.holds(at, agent)) {
+            return Ok(());
+        }
+        Err(PolicyRefusal::OutOfScope {
+            pid: p.pid,
+            name: p.name.clone(),
+            cgroup: at.cgroup.clone().unwrap_or_else(|| "unknown".into()),
+            scopes: self.kill_scopes.iter().map(|(t, _)| t.clone()).collect(),
+        })
     }
 
     /// Whether process `p` may be signalled by an agent whose pid is `own_pid` and whose
@@ -457,5 +569,80 @@ mod tests {
         assert!(matches!(signal, PolicyError::UnknownSignal { .. }));
         assert!(toml::from_str::<PolicyConfig>("allow_fault = []").is_err());
         assert!(toml::from_str::<PolicyConfig>("[process_kill]\nallw = []").is_err());
+    }
+
+    fn at(cgroup: &str, netns: u64, pidns: u64) -> Whereabouts {
+        Whereabouts {
+            cgroup: Some(cgroup.into()),
+            netns: Some(netns),
+            pidns: Some(pidns),
+        }
+    }
+
+    #[test]
+    fn scopes_confine_processes_to_units_cgroups_containers_and_namespaces() {
+        let p = policy(
+            r#"
+            [process_kill]
+            scopes = ["unit:redis-server.service", "cgroup:/gameday-test", "netns:agent"]
+            "#,
+        )
+        .unwrap();
+        assert!(p.has_scopes());
+        let agent = at("/system.slice/gameday-agent.service", 1, 2);
+        let redis = proc(10, "redis-server", "redis-server");
+        for ok in [
+            at("/system.slice/redis-server.service", 9, 9),
+            at("/gameday-test/inner", 9, 9),
+            at("/system.slice/other.service", 1, 9),
+        ] {
+            assert!(p.check_scopes(&redis, &ok, &agent).is_ok(), "{ok:?}");
+        }
+        let outside = at("/system.slice/docker-abc.scope", 9, 2);
+        let refusal = p.check_scopes(&redis, &outside, &agent).unwrap_err();
+        assert_eq!(
+            refusal.to_string(),
+            "process 10 (redis-server) is outside every scope the policy allows \
+             (process_kill.scopes = [\"unit:redis-server.service\", \"cgroup:/gameday-test\", \
+             \"netns:agent\"]); it is in cgroup /system.slice/docker-abc.scope"
+        );
+        assert!(!refusal.is_protected());
+        let unknown = Whereabouts::default();
+        assert!(p.check_scopes(&redis, &unknown, &agent).is_err());
+        // No scopes: anything goes.
+        assert!(Policy::permissive()
+            .check_scopes(&redis, &outside, &agent)
+            .is_ok());
+        let pidns =
+            policy("[process_kill]\nscopes = [\"pidns:agent\", \"container:web\"]").unwrap();
+        assert!(pidns.check_scopes(&redis, &outside, &agent).is_ok());
+        assert!(pidns
+            .check_scopes(
+                &redis,
+                &at("/machine.slice/machine-web.scope", 5, 5),
+                &agent
+            )
+            .is_ok());
+        assert!(pidns.check_scopes(&redis, &at("/x", 5, 5), &agent).is_err());
+    }
+
+    #[test]
+    fn bad_scopes_name_their_entry() {
+        for (bad, says) in [
+            ("redis", "not KIND:VALUE"),
+            ("netns:1234", "only name the agent's own namespace"),
+            ("unit:redis", "\"redis.service\""),
+            ("cgroup:relative", "from `/`"),
+            ("host:x", "unknown place"),
+        ] {
+            let err = policy(&format!(
+                "[process_kill]\nscopes = [\"unit:a.service\", {bad:?}]"
+            ))
+            .unwrap_err();
+            assert_eq!(err.key_path(), &["process_kill", "scopes"]);
+            let text = err.to_string();
+            assert!(text.starts_with("process_kill.scopes[1]: "), "{text}");
+            assert!(text.contains(says), "{bad}: {text}");
+        }
     }
 }

@@ -95,6 +95,11 @@ fn kill_fault(
         name: None,
         cmdline,
         pid_file,
+        unit: None,
+        cgroup: None,
+        container: None,
+        netns: None,
+        pidns: None,
         count: Count::All,
     })
 }

@@ -74,6 +74,9 @@ pub struct AgentConn {
     pub instance_id: String,
     /// It answers CheckFault, so preflight can check faults without applying them.
     pub checks_faults: bool,
+    /// It honours unit, cgroup, container and namespace scopes in process faults; an older
+    /// agent would ignore them and act on every matching process on its host.
+    pub process_scopes: bool,
     /// Remote address of its stream.
     pub peer: String,
     /// Distinguishes this connection from an earlier one of the same agent.
@@ -145,6 +148,7 @@ impl AgentConn {
             unavailable: register.unavailable,
             instance_id: register.instance_id,
             checks_faults: register.checks_faults,
+            process_scopes: register.process_scopes,
             peer,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             connected_at: now,

@@ -205,3 +205,26 @@ fn a_kind_the_policy_does_not_allow_says_so_in_preflight() {
         ],
     );
 }
+
+#[test]
+fn a_process_outside_the_policys_scopes_fails_preflight() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut target, pid_file) = sleeper(dir.path());
+    let file = scenario(
+        dir.path(),
+        &format!(
+            "[[faults]]\nkind = \"process_kill\"\npid_file = \"{}\"",
+            pid_file.display()
+        ),
+    );
+    // No process is in this cgroup, so the sleeper is outside every allowed scope.
+    let policy = "[policy.process_kill]\nscopes = [\"cgroup:/gameday-no-such-cgroup\"]\n";
+    assert_refused_in_preflight(
+        run_with_policy(&file, policy),
+        &[
+            "fault process_kill would not be applied on local",
+            "is outside every scope the policy allows",
+        ],
+    );
+    assert!(target.alive(), "nothing was killed");
+}

@@ -17,6 +17,6 @@ pub mod v1 {
 pub use bytes::ByteSize;
 pub use duration::Duration;
 pub use fault::{
-    DiskFill, DnsPoison, Fault, FaultSpecError, NetworkPartition, ProcessKill, ProcessMatch,
-    ProcessPause,
+    DiskFill, DnsPoison, Fault, FaultSpecError, NamespaceScope, NetworkPartition, ProcessKill,
+    ProcessMatch, ProcessPause, ProcessPlace, ProcessSelector,
 };

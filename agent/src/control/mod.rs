@@ -214,6 +214,7 @@ impl Agent {
             unavailable: survey.unavailable,
             instance_id: self.instance.id.clone(),
             checks_faults: true,
+            process_scopes: true,
         };
         send(&tx, agent_message::Msg::Register(register)).await;
         let attached = client.attach(ReceiverStream::new(rx)).await;
@@ -355,9 +356,12 @@ fn check_fault(live: &LiveFaults, check: v1::CheckFault) -> FaultReport {
         }
     };
     match live.check(&check.fault_id, &fault) {
-        Ok(()) => {
+        Ok(warnings) => {
             tracing::debug!(fault = %check.fault_id, run = %check.run_id, kind = fault.kind(), "checked: would be accepted");
-            report
+            for warning in &warnings {
+                tracing::info!(fault = %check.fault_id, run = %check.run_id, kind = fault.kind(), %warning, "checked: would be accepted, with a warning");
+            }
+            FaultReport { warnings, ..report }
         }
         Err(e) => {
             tracing::info!(fault = %check.fault_id, run = %check.run_id, kind = fault.kind(), error = %e, "checked: would be refused");
@@ -425,6 +429,11 @@ mod tests {
             name: None,
             cmdline: None,
             pid_file: Some(pid_file.to_path_buf()),
+            unit: None,
+            cgroup: None,
+            container: None,
+            netns: None,
+            pidns: None,
             count: Default::default(),
             duration: None,
         });
@@ -517,5 +526,59 @@ mod tests {
         assert!(eventually(|| !stopped(sleeper.id())), "resumed");
         sleeper.kill().unwrap();
         sleeper.wait().unwrap();
+    }
+
+    #[test]
+    fn a_check_answers_with_the_agents_warnings() {
+        // A fake /proc: two `worker` processes in different cgroups and network namespaces.
+        let proc_root = tempfile::tempdir().unwrap();
+        for (pid, cgroup, net) in [
+            (4_000_001, "/system.slice/worker.service", 4026531840u64),
+            (4_000_002, "/system.slice/docker-x.scope", 4026532500),
+        ] {
+            let dir = proc_root.path().join(pid.to_string());
+            std::fs::create_dir_all(dir.join("ns")).unwrap();
+            std::fs::write(
+                dir.join("stat"),
+                format!("{pid} (worker) S 1 {pid} {pid} 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 100 1 1"),
+            )
+            .unwrap();
+            std::fs::write(dir.join("cmdline"), b"worker\x00").unwrap();
+            std::fs::write(dir.join("cgroup"), format!("0::{cgroup}\n")).unwrap();
+            std::os::unix::fs::symlink(format!("net:[{net}]"), dir.join("ns/net")).unwrap();
+            std::os::unix::fs::symlink("pid:[4026531836]", dir.join("ns/pid")).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host {
+            processes: Arc::new(crate::os::RealOs::with_proc_root(
+                proc_root.path().to_path_buf(),
+            )),
+            network: Default::default(),
+            disk: Default::default(),
+            dns: Default::default(),
+            controller: Vec::new(),
+        };
+        let live = Arc::new(LiveFaults::new(
+            Arc::new(host),
+            Arc::new(Policy::permissive()),
+            Journal::open(&dir.path().join("journal")).unwrap(),
+        ));
+        let fault: Fault = toml::from_str("kind = \"process_kill\"\nname = \"worker\"").unwrap();
+        let report = check_fault(
+            &live,
+            v1::CheckFault {
+                fault_id: "f1".into(),
+                run_id: "r1".into(),
+                spec: Some(fault.to_wire()),
+            },
+        );
+        assert_eq!(report.failure, None);
+        assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+        assert!(
+            report.warnings[0].starts_with("name \"worker\" matches processes in 2 cgroups"),
+            "{:?}",
+            report.warnings
+        );
+        assert!(report.warnings[0].contains("2 network namespaces"));
     }
 }

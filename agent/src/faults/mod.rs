@@ -8,6 +8,7 @@ pub mod dns_poison;
 pub mod network_partition;
 pub mod process_kill;
 pub mod process_pause;
+pub mod process_scope;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -308,18 +309,27 @@ pub fn capabilities(policy: &Policy, host: &Host) -> Vec<String> {
 
 /// Checks `fault` as applying it would (kind, policy, process matching, paths, limits), without
 /// changing the host or journaling anything. A kill's targets are chosen here too, so a pattern
-/// that matches nothing today fails the check.
+/// that matches nothing today fails the check. Returns warnings for the operator: things that
+/// do not stop the fault but may not be what was meant (a bare process name that matches
+/// processes in several cgroups or namespaces).
 pub fn check(
     fault: &Fault,
     fault_id: &str,
     policy: &Policy,
     host: &Host,
-) -> Result<(), FaultError> {
+) -> Result<Vec<String>, FaultError> {
     let plan = prepare(fault, fault_id, policy, host)?;
-    if let Plan::ProcessKill(p) = &plan {
-        process_kill::check(&p.kill, policy, host.processes.as_ref()).map(drop)?;
-    }
-    Ok(())
+    let os = host.processes.as_ref();
+    Ok(match (fault, &plan) {
+        (_, Plan::ProcessKill(p)) => process_kill::check(&p.kill, policy, os)?.1.warnings,
+        (Fault::ProcessPause(pause), _) => {
+            let selector = pause
+                .selector()
+                .map_err(|e| FaultError::Invalid(e.to_string()))?;
+            process_kill::select(&selector, pause.count, policy, os)?.warnings
+        }
+        _ => Vec::new(),
+    })
 }
 
 fn unsupported(kind: &str) -> FaultError {

@@ -1,4 +1,5 @@
-//! `process_kill`: send a signal to processes chosen by name, command line or pid file.
+//! `process_kill`: send a signal to processes chosen by name, command line or pid file, within
+//! a unit, cgroup, container or namespace when the fault says so (see `process_scope`).
 //!
 //! Every selected process is checked against the policy before the first signal goes out, so a
 //! refusal leaves nothing half-applied. There is nothing to revert: a killed process is
@@ -9,10 +10,11 @@ use std::time::Instant;
 
 use gameday_proto::fault::Count;
 use gameday_proto::v1::Evidence;
-use gameday_proto::{FaultSpecError, ProcessKill, ProcessMatch};
+use gameday_proto::{FaultSpecError, ProcessKill, ProcessMatch, ProcessSelector};
 use nix::sys::signal::Signal;
 use regex::Regex;
 
+use super::process_scope::{self, Scope};
 use super::{Applied, FaultError};
 use crate::os::{OsError, ProcessInfo, ProcessOs};
 use crate::policy::Policy;
@@ -30,41 +32,74 @@ pub fn apply(
     policy: &Policy,
     os: &dyn ProcessOs,
 ) -> Result<Applied, FaultError> {
-    let (signal, targets) = check(kill, policy, os)?;
-    send(signal, &targets, os)
+    let (signal, selection) = check(kill, policy, os)?;
+    send(signal, &selection.targets, os)
 }
 
 /// Everything [`apply`] decides before the first signal: the signal (allowed by the policy)
-/// and the processes it would go to (each allowed). Sends nothing.
+/// and the processes it would go to (each allowed), with warnings for the operator. Sends
+/// nothing.
 pub fn check(
     kill: &ProcessKill,
     policy: &Policy,
     os: &dyn ProcessOs,
-) -> Result<(Signal, Vec<ProcessInfo>), FaultError> {
+) -> Result<(Signal, Selection), FaultError> {
     let selector = kill
         .selector()
         .map_err(|e| FaultError::Invalid(e.to_string()))?;
     policy.check_signal(&kill.signal)?;
     let signal = Signal::from_str(&kill.signal)
         .map_err(|_| FaultError::Invalid(format!("unknown signal {:?}", kill.signal)))?;
-    let targets = select(&selector, kill.count, policy, os)?;
-    Ok((signal, targets))
+    let selection = select(&selector, kill.count, policy, os)?;
+    Ok((signal, selection))
+}
+
+/// The processes a process fault would act on, and what the operator should know about them.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    /// The processes, each allowed by the policy.
+    pub targets: Vec<ProcessInfo>,
+    /// E.g. a bare name that matches processes in several containers or namespaces.
+    pub warnings: Vec<String>,
 }
 
 /// The processes a selector picks, every one of them allowed by the policy (checked before
 /// anything is done to any of them, so a refusal leaves nothing half-applied).
 pub fn select(
-    selector: &ProcessMatch,
+    selector: &ProcessSelector,
     count: Count,
     policy: &Policy,
     os: &dyn ProcessOs,
-) -> Result<Vec<ProcessInfo>, FaultError> {
+) -> Result<Selection, FaultError> {
     let (own_pid, parent_pid) = (os.own_pid(), os.parent_pid());
-    let targets = match selector {
+    let scope = Scope::resolve(selector, os)?;
+    let mut warnings = Vec::new();
+    let targets = match &selector.target {
         // A pid file names one process on purpose: if it is protected, say so rather than skip.
-        ProcessMatch::PidFile(path) => vec![pid_file_target(path, os)?],
-        ProcessMatch::Name(_) | ProcessMatch::Cmdline(_) => {
-            let matched = scan(selector, os)?;
+        Some(ProcessMatch::PidFile(path)) => {
+            let p = pid_file_target(path, os)?;
+            if scope.is_some() && !scope.holds(&process_scope::locate(p.pid, os)?) {
+                return Err(FaultError::Invalid(format!(
+                    "pid file {} names pid {} ({}), which is not in {}",
+                    path.display(),
+                    p.pid,
+                    p.name,
+                    scope.describe()
+                )));
+            }
+            vec![p]
+        }
+        target => {
+            let mut matched = scan(target.as_ref(), os)?;
+            if scope.is_some() {
+                let mut inside = Vec::new();
+                for p in matched {
+                    if scope.holds(&process_scope::locate(p.pid, os)?) {
+                        inside.push(p);
+                    }
+                }
+                matched = inside;
+            }
             // A pattern can easily also match pid 1, the agent or its parent (a cmdline regex
             // that matches the shell that started everything); those are never candidates.
             let (protected, candidates): (Vec<_>, Vec<_>) = matched.into_iter().partition(|p| {
@@ -77,7 +112,17 @@ pub fn select(
                 tracing::debug!(pid = p.pid, name = %p.name, "skipping a process policy never signals");
             }
             if candidates.is_empty() {
-                return Err(no_match(selector, &protected, own_pid));
+                return Err(no_match(selector, &scope, &protected, own_pid));
+            }
+            if !scope.is_some() {
+                let located = candidates
+                    .iter()
+                    .map(|p| Ok((p.clone(), process_scope::locate(p.pid, os)?)))
+                    .collect::<Result<Vec<_>, FaultError>>()?;
+                warnings.extend(process_scope::spread_warning(
+                    &describe_target(selector),
+                    &located,
+                ));
             }
             match count {
                 Count::All => candidates,
@@ -89,18 +134,27 @@ pub fn select(
             }
         }
     };
+    let agent_at = if policy.has_scopes() {
+        Some(process_scope::agent(os)?)
+    } else {
+        None
+    };
     for p in &targets {
         policy.check_process(p, own_pid, parent_pid)?;
+        if let Some(agent_at) = &agent_at {
+            policy.check_scopes(p, &process_scope::locate(p.pid, os)?, agent_at)?;
+        }
     }
-    Ok(targets)
+    Ok(Selection { targets, warnings })
 }
 
-/// Processes matching a name or command-line selector.
-fn scan(selector: &ProcessMatch, os: &dyn ProcessOs) -> Result<Vec<ProcessInfo>, FaultError> {
+/// Processes matching a name or command-line selector; every process when there is none (the
+/// place then selects).
+fn scan(target: Option<&ProcessMatch>, os: &dyn ProcessOs) -> Result<Vec<ProcessInfo>, FaultError> {
     let all = os.processes().map_err(system)?;
-    Ok(match selector {
-        ProcessMatch::Name(name) => all.into_iter().filter(|p| &p.name == name).collect(),
-        ProcessMatch::Cmdline(pattern) => {
+    Ok(match target {
+        Some(ProcessMatch::Name(name)) => all.into_iter().filter(|p| &p.name == name).collect(),
+        Some(ProcessMatch::Cmdline(pattern)) => {
             let re = Regex::new(pattern).map_err(|e| {
                 FaultError::Invalid(FaultSpecError::Regex(e.to_string()).to_string())
             })?;
@@ -108,7 +162,8 @@ fn scan(selector: &ProcessMatch, os: &dyn ProcessOs) -> Result<Vec<ProcessInfo>,
                 .filter(|p| re.is_match(&p.cmdline))
                 .collect()
         }
-        ProcessMatch::PidFile(_) => Vec::new(),
+        Some(ProcessMatch::PidFile(_)) => Vec::new(),
+        None => all,
     })
 }
 
@@ -195,13 +250,33 @@ fn send(
     })
 }
 
-fn no_match(selector: &ProcessMatch, protected: &[ProcessInfo], own_pid: i32) -> FaultError {
-    let what = match selector {
-        ProcessMatch::Name(name) => format!("name {name:?}"),
-        ProcessMatch::Cmdline(re) => format!("cmdline {re:?}"),
-        ProcessMatch::PidFile(path) => format!("pid_file {:?}", path.display().to_string()),
-    };
-    let mut message = format!("no process matches {what}");
+/// The selector's target in words: `name "redis-server"`.
+fn describe_target(selector: &ProcessSelector) -> String {
+    match &selector.target {
+        Some(ProcessMatch::Name(name)) => format!("name {name:?}"),
+        Some(ProcessMatch::Cmdline(re)) => format!("cmdline {re:?}"),
+        Some(ProcessMatch::PidFile(path)) => format!("pid_file {:?}", path.display().to_string()),
+        None => "any process".to_string(),
+    }
+}
+
+fn no_match(
+    selector: &ProcessSelector,
+    scope: &Scope,
+    protected: &[ProcessInfo],
+    own_pid: i32,
+) -> FaultError {
+    let mut what = describe_target(selector);
+    if scope.is_some() {
+        if selector.target.is_none() {
+            what = format!("no process is in {}", scope.describe());
+        } else {
+            what = format!("no process matches {what} in {}", scope.describe());
+        }
+    } else {
+        what = format!("no process matches {what}");
+    }
+    let mut message = what;
     if !protected.is_empty() {
         let skipped: Vec<String> = protected
             .iter()
@@ -217,7 +292,7 @@ fn no_match(selector: &ProcessMatch, protected: &[ProcessInfo], own_pid: i32) ->
         ));
     }
     // comm is cut to 15 bytes by the kernel, so a longer name can never match.
-    if let ProcessMatch::Name(name) = selector {
+    if let Some(ProcessMatch::Name(name)) = &selector.target {
         if name.len() > 15 {
             message.push_str(
                 " (the kernel cuts process names to 15 bytes; use `cmdline` to match longer ones)",
@@ -256,6 +331,7 @@ mod tests {
     use nix::errno::Errno;
 
     use super::*;
+    use crate::os::Namespace;
     use crate::policy::PolicyConfig;
 
     const OWN: i32 = 500;
@@ -270,6 +346,10 @@ mod tests {
         vanish: HashSet<i32>,
         /// Pids the kernel refuses to signal.
         forbidden: HashSet<i32>,
+        /// Each process's cgroup path.
+        cgroups: HashMap<i32, String>,
+        /// Each process's (network, pid) namespace inodes.
+        namespaces: HashMap<i32, (u64, u64)>,
         sent: Mutex<Vec<(i32, Signal)>>,
     }
 
@@ -323,6 +403,15 @@ mod tests {
             }
             self.sent.lock().unwrap().push((pid, signal));
             Ok(())
+        }
+        fn cgroup(&self, pid: i32) -> Result<Option<String>, OsError> {
+            Ok(self.cgroups.get(&pid).cloned())
+        }
+        fn namespace(&self, pid: i32, ns: Namespace) -> Result<Option<u64>, OsError> {
+            Ok(self.namespaces.get(&pid).map(|&(net, pid_ns)| match ns {
+                Namespace::Net => net,
+                Namespace::Pid => pid_ns,
+            }))
         }
         fn own_pid(&self) -> i32 {
             OWN
@@ -568,9 +657,241 @@ mod tests {
         let Fault::ProcessKill(demo) = kill(r#"name = "demo""#) else {
             unreachable!()
         };
-        let (signal, targets) = super::check(&demo, &Policy::permissive(), &os).unwrap();
+        let (signal, selection) = super::check(&demo, &Policy::permissive(), &os).unwrap();
         assert_eq!(signal, Signal::SIGKILL);
-        assert_eq!(targets.len(), 2);
+        assert_eq!(selection.targets.len(), 2);
         assert!(os.sent().is_empty(), "a check signals nothing");
+    }
+
+    const ID: &str = "3f2a9c1b7d8e4f6a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6";
+    const HOST_NET: u64 = 4026531840;
+    const HOST_PID: u64 = 4026531836;
+
+    /// A host running redis-server three times: as a systemd unit, in a docker container (own
+    /// network and pid namespaces), and in a network namespace of its own; plus the agent.
+    fn containers() -> FakeOs {
+        let mut os = FakeOs::with(&[
+            (1, "systemd", "/sbin/init", 1),
+            (PARENT, "systemd", "/lib/systemd/systemd --user", 2),
+            (OWN, "gameday-agent", "gameday-agent", 3),
+            (
+                100,
+                "redis-server",
+                "/usr/bin/redis-server 127.0.0.1:6379",
+                10,
+            ),
+            (101, "redis-check", "/usr/bin/redis-check", 11),
+            (200, "redis-server", "redis-server *:6379", 20),
+            (300, "redis-server", "redis-server *:6379", 30),
+        ]);
+        let docker = format!("/system.slice/docker-{ID}.scope");
+        for (pid, cgroup, net, pidns) in [
+            (1, "/init.scope", HOST_NET, HOST_PID),
+            (
+                PARENT,
+                "/system.slice/gameday-agent.service",
+                HOST_NET,
+                HOST_PID,
+            ),
+            (
+                OWN,
+                "/system.slice/gameday-agent.service",
+                HOST_NET,
+                HOST_PID,
+            ),
+            (
+                100,
+                "/system.slice/redis-server.service",
+                HOST_NET,
+                HOST_PID,
+            ),
+            (
+                101,
+                "/system.slice/redis-server.service/check",
+                HOST_NET,
+                HOST_PID,
+            ),
+            (200, docker.as_str(), 4026532500, 4026532501),
+            (300, "/system.slice/lab.service", 4026532600, HOST_PID),
+        ] {
+            os.cgroups.insert(pid, cgroup.to_string());
+            os.namespaces.insert(pid, (net, pidns));
+        }
+        os
+    }
+
+    fn pids(fault: &str, os: &FakeOs) -> Result<Vec<i32>, FaultError> {
+        apply(&kill(fault), os).map(|a| a.evidence.pids)
+    }
+
+    #[test]
+    fn a_unit_selects_its_cgroups_processes_only() {
+        let os = containers();
+        assert_eq!(
+            pids(
+                "name = \"redis-server\"\nunit = \"redis-server.service\"",
+                &os
+            )
+            .unwrap(),
+            vec![100]
+        );
+        // A unit alone: every process in its cgroup and below it.
+        assert_eq!(
+            pids("unit = \"redis-server.service\"", &os).unwrap(),
+            vec![100, 101]
+        );
+        // The agent's own unit: the agent (and its parent) are skipped, so nothing is left.
+        let err = pids("unit = \"gameday-agent.service\"", &os).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no process is in unit gameday-agent.service apart from processes policy never \
+             signals: 499 (the agent's parent), 500 (the agent itself)"
+        );
+        let err = pids("name = \"redis-server\"\nunit = \"nope.service\"", &os).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no process matches name \"redis-server\" in unit nope.service"
+        );
+    }
+
+    #[test]
+    fn a_cgroup_selects_it_and_below() {
+        let os = containers();
+        assert_eq!(
+            pids("cgroup = \"/system.slice/redis-server.service/check\"", &os).unwrap(),
+            vec![101]
+        );
+        assert_eq!(
+            pids("name = \"redis-server\"\ncgroup = \"/system.slice\"", &os).unwrap(),
+            vec![100, 200, 300]
+        );
+    }
+
+    #[test]
+    fn a_container_is_found_by_id_or_prefix_in_the_cgroup() {
+        let os = containers();
+        assert_eq!(
+            pids(&format!("container = \"{ID}\""), &os).unwrap(),
+            vec![200]
+        );
+        assert_eq!(
+            pids(
+                &format!("name = \"redis-server\"\ncontainer = \"{}\"", &ID[..12]),
+                &os
+            )
+            .unwrap(),
+            vec![200]
+        );
+        assert!(pids("container = \"0123456789abcdef\"", &os).is_err());
+    }
+
+    #[test]
+    fn namespaces_scope_by_the_agents_or_another_processs() {
+        let os = containers();
+        assert_eq!(
+            pids("name = \"redis-server\"\nnetns = \"agent\"", &os).unwrap(),
+            vec![100]
+        );
+        assert_eq!(
+            pids(
+                "name = \"redis-server\"\nnetns = { same_as_pid = 300 }",
+                &os
+            )
+            .unwrap(),
+            vec![300]
+        );
+        assert_eq!(
+            pids("name = \"redis-server\"\npidns = \"agent\"", &os).unwrap(),
+            vec![100, 300]
+        );
+        assert_eq!(
+            pids("name = \"redis-server\"\npidns = { same_as_pid = 200 }\nnetns = { same_as_pid = 200 }", &os)
+                .unwrap(),
+            vec![200]
+        );
+        let err = pids(
+            "name = \"redis-server\"\nnetns = { same_as_pid = 9999 }",
+            &os,
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), gameday_proto::v1::FailureKind::Invalid);
+        assert!(
+            err.to_string().starts_with("netns: cannot read pid 9999's"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_pid_file_outside_the_scope_is_refused() {
+        let mut os = containers();
+        os.pid_files.insert("/run/redis.pid".into(), 200);
+        let err = pids("pid_file = \"/run/redis.pid\"\nnetns = \"agent\"", &os).unwrap_err();
+        assert_eq!(err.kind(), gameday_proto::v1::FailureKind::Invalid);
+        assert!(
+            err.to_string().starts_with(
+                "pid file /run/redis.pid names pid 200 (redis-server), which is not in the \
+                 agent's net namespace"
+            ),
+            "{err}"
+        );
+        assert!(os.sent().is_empty());
+        assert_eq!(
+            pids(
+                &format!("pid_file = \"/run/redis.pid\"\ncontainer = \"{ID}\""),
+                &os
+            )
+            .unwrap(),
+            vec![200]
+        );
+    }
+
+    #[test]
+    fn a_bare_name_across_containers_is_checked_with_a_warning() {
+        let os = containers();
+        let Fault::ProcessKill(bare) = kill("name = \"redis-server\"") else {
+            unreachable!()
+        };
+        let (_, selection) = super::check(&bare, &Policy::permissive(), &os).unwrap();
+        assert_eq!(
+            selection.targets.len(),
+            3,
+            "default behaviour stays as it was"
+        );
+        assert_eq!(selection.warnings.len(), 1, "{:?}", selection.warnings);
+        let warning = &selection.warnings[0];
+        assert!(
+            warning.starts_with("name \"redis-server\" matches processes in 3 cgroups ("),
+            "{warning}"
+        );
+        assert!(warning.contains("3 network namespaces"), "{warning}");
+        assert!(warning.contains("2 pid namespaces"), "{warning}");
+        let Fault::ProcessKill(scoped) = kill("name = \"redis-server\"\nnetns = \"agent\"") else {
+            unreachable!()
+        };
+        let (_, selection) = super::check(&scoped, &Policy::permissive(), &os).unwrap();
+        assert!(selection.warnings.is_empty());
+        assert!(os.sent().is_empty());
+    }
+
+    #[test]
+    fn policy_scopes_refuse_a_fault_that_reaches_outside_them() {
+        let os = containers();
+        let confined =
+            policy("[process_kill]\nscopes = [\"unit:redis-server.service\", \"netns:agent\"]");
+        let err = via_policy(&kill("name = \"redis-server\""), &confined, &os).unwrap_err();
+        assert_eq!(err.kind(), gameday_proto::v1::FailureKind::Policy);
+        assert!(
+            err.to_string()
+                .starts_with("process 200 (redis-server) is outside every scope"),
+            "{err}"
+        );
+        assert!(os.sent().is_empty(), "refused whole, before any signal");
+        let applied = via_policy(
+            &kill("name = \"redis-server\"\nunit = \"redis-server.service\""),
+            &confined,
+            &os,
+        )
+        .unwrap();
+        assert_eq!(applied.evidence.pids, vec![100]);
     }
 }

@@ -45,6 +45,7 @@ pub fn prepare(pause: &ProcessPause, policy: &Policy, host: &Host) -> Result<Pla
     let os = host.processes.as_ref();
     let chosen = select(&selector, pause.count, policy, os)?;
     let targets = chosen
+        .targets
         .into_iter()
         .map(|p| {
             let state_before = os.state(p.pid).map_err(system)?;

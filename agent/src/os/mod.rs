@@ -28,6 +28,25 @@ pub struct ProcessInfo {
     pub start_ticks: u64,
 }
 
+/// A kind of namespace a process fault can be confined to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Namespace {
+    /// The network namespace (`/proc/PID/ns/net`).
+    Net,
+    /// The pid namespace (`/proc/PID/ns/pid`).
+    Pid,
+}
+
+impl Namespace {
+    /// Its file under `/proc/PID/ns/`, and how scenarios and policies name it (`netns`...).
+    pub fn file(self) -> &'static str {
+        match self {
+            Namespace::Net => "net",
+            Namespace::Pid => "pid",
+        }
+    }
+}
+
 /// A kernel operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OsError {
@@ -107,6 +126,21 @@ pub trait ProcessOs: Send + Sync {
 
     /// The agent's parent pid (the controller, under `gameday run --local`).
     fn parent_pid(&self) -> i32;
+
+    /// The process's cgroup path as `/proc/PID/cgroup` shows it (the cgroup v2 `0::` line; on
+    /// a v1-only host, the `name=systemd` hierarchy), `None` if it is gone or has none. A fake
+    /// that does not know where processes are answers `None`, and no scope then holds them.
+    fn cgroup(&self, pid: i32) -> Result<Option<String>, OsError> {
+        let _ = pid;
+        Ok(None)
+    }
+
+    /// The inode that identifies the process's namespace of kind `ns` (what
+    /// `readlink /proc/PID/ns/net` shows in brackets), `None` if it is gone or cannot be read.
+    fn namespace(&self, pid: i32, ns: Namespace) -> Result<Option<u64>, OsError> {
+        let _ = (pid, ns);
+        Ok(None)
+    }
 
     /// The process's state letter (`R`, `S`, `T` for stopped...), `None` if it is gone.
     fn state(&self, pid: i32) -> Result<Option<char>, OsError> {
@@ -259,6 +293,48 @@ impl ProcessOs for RealOs {
         pid_from_u32(std::os::unix::process::parent_id())
     }
 
+    fn cgroup(&self, pid: i32) -> Result<Option<String>, OsError> {
+        if pid <= 0 {
+            return Ok(None);
+        }
+        let path = self.proc_root.join(pid.to_string()).join("cgroup");
+        let Some(bytes) = read_vanishing(&path)? else {
+            return Ok(None);
+        };
+        Ok(parse_cgroup(&String::from_utf8_lossy(&bytes)))
+    }
+
+    fn namespace(&self, pid: i32, ns: Namespace) -> Result<Option<u64>, OsError> {
+        if pid <= 0 {
+            return Ok(None);
+        }
+        let path = self
+            .proc_root
+            .join(pid.to_string())
+            .join("ns")
+            .join(ns.file());
+        let target = match fs::read_link(&path) {
+            Ok(target) => target,
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(Errno::ESRCH as i32) =>
+            {
+                return Ok(None)
+            }
+            // Another user's process under a hardened /proc: its namespace is unknown, so no
+            // namespace scope will hold it (never the other way round).
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(None),
+            Err(source) => return Err(OsError::Read { path, source }),
+        };
+        let text = target.to_string_lossy();
+        parse_ns_link(&text)
+            .map(Some)
+            .ok_or_else(|| OsError::Malformed {
+                path,
+                reason: format!("expected `{}:[INODE]`, found {text:?}", ns.file()),
+            })
+    }
+
     fn state(&self, pid: i32) -> Result<Option<char>, OsError> {
         let path = self.proc_root.join(pid.to_string()).join("stat");
         let Some(bytes) = read_vanishing(&path)? else {
@@ -315,6 +391,32 @@ fn parse_stat(stat: &str) -> Result<(String, u64), String> {
         .parse::<u64>()
         .map_err(|_| format!("field 22 (starttime) is {start:?}, not a number"))?;
     Ok((name, start_ticks))
+}
+
+/// The cgroup path in `/proc/PID/cgroup`: the unified hierarchy's `0::PATH` line, or on a host
+/// with only cgroup v1, the `name=systemd` hierarchy's path (where systemd puts units).
+fn parse_cgroup(text: &str) -> Option<String> {
+    let mut v1_systemd = None;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if id == "0" && controllers.is_empty() {
+            return Some(path.to_string());
+        }
+        if controllers.split(',').any(|c| c == "name=systemd") {
+            v1_systemd = Some(path.to_string());
+        }
+    }
+    v1_systemd
+}
+
+/// The inode in a namespace link's text, `net:[4026531992]`.
+fn parse_ns_link(text: &str) -> Option<u64> {
+    let open = text.find(":[")?;
+    text[open + 2..].strip_suffix(']')?.parse().ok()
 }
 
 /// Turns the NUL-separated `/proc/PID/cmdline` into one line. Processes that rewrite their
@@ -385,6 +487,62 @@ mod tests {
         assert_eq!(found[1].start_ticks, 900);
         assert_eq!(os.process(2).unwrap().unwrap().cmdline, "");
         assert_eq!(os.process(999).unwrap(), None);
+    }
+
+    #[test]
+    fn reads_cgroups_and_namespaces_from_the_proc_tree() {
+        let stat = stat_line(300, "redis-server", 900);
+        let root = fake_proc(&[(300, &stat, b"redis-server *:6379\x00")]);
+        let dir = root.path().join("300");
+        fs::write(
+            dir.join("cgroup"),
+            "0::/system.slice/redis-server.service\n",
+        )
+        .unwrap();
+        fs::create_dir(dir.join("ns")).unwrap();
+        std::os::unix::fs::symlink("net:[4026532001]", dir.join("ns/net")).unwrap();
+        std::os::unix::fs::symlink("pid:[4026531836]", dir.join("ns/pid")).unwrap();
+        let os = RealOs::with_proc_root(root.path().to_path_buf());
+        assert_eq!(
+            os.cgroup(300).unwrap().as_deref(),
+            Some("/system.slice/redis-server.service")
+        );
+        assert_eq!(os.namespace(300, Namespace::Net).unwrap(), Some(4026532001));
+        assert_eq!(os.namespace(300, Namespace::Pid).unwrap(), Some(4026531836));
+        assert_eq!(os.cgroup(301).unwrap(), None, "gone");
+        assert_eq!(os.namespace(301, Namespace::Net).unwrap(), None, "gone");
+        std::os::unix::fs::symlink("garbage", dir.join("ns/mnt")).unwrap();
+        fs::remove_file(dir.join("ns/net")).unwrap();
+        std::os::unix::fs::symlink("garbage", dir.join("ns/net")).unwrap();
+        assert!(matches!(
+            os.namespace(300, Namespace::Net),
+            Err(OsError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn cgroup_lines_prefer_the_unified_hierarchy() {
+        assert_eq!(
+            parse_cgroup("12:cpu,cpuacct:/x\n1:name=systemd:/system.slice/a.service\n0::/b\n")
+                .as_deref(),
+            Some("/b")
+        );
+        assert_eq!(
+            parse_cgroup("12:cpu,cpuacct:/x\n1:name=systemd:/system.slice/a.service\n").as_deref(),
+            Some("/system.slice/a.service")
+        );
+        assert_eq!(parse_cgroup("12:cpu:/x\n"), None);
+        assert_eq!(parse_ns_link("net:[42]"), Some(42));
+        assert_eq!(parse_ns_link("net:42"), None);
+    }
+
+    #[test]
+    fn sees_its_own_cgroup_and_namespaces_in_the_real_proc() {
+        let os = RealOs::default();
+        let me = os.own_pid();
+        assert!(os.cgroup(me).unwrap().is_some_and(|c| c.starts_with('/')));
+        assert!(os.namespace(me, Namespace::Net).unwrap().is_some());
+        assert!(os.namespace(me, Namespace::Pid).unwrap().is_some());
     }
 
     #[test]

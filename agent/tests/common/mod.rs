@@ -146,3 +146,57 @@ pub fn link(a: &NetNs, a_cidr: &str, b: &NetNs, b_cidr: &str) {
         run(Command::new("ip").args(["-n", &ns.name, "link", "set", dev, "up"]));
     }
 }
+
+/// A cgroup v2 directory made by this test under the unified hierarchy (`/sys/fs/cgroup`, or
+/// `/sys/fs/cgroup/unified` on a hybrid host), removed on drop once its processes are gone.
+pub struct TestCgroup {
+    /// Its directory.
+    pub dir: std::path::PathBuf,
+    /// Its path as `/proc/PID/cgroup` shows it (`/gameday-test-...`).
+    pub path: String,
+}
+
+impl TestCgroup {
+    /// The unified hierarchy's mount point, if the host has one.
+    pub fn unified_root() -> Option<std::path::PathBuf> {
+        ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+            .iter()
+            .map(std::path::PathBuf::from)
+            .find(|p| p.join("cgroup.procs").exists() && p.join("cgroup.threads").exists())
+    }
+
+    /// Creates `gameday-test-<pid>-<n>` under the unified root. Call [`privileged`] first and
+    /// check [`TestCgroup::unified_root`].
+    pub fn new() -> TestCgroup {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let root = TestCgroup::unified_root().expect("a cgroup v2 hierarchy");
+        let name = format!(
+            "gameday-test-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = root.join(&name);
+        std::fs::create_dir(&dir).expect("create the test cgroup");
+        TestCgroup {
+            dir,
+            path: format!("/{name}"),
+        }
+    }
+
+    /// Moves process `pid` (one the test started) into this cgroup.
+    pub fn add(&self, pid: u32) {
+        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string())
+            .expect("move the process into the test cgroup");
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        // Its processes are the test's children, killed and reaped by their own guards before
+        // this runs; the kernel may take a moment to let go of them.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::remove_dir(&self.dir).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}

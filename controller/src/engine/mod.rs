@@ -242,7 +242,20 @@ impl Engine {
             let resolved = match resolved {
                 Ok((targets, faults)) => preflight::check_faults(&run_id, &targets, &faults)
                     .await
-                    .map(|()| (targets, faults)),
+                    .map(|warnings| {
+                        // Shown, not fatal: the default (a bare name hits every match) stays.
+                        for warning in warnings {
+                            let _ = progress.send(ProgressEvent {
+                                line: format!("warning: {warning}"),
+                                phase: Phase::Preflight,
+                                run: index,
+                                runs: scenario.repeat,
+                                rto_ms: scenario.rto.get().as_millis() as u64,
+                                injected_unix_ms: None,
+                            });
+                        }
+                        (targets, faults)
+                    }),
                 Err(e) => Err(e),
             };
             let (targets, faults) = match resolved {

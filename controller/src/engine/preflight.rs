@@ -195,16 +195,40 @@ pub fn fault_id(run_id: &str, index: usize, agent: &str) -> String {
     format!("{run_id}-f{index}-{agent}")
 }
 
+/// True for a process fault confined to a unit, cgroup, container or namespace.
+fn is_scoped_process_fault(fault: &Fault) -> bool {
+    let selector = match fault {
+        Fault::ProcessKill(k) => k.selector(),
+        Fault::ProcessPause(p) => p.selector(),
+        _ => return false,
+    };
+    selector.is_ok_and(|s| s.is_scoped())
+}
+
 /// Asks every target whether it would apply every fault as written, without applying anything,
 /// so a policy refusal, a path outside the policy or a pattern that matches no process today
 /// fails the run now rather than after the steady-state wait. All checks go out at once; the
 /// first refusal (in target, then fault order) is the error. Agents too old to check are
-/// skipped: their refusal still comes at injection.
+/// skipped: their refusal still comes at injection. A scoped process fault is refused for an
+/// agent too old to honour the scope, which would act on every matching process instead.
+/// Returns the agents' warnings, each as `AGENT: KIND: warning`.
 pub async fn check_faults(
     run_id: &str,
     targets: &[Arc<AgentConn>],
     faults: &[Fault],
-) -> Result<(), PreflightError> {
+) -> Result<Vec<String>, PreflightError> {
+    for agent in targets.iter().filter(|a| !a.process_scopes) {
+        if let Some(fault) = faults.iter().find(|f| is_scoped_process_fault(f)) {
+            return Err(PreflightError::Refused {
+                agent: agent.name.clone(),
+                kind: fault.kind().to_string(),
+                reason: "this agent predates unit, cgroup, container and namespace scopes and \
+                         would act on every matching process on its host; upgrade it"
+                    .into(),
+            });
+        }
+    }
+    let mut warnings = Vec::new();
     let checks = targets
         .iter()
         .filter(|agent| agent.checks_faults)
@@ -226,6 +250,9 @@ pub async fn check_faults(
                 if let Some(f) = &x.report.failure {
                     return Err(refused(super::run::failure_text(f)));
                 }
+                for warning in &x.report.warnings {
+                    warnings.push(format!("{}: {kind}: {warning}", agent.name));
+                }
             }
             Err(e) => {
                 return Err(PreflightError::Unanswered {
@@ -236,7 +263,7 @@ pub async fn check_faults(
             }
         }
     }
-    Ok(())
+    Ok(warnings)
 }
 
 #[cfg(test)]
@@ -300,5 +327,43 @@ mod tests {
             "network_partition is not available on web-1: the agent lacks the rights: no \
              permission for nftables (the agent needs CAP_NET_ADMIN)"
         );
+    }
+
+    #[tokio::test]
+    async fn a_scoped_process_fault_is_refused_for_an_agent_that_would_ignore_the_scope() {
+        let conn = |scopes: bool| {
+            let (tx, _rx) = tokio::sync::mpsc::channel(1);
+            let register = v1::Register {
+                name: "web-1".into(),
+                capabilities: vec!["process_kill".into()],
+                process_scopes: scopes,
+                ..v1::Register::default()
+            };
+            Arc::new(AgentConn::new(register, "10.0.0.5:41234".into(), tx))
+        };
+        let scoped: Fault =
+            toml::from_str("kind = \"process_kill\"\nname = \"redis-server\"\nnetns = \"agent\"")
+                .unwrap();
+        let bare: Fault =
+            toml::from_str("kind = \"process_kill\"\nname = \"redis-server\"").unwrap();
+        let err = check_faults("r1", &[conn(false)], &[bare.clone(), scoped.clone()])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "fault process_kill would not be applied on web-1: this agent predates unit, \
+             cgroup, container and namespace scopes and would act on every matching process \
+             on its host; upgrade it"
+        );
+        // Unscoped faults go to old agents as before; new agents are asked (these do not
+        // check faults, so nothing is sent).
+        assert_eq!(
+            check_faults("r1", &[conn(false)], &[bare]).await.unwrap(),
+            Vec::<String>::new()
+        );
+        assert!(check_faults("r1", &[conn(true)], &[scoped])
+            .await
+            .unwrap()
+            .is_empty());
     }
 }

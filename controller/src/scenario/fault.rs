@@ -108,7 +108,9 @@ fn spec_error_field(error: &FaultSpecError) -> Option<&'static str> {
         FaultSpecError::Empty { field } => Some(field),
         FaultSpecError::Regex(_) => Some("cmdline"),
         FaultSpecError::Invalid { field, .. } => Some(field),
-        FaultSpecError::MissingKind | FaultSpecError::ProcessMatch { .. } => None,
+        FaultSpecError::MissingKind
+        | FaultSpecError::ProcessMatch { .. }
+        | FaultSpecError::ProcessPlace { .. } => None,
     }
 }
 
@@ -164,7 +166,8 @@ mod tests {
             &text,
             17,
             1,
-            "unknown field `signals`, expected one of `signal`, `name`, `cmdline`, `pid_file`, `count`",
+            "unknown field `signals`, expected one of `signal`, `name`, `cmdline`, `pid_file`, `unit`, \
+             `cgroup`, `container`, `netns`, `pidns`, `count`",
         );
         assert_only_error(
             &valid_with("signal = \"SIGKILL\"", "signal = 9"),
@@ -195,7 +198,8 @@ mod tests {
             ),
             12,
             1,
-            "a process fault needs exactly one of `name`, `cmdline` or `pid_file`, found 2",
+            "a process fault needs exactly one of `name`, `cmdline` or `pid_file` (or only a place: \
+             `unit`, `cgroup` or `container`), found 2",
         );
         assert_only_error(
             &valid_with("pid_file = \"/tmp/x.pid\"\n", ""),
@@ -304,6 +308,11 @@ mod tests {
             name: Some("nginx".into()),
             cmdline: None,
             pid_file: None,
+            unit: None,
+            cgroup: None,
+            container: None,
+            netns: None,
+            pidns: None,
             count: Count::One,
         });
         assert_eq!(

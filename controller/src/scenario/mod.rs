@@ -337,6 +337,11 @@ mod tests {
                 name: None,
                 cmdline: None,
                 pid_file: Some("/tmp/x.pid".into()),
+                unit: None,
+                cgroup: None,
+                container: None,
+                netns: None,
+                pidns: None,
                 count: Count::All,
             })],
             probes: vec![

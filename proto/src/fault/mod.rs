@@ -14,7 +14,10 @@ use crate::Duration;
 pub use disk::{DiskAmount, DiskFill};
 pub use dns::{is_dns_pattern, DnsAnswer, DnsMode, DnsPoison};
 pub use network::{parse_cidr, Direction, NetworkPartition, Protocol};
-pub use process::{Count, ProcessKill, ProcessMatch, ProcessPause, KILL_SIGNALS};
+pub use process::{
+    is_container_id, Count, NamespaceScope, ProcessKill, ProcessMatch, ProcessPause, ProcessPlace,
+    ProcessSelector, KILL_SIGNALS, MIN_CONTAINER_ID_PREFIX,
+};
 
 /// One fault a scenario injects on each of its targets.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,10 +60,16 @@ pub enum FaultSpecError {
     /// The spec is missing or its kind is unknown.
     #[error("fault has no kind (expected one of: {})", FAULT_KINDS.join(", "))]
     MissingKind,
-    /// A process fault with zero or several of name/cmdline/pid_file.
-    #[error("a process fault needs exactly one of `name`, `cmdline` or `pid_file`, found {found}")]
+    /// A process fault with several of name/cmdline/pid_file, or with none and no place.
+    #[error("a process fault needs exactly one of `name`, `cmdline` or `pid_file` (or only a place: `unit`, `cgroup` or `container`), found {found}")]
     ProcessMatch {
         /// How many selectors were given.
+        found: usize,
+    },
+    /// A process fault with several of unit/cgroup/container.
+    #[error("a process fault takes at most one of `unit`, `cgroup` or `container`, found {found}")]
+    ProcessPlace {
+        /// How many places were given.
         found: usize,
     },
     /// A signal outside [`KILL_SIGNALS`].
@@ -150,8 +159,8 @@ impl Fault {
         use v1::fault_spec::Kind;
         let kind = spec.kind.as_ref().ok_or(FaultSpecError::MissingKind)?;
         let fault = match kind {
-            Kind::ProcessKill(k) => Fault::ProcessKill(ProcessKill::from_wire(k)),
-            Kind::ProcessPause(p) => Fault::ProcessPause(ProcessPause::from_wire(p)),
+            Kind::ProcessKill(k) => Fault::ProcessKill(ProcessKill::from_wire(k)?),
+            Kind::ProcessPause(p) => Fault::ProcessPause(ProcessPause::from_wire(p)?),
             Kind::NetworkPartition(n) => Fault::NetworkPartition(NetworkPartition::from_wire(n)?),
             Kind::DiskFill(d) => Fault::DiskFill(DiskFill::from_wire(d)?),
             Kind::DnsPoison(d) => Fault::DnsPoison(DnsPoison::from_wire(d)?),

@@ -1,4 +1,6 @@
-//! Process faults: `process_kill` (a signal, once) and `process_pause` (SIGSTOP until revert).
+//! Process faults: `process_kill` (a signal, once) and `process_pause` (SIGSTOP until revert),
+//! and how both choose their processes: by name, command line or pid file, narrowed to a unit,
+//! cgroup or container and to namespaces.
 
 use std::path::PathBuf;
 
@@ -44,6 +46,22 @@ pub struct ProcessKill {
     /// File holding the pid to signal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid_file: Option<PathBuf>,
+    /// Only processes of this systemd unit (`redis-server.service`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// Only processes in this cgroup or below it (`/system.slice/redis-server.service`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    /// Only processes of this container (id, or a prefix of at least 12 hex digits; or a
+    /// systemd-nspawn machine name), as read from the process's cgroup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Only processes in this network namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<NamespaceScope>,
+    /// Only processes in this pid namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pidns: Option<NamespaceScope>,
     /// Signal every match (`all`, the default) or only the oldest (`one`).
     #[serde(default)]
     pub count: Count,
@@ -62,6 +80,21 @@ pub struct ProcessPause {
     /// File holding the pid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid_file: Option<PathBuf>,
+    /// Only processes of this systemd unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// Only processes in this cgroup or below it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    /// Only processes of this container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Only processes in this network namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<NamespaceScope>,
+    /// Only processes in this pid namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pidns: Option<NamespaceScope>,
     /// Every match or only the oldest.
     #[serde(default)]
     pub count: Count,
@@ -85,7 +118,7 @@ pub enum Count {
     One,
 }
 
-/// How a process fault picks its processes.
+/// How a process fault picks its processes by what they are.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProcessMatch {
     /// Exact `comm` name.
@@ -96,58 +129,346 @@ pub enum ProcessMatch {
     PidFile(PathBuf),
 }
 
-/// The one selector among name/cmdline/pid_file.
-fn selector(
-    name: &Option<String>,
-    cmdline: &Option<String>,
-    pid_file: &Option<PathBuf>,
-) -> Result<ProcessMatch, FaultSpecError> {
-    let found = [name.is_some(), cmdline.is_some(), pid_file.is_some()]
+/// Where a process fault's processes must be, read from each process's cgroup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProcessPlace {
+    /// A systemd unit (`redis-server.service`): a component of the process's cgroup path.
+    Unit(String),
+    /// A cgroup path (`/system.slice/x.service`, no trailing `/`): the process's cgroup is it
+    /// or lies below it.
+    Cgroup(String),
+    /// A container id (or id prefix, lowercase hex) or a systemd-nspawn machine name.
+    Container(String),
+}
+
+impl ProcessPlace {
+    /// Reads and checks a place named by its kind (`unit`, `cgroup` or `container`), as a
+    /// fault's keys or an agent policy's `scopes` write it.
+    pub fn parse(kind: &str, value: &str) -> Result<ProcessPlace, FaultSpecError> {
+        match kind {
+            "unit" => check_unit(value).map(|()| ProcessPlace::Unit(value.to_string())),
+            "cgroup" => check_cgroup(value).map(ProcessPlace::Cgroup),
+            "container" => {
+                check_container(value).map(|()| ProcessPlace::Container(value.to_string()))
+            }
+            _ => Err(FaultSpecError::Invalid {
+                field: "scope",
+                reason: format!("unknown place {kind:?} (expected unit, cgroup or container)"),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for ProcessPlace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProcessPlace::Unit(u) => write!(f, "unit {u}"),
+            ProcessPlace::Cgroup(c) => write!(f, "cgroup {c}"),
+            ProcessPlace::Container(c) => write!(f, "container {c}"),
+        }
+    }
+}
+
+/// A namespace a process fault is confined to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum NamespaceScope {
+    /// The agent's own namespace (`netns = "agent"`).
+    Agent,
+    /// The namespace process N is in (`netns = { same_as_pid = N }`).
+    SameAsPid(i32),
+}
+
+/// The processes a process fault selects: what they are (name, command line, pid file), where
+/// they are (unit, cgroup, container) and which namespaces they are in. Every part given must
+/// hold; at least a target or a place is given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessSelector {
+    /// What the processes are; `None` when the place alone selects (every process in it).
+    pub target: Option<ProcessMatch>,
+    /// Where they are.
+    pub place: Option<ProcessPlace>,
+    /// Their network namespace.
+    pub netns: Option<NamespaceScope>,
+    /// Their pid namespace.
+    pub pidns: Option<NamespaceScope>,
+}
+
+impl ProcessSelector {
+    /// True when the selector confines the fault to a place or namespace, so a name matching
+    /// processes in several containers is intended, not a surprise.
+    pub fn is_scoped(&self) -> bool {
+        self.place.is_some() || self.netns.is_some() || self.pidns.is_some()
+    }
+}
+
+/// Shortest container id prefix accepted (what `docker ps` shows).
+pub const MIN_CONTAINER_ID_PREFIX: usize = 12;
+
+/// The fields of a process fault that choose its processes, borrowed.
+struct Fields<'a> {
+    name: &'a Option<String>,
+    cmdline: &'a Option<String>,
+    pid_file: &'a Option<PathBuf>,
+    unit: &'a Option<String>,
+    cgroup: &'a Option<String>,
+    container: &'a Option<String>,
+    netns: Option<NamespaceScope>,
+    pidns: Option<NamespaceScope>,
+}
+
+/// True for a lowercase hex string of a container id's length or a prefix of one.
+pub fn is_container_id(s: &str) -> bool {
+    (MIN_CONTAINER_ID_PREFIX..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn invalid(field: &'static str, reason: String) -> FaultSpecError {
+    FaultSpecError::Invalid { field, reason }
+}
+
+fn check_unit(unit: &str) -> Result<(), FaultSpecError> {
+    if unit.is_empty() {
+        return Err(FaultSpecError::Empty { field: "unit" });
+    }
+    if unit.contains('/') || unit.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(invalid(
+            "unit",
+            format!("{unit:?} is not a unit name (no `/`, spaces or control characters)"),
+        ));
+    }
+    if ![".service", ".scope", ".slice"]
+        .iter()
+        .any(|suffix| unit.len() > suffix.len() && unit.ends_with(suffix))
+    {
+        return Err(invalid(
+            "unit",
+            format!(
+                "{unit:?} names no unit type with processes: write it in full, e.g. \
+                 \"{unit}.service\" (.service, .scope or .slice)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_cgroup(path: &str) -> Result<String, FaultSpecError> {
+    if path.is_empty() {
+        return Err(FaultSpecError::Empty { field: "cgroup" });
+    }
+    if !path.starts_with('/') || path.chars().any(char::is_control) {
+        return Err(invalid(
+            "cgroup",
+            format!(
+                "{path:?} is not a cgroup path: write it as /proc/PID/cgroup shows it, from `/`, \
+                 e.g. \"/system.slice/redis-server.service\""
+            ),
+        ));
+    }
+    if path.split('/').any(|c| c == ".." || c == ".") {
+        return Err(invalid(
+            "cgroup",
+            format!("{path:?} holds `.` or `..`; write the path as the kernel shows it"),
+        ));
+    }
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Err(invalid(
+            "cgroup",
+            "\"/\" is the root cgroup, which holds every process on the host; name a cgroup \
+             below it"
+                .into(),
+        ));
+    }
+    Ok(trimmed.to_string())
+}
+
+fn check_container(c: &str) -> Result<(), FaultSpecError> {
+    if c.is_empty() {
+        return Err(FaultSpecError::Empty { field: "container" });
+    }
+    if is_container_id(c) {
+        return Ok(());
+    }
+    let name_ok = c.chars().next().is_some_and(|f| f.is_ascii_alphanumeric())
+        && c.len() <= 64
+        && c.chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-' | '.'));
+    if !name_ok {
+        return Err(invalid(
+            "container",
+            format!(
+                "{c:?} is neither a container id (12 to 64 lowercase hex digits) nor a machine \
+                 name (letters, digits, `_`, `-`, `.`)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_namespace(field: &'static str, ns: Option<NamespaceScope>) -> Result<(), FaultSpecError> {
+    match ns {
+        Some(NamespaceScope::SameAsPid(pid)) if pid <= 0 => Err(invalid(
+            field,
+            format!("same_as_pid = {pid}: a pid is a positive number"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The selector the fields describe, checked.
+fn selector(f: Fields<'_>) -> Result<ProcessSelector, FaultSpecError> {
+    let targets = [f.name.is_some(), f.cmdline.is_some(), f.pid_file.is_some()]
         .iter()
         .filter(|set| **set)
         .count();
-    if found != 1 {
-        return Err(FaultSpecError::ProcessMatch { found });
+    let places = [f.unit.is_some(), f.cgroup.is_some(), f.container.is_some()]
+        .iter()
+        .filter(|set| **set)
+        .count();
+    if targets > 1 || (targets == 0 && places == 0) {
+        return Err(FaultSpecError::ProcessMatch { found: targets });
     }
-    if let Some(name) = name {
+    if places > 1 {
+        return Err(FaultSpecError::ProcessPlace { found: places });
+    }
+    let target = if let Some(name) = f.name {
         if name.is_empty() {
             return Err(FaultSpecError::Empty { field: "name" });
         }
-        return Ok(ProcessMatch::Name(name.clone()));
-    }
-    if let Some(re) = cmdline {
+        Some(ProcessMatch::Name(name.clone()))
+    } else if let Some(re) = f.cmdline {
         if re.is_empty() {
             return Err(FaultSpecError::Empty { field: "cmdline" });
         }
-        return Ok(ProcessMatch::Cmdline(re.clone()));
-    }
-    let path = pid_file.clone().unwrap_or_default();
-    if path.as_os_str().is_empty() {
-        return Err(FaultSpecError::Empty { field: "pid_file" });
-    }
-    Ok(ProcessMatch::PidFile(path))
+        Some(ProcessMatch::Cmdline(re.clone()))
+    } else if let Some(path) = f.pid_file {
+        if path.as_os_str().is_empty() {
+            return Err(FaultSpecError::Empty { field: "pid_file" });
+        }
+        Some(ProcessMatch::PidFile(path.clone()))
+    } else {
+        None
+    };
+    let place = if let Some(unit) = f.unit {
+        check_unit(unit)?;
+        Some(ProcessPlace::Unit(unit.clone()))
+    } else if let Some(path) = f.cgroup {
+        Some(ProcessPlace::Cgroup(check_cgroup(path)?))
+    } else if let Some(c) = f.container {
+        check_container(c)?;
+        Some(ProcessPlace::Container(c.clone()))
+    } else {
+        None
+    };
+    check_namespace("netns", f.netns)?;
+    check_namespace("pidns", f.pidns)?;
+    Ok(ProcessSelector {
+        target,
+        place,
+        netns: f.netns,
+        pidns: f.pidns,
+    })
 }
 
-type WireTarget = (Option<String>, Option<String>, Option<PathBuf>);
+/// The wire's target oneof and scope, read back into the TOML fields.
+struct WireFields {
+    name: Option<String>,
+    cmdline: Option<String>,
+    pid_file: Option<PathBuf>,
+    unit: Option<String>,
+    cgroup: Option<String>,
+    container: Option<String>,
+    netns: Option<NamespaceScope>,
+    pidns: Option<NamespaceScope>,
+}
 
-fn target_to_wire(m: Result<ProcessMatch, FaultSpecError>) -> Option<v1::process_kill::Target> {
+fn target_to_wire(s: &Option<ProcessSelector>) -> Option<v1::process_kill::Target> {
     use v1::process_kill::Target;
-    match m {
-        Ok(ProcessMatch::Name(n)) => Some(Target::Name(n)),
-        Ok(ProcessMatch::Cmdline(c)) => Some(Target::CmdlineRegex(c)),
-        Ok(ProcessMatch::PidFile(p)) => Some(Target::PidFile(p.display().to_string())),
-        Err(_) => None,
+    match s.as_ref().and_then(|s| s.target.as_ref()) {
+        Some(ProcessMatch::Name(n)) => Some(Target::Name(n.clone())),
+        Some(ProcessMatch::Cmdline(c)) => Some(Target::CmdlineRegex(c.clone())),
+        Some(ProcessMatch::PidFile(p)) => Some(Target::PidFile(p.display().to_string())),
+        None => None,
     }
 }
 
-fn target_from_wire(t: &Option<v1::process_kill::Target>) -> WireTarget {
+fn namespace_to_wire(ns: Option<NamespaceScope>) -> Option<v1::NamespaceScope> {
+    use v1::namespace_scope::Of;
+    ns.map(|ns| v1::NamespaceScope {
+        of: Some(match ns {
+            NamespaceScope::Agent => Of::Agent(true),
+            NamespaceScope::SameAsPid(pid) => Of::SameAsPid(pid),
+        }),
+    })
+}
+
+fn scope_to_wire(s: &Option<ProcessSelector>) -> Option<v1::ProcessScope> {
+    use v1::process_scope::Place;
+    let s = s.as_ref().filter(|s| s.is_scoped())?;
+    Some(v1::ProcessScope {
+        place: s.place.as_ref().map(|p| match p {
+            ProcessPlace::Unit(u) => Place::Unit(u.clone()),
+            ProcessPlace::Cgroup(c) => Place::Cgroup(c.clone()),
+            ProcessPlace::Container(c) => Place::Container(c.clone()),
+        }),
+        netns: namespace_to_wire(s.netns),
+        pidns: namespace_to_wire(s.pidns),
+    })
+}
+
+fn namespace_from_wire(
+    field: &'static str,
+    ns: &Option<v1::NamespaceScope>,
+) -> Result<Option<NamespaceScope>, FaultSpecError> {
+    use v1::namespace_scope::Of;
+    match ns {
+        None => Ok(None),
+        Some(v1::NamespaceScope {
+            of: Some(Of::Agent(true)),
+        }) => Ok(Some(NamespaceScope::Agent)),
+        Some(v1::NamespaceScope {
+            of: Some(Of::SameAsPid(pid)),
+        }) => Ok(Some(NamespaceScope::SameAsPid(*pid))),
+        // A scope that names no namespace must not silently widen into "any namespace".
+        Some(_) => Err(invalid(
+            field,
+            "names no namespace (expected \"agent\" or { same_as_pid = N })".into(),
+        )),
+    }
+}
+
+fn fields_from_wire(
+    t: &Option<v1::process_kill::Target>,
+    scope: &Option<v1::ProcessScope>,
+) -> Result<WireFields, FaultSpecError> {
     use v1::process_kill::Target;
-    match t {
+    use v1::process_scope::Place;
+    let (name, cmdline, pid_file) = match t {
         Some(Target::Name(n)) => (Some(n.clone()), None, None),
         Some(Target::CmdlineRegex(c)) => (None, Some(c.clone()), None),
         Some(Target::PidFile(p)) => (None, None, Some(PathBuf::from(p))),
         None => (None, None, None),
-    }
+    };
+    let empty = v1::ProcessScope::default();
+    let scope = scope.as_ref().unwrap_or(&empty);
+    let (unit, cgroup, container) = match &scope.place {
+        Some(Place::Unit(u)) => (Some(u.clone()), None, None),
+        Some(Place::Cgroup(c)) => (None, Some(c.clone()), None),
+        Some(Place::Container(c)) => (None, None, Some(c.clone())),
+        None => (None, None, None),
+    };
+    Ok(WireFields {
+        name,
+        cmdline,
+        pid_file,
+        unit,
+        cgroup,
+        container,
+        netns: namespace_from_wire("netns", &scope.netns)?,
+        pidns: namespace_from_wire("pidns", &scope.pidns)?,
+    })
 }
 
 fn count(all: bool) -> Count {
@@ -159,45 +480,71 @@ fn count(all: bool) -> Count {
 }
 
 impl ProcessKill {
-    /// The one selector this kill uses, after checking the signal and the selector are valid.
-    pub fn selector(&self) -> Result<ProcessMatch, FaultSpecError> {
+    /// The processes this kill selects, after checking the signal and the selector are valid.
+    pub fn selector(&self) -> Result<ProcessSelector, FaultSpecError> {
         if !KILL_SIGNALS.contains(&self.signal.as_str()) {
             return Err(FaultSpecError::Signal {
                 signal: self.signal.clone(),
             });
         }
-        selector(&self.name, &self.cmdline, &self.pid_file)
+        selector(Fields {
+            name: &self.name,
+            cmdline: &self.cmdline,
+            pid_file: &self.pid_file,
+            unit: &self.unit,
+            cgroup: &self.cgroup,
+            container: &self.container,
+            netns: self.netns,
+            pidns: self.pidns,
+        })
     }
 
     pub(super) fn to_wire(&self) -> v1::ProcessKill {
+        let selector = self.selector().ok();
         v1::ProcessKill {
             signal: self.signal.clone(),
-            target: target_to_wire(self.selector()),
+            target: target_to_wire(&selector),
             all: self.count == Count::All,
+            scope: scope_to_wire(&selector),
         }
     }
 
-    pub(super) fn from_wire(k: &v1::ProcessKill) -> ProcessKill {
-        let (name, cmdline, pid_file) = target_from_wire(&k.target);
-        ProcessKill {
+    pub(super) fn from_wire(k: &v1::ProcessKill) -> Result<ProcessKill, FaultSpecError> {
+        let f = fields_from_wire(&k.target, &k.scope)?;
+        Ok(ProcessKill {
             signal: k.signal.clone(),
-            name,
-            cmdline,
-            pid_file,
+            name: f.name,
+            cmdline: f.cmdline,
+            pid_file: f.pid_file,
+            unit: f.unit,
+            cgroup: f.cgroup,
+            container: f.container,
+            netns: f.netns,
+            pidns: f.pidns,
             count: count(k.all),
-        }
+        })
     }
 }
 
 impl ProcessPause {
-    /// The one selector this pause uses.
-    pub fn selector(&self) -> Result<ProcessMatch, FaultSpecError> {
-        selector(&self.name, &self.cmdline, &self.pid_file)
+    /// The processes this pause selects.
+    pub fn selector(&self) -> Result<ProcessSelector, FaultSpecError> {
+        selector(Fields {
+            name: &self.name,
+            cmdline: &self.cmdline,
+            pid_file: &self.pid_file,
+            unit: &self.unit,
+            cgroup: &self.cgroup,
+            container: &self.container,
+            netns: self.netns,
+            pidns: self.pidns,
+        })
     }
 
     pub(super) fn to_wire(&self) -> v1::ProcessPause {
         use v1::process_pause::Target;
-        let target = target_to_wire(self.selector()).map(|t| match t {
+        let selector = self.selector().ok();
+        let target = target_to_wire(&selector).map(|t| match t {
             v1::process_kill::Target::Name(n) => Target::Name(n),
             v1::process_kill::Target::CmdlineRegex(c) => Target::CmdlineRegex(c),
             v1::process_kill::Target::PidFile(p) => Target::PidFile(p),
@@ -206,24 +553,30 @@ impl ProcessPause {
             target,
             all: self.count == Count::All,
             duration_ms: duration_to_ms(self.duration),
+            scope: scope_to_wire(&selector),
         }
     }
 
-    pub(super) fn from_wire(p: &v1::ProcessPause) -> ProcessPause {
+    pub(super) fn from_wire(p: &v1::ProcessPause) -> Result<ProcessPause, FaultSpecError> {
         use v1::process_pause::Target;
         let target = p.target.as_ref().map(|t| match t {
             Target::Name(n) => v1::process_kill::Target::Name(n.clone()),
             Target::CmdlineRegex(c) => v1::process_kill::Target::CmdlineRegex(c.clone()),
             Target::PidFile(f) => v1::process_kill::Target::PidFile(f.clone()),
         });
-        let (name, cmdline, pid_file) = target_from_wire(&target);
-        ProcessPause {
-            name,
-            cmdline,
-            pid_file,
+        let f = fields_from_wire(&target, &p.scope)?;
+        Ok(ProcessPause {
+            name: f.name,
+            cmdline: f.cmdline,
+            pid_file: f.pid_file,
+            unit: f.unit,
+            cgroup: f.cgroup,
+            container: f.container,
+            netns: f.netns,
+            pidns: f.pidns,
             count: count(p.all),
             duration: duration_from_ms(p.duration_ms),
-        }
+        })
     }
 }
 
@@ -238,6 +591,11 @@ mod tests {
             name: name.map(Into::into),
             cmdline: cmdline.map(Into::into),
             pid_file: pid_file.map(Into::into),
+            unit: None,
+            cgroup: None,
+            container: None,
+            netns: None,
+            pidns: None,
             count: Count::All,
         }
     }
@@ -255,6 +613,11 @@ mod tests {
                 name: k.name,
                 cmdline: k.cmdline,
                 pid_file: k.pid_file,
+                unit: None,
+                cgroup: None,
+                container: None,
+                netns: None,
+                pidns: None,
                 count: Count::One,
                 duration: Some(Duration::from_millis(1500)),
             });
@@ -301,5 +664,116 @@ mod tests {
             Fault::ProcessKill(k).validate(),
             Err(FaultSpecError::Signal { .. })
         ));
+    }
+
+    fn parse(fields: &str) -> Result<Fault, String> {
+        let fault: Fault = toml::from_str(&format!("kind = \"process_kill\"\n{fields}"))
+            .map_err(|e| e.to_string())?;
+        fault.validate().map_err(|e| e.to_string())?;
+        Ok(fault)
+    }
+
+    fn selector_of(fields: &str) -> ProcessSelector {
+        match parse(fields).unwrap() {
+            Fault::ProcessKill(k) => k.selector().unwrap(),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn places_and_namespaces_parse_into_a_selector() {
+        let s = selector_of("name = \"redis-server\"\nunit = \"redis-server.service\"");
+        assert_eq!(s.target, Some(ProcessMatch::Name("redis-server".into())));
+        assert_eq!(
+            s.place,
+            Some(ProcessPlace::Unit("redis-server.service".into()))
+        );
+        assert!(s.is_scoped());
+        // A place alone selects every process in it.
+        let s = selector_of("cgroup = \"/system.slice/x.service/\"");
+        assert_eq!(s.target, None);
+        assert_eq!(
+            s.place,
+            Some(ProcessPlace::Cgroup("/system.slice/x.service".into()))
+        );
+        let id = "0123456789abcdef".repeat(4);
+        let s = selector_of(&format!("container = \"{id}\""));
+        assert_eq!(s.place, Some(ProcessPlace::Container(id)));
+        let s = selector_of("name = \"sleep\"\nnetns = \"agent\"\npidns = { same_as_pid = 42 }");
+        assert_eq!(s.netns, Some(NamespaceScope::Agent));
+        assert_eq!(s.pidns, Some(NamespaceScope::SameAsPid(42)));
+        assert!(!selector_of("name = \"x\"").is_scoped());
+    }
+
+    #[test]
+    fn bad_places_and_namespaces_are_refused_naming_the_field() {
+        for (fields, field, says) in [
+            (
+                "unit = \"redis-server\"",
+                "unit",
+                "\"redis-server.service\"",
+            ),
+            ("unit = \"a/b.service\"", "unit", "not a unit name"),
+            ("cgroup = \"system.slice\"", "cgroup", "from `/`"),
+            ("cgroup = \"/\"", "cgroup", "root cgroup"),
+            ("cgroup = \"/a/../b\"", "cgroup", "`..`"),
+            (
+                "container = \"ab cd\"",
+                "container",
+                "neither a container id",
+            ),
+            (
+                "name = \"x\"\nnetns = { same_as_pid = 0 }",
+                "netns",
+                "positive",
+            ),
+        ] {
+            let err = parse(fields).unwrap_err();
+            assert!(err.starts_with(&format!("`{field}`")), "{fields}: {err}");
+            assert!(err.contains(says), "{fields}: {err}");
+        }
+        assert_eq!(
+            parse("unit = \"a.service\"\ncgroup = \"/a\"").unwrap_err(),
+            FaultSpecError::ProcessPlace { found: 2 }.to_string()
+        );
+        assert!(parse("name = \"x\"\nnetns = \"host\"").is_err());
+        assert!(parse("name = \"x\"\nnetns = { pid = 3 }").is_err());
+        // Short hex is a machine name, not an id prefix: it must match a machine exactly.
+        assert!(!is_container_id("abc123"));
+        assert!(is_container_id("abc123abc123"));
+        assert!(!is_container_id("ABC123ABC123"));
+    }
+
+    #[test]
+    fn scopes_survive_the_wire_and_an_empty_namespace_is_refused() {
+        for fields in [
+            "name = \"redis-server\"\nunit = \"redis-server.service\"\nnetns = \"agent\"",
+            "cgroup = \"/gameday-test/a\"\npidns = { same_as_pid = 7 }",
+            "cmdline = \"^sleep\"\ncontainer = \"abcdefabcdef\"",
+        ] {
+            let fault = parse(fields).unwrap();
+            assert_eq!(
+                Fault::from_wire(&fault.to_wire()).unwrap(),
+                fault,
+                "{fields}"
+            );
+        }
+        let mut wire = parse("name = \"x\"\nnetns = \"agent\"").unwrap().to_wire();
+        if let Some(v1::fault_spec::Kind::ProcessKill(k)) = &mut wire.kind {
+            k.scope.as_mut().unwrap().netns = Some(v1::NamespaceScope { of: None });
+        }
+        assert!(matches!(
+            Fault::from_wire(&wire),
+            Err(FaultSpecError::Invalid { field: "netns", .. })
+        ));
+        // No target and no place on the wire is no selection at all.
+        let mut wire = parse("unit = \"a.service\"").unwrap().to_wire();
+        if let Some(v1::fault_spec::Kind::ProcessKill(k)) = &mut wire.kind {
+            k.scope = None;
+        }
+        assert_eq!(
+            Fault::from_wire(&wire),
+            Err(FaultSpecError::ProcessMatch { found: 0 })
+        );
     }
 }
