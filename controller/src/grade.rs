@@ -4,7 +4,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::scenario::{Expectation, RecoveryMode};
-use crate::timeline::{Moment, ProbeTimeline, Sample};
+mod streak;
+
+use streak::probe_recovery;
+
+use crate::timeline::{Moment, ProbeTimeline};
 
 /// The outcome of one run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -48,7 +52,8 @@ pub struct Measured {
     pub high_us: u64,
 }
 
-/// Recovery of one probe: the bracket is (last failed sample, first good sample).
+/// Recovery of one probe: the bracket runs from the start of the last failed check before the
+/// recovery streak to the first good answer in it (see `grade/streak.rs`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeRecovery {
     /// The probe's name.
@@ -333,68 +338,6 @@ fn early(verdict: Verdict, reason: String, probes: &[ProbeTimeline]) -> Grade {
     }
 }
 
-fn probe_recovery(p: &ProbeTimeline, input: &GradeInput<'_>) -> ProbeRecovery {
-    let t0 = input.inject.at_us;
-    let window: Vec<&Sample> = p
-        .samples
-        .iter()
-        .filter(|s| s.end_us >= t0 && s.start_us <= input.window_end_us)
-        .collect();
-    let none = ProbeRecovery {
-        probe: p.name.clone(),
-        impact: None,
-        recovered: None,
-        relapses: 0,
-        verdict: None,
-    };
-    let Some(first_fail) = window.iter().position(|s| !s.ok) else {
-        return none;
-    };
-    let failed = window[first_fail];
-    // The service broke after the last good answer began (or the effect) and before this answer.
-    let last_good_start = window[..first_fail]
-        .last()
-        .map_or(t0, |s| s.start_us.max(t0));
-    let impact = Measured {
-        us: failed.end_us - t0,
-        low_us: last_good_start - t0,
-        high_us: failed.end_us - t0,
-    };
-    let need = p.recovered_after.max(1) as usize;
-    let mut streak = 0usize;
-    let mut last_failed = failed;
-    for (i, s) in window.iter().enumerate().skip(first_fail) {
-        if !s.ok {
-            streak = 0;
-            last_failed = s;
-            continue;
-        }
-        streak += 1;
-        if streak == need {
-            let first_good = window[i + 1 - need];
-            let relapses = window[i + 1..].iter().filter(|s| !s.ok).count() as u32;
-            // The service came back after the last failed check began and before the first good
-            // one answered. The answer's arrival is the estimate: a check that started while the
-            // service still hung (and waited for it) is only done once the service is back.
-            let recovered = Measured {
-                us: first_good.end_us - t0,
-                low_us: last_failed.start_us.max(t0) - t0,
-                high_us: first_good.end_us - t0,
-            };
-            return ProbeRecovery {
-                impact: Some(impact),
-                recovered: Some(recovered),
-                relapses,
-                ..none
-            };
-        }
-    }
-    ProbeRecovery {
-        impact: Some(impact),
-        ..none
-    }
-}
-
 /// How a scenario's runs came out, counted: the input of [`judge`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Tally {
@@ -556,6 +499,7 @@ pub fn fmt_us(us: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::timeline::Sample;
 
     const MS: u64 = 1_000;
 
@@ -565,6 +509,7 @@ mod tests {
         ProbeTimeline {
             name: name.into(),
             recovered_after,
+            skipped: 0,
             samples: pattern
                 .chars()
                 .enumerate()

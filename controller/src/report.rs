@@ -545,6 +545,7 @@ mod tests {
             r.probes.push(ProbeTimeline {
                 name: name.into(),
                 recovered_after: 2,
+                skipped: 0,
                 samples: vec![],
             });
         }

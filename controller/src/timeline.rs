@@ -24,8 +24,16 @@ pub struct ProbeTimeline {
     pub name: String,
     /// Consecutive successes that count as recovered.
     pub recovered_after: u32,
-    /// Samples in the order they were taken (they never overlap).
+    /// Samples in the order their answers arrived. Checks overlap (a check that hangs does not
+    /// delay the next), so a sample may have started before the one recorded ahead of it.
     pub samples: Vec<Sample>,
+    /// Checks that were due but not started because `max_in_flight` checks were still running.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A moment on the controller's clock known only to within `± uncertainty_us`.

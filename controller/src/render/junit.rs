@@ -552,6 +552,7 @@ mod tests {
             r.probes.push(ProbeTimeline {
                 name: (*name).into(),
                 recovered_after: 2,
+                skipped: 0,
                 samples: vec![],
             });
             r.grade.as_mut().unwrap().probes.push(ProbeRecovery {

@@ -177,6 +177,10 @@ pub struct ProbeSpec {
     pub timeout: Duration,
     /// Consecutive successes that mark the service as recovered; at least 1.
     pub recovered_after: u32,
+    /// Most checks in flight at once; `None`: enough for one check per interval while earlier
+    /// ones hang until their timeout (`probe::default_max_in_flight`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
     /// What is checked.
     #[serde(flatten)]
     pub check: ProbeCheck,
@@ -345,6 +349,7 @@ mod tests {
                     interval: ms(10),
                     timeout: ms(200),
                     recovered_after: 3,
+                    max_in_flight: None,
                     check: ProbeCheck::Http {
                         url: "http://127.0.0.1:18080/".into(),
                         expect_status: 200,
@@ -356,6 +361,7 @@ mod tests {
                     interval: ms(100),
                     timeout: ms(1_000),
                     recovered_after: 3,
+                    max_in_flight: None,
                     check: ProbeCheck::Tcp {
                         address: "127.0.0.1:18080".into(),
                     },

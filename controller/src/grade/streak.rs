@@ -1,0 +1,281 @@
+//! One probe's impact and recovery, from samples that may overlap.
+//!
+//! A probe starts a check every interval whether or not earlier ones have answered, so a check
+//! that hangs behind a partition does not hold the next one back. Each sample is an interval
+//! `[start, answer]`, and what it proves depends on how it ended:
+//! - a good answer: the service was up at some moment before the answer arrived;
+//! - a failure (refused, timed out, wrong answer): the service was down at some moment after
+//!   the check started (a refused connection right then; a request that hung was lost then).
+//!
+//! Recovery is decided the way an observer watching the answers arrive would decide it: the
+//! samples are replayed in the order their answers arrived, each placed by its start, and
+//! recovery is the first moment when `recovered_after` consecutive samples (by start) that
+//! follow a failure have all answered well. A sample answered later, even one that started
+//! earlier and hung, cannot move that decision; a late failure that started inside the streak
+//! is counted as a relapse.
+//!
+//! The bracket of the recovery is then:
+//! - high: the earliest good answer in the streak (the service was up by then, and stayed up
+//!   for the streak);
+//! - low: the start of the latest failed check that started before the streak's first check,
+//!   including checks that hung and answered after the decision (sound: the service was down
+//!   at some moment after such a check started);
+//! - the estimate is the high end: the first good answer is the earliest moment anyone could
+//!   know, and a check that started while the service hung (a paused process) answers just
+//!   after it is back.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound::{Excluded, Unbounded};
+
+use super::{GradeInput, Measured, ProbeRecovery};
+use crate::timeline::{ProbeTimeline, Sample};
+
+/// Where a sample sits among the answered ones: by start, ties broken by answer order.
+type Key = (u64, usize);
+
+/// The probe's impact and recovery (its verdict is left to the caller).
+pub(super) fn probe_recovery(p: &ProbeTimeline, input: &GradeInput<'_>) -> ProbeRecovery {
+    let t0 = input.inject.at_us;
+    let mut window: Vec<&Sample> = p
+        .samples
+        .iter()
+        .filter(|s| s.end_us >= t0 && s.start_us <= input.window_end_us)
+        .collect();
+    // The order the answers arrived in (ties: the earlier start first).
+    window.sort_by_key(|s| (s.end_us, s.start_us));
+    let none = ProbeRecovery {
+        probe: p.name.clone(),
+        impact: None,
+        recovered: None,
+        relapses: 0,
+        verdict: None,
+    };
+    let failures = || window.iter().filter(|s| !s.ok);
+    let Some(first_fail) = failures().min_by_key(|s| (s.start_us, s.end_us)) else {
+        return none;
+    };
+    // The first failed answer is when anyone could know; the break came after the last good
+    // check that began before the first failed one (or the effect).
+    let detected = failures()
+        .map(|s| s.end_us)
+        .min()
+        .unwrap_or(first_fail.end_us);
+    let last_good_start = window
+        .iter()
+        .filter(|s| s.ok && s.start_us < first_fail.start_us)
+        .map(|s| s.start_us.max(t0))
+        .max()
+        .unwrap_or(t0)
+        .min(detected);
+    let impact = Measured {
+        us: detected - t0,
+        low_us: last_good_start - t0,
+        high_us: detected - t0,
+    };
+    let Some(streak) = first_streak(&window, p.recovered_after.max(1) as usize) else {
+        return ProbeRecovery {
+            impact: Some(impact),
+            ..none
+        };
+    };
+    let first_start = streak.iter().map(|s| s.start_us).min().unwrap_or(t0);
+    let high = streak.iter().map(|s| s.end_us).min().unwrap_or(t0).max(t0);
+    let low = failures()
+        .filter(|s| s.start_us < first_start)
+        .map(|s| s.start_us.max(t0))
+        .max()
+        .unwrap_or(t0)
+        .min(high);
+    let relapses = failures().filter(|s| s.start_us > first_start).count() as u32;
+    ProbeRecovery {
+        impact: Some(impact),
+        recovered: Some(Measured {
+            us: high - t0,
+            low_us: low - t0,
+            high_us: high - t0,
+        }),
+        relapses,
+        ..none
+    }
+}
+
+/// The first `need` consecutive good samples (by start) after a failure to have all answered,
+/// replaying `by_answer` (samples in the order their answers arrived).
+fn first_streak<'a>(by_answer: &[&'a Sample], need: usize) -> Option<Vec<&'a Sample>> {
+    let mut answered: BTreeMap<Key, &'a Sample> = BTreeMap::new();
+    let mut failed: BTreeSet<Key> = BTreeSet::new();
+    for (seq, s) in by_answer.iter().enumerate() {
+        let key = (s.start_us, seq);
+        answered.insert(key, s);
+        if !s.ok {
+            failed.insert(key);
+        }
+        // The run this answer joins (or, for a failure, opens): the good samples between the
+        // failure before it and the next failure, by start.
+        let Some(after) = (if s.ok {
+            failed.range(..key).next_back().copied()
+        } else {
+            Some(key)
+        }) else {
+            continue;
+        };
+        let until = failed
+            .range((Excluded(after), Unbounded))
+            .next()
+            .map_or(Unbounded, |k| Excluded(*k));
+        let run: Vec<&Sample> = answered
+            .range((Excluded(after), until))
+            .take(need)
+            .map(|(_, s)| *s)
+            .collect();
+        if run.len() == need {
+            return Some(run);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{Expectation, RecoveryMode};
+    use crate::timeline::Moment;
+
+    const MS: u64 = 1_000;
+
+    fn s(start_ms: u64, end_ms: u64, ok: bool) -> Sample {
+        Sample {
+            start_us: start_ms * MS,
+            end_us: end_ms * MS,
+            ok,
+            error: if ok { String::new() } else { "x".into() },
+        }
+    }
+
+    fn recovery(samples: Vec<Sample>, need: u32) -> ProbeRecovery {
+        let p = [ProbeTimeline {
+            name: "p".into(),
+            recovered_after: need,
+            skipped: 0,
+            samples,
+        }];
+        let input = GradeInput {
+            probes: &p,
+            inject: Moment {
+                at_us: 0,
+                uncertainty_us: 100,
+            },
+            revert_us: None,
+            rto_us: 10_000 * MS,
+            window_end_us: 100_000 * MS,
+            expect: Expectation::Recovery,
+            recovery: RecoveryMode::SelfHealing,
+        };
+        probe_recovery(&p[0], &input)
+    }
+
+    /// Checks every 10 ms from 0 to `until_ms`, each answering as `answer(start)` says:
+    /// `Some((end, ok))`, or `None` for a check still in flight when sampling stopped.
+    fn every_10ms(until_ms: u64, answer: impl Fn(u64) -> Option<(u64, bool)>) -> Vec<Sample> {
+        let mut v: Vec<Sample> = (0..=until_ms / 10)
+            .filter_map(|i| answer(i * 10).map(|(end, ok)| s(i * 10, end, ok)))
+            .collect();
+        // Stored in the order the answers arrived, as the probe records them.
+        v.sort_by_key(|s| s.end_us);
+        v
+    }
+
+    #[test]
+    fn refused_port_recovers_at_the_first_good_answer() {
+        // Down from 15 to 205 ms; every check answers in 1 ms.
+        let up = |t: u64| !(15..205).contains(&t);
+        let r = recovery(every_10ms(400, |t| Some((t + 1, up(t)))), 3);
+        let m = r.recovered.unwrap();
+        assert_eq!((m.low_us, m.us, m.high_us), (200 * MS, 211 * MS, 211 * MS));
+        assert_eq!(r.impact.unwrap().us, 21 * MS);
+        assert_eq!(r.relapses, 0);
+    }
+
+    #[test]
+    fn blackhole_brackets_the_lift_with_checks_that_hung() {
+        // Blackholed from 15 to 205 ms with a 1 s timeout: checks started inside it time out a
+        // second later, long after the good answers began.
+        let samples = every_10ms(1_400, |t| {
+            if (15..205).contains(&t) {
+                Some((t + 1_000, false))
+            } else {
+                Some((t + 1, true))
+            }
+        });
+        let r = recovery(samples, 3);
+        let m = r.recovered.unwrap();
+        assert!(m.low_us <= 205 * MS && 205 * MS <= m.high_us, "{m:?}");
+        assert_eq!((m.low_us, m.us), (200 * MS, 211 * MS));
+        assert_eq!(r.impact.unwrap().us, 1_020 * MS, "the first timeout");
+        // The good answers after the lift arrived before any timeout: the decision waited for
+        // a failure, then counted the streak after it, not one after the last timeout (1.2 s).
+        assert_eq!(r.relapses, 0);
+    }
+
+    #[test]
+    fn pause_answers_the_checks_it_held_just_after_the_resume() {
+        // Paused from 15 to 205 ms: checks started inside it answer well at 206 ms.
+        let samples = every_10ms(400, |t| {
+            if (15..205).contains(&t) {
+                Some((206, true))
+            } else {
+                Some((t + 1, true))
+            }
+        });
+        // No check failed: the pause was shorter than the timeout, so the probe saw slowness,
+        // not failure.
+        assert!(recovery(samples, 3).impact.is_none());
+
+        // Paused from 15 to 1_505 ms with a 1 s timeout: the early checks time out, those that
+        // started in the last second of the pause answer just after the resume.
+        let samples = every_10ms(2_000, |t| {
+            if (15..505).contains(&t) {
+                Some((t + 1_000, false))
+            } else if (505..1_505).contains(&t) {
+                Some((1_506, true))
+            } else {
+                Some((t + 1, true))
+            }
+        });
+        let m = recovery(samples, 3).recovered.unwrap();
+        assert!(m.low_us <= 1_505 * MS && 1_505 * MS <= m.high_us, "{m:?}");
+        assert_eq!(m.us, 1_506 * MS);
+        assert_eq!(m.low_us, 500 * MS);
+    }
+
+    #[test]
+    fn a_sample_in_flight_at_the_decision_does_not_move_it() {
+        // Down 15..45 ms (refused). The check started at 60 ms hangs and fails at 1060 ms, long
+        // after 50, 70 and 80 answered well.
+        let samples = every_10ms(200, |t| match t {
+            20..=40 => Some((t + 1, false)),
+            60 => Some((1_060, false)),
+            _ => Some((t + 1, true)),
+        });
+        let r = recovery(samples, 3);
+        let m = r.recovered.unwrap();
+        assert_eq!(
+            m.us,
+            51 * MS,
+            "decided at 81 ms, before the hung check failed"
+        );
+        assert_eq!(r.relapses, 1, "the late failure is a relapse");
+    }
+
+    #[test]
+    fn a_failure_answered_first_still_opens_the_streak_search() {
+        // Checks abandoned in flight (None) are simply absent.
+        let samples = every_10ms(200, |t| match t {
+            20 => Some((21, false)),
+            30 => None,
+            _ => Some((t + 1, true)),
+        });
+        let m = recovery(samples, 2).recovered.unwrap();
+        assert_eq!((m.low_us, m.us), (20 * MS, 41 * MS));
+    }
+}
