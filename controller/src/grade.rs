@@ -510,6 +510,7 @@ mod tests {
             name: name.into(),
             recovered_after,
             skipped: 0,
+            seed: None,
             samples: pattern
                 .chars()
                 .enumerate()

@@ -239,6 +239,23 @@ fn figures_text(figures: &std::collections::BTreeMap<String, i64>) -> String {
 
 /// One probe's own figures and verdict: "impact +6.0ms, recovered +36.0ms [25.0ms .. 36.0ms],
 /// 1 relapse: PASS"; `None` for a run that was not graded.
+/// How a probe sampled: its seed (to sample at the same moments again) and the checks it
+/// skipped because `max_in_flight` were still running.
+fn sampling_text(p: &crate::timeline::ProbeTimeline) -> String {
+    let mut parts = Vec::new();
+    if let Some(seed) = p.seed {
+        parts.push(format!("seed {seed}"));
+    }
+    if p.skipped > 0 {
+        parts.push(format!(
+            "{} due checks skipped: max_in_flight checks were still running, so it sampled \
+             more slowly than its interval",
+            p.skipped
+        ));
+    }
+    format!("sampling: {}", parts.join("; "))
+}
+
 pub fn probe_recovery_text(r: &crate::grade::ProbeRecovery) -> Option<String> {
     let verdict = r.verdict?;
     let mut parts = Vec::new();
@@ -368,6 +385,9 @@ pub fn render_text(report: &ScenarioReport) -> String {
                 .and_then(|g| g.probes.iter().find(|r| r.probe == p.name));
             if let Some(line) = recovery.and_then(probe_recovery_text) {
                 let _ = writeln!(out, "    {line}");
+            }
+            if p.skipped > 0 || p.seed.is_some() {
+                let _ = writeln!(out, "    {}", sampling_text(p));
             }
         }
     }
@@ -546,6 +566,7 @@ mod tests {
                 name: name.into(),
                 recovered_after: 2,
                 skipped: 0,
+                seed: None,
                 samples: vec![],
             });
         }

@@ -30,6 +30,10 @@ pub struct ProbeTimeline {
     /// Checks that were due but not started because `max_in_flight` checks were still running.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub skipped: u64,
+    /// The seed of the probe's phase and period jitter (give it as the probe's `seed` to
+    /// sample at the same moments again); `None` in reports from before probes had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -157,6 +157,7 @@ mod tests {
             name: "p".into(),
             recovered_after: need,
             skipped: 0,
+            seed: None,
             samples,
         }];
         let input = GradeInput {

@@ -432,6 +432,7 @@ mod tests {
                 name: "http".into(),
                 recovered_after: 3,
                 skipped: 0,
+                seed: None,
                 samples,
             }],
         }];

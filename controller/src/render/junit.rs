@@ -553,6 +553,7 @@ mod tests {
                 name: (*name).into(),
                 recovered_after: 2,
                 skipped: 0,
+                seed: None,
                 samples: vec![],
             });
             r.grade.as_mut().unwrap().probes.push(ProbeRecovery {

@@ -534,6 +534,7 @@ mod tests {
                 name: "http <&> probe".into(),
                 recovered_after: 3,
                 skipped: 0,
+                seed: None,
                 samples: samples(200, &[100, 101, 102]),
             }],
         }

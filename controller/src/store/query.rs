@@ -343,6 +343,7 @@ fn rebuild(conn: &Connection, row: &RunRow, status: RunStatus) -> Result<RunRepo
             name: p.name.clone(),
             recovered_after: p.recovered_after,
             skipped: 0,
+            seed: None,
             samples: by_probe.remove(&p.name).unwrap_or_default(),
         })
         .collect();
@@ -350,6 +351,7 @@ fn rebuild(conn: &Connection, row: &RunRow, status: RunStatus) -> Result<RunRepo
         name,
         recovered_after: 1,
         skipped: 0,
+        seed: None,
         samples,
     }));
     for p in &mut probes {

@@ -230,6 +230,20 @@ fn timing_and_status_are_range_checked() {
             17,
             "`max_in_flight` must be at most 200, got 201",
         ),
+        (
+            "recovered_after = 3",
+            "recovered_after = 3\nspread = 17",
+            25,
+            10,
+            "`spread` must be at most 16, got 17",
+        ),
+        (
+            "recovered_after = 3",
+            "recovered_after = 3\nseed = -1",
+            25,
+            8,
+            "`seed` must be at least 0, got -1",
+        ),
     ];
     for (from, to, line, column, part) in cases {
         assert_only_error(&valid_with(from, to), line, column, part);
