@@ -64,10 +64,24 @@ pub struct ProbeRecovery {
     pub recovered: Option<Measured>,
     /// Failed samples after it had recovered (flapping).
     pub relapses: u32,
+    /// Set when the outage was partial (some checks kept passing, as through a balancer with one
+    /// bad backend): recovery then needed a longer streak, see `grade/streak.rs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial: Option<Partial>,
     /// This probe's own verdict, by the run's rules: PASS, FAIL or NO_IMPACT; `None` for runs
     /// that were not graded (and in reports written before probes had one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<Verdict>,
+}
+
+/// A partial outage: how much failed, and the streak its recovery had to show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Partial {
+    /// Failed checks per thousand, from the first failure to the recovery streak.
+    pub failed_permille: u32,
+    /// Consecutive good checks recovery required: enough that a run of lucky checks at that
+    /// failure ratio would happen by chance less than 1 % of the time.
+    pub streak: u32,
 }
 
 /// Figures and verdict of one graded run.
@@ -332,6 +346,7 @@ fn early(verdict: Verdict, reason: String, probes: &[ProbeTimeline]) -> Grade {
                 impact: None,
                 recovered: None,
                 relapses: 0,
+                partial: None,
                 verdict: None,
             })
             .collect(),
@@ -591,8 +606,10 @@ mod tests {
 
     #[test]
     fn flapping_recovery_counts_from_the_first_full_streak() {
-        // Recovers at sample 4 but fails again at 6; the full streak starts at 7 (70 ms).
-        let p = [probe("http", 3, "+++-++-+++++")];
+        // Recovers at sample 4 but fails again at 6; the full streak starts at 7 (70 ms). Half
+        // the checks from the first failure on failed: a partial outage, whose streak must be
+        // longer than luck explains (9 here).
+        let p = [probe("http", 3, "+++-++-+++++++++")];
         let g = grade(&input(&p, 25, 1_000));
         assert_eq!(g.verdict, Verdict::Pass);
         let r = g.time_to_recover.unwrap();

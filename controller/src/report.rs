@@ -277,6 +277,14 @@ pub fn probe_recovery_text(r: &crate::grade::ProbeRecovery) -> Option<String> {
             if r.relapses == 1 { "" } else { "s" }
         ));
     }
+    if let Some(p) = r.partial {
+        parts.push(format!(
+            "partial outage ({:.1}% of checks failed; recovery needed {} good checks in a row, \
+             and the bracket reaches as far into them as luck could explain)",
+            f64::from(p.failed_permille) / 10.0,
+            p.streak
+        ));
+    }
     Some(format!("{}: {verdict}", parts.join(", ")))
 }
 
@@ -578,6 +586,7 @@ mod tests {
                 impact: Some(m(10_000)),
                 recovered: Some(m(120_000)),
                 relapses: 1,
+                partial: None,
                 verdict: Some(Verdict::Pass),
             },
             ProbeRecovery {
@@ -585,6 +594,7 @@ mod tests {
                 impact: Some(m(20_000)),
                 recovered: Some(m(300_000)),
                 relapses: 0,
+                partial: None,
                 verdict: Some(Verdict::Pass),
             },
         ];

@@ -561,6 +561,7 @@ mod tests {
                 impact: (*verdict != Verdict::NoImpact).then(|| m(1_000)),
                 recovered: recovered.map(m),
                 relapses: 0,
+                partial: None,
                 verdict: Some(*verdict),
             });
         }
