@@ -227,8 +227,8 @@ pub fn default_max_in_flight(interval: Duration, timeout: Duration) -> u32 {
     (per_timeout + 1).clamp(1, u128::from(MAX_IN_FLIGHT)) as u32
 }
 
-/// Samples at the probe's cadence: the first check after a random phase within one interval,
-/// then one every interval ± 10 % (reproducible from the probe's seed), whether or not earlier
+/// Samples at the probe's cadence: the first check at once, the second after a random phase
+/// within one interval, then one every interval ± 10 % (reproducible from the probe's seed), whether or not earlier
 /// checks have answered, so a check that hangs until its timeout never delays the next.
 /// At most `max_in_flight` checks run at once; a tick that finds them all busy is skipped (and
 /// counted). Samples are recorded in the order their answers arrive, each with its own start.
@@ -244,7 +244,10 @@ async fn sample_loop(
     // Checks in flight: owned by this task, so they are abandoned when it returns.
     let mut in_flight: JoinSet<(Instant, Result<(), ProbeError>)> = JoinSet::new();
     let mut jitter = Jitter(cadence.seed);
-    let mut next = tokio::time::Instant::now() + jitter.phase(cadence.interval);
+    // The first check starts at once (the steady state needs it), the second after a random
+    // phase within one interval, the rest one jittered period apart.
+    let mut next = tokio::time::Instant::now();
+    let mut step = jitter.phase(cadence.interval);
     loop {
         tokio::select! {
             _ = stop.changed() => return,
@@ -278,9 +281,10 @@ async fn sample_loop(
                     timelines.lock().expect("probe samples lock")[index].skipped += 1;
                 }
                 // An interval past what the clock can hold means "no next check", not a panic.
-                next = next.checked_add(jitter.period(cadence.interval)).unwrap_or_else(|| {
+                next = next.checked_add(step).unwrap_or_else(|| {
                     tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600)
                 });
+                step = jitter.period(cadence.interval);
                 let now = tokio::time::Instant::now();
                 if next < now {
                     next = now;
