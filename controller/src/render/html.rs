@@ -431,8 +431,6 @@ mod tests {
             probes: vec![ProbeTimeline {
                 name: "http".into(),
                 recovered_after: 3,
-                skipped: 0,
-                seed: None,
                 samples,
             }],
         }];
