@@ -303,21 +303,24 @@ async fn worker(
     }
 }
 
+/// The typed fault a request carries; `request` names the message in the error.
+fn decode(spec: Option<&v1::FaultSpec>, request: &str) -> Result<Fault, FaultError> {
+    match spec.map(Fault::from_wire) {
+        Some(Ok(f)) => Ok(f),
+        Some(Err(e)) => Err(FaultError::Invalid(e.to_string())),
+        None => Err(FaultError::Invalid(format!("{request} without a spec"))),
+    }
+}
+
 fn apply_fault(live: &LiveFaults, apply: v1::ApplyFault, received: Instant) -> FaultReport {
     let mut report = FaultReport {
         fault_id: apply.fault_id.clone(),
         phase: FaultPhase::Applied as i32,
         ..FaultReport::default()
     };
-    let fault = match apply.spec.as_ref().map(Fault::from_wire) {
-        Some(Ok(f)) => f,
-        Some(Err(e)) => return failed(report, FaultError::Invalid(e.to_string())),
-        None => {
-            return failed(
-                report,
-                FaultError::Invalid("ApplyFault without a spec".into()),
-            )
-        }
+    let fault = match decode(apply.spec.as_ref(), "ApplyFault") {
+        Ok(f) => f,
+        Err(e) => return failed(report, e),
     };
     // The agent enforces the fault's own duration and the controller's deadline itself,
     // whichever ends first, whatever happens to the controller.
@@ -345,15 +348,9 @@ fn check_fault(live: &LiveFaults, check: v1::CheckFault) -> FaultReport {
         phase: FaultPhase::Checked as i32,
         ..FaultReport::default()
     };
-    let fault = match check.spec.as_ref().map(Fault::from_wire) {
-        Some(Ok(f)) => f,
-        Some(Err(e)) => return failed(report, FaultError::Invalid(e.to_string())),
-        None => {
-            return failed(
-                report,
-                FaultError::Invalid("CheckFault without a spec".into()),
-            )
-        }
+    let fault = match decode(check.spec.as_ref(), "CheckFault") {
+        Ok(f) => f,
+        Err(e) => return failed(report, e),
     };
     match live.check(&check.fault_id, &fault) {
         Ok(warnings) => {
