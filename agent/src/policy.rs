@@ -5,7 +5,7 @@
 //! are refused whatever the config says: pid 1, the agent itself and the agent's parent (under
 //! `gameday run --local` that is the controller).
 
-use gameday_proto::fault::{FAULT_KINDS, KILL_SIGNALS};
+use gameday_proto::fault::{kill_signal, FAULT_KINDS, KILL_SIGNALS};
 use gameday_proto::ProcessPlace;
 use regex::Regex;
 use serde::Deserialize;
@@ -294,16 +294,17 @@ impl Policy {
             }
         }
         let kill_signals = match &config.process_kill.signals {
-            Some(signals) => {
-                for signal in signals {
-                    if !KILL_SIGNALS.contains(&signal.as_str()) {
-                        return Err(PolicyError::UnknownSignal {
+            // `KILL` and `SIGKILL` mean the same here as in scenarios.
+            Some(signals) => signals
+                .iter()
+                .map(|signal| {
+                    kill_signal(signal).map(str::to_string).ok_or_else(|| {
+                        PolicyError::UnknownSignal {
                             signal: signal.clone(),
-                        });
-                    }
-                }
-                signals.clone()
-            }
+                        }
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
             None => KILL_SIGNALS.iter().map(|s| s.to_string()).collect(),
         };
         let kind = |kind: &'static str, r: Result<(), String>| {
@@ -554,6 +555,15 @@ mod tests {
         );
         assert!(p.check_signal("SIGTERM").is_ok());
         assert!(p.check_signal("SIGKILL").is_err());
+    }
+
+    #[test]
+    fn policy_signals_take_the_names_scenarios_take() {
+        let p = policy("[process_kill]\nsignals = [\"KILL\", \"term\"]\n").unwrap();
+        assert!(p.check_signal("SIGKILL").is_ok());
+        assert!(p.check_signal("SIGTERM").is_ok());
+        assert!(p.check_signal("SIGHUP").is_err());
+        assert!(policy("[process_kill]\nsignals = [\"STOP\"]\n").is_err());
     }
 
     #[test]

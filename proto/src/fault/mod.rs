@@ -15,8 +15,8 @@ pub use disk::{DiskAmount, DiskFill};
 pub use dns::{is_dns_pattern, DnsAnswer, DnsMode, DnsPoison};
 pub use network::{parse_cidr, Direction, NetworkPartition, Protocol};
 pub use process::{
-    is_container_id, Count, NamespaceScope, ProcessKill, ProcessMatch, ProcessPause, ProcessPlace,
-    ProcessSelector, KILL_SIGNALS, MIN_CONTAINER_ID_PREFIX,
+    is_container_id, kill_signal, Count, NamespaceScope, ProcessKill, ProcessMatch, ProcessPause,
+    ProcessPlace, ProcessSelector, KILL_SIGNALS, MIN_CONTAINER_ID_PREFIX,
 };
 
 /// One fault a scenario injects on each of its targets.
