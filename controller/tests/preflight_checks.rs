@@ -8,10 +8,9 @@
 
 mod common;
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 
@@ -49,47 +48,15 @@ address = "127.0.0.1:{port}"
 fn run_with_policy(file: &Path, policy: &str) -> (i32, serde_json::Value, String) {
     let policy_file = file.with_file_name("policy.toml");
     std::fs::write(&policy_file, policy).unwrap();
-    let mut child = Command::new(gameday_bin())
-        .args(["run", "--local", "--output", "json", "--agent-policy"])
-        .arg(&policy_file)
-        .arg(file)
-        .env("GAMEDAY_AGENT_BIN", agent_bin())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start gameday run");
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stdout.read_to_end(&mut v);
-        v
-    });
-    let err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stderr.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the run did not end within 60s (it reached the steady state); stderr:\n{}",
-                String::from_utf8_lossy(&err.join().unwrap())
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    report_of(Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    })
+    let out = output_within(
+        Command::new(gameday_bin())
+            .args(["run", "--local", "--output", "json", "--agent-policy"])
+            .arg(&policy_file)
+            .arg(file)
+            .env("GAMEDAY_AGENT_BIN", agent_bin()),
+        Duration::from_secs(60),
+    );
+    report_of(out)
 }
 
 /// The run failed in preflight (exit 4, no run, nothing injected) with an error containing

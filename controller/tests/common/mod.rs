@@ -495,20 +495,23 @@ pub fn agent_config_leased(
     config
 }
 
-/// Runs `cmd` until it exits, at most `timeout` (then kills it and panics): its exit code and
-/// stderr.
-pub fn exit_within(cmd: &mut Command, timeout: Duration) -> (i32, String) {
+/// Runs `cmd` until it exits, at most `timeout` (then kills it and panics, showing its
+/// stderr): everything it printed.
+pub fn output_within(cmd: &mut Command, timeout: Duration) -> Output {
     let mut child = cmd
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the command");
-    let mut stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
-        text
-    });
+    let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
     let mut guard = ChildGuard {
         child,
         name: "command",
@@ -521,13 +524,26 @@ pub fn exit_within(cmd: &mut Command, timeout: Duration) -> (i32, String) {
         if std::time::Instant::now() >= deadline {
             let _ = guard.child.kill();
             let _ = guard.child.wait();
-            let stderr = reader.join().unwrap();
+            let stderr = String::from_utf8_lossy(&stderr.join().unwrap()).into_owned();
             panic!("{cmd:?} did not exit within {timeout:?}; stderr:\n{stderr}");
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    let stderr = reader.join().unwrap();
-    (status.code().unwrap_or(-1), stderr)
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+/// Runs `cmd` until it exits, at most `timeout` (then kills it and panics): its exit code and
+/// stderr.
+pub fn exit_within(cmd: &mut Command, timeout: Duration) -> (i32, String) {
+    let out = output_within(cmd, timeout);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// The run history database of a controller started in `dir` (its `data_dir` is
