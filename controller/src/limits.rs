@@ -17,14 +17,12 @@ pub const MAX_REQUEST_BYTES: usize = MAX_SCENARIO_BYTES + 64 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioRefusal {
     /// Over [`MAX_SCENARIO_BYTES`].
-    #[error("{file}: the scenario is {bytes} bytes; the limit is {limit} bytes (1 MiB)")]
+    #[error("{file}: {}", oversize(*.bytes))]
     TooLarge {
         /// The file as the operator named it.
         file: String,
         /// Its size.
         bytes: usize,
-        /// The limit.
-        limit: usize,
     },
     /// Validation found problems.
     #[error("{0}")]
@@ -54,13 +52,18 @@ impl ScenarioRefusal {
     }
 }
 
+/// What is wrong with a scenario of `bytes` bytes over [`MAX_SCENARIO_BYTES`], in the words
+/// every path that reads a scenario uses.
+pub fn oversize(bytes: usize) -> String {
+    format!("the scenario is {bytes} bytes; the limit is {MAX_SCENARIO_BYTES} bytes (1 MiB)")
+}
+
 /// Checks a scenario's size before anything reads it.
 pub fn check_scenario_size(file: &str, text: &str) -> Result<(), ScenarioRefusal> {
     if text.len() > MAX_SCENARIO_BYTES {
         return Err(ScenarioRefusal::TooLarge {
             file: file.to_string(),
             bytes: text.len(),
-            limit: MAX_SCENARIO_BYTES,
         });
     }
     Ok(())

@@ -404,13 +404,6 @@ impl Engine {
         running
     }
 
-    /// Aborts one run, or all of them, and reverts every live fault agents hold for them, on
-    /// behalf of the controller itself. Returns (runs aborted, faults reverted).
-    pub async fn abort(&self, run_id: Option<&str>) -> (u32, u32) {
-        let outcome = self.abort_by(run_id, "the controller").await;
-        (outcome.runs.len() as u32, outcome.reverted())
-    }
-
     /// Aborts a run, every repeat of an invocation (`target` is its id), or every run
     /// (`None`), on behalf of `who` ("operator alice"), and reverts every live fault agents
     /// hold for them. The aborted runs' records say who aborted them.

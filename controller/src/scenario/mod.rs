@@ -279,14 +279,7 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioErrors> {
     })?;
     if bytes.len() > crate::limits::MAX_SCENARIO_BYTES {
         let mut diagnostics = Diagnostics::new(&file_name, "");
-        diagnostics.error(
-            0..0,
-            format!(
-                "the file is {} bytes; the limit is {} bytes (1 MiB)",
-                bytes.len(),
-                crate::limits::MAX_SCENARIO_BYTES
-            ),
-        );
+        diagnostics.error(0..0, crate::limits::oversize(bytes.len()));
         return Err(diagnostics.into_errors());
     }
     match String::from_utf8(bytes) {
