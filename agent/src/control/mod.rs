@@ -442,6 +442,39 @@ mod tests {
         }
     }
 
+    /// A `sleep` child to pause, with its pid file in `dir`.
+    fn sleeper(dir: &std::path::Path) -> (std::process::Child, std::path::PathBuf) {
+        let sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid_file = dir.join("sleeper.pid");
+        std::fs::write(&pid_file, sleeper.id().to_string()).unwrap();
+        (sleeper, pid_file)
+    }
+
+    /// Queues a pause of the process in `pid_file` on a fresh worker (already `closing` or
+    /// not), closes its queue and waits for it to end: the replies it sent.
+    async fn apply_and_end_worker(
+        live: &Arc<LiveFaults>,
+        pid_file: &std::path::Path,
+        closing: bool,
+    ) -> mpsc::Receiver<AgentMessage> {
+        let (work_tx, work_rx) = mpsc::unbounded_channel::<Job>();
+        let (reply_tx, replies) = mpsc::channel(4);
+        let worker = tokio::spawn(worker(
+            live.clone(),
+            work_rx,
+            Arc::new(AtomicBool::new(closing)),
+        ));
+        work_tx
+            .send((Work::Apply(pause_of(pid_file), Instant::now()), reply_tx))
+            .unwrap();
+        drop(work_tx);
+        worker.await.unwrap();
+        replies
+    }
+
     /// Polls `cond` for up to 5 s.
     fn eventually(cond: impl Fn() -> bool) -> bool {
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -466,22 +499,9 @@ mod tests {
     #[tokio::test]
     async fn once_closing_the_worker_applies_nothing_more() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sleeper = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let pid_file = dir.path().join("sleeper.pid");
-        std::fs::write(&pid_file, sleeper.id().to_string()).unwrap();
+        let (mut sleeper, pid_file) = sleeper(dir.path());
         let live = live(dir.path());
-        let (work_tx, work_rx) = mpsc::unbounded_channel::<Job>();
-        let (reply_tx, mut replies) = mpsc::channel(4);
-        let closing = Arc::new(AtomicBool::new(true));
-        let worker = tokio::spawn(worker(live.clone(), work_rx, closing));
-        work_tx
-            .send((Work::Apply(pause_of(&pid_file), Instant::now()), reply_tx))
-            .unwrap();
-        drop(work_tx);
-        worker.await.unwrap();
+        let mut replies = apply_and_end_worker(&live, &pid_file, true).await;
         let Some(agent_message::Msg::FaultReport(report)) = replies.recv().await.unwrap().msg
         else {
             panic!("a fault report");
@@ -497,25 +517,9 @@ mod tests {
     #[tokio::test]
     async fn the_worker_ends_only_after_the_apply_in_progress_so_the_final_revert_sees_it() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sleeper = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let pid_file = dir.path().join("sleeper.pid");
-        std::fs::write(&pid_file, sleeper.id().to_string()).unwrap();
+        let (mut sleeper, pid_file) = sleeper(dir.path());
         let live = live(dir.path());
-        let (work_tx, work_rx) = mpsc::unbounded_channel::<Job>();
-        let (reply_tx, _replies) = mpsc::channel(4);
-        let worker = tokio::spawn(worker(
-            live.clone(),
-            work_rx,
-            Arc::new(AtomicBool::new(false)),
-        ));
-        work_tx
-            .send((Work::Apply(pause_of(&pid_file), Instant::now()), reply_tx))
-            .unwrap();
-        drop(work_tx);
-        worker.await.unwrap();
+        let _replies = apply_and_end_worker(&live, &pid_file, false).await;
         assert_eq!(live.len(), 1, "applied before the worker ended");
         // A signal is delivered asynchronously: poll for the state it leads to.
         assert!(eventually(|| stopped(sleeper.id())), "paused");
