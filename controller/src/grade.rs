@@ -4,7 +4,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::scenario::{Expectation, RecoveryMode};
-use crate::timeline::{Moment, ProbeTimeline, Sample};
+mod streak;
+
+use streak::probe_recovery;
+
+use crate::timeline::{Moment, ProbeTimeline};
 
 /// The outcome of one run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -48,7 +52,8 @@ pub struct Measured {
     pub high_us: u64,
 }
 
-/// Recovery of one probe: the bracket is (last failed sample, first good sample).
+/// Recovery of one probe: the bracket runs from the start of the last failed check before the
+/// recovery streak to the first good answer in it (see `grade/streak.rs`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeRecovery {
     /// The probe's name.
@@ -59,10 +64,24 @@ pub struct ProbeRecovery {
     pub recovered: Option<Measured>,
     /// Failed samples after it had recovered (flapping).
     pub relapses: u32,
+    /// Set when the outage was partial (some checks kept passing, as through a balancer with one
+    /// bad backend): recovery then needed a longer streak, see `grade/streak.rs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial: Option<Partial>,
     /// This probe's own verdict, by the run's rules: PASS, FAIL or NO_IMPACT; `None` for runs
     /// that were not graded (and in reports written before probes had one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<Verdict>,
+}
+
+/// A partial outage: how much failed, and the streak its recovery had to show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Partial {
+    /// Failed checks per thousand, from the first failure to the recovery streak.
+    pub failed_permille: u32,
+    /// Consecutive good checks recovery required: enough that a run of lucky checks at that
+    /// failure ratio would happen by chance less than 1 % of the time.
+    pub streak: u32,
 }
 
 /// Figures and verdict of one graded run.
@@ -327,71 +346,10 @@ fn early(verdict: Verdict, reason: String, probes: &[ProbeTimeline]) -> Grade {
                 impact: None,
                 recovered: None,
                 relapses: 0,
+                partial: None,
                 verdict: None,
             })
             .collect(),
-    }
-}
-
-fn probe_recovery(p: &ProbeTimeline, input: &GradeInput<'_>) -> ProbeRecovery {
-    let t0 = input.inject.at_us;
-    let window: Vec<&Sample> = p
-        .samples
-        .iter()
-        .filter(|s| s.end_us >= t0 && s.start_us <= input.window_end_us)
-        .collect();
-    let none = ProbeRecovery {
-        probe: p.name.clone(),
-        impact: None,
-        recovered: None,
-        relapses: 0,
-        verdict: None,
-    };
-    let Some(first_fail) = window.iter().position(|s| !s.ok) else {
-        return none;
-    };
-    let failed = window[first_fail];
-    // The service broke after the last good answer began (or the effect) and before this answer.
-    let last_good_start = window[..first_fail]
-        .last()
-        .map_or(t0, |s| s.start_us.max(t0));
-    let impact = Measured {
-        us: failed.end_us - t0,
-        low_us: last_good_start - t0,
-        high_us: failed.end_us - t0,
-    };
-    let need = p.recovered_after.max(1) as usize;
-    let mut streak = 0usize;
-    let mut last_failed = failed;
-    for (i, s) in window.iter().enumerate().skip(first_fail) {
-        if !s.ok {
-            streak = 0;
-            last_failed = s;
-            continue;
-        }
-        streak += 1;
-        if streak == need {
-            let first_good = window[i + 1 - need];
-            let relapses = window[i + 1..].iter().filter(|s| !s.ok).count() as u32;
-            // The service came back after the last failed check began and before the first good
-            // one answered. The answer's arrival is the estimate: a check that started while the
-            // service still hung (and waited for it) is only done once the service is back.
-            let recovered = Measured {
-                us: first_good.end_us - t0,
-                low_us: last_failed.start_us.max(t0) - t0,
-                high_us: first_good.end_us - t0,
-            };
-            return ProbeRecovery {
-                impact: Some(impact),
-                recovered: Some(recovered),
-                relapses,
-                ..none
-            };
-        }
-    }
-    ProbeRecovery {
-        impact: Some(impact),
-        ..none
     }
 }
 
@@ -556,6 +514,7 @@ pub fn fmt_us(us: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::timeline::Sample;
 
     const MS: u64 = 1_000;
 
@@ -565,6 +524,8 @@ mod tests {
         ProbeTimeline {
             name: name.into(),
             recovered_after,
+            skipped: 0,
+            seed: None,
             samples: pattern
                 .chars()
                 .enumerate()
@@ -645,8 +606,10 @@ mod tests {
 
     #[test]
     fn flapping_recovery_counts_from_the_first_full_streak() {
-        // Recovers at sample 4 but fails again at 6; the full streak starts at 7 (70 ms).
-        let p = [probe("http", 3, "+++-++-+++++")];
+        // Recovers at sample 4 but fails again at 6; the full streak starts at 7 (70 ms). Half
+        // the checks from the first failure on failed: a partial outage, whose streak must be
+        // longer than luck explains (9 here).
+        let p = [probe("http", 3, "+++-++-+++++++++")];
         let g = grade(&input(&p, 25, 1_000));
         assert_eq!(g.verdict, Verdict::Pass);
         let r = g.time_to_recover.unwrap();

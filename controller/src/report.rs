@@ -239,6 +239,23 @@ fn figures_text(figures: &std::collections::BTreeMap<String, i64>) -> String {
 
 /// One probe's own figures and verdict: "impact +6.0ms, recovered +36.0ms [25.0ms .. 36.0ms],
 /// 1 relapse: PASS"; `None` for a run that was not graded.
+/// How a probe sampled: its seed (to sample at the same moments again) and the checks it
+/// skipped because `max_in_flight` were still running.
+fn sampling_text(p: &crate::timeline::ProbeTimeline) -> String {
+    let mut parts = Vec::new();
+    if let Some(seed) = p.seed {
+        parts.push(format!("seed {seed}"));
+    }
+    if p.skipped > 0 {
+        parts.push(format!(
+            "{} due checks skipped: max_in_flight checks were still running, so it sampled \
+             more slowly than its interval",
+            p.skipped
+        ));
+    }
+    format!("sampling: {}", parts.join("; "))
+}
+
 pub fn probe_recovery_text(r: &crate::grade::ProbeRecovery) -> Option<String> {
     let verdict = r.verdict?;
     let mut parts = Vec::new();
@@ -258,6 +275,14 @@ pub fn probe_recovery_text(r: &crate::grade::ProbeRecovery) -> Option<String> {
             "{} relapse{}",
             r.relapses,
             if r.relapses == 1 { "" } else { "s" }
+        ));
+    }
+    if let Some(p) = r.partial {
+        parts.push(format!(
+            "partial outage ({:.1}% of checks failed; recovery needed {} good checks in a row, \
+             and the bracket reaches as far into them as luck could explain)",
+            f64::from(p.failed_permille) / 10.0,
+            p.streak
         ));
     }
     Some(format!("{}: {verdict}", parts.join(", ")))
@@ -368,6 +393,9 @@ pub fn render_text(report: &ScenarioReport) -> String {
                 .and_then(|g| g.probes.iter().find(|r| r.probe == p.name));
             if let Some(line) = recovery.and_then(probe_recovery_text) {
                 let _ = writeln!(out, "    {line}");
+            }
+            if p.skipped > 0 || p.seed.is_some() {
+                let _ = writeln!(out, "    {}", sampling_text(p));
             }
         }
     }
@@ -545,6 +573,8 @@ mod tests {
             r.probes.push(ProbeTimeline {
                 name: name.into(),
                 recovered_after: 2,
+                skipped: 0,
+                seed: None,
                 samples: vec![],
             });
         }
@@ -556,6 +586,7 @@ mod tests {
                 impact: Some(m(10_000)),
                 recovered: Some(m(120_000)),
                 relapses: 1,
+                partial: None,
                 verdict: Some(Verdict::Pass),
             },
             ProbeRecovery {
@@ -563,6 +594,7 @@ mod tests {
                 impact: Some(m(20_000)),
                 recovered: Some(m(300_000)),
                 relapses: 0,
+                partial: None,
                 verdict: Some(Verdict::Pass),
             },
         ];

@@ -24,8 +24,20 @@ pub struct ProbeTimeline {
     pub name: String,
     /// Consecutive successes that count as recovered.
     pub recovered_after: u32,
-    /// Samples in the order they were taken (they never overlap).
+    /// Samples in the order their answers arrived. Checks overlap (a check that hangs does not
+    /// delay the next), so a sample may have started before the one recorded ahead of it.
     pub samples: Vec<Sample>,
+    /// Checks that were due but not started because `max_in_flight` checks were still running.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped: u64,
+    /// The seed of the probe's phase and period jitter (give it as the probe's `seed` to
+    /// sample at the same moments again); `None` in reports from before probes had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A moment on the controller's clock known only to within `± uncertainty_us`.

@@ -13,15 +13,30 @@
 //!
 //! TOLERANCE covers the probe's own latency on loopback (well under 1 ms) and scheduling delay
 //! of a loaded CI machine running tests in parallel (a sample may start a few ms late); 25 ms.
+//!
+//! Three ways of being down, each with a 10 ms interval and a 1 s timeout, because they look
+//! different to a probe: a closed port refuses at once; a blackholed one lets every check hang
+//! until its timeout; a paused process holds every check and answers those still waiting just
+//! after it is continued. Probe checks overlap, so a hanging check never stops the clock: in all
+//! three the estimate must lie within the interval + 5 ms of the truth, and the bracket must
+//! contain it.
 
 mod common;
 
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
+use gameday::timeline::monotonic_ns;
 
 const INTERVAL_US: i64 = 10_000;
 const TOLERANCE_US: i64 = 25_000;
+/// How far the estimate may lie from the truth in the refuse, hang and pause cases: the
+/// interval plus 5 ms of probe latency and scheduling.
+const ESTIMATE_SLACK_US: i64 = 5_000;
 
 fn check_outage(restart_delay: &str, delay_us: i64) {
     let dir = tempfile::tempdir().unwrap();
@@ -134,4 +149,280 @@ fn recovery_of_a_200ms_outage_is_measured_truthfully() {
 #[test]
 fn recovery_of_a_1s_outage_is_measured_truthfully() {
     check_outage("1s", 1_000_000);
+}
+
+/// The refuse case again, with the hang and pause cases' 1 s timeout: the estimate must lie
+/// within the interval + 5 ms of the moment the service listened again.
+#[test]
+fn recovery_from_a_refused_port_is_within_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _service = supervised_service(dir.path(), port, "200ms");
+    let fault = format!(
+        "kind = \"process_kill\"\npid_file = \"{}\"",
+        dir.path().join("service.pid").display()
+    );
+    let report = run_truth(dir.path(), "refuse", &fault, port, "self");
+    let events = events(&dir.path().join("events"));
+    for run in report["runs"].as_array().unwrap() {
+        let inject_abs_us = inject_abs_us(run);
+        let died_us = events
+            .iter()
+            .map(|(e, t)| (e, *t as i64 / 1000))
+            .find(|(e, t)| *e == "exited" && *t >= inject_abs_us - TOLERANCE_US)
+            .map(|(_, t)| t)
+            .expect("the loop saw its child die after the injection");
+        let up_us = events
+            .iter()
+            .map(|(e, t)| (e, *t as i64 / 1000))
+            .find(|(e, t)| *e == "listening" && *t > died_us)
+            .map(|(_, t)| t)
+            .expect("the service listened again");
+        // The service listens a moment before it writes the event: the truth is no later.
+        check_estimate("refuse", run, up_us - 1_000, up_us);
+    }
+}
+
+/// A blackholed port: a server that, while the fault holds, accepts every connection and never
+/// answers it. Checks that started inside the outage hang until their timeout (1 s), long after
+/// the service is back; the estimate must not wait for them.
+#[test]
+fn recovery_from_a_blackhole_is_within_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sleeper, pid_file) = sleeper(dir.path());
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let server = BlackholeServer::start(pid);
+    let fault = format!(
+        "kind = \"process_pause\"\npid_file = \"{}\"\nduration = \"300ms\"",
+        pid_file.display()
+    );
+    let report = run_truth(dir.path(), "hang", &fault, server.port, "after_revert");
+    let lifts = server.lifts();
+    for run in report["runs"].as_array().unwrap() {
+        let inject = inject_abs_us(run);
+        // The server answers again from the instant its flag flipped back: that is the truth.
+        let lift = lifts
+            .iter()
+            .map(|ns| *ns as i64 / 1000)
+            .find(|t| *t > inject)
+            .expect("the blackhole lifted after the injection");
+        check_estimate("hang", run, lift, lift);
+    }
+}
+
+/// A paused process (SIGSTOP for 1.5 s, longer than the 1 s timeout, so early checks fail): the
+/// kernel queues connections, and every check still waiting is answered just after SIGCONT.
+#[test]
+fn recovery_from_a_pause_is_within_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let service = bare_service(dir.path(), port);
+    let watch = StopWatch::start(service.pid());
+    let fault = format!(
+        "kind = \"process_pause\"\npid_file = \"{}\"\nduration = \"1500ms\"",
+        dir.path().join("service.pid").display()
+    );
+    let report = run_truth(dir.path(), "pause", &fault, port, "after_revert");
+    let resumes = watch.resumes();
+    for run in report["runs"].as_array().unwrap() {
+        let inject = inject_abs_us(run);
+        let (before, after) = resumes
+            .iter()
+            .map(|(b, a)| (*b as i64 / 1000, *a as i64 / 1000))
+            .find(|(_, a)| *a > inject)
+            .expect("the service was continued after the injection");
+        check_estimate("pause", run, before, after);
+    }
+}
+
+/// Runs a two-run scenario with one fault and the truth cases' probe; returns the report.
+fn run_truth(
+    dir: &std::path::Path,
+    name: &str,
+    fault: &str,
+    port: u16,
+    recovery: &str,
+) -> serde_json::Value {
+    let scenario = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"
+name = "truth-{name}"
+rto = "5s"
+repeat = 2
+steady_state = "300ms"
+observe = "8s"
+recovery = "{recovery}"
+
+[targets]
+agents = ["local"]
+
+[[faults]]
+{fault}
+
+[[probes]]
+name = "http"
+kind = "http"
+url = "http://127.0.0.1:{port}/"
+interval = "10ms"
+timeout = "1s"
+recovered_after = 3
+expect_body = "ok"
+"#
+        ),
+    )
+    .unwrap();
+    let (code, report, stderr) = run_local(&scenario);
+    assert_eq!(
+        code, 0,
+        "every run should pass; stderr:\n{stderr}\nreport: {report:#}"
+    );
+    assert_eq!(report["runs"].as_array().unwrap().len(), 2);
+    report
+}
+
+/// When the run's fault took effect, in CLOCK_MONOTONIC microseconds.
+fn inject_abs_us(run: &serde_json::Value) -> i64 {
+    run["epoch_monotonic_ns"].as_i64().unwrap() / 1000 + run["inject"]["at_us"].as_i64().unwrap()
+}
+
+/// The service came back between `truth_low` and `truth_high` (CLOCK_MONOTONIC µs): the
+/// bracket must contain that, and the estimate lie within the interval + 5 ms after it.
+fn check_estimate(case: &str, run: &serde_json::Value, truth_low: i64, truth_high: i64) {
+    let inject = inject_abs_us(run);
+    let ttr = &run["grade"]["time_to_recover"];
+    let (us, low, high) = (
+        ttr["us"].as_i64().expect("a recovery") + inject,
+        ttr["low_us"].as_i64().unwrap() + inject,
+        ttr["high_us"].as_i64().unwrap() + inject,
+    );
+    let error = us - truth_high;
+    eprintln!(
+        "{case}: true recovery {:.1} ms after the effect (±{:.2}), measured {:.1} ms [{:.1} .. {:.1}], error {:+.2} ms",
+        (truth_high - inject) as f64 / 1e3,
+        (truth_high - truth_low) as f64 / 2e3,
+        (us - inject) as f64 / 1e3,
+        (low - inject) as f64 / 1e3,
+        (high - inject) as f64 / 1e3,
+        error as f64 / 1e3,
+    );
+    assert!(
+        low <= truth_high && truth_low <= high,
+        "{case}: bracket [{low}, {high}] must contain the truth [{truth_low}, {truth_high}]"
+    );
+    assert!(
+        us >= truth_low - ESTIMATE_SLACK_US && error <= INTERVAL_US + ESTIMATE_SLACK_US,
+        "{case}: estimate {us} vs truth [{truth_low}, {truth_high}]: error {error} µs"
+    );
+}
+
+/// Watches a process's state from a thread, recording each time it was continued after a
+/// stop: (last seen stopped, first seen running), CLOCK_MONOTONIC ns.
+struct StopWatch {
+    done: Arc<AtomicBool>,
+    resumes: Arc<Mutex<Vec<(u64, u64)>>>,
+}
+
+impl StopWatch {
+    fn start(pid: i32) -> StopWatch {
+        let done = Arc::new(AtomicBool::new(false));
+        let resumes = Arc::new(Mutex::new(Vec::new()));
+        let (d, r) = (done.clone(), resumes.clone());
+        std::thread::spawn(move || {
+            let mut last_stopped: Option<u64> = None;
+            while !d.load(Ordering::Relaxed) {
+                let now = monotonic_ns();
+                if stopped(pid) {
+                    last_stopped = Some(now);
+                } else if let Some(before) = last_stopped.take() {
+                    r.lock().unwrap().push((before, now));
+                }
+                // Sampling the state, not waiting for it: 100 µs is the truth's resolution.
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        });
+        StopWatch { done, resumes }
+    }
+
+    fn resumes(&self) -> Vec<(u64, u64)> {
+        self.resumes.lock().unwrap().clone()
+    }
+}
+
+impl Drop for StopWatch {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
+    }
+}
+
+/// An HTTP server answering `ok`, blackholed while the process `pid` is stopped: it then
+/// accepts connections, reads their requests and never answers them. The instant it stops
+/// blackholing is recorded exactly, since it is the server's own switch.
+struct BlackholeServer {
+    port: u16,
+    done: Arc<AtomicBool>,
+    lifts: Arc<Mutex<Vec<u64>>>,
+}
+
+impl BlackholeServer {
+    fn start(pid: i32) -> BlackholeServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let done = Arc::new(AtomicBool::new(false));
+        let hanging = Arc::new(AtomicBool::new(false));
+        let lifts = Arc::new(Mutex::new(Vec::new()));
+        let (d, h, l) = (done.clone(), hanging.clone(), lifts.clone());
+        std::thread::spawn(move || {
+            while !d.load(Ordering::Relaxed) {
+                let stop = stopped(pid);
+                if h.swap(stop, Ordering::SeqCst) && !stop {
+                    l.lock().unwrap().push(monotonic_ns());
+                }
+                // Sampling the fault's state: it sets when the blackhole lifts, to 100 µs.
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        });
+        let held: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let (hanging, held) = (hanging.clone(), held.clone());
+                std::thread::spawn(move || {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf) {
+                            Ok(n) if n > 0 => request.extend_from_slice(&buf[..n]),
+                            _ => return,
+                        }
+                    }
+                    if hanging.load(Ordering::SeqCst) {
+                        // Never answered, never closed: the check hangs until its timeout.
+                        held.lock().unwrap().push(stream);
+                        return;
+                    }
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    );
+                });
+            }
+        });
+        BlackholeServer { port, done, lifts }
+    }
+
+    fn lifts(&self) -> Vec<u64> {
+        self.lifts.lock().unwrap().clone()
+    }
+}
+
+impl Drop for BlackholeServer {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
+    }
 }

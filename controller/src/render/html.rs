@@ -431,6 +431,8 @@ mod tests {
             probes: vec![ProbeTimeline {
                 name: "http".into(),
                 recovered_after: 3,
+                skipped: 0,
+                seed: None,
                 samples,
             }],
         }];

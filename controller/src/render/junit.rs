@@ -552,6 +552,8 @@ mod tests {
             r.probes.push(ProbeTimeline {
                 name: (*name).into(),
                 recovered_after: 2,
+                skipped: 0,
+                seed: None,
                 samples: vec![],
             });
             r.grade.as_mut().unwrap().probes.push(ProbeRecovery {
@@ -559,6 +561,7 @@ mod tests {
                 impact: (*verdict != Verdict::NoImpact).then(|| m(1_000)),
                 recovered: recovered.map(m),
                 relapses: 0,
+                partial: None,
                 verdict: Some(*verdict),
             });
         }

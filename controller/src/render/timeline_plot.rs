@@ -107,12 +107,12 @@ pub(crate) fn plot(run: &RunReport, rto_us: u64) -> Option<String> {
     let first = run
         .probes
         .iter()
-        .filter_map(|p| p.samples.first().map(|s| s.start_us))
+        .flat_map(|p| p.samples.iter().map(|s| s.start_us))
         .min()?;
     let last = run
         .probes
         .iter()
-        .filter_map(|p| p.samples.last().map(|s| s.end_us))
+        .flat_map(|p| p.samples.iter().map(|s| s.end_us))
         .max()?;
     // Times are drawn relative to the injection when there was one: that is where the RTO,
     // impact and recovery are counted from.
@@ -533,6 +533,8 @@ mod tests {
             probes: vec![ProbeTimeline {
                 name: "http <&> probe".into(),
                 recovered_after: 3,
+                skipped: 0,
+                seed: None,
                 samples: samples(200, &[100, 101, 102]),
             }],
         }

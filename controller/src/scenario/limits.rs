@@ -37,6 +37,11 @@ pub const MAX_PROBE_INTERVAL: Duration = Duration::from_millis(HOUR);
 pub const MAX_PROBE_TIMEOUT: Duration = Duration::from_millis(5 * MINUTE);
 /// Most consecutive successes `recovered_after` may ask for.
 pub const MAX_RECOVERED_AFTER: u32 = 1_000;
+/// Most checks one probe may keep in flight (`max_in_flight`, and the cap of its default):
+/// enough for a check every 10 ms while earlier ones hang for 2 s; more is load, not insight.
+pub const MAX_PROBE_IN_FLIGHT: u32 = 200;
+/// Most connections per probe sample (`spread`): enough to cover the backends of a balancer.
+pub const MAX_PROBE_SPREAD: u32 = 16;
 
 /// Largest `max_targets`: more than any one controller's fleet; larger is a typo.
 pub const MAX_TARGETS: u32 = 10_000;

@@ -177,9 +177,28 @@ pub struct ProbeSpec {
     pub timeout: Duration,
     /// Consecutive successes that mark the service as recovered; at least 1.
     pub recovered_after: u32,
+    /// Most checks in flight at once; `None`: enough for one check per interval while earlier
+    /// ones hang until their timeout (`probe::default_max_in_flight`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
+    /// Checks per sample, each over its own connection; the sample is good only if all are.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub spread: u32,
+    /// Seeds the probe's phase and period jitter; `None`: a fresh seed every run (shown in the
+    /// report's timeline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
     /// What is checked.
     #[serde(flatten)]
     pub check: ProbeCheck,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// What a probe checks (`kind = "tcp" | "http" | "dns"`).
@@ -343,6 +362,9 @@ mod tests {
                     interval: ms(10),
                     timeout: ms(200),
                     recovered_after: 3,
+                    max_in_flight: None,
+                    spread: 1,
+                    seed: None,
                     check: ProbeCheck::Http {
                         url: "http://127.0.0.1:18080/".into(),
                         expect_status: 200,
@@ -354,6 +376,9 @@ mod tests {
                     interval: ms(100),
                     timeout: ms(1_000),
                     recovered_after: 3,
+                    max_in_flight: None,
+                    spread: 1,
+                    seed: None,
                     check: ProbeCheck::Tcp {
                         address: "127.0.0.1:18080".into(),
                     },

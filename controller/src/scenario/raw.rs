@@ -83,6 +83,9 @@ pub(crate) struct RawProbe {
     pub interval: Field<String>,
     pub timeout: Field<String>,
     pub recovered_after: Field<i64>,
+    pub max_in_flight: Field<i64>,
+    pub spread: Field<i64>,
+    pub seed: Field<i64>,
     /// tcp
     pub address: Field<String>,
     /// http
@@ -112,6 +115,9 @@ impl RawProbe {
             interval: fields.take(d, "interval"),
             timeout: fields.take(d, "timeout"),
             recovered_after: fields.take(d, "recovered_after"),
+            max_in_flight: fields.take(d, "max_in_flight"),
+            spread: fields.take(d, "spread"),
+            seed: fields.take(d, "seed"),
             address: fields.take(d, "address"),
             url: fields.take(d, "url"),
             expect_status: fields.take(d, "expect_status"),

@@ -342,12 +342,16 @@ fn rebuild(conn: &Connection, row: &RunRow, status: RunStatus) -> Result<RunRepo
         .map(|p| ProbeTimeline {
             name: p.name.clone(),
             recovered_after: p.recovered_after,
+            skipped: 0,
+            seed: None,
             samples: by_probe.remove(&p.name).unwrap_or_default(),
         })
         .collect();
     probes.extend(by_probe.into_iter().map(|(name, samples)| ProbeTimeline {
         name,
         recovered_after: 1,
+        skipped: 0,
+        seed: None,
         samples,
     }));
     for p in &mut probes {

@@ -130,6 +130,8 @@ fn graded(run_id: &str, verdict: Verdict, recover_us: Option<u64>, started: u64)
         probes: vec![ProbeTimeline {
             name: "http".into(),
             recovered_after: 3,
+            skipped: 0,
+            seed: None,
             samples: vec![sample(0, true), sample(1_500, false), sample(3_000, true)],
         }],
     }

@@ -20,7 +20,8 @@ use super::echo;
 use super::error::Diagnostics;
 use super::fields::Field;
 use super::limits::{
-    MAX_PROBE_INTERVAL, MAX_PROBE_TIMEOUT, MAX_RECOVERED_AFTER, MIN_PROBE_INTERVAL,
+    MAX_PROBE_INTERVAL, MAX_PROBE_IN_FLIGHT, MAX_PROBE_SPREAD, MAX_PROBE_TIMEOUT,
+    MAX_RECOVERED_AFTER, MIN_PROBE_INTERVAL,
 };
 use super::names::check_name;
 use super::raw::RawProbe;
@@ -118,6 +119,33 @@ fn probe(
         DEFAULT_RECOVERED_AFTER,
         1..=MAX_RECOVERED_AFTER,
     );
+    // Absent: the probe engine sizes it from the interval and the timeout.
+    let max_in_flight = match &raw.max_in_flight {
+        Field::Absent => Some(None),
+        given => count(
+            diagnostics,
+            "max_in_flight",
+            given,
+            1,
+            1..=MAX_PROBE_IN_FLIGHT,
+        )
+        .map(Some),
+    };
+    let spread = count(diagnostics, "spread", &raw.spread, 1, 1..=MAX_PROBE_SPREAD);
+    let seed = match &raw.seed {
+        Field::Absent => Some(None),
+        Field::Invalid => None,
+        Field::Given(v) => match u64::try_from(*v.get_ref()) {
+            Ok(seed) => Some(Some(seed)),
+            Err(_) => {
+                diagnostics.error(
+                    v.span(),
+                    format!("`seed` must be at least 0, got {}", v.get_ref()),
+                );
+                None
+            }
+        },
+    };
 
     let check = match &raw.kind {
         Field::Invalid => None,
@@ -167,6 +195,9 @@ fn probe(
             interval: interval?,
             timeout: timeout?,
             recovered_after: recovered_after?,
+            max_in_flight: max_in_flight?,
+            spread: spread?,
+            seed: seed?,
             check: check?,
         },
         name_span,

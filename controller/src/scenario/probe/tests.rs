@@ -216,6 +216,34 @@ fn timing_and_status_are_range_checked() {
             17,
             "got 70000",
         ),
+        (
+            "recovered_after = 3",
+            "recovered_after = 3\nmax_in_flight = 0",
+            25,
+            17,
+            "`max_in_flight` must be at least 1, got 0",
+        ),
+        (
+            "recovered_after = 3",
+            "recovered_after = 3\nmax_in_flight = 201",
+            25,
+            17,
+            "`max_in_flight` must be at most 200, got 201",
+        ),
+        (
+            "recovered_after = 3",
+            "recovered_after = 3\nspread = 17",
+            25,
+            10,
+            "`spread` must be at most 16, got 17",
+        ),
+        (
+            "recovered_after = 3",
+            "recovered_after = 3\nseed = -1",
+            25,
+            8,
+            "`seed` must be at least 0, got -1",
+        ),
     ];
     for (from, to, line, column, part) in cases {
         assert_only_error(&valid_with(from, to), line, column, part);
@@ -321,6 +349,15 @@ fn a_probe_with_only_the_required_fields_gets_defaults() {
     assert_eq!(http.interval, gameday_proto::Duration::from_millis(100));
     assert_eq!(http.timeout, gameday_proto::Duration::from_millis(1_000));
     assert_eq!(http.recovered_after, 3);
+    assert_eq!(http.max_in_flight, None, "sized by the probe engine");
+    let text = valid_with(
+        "recovered_after = 3",
+        "recovered_after = 3\nmax_in_flight = 7",
+    );
+    assert_eq!(
+        parse("x.toml", &text).expect("valid").probes[0].max_in_flight,
+        Some(7)
+    );
     assert!(matches!(
         &http.check,
         crate::scenario::ProbeCheck::Http {
