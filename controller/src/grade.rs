@@ -52,8 +52,8 @@ pub struct Measured {
     pub high_us: u64,
 }
 
-/// Recovery of one probe: the bracket runs from the start of the last failed check before the
-/// recovery streak to the first good answer in it (see `grade/streak.rs`).
+/// Recovery of one probe: the bracket runs from the start of its last failed check to the first
+/// good answer after it, further after a partial outage (see `grade/streak.rs`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeRecovery {
     /// The probe's name.
@@ -62,10 +62,11 @@ pub struct ProbeRecovery {
     pub impact: Option<Measured>,
     /// When it recovered; `None` if it failed and never recovered.
     pub recovered: Option<Measured>,
-    /// Failed samples after it had recovered (flapping).
+    /// Failed checks after it first looked recovered (`recovered_after` good checks in a row):
+    /// flapping. Its recovery is after the last of them.
     pub relapses: u32,
     /// Set when the outage was partial (some checks kept passing, as through a balancer with one
-    /// bad backend): recovery then needed a longer streak, see `grade/streak.rs`.
+    /// bad backend): recovery then needed a longer run of good checks, see `grade/streak.rs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial: Option<Partial>,
     /// This probe's own verdict, by the run's rules: PASS, FAIL or NO_IMPACT; `None` for runs
@@ -77,10 +78,11 @@ pub struct ProbeRecovery {
 /// A partial outage: how much failed, and the streak its recovery had to show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Partial {
-    /// Failed checks per thousand, from the first failure to the recovery streak.
+    /// Failed checks per thousand, from the first failed check to the last.
     pub failed_permille: u32,
-    /// Consecutive good checks recovery required: enough that a run of lucky checks at that
-    /// failure ratio would happen by chance less than 1 % of the time.
+    /// Good checks in a row that recovery required after the last failure: enough that so many
+    /// lucky ones at that failure ratio would come by chance less than 0.1 % of the time. The
+    /// bracket's high end reaches as far into them.
     pub streak: u32,
 }
 
@@ -225,10 +227,22 @@ pub fn grade(input: &GradeInput<'_>) -> Grade {
             ),
         )
     } else if let Some(stuck) = stuck {
+        let partial = stuck
+            .partial
+            .map(|p| {
+                format!(
+                    ": it kept failing now and then ({:.1}% of its checks from the first failure \
+                     to the last), and recovery needs {} good checks in a row after the last",
+                    f64::from(p.failed_permille) / 10.0,
+                    p.streak
+                )
+            })
+            .unwrap_or_default();
         (
             Verdict::Fail,
             format!(
-                "probe {} did not recover within the observation window ({} after the fault)",
+                "probe {} did not recover within the observation window ({} after the \
+                 fault){partial}",
                 stuck.probe,
                 fmt_us(input.window_end_us.saturating_sub(t0))
             ),
@@ -605,16 +619,29 @@ mod tests {
     }
 
     #[test]
-    fn flapping_recovery_counts_from_the_first_full_streak() {
-        // Recovers at sample 4 but fails again at 6; the full streak starts at 7 (70 ms). Half
-        // the checks from the first failure on failed: a partial outage, whose streak must be
-        // longer than luck explains (9 here).
-        let p = [probe("http", 3, "+++-++-+++++++++")];
+    fn flapping_recovery_counts_from_the_last_failure() {
+        // Recovers at sample 4 but fails again at 6; recovery comes after that last failure
+        // (70 ms). Some checks passed between the failures: a partial outage, whose good run
+        // must be longer than luck explains (18 at one failure in three).
+        let p = [probe("http", 3, "+++-++-++++++++++++++++++")];
         let g = grade(&input(&p, 25, 1_000));
         assert_eq!(g.verdict, Verdict::Pass);
         let r = g.time_to_recover.unwrap();
         assert_eq!(r.us, 46 * MS);
         assert_eq!(r.low_us, 35 * MS, "the flap at 60 ms is the last failure");
+    }
+
+    #[test]
+    fn a_probe_that_keeps_flapping_fails_and_says_why() {
+        let p = [probe("http", 3, "+++-+++-+++-+++-+++-+++")];
+        let g = grade(&input(&p, 25, 10_000));
+        assert_eq!(g.verdict, Verdict::Fail);
+        assert!(
+            g.reason
+                .contains("kept failing now and then (29.4% of its checks"),
+            "{}",
+            g.reason
+        );
     }
 
     #[test]

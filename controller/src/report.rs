@@ -279,8 +279,8 @@ pub fn probe_recovery_text(r: &crate::grade::ProbeRecovery) -> Option<String> {
     }
     if let Some(p) = r.partial {
         parts.push(format!(
-            "partial outage ({:.1}% of checks failed; recovery needed {} good checks in a row, \
-             and the bracket reaches as far into them as luck could explain)",
+            "partial outage ({:.1}% of checks failed; recovery needed {} good checks in a row \
+             after the last failure, and its bracket reaches as far into them as luck could)",
             f64::from(p.failed_permille) / 10.0,
             p.streak
         ));

@@ -18,7 +18,13 @@ use std::time::Instant;
 
 use common::lab::privileged;
 use common::{agent_bin, gameday_bin};
+use gameday::timeline::monotonic_ns;
 
+/// How far a recovery estimate may lie from haproxy's own DOWN instant beyond the probe's
+/// longest period (its interval + 10 % jitter): the latency of a check through haproxy with
+/// `spread = 2`, and scheduling. The promise is interval + 5 ms, which the lab meets on a
+/// quiet machine (+1..+5 ms); a debug build on a loaded CI machine has been seen 6 ms over it.
+const DOWN_SLACK_MS: f64 = 10.0;
 /// Tolerances, in ms, on top of what the configs say (explained in each scenario's header):
 /// scheduling and request latency around the probe's own interval.
 const SLACK_MS: f64 = 30.0;
@@ -110,6 +116,47 @@ impl Lab {
             .collect()
     }
 
+    /// The instants haproxy logged `Server BACKEND/SERVER is DOWN`, on CLOCK_MONOTONIC (µs).
+    /// haproxy stamps its log in wall-clock time (ISO 8601, µs); the offset between the two
+    /// clocks is read here, once, in this process.
+    fn haproxy_downs(&self, backend: &str, server: &str) -> Vec<i64> {
+        let log = std::fs::read_to_string(self.dir.join("logs/haproxy.log")).unwrap_or_default();
+        let wall_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as i64;
+        let offset_us = wall_us - monotonic_ns() as i64 / 1000;
+        let needle = format!(" Server {backend}/{server} is DOWN");
+        log.lines()
+            .filter_map(|l| {
+                let (stamp, rest) = l.split_once(' ')?;
+                if !format!(" {rest}").starts_with(&needle) {
+                    return None;
+                }
+                let at = chrono::DateTime::parse_from_rfc3339(stamp).ok()?;
+                Some(at.timestamp_micros() - offset_us)
+            })
+            .collect()
+    }
+
+    /// Starts a client that asks `url` every `period_ms` from the lab's `host`, next to the
+    /// probe (curl in a shell loop, in its own process group so it can be ended whole).
+    fn competing_client(&self, host: &str, url: &str, period_ms: u32) -> Competitor {
+        use std::os::unix::process::CommandExt as _;
+        let script = format!(
+            "while :; do curl -s -o /dev/null -m 1 {url}; sleep {}; done",
+            f64::from(period_ms) / 1000.0
+        );
+        let child = self
+            .cmd(&["exec", host, "sh", "-c", &script])
+            .process_group(0)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the competing client");
+        Competitor(child)
+    }
+
     /// nftables tables inside the lab's hosts, as `namespace: table`.
     fn nft_tables(&self) -> Vec<String> {
         let mut found = Vec::new();
@@ -177,6 +224,18 @@ impl Drop for Lab {
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
+    }
+}
+
+/// A periodic client of the lab's balancer, ended (with its whole process group) on drop.
+struct Competitor(std::process::Child);
+
+impl Drop for Competitor {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.wait();
     }
 }
 
@@ -558,6 +617,31 @@ fn run_catalog(
                 )),
             }
         }
+        // A balancer's failover: the recovery must be haproxy's own DOWN instant, to within
+        // the probe's interval, and inside the bracket.
+        if let Some(backend) = e
+            .derive
+            .as_deref()
+            .and_then(|d| d.strip_prefix("haproxy-down "))
+        {
+            let interval = ms(e.scenario["probes"][0]["interval"].as_str().unwrap());
+            match down_error(lab, run, backend.trim()) {
+                Ok(d) => {
+                    eprintln!(
+                        "round {round}: {name}: haproxy's DOWN at +{:.1}ms; measured {:+.1}ms from it, bracket [{:+.1}, {:+.1}]ms",
+                        d.down_ms, d.error_ms, d.low_ms, d.high_ms
+                    );
+                    if d.low_ms > 0.0 || d.high_ms < 0.0 {
+                        fail(format!("the bracket [{:+.1}, {:+.1}]ms around haproxy's DOWN instant does not contain it", d.low_ms, d.high_ms));
+                    }
+                    let longest = interval * 1.1;
+                    if d.error_ms < -DOWN_SLACK_MS || d.error_ms > longest + DOWN_SLACK_MS {
+                        fail(format!("recovery {:+.1}ms from haproxy's DOWN instant, more than the longest period ({longest}ms) + {DOWN_SLACK_MS}ms", d.error_ms));
+                    }
+                }
+                Err(why) => fail(why),
+            }
+        }
         // A NO_IMPACT must come from a fault that hit: a partition that dropped nothing
         // missed, it proved nothing about redundancy.
         if e.verdict == "NO_IMPACT" {
@@ -583,6 +667,107 @@ fn run_catalog(
         });
     }
     (rows, failures)
+}
+
+/// A recovery next to haproxy's DOWN instant, in ms relative to it.
+struct DownError {
+    /// haproxy's DOWN, after the fault took effect.
+    down_ms: f64,
+    /// The estimate minus the DOWN instant.
+    error_ms: f64,
+    /// The bracket's ends minus the DOWN instant.
+    low_ms: f64,
+    high_ms: f64,
+}
+
+/// Lines the run's recovery up with the instant haproxy logged its target server DOWN (the
+/// first one after the fault took effect), on CLOCK_MONOTONIC.
+fn down_error(lab: &Lab, run: &serde_json::Value, backend: &str) -> Result<DownError, String> {
+    let server = run["faults"][0]["agent"]
+        .as_str()
+        .ok_or("no fault in the report")?;
+    let inject_us = run["epoch_monotonic_ns"].as_i64().ok_or("no epoch")? / 1000
+        + run["inject"]["at_us"].as_i64().ok_or("no inject")?;
+    let down_us = lab
+        .haproxy_downs(backend, server)
+        .into_iter()
+        .find(|t| *t > inject_us)
+        .ok_or_else(|| format!("haproxy logged no `{backend}/{server} is DOWN` after the fault"))?;
+    let ttr = &run["grade"]["time_to_recover"];
+    let at = |k: &str| {
+        ttr[k]
+            .as_i64()
+            .map(|us| (us + inject_us - down_us) as f64 / 1000.0)
+    };
+    Ok(DownError {
+        down_ms: (down_us - inject_us) as f64 / 1000.0,
+        error_ms: at("us").ok_or("no recovery measured")?,
+        low_ms: at("low_us").ok_or("no bracket")?,
+        high_ms: at("high_us").ok_or("no bracket")?,
+    })
+}
+
+/// The partition of one backend behind round robin, probed with one connection per sample
+/// (no `spread`) while a periodic client of the same period shares the balancer: the probe
+/// must still see the outage (never NO_IMPACT: jitter keeps it from locking step with the
+/// other client), grade it as partial, and bracket haproxy's DOWN instant.
+fn aliasing(lab: &Lab, round: u32, entries: &[Entry]) -> Vec<String> {
+    let mut failures = Vec::new();
+    let e = entries
+        .iter()
+        .find(|e| e.file.ends_with("partition-one-backend.toml"))
+        .expect("scenarios/lab/partition-one-backend.toml");
+    let text = std::fs::read_to_string(&e.file).unwrap();
+    let single = text.replace("spread = 2\n", "");
+    assert_ne!(
+        single, text,
+        "partition-one-backend.toml probes with spread = 2"
+    );
+    let file = lab.dir.join("partition-one-backend-single.toml");
+    std::fs::write(&file, single).unwrap();
+    let interval = e.scenario["probes"][0]["interval"].as_str().unwrap();
+    let _client = lab.competing_client("ctl", "http://lb.lab:80/", ms(interval) as u32);
+    for attempt in 1..=2 {
+        let (code, report, stderr) = lab.run(&file);
+        let run = &report["runs"][0];
+        let verdict = run["verdict"].as_str().unwrap_or("(no report)");
+        let partial = &run["grade"]["probes"][0]["partial"];
+        let down = down_error(lab, run, "be_rr");
+        eprintln!(
+            "round {round}: aliasing {attempt}: {verdict}, exit {code}, partial {partial}, DOWN {}",
+            match &down {
+                Ok(d) => format!(
+                    "+{:.1}ms, measured {:+.1}ms [{:+.1}, {:+.1}]",
+                    d.down_ms, d.error_ms, d.low_ms, d.high_ms
+                ),
+                Err(e) => e.clone(),
+            }
+        );
+        let mut fail = |why: String| {
+            failures.push(format!(
+                "round {round}, aliasing {attempt}: {why}\n  reason: {}\n  stderr (tail): {}",
+                run["reason"],
+                stderr.lines().rev().take(8).collect::<Vec<_>>().join(" | ")
+            ))
+        };
+        if verdict != "PASS" {
+            fail(format!(
+                "verdict {verdict}, expected PASS (never NO_IMPACT)"
+            ));
+        }
+        if partial["failed_permille"].as_u64().is_none() {
+            fail("not graded as a partial outage".into());
+        }
+        match down {
+            Ok(d) if d.low_ms <= 0.0 && d.high_ms >= 0.0 => {}
+            Ok(d) => fail(format!(
+                "the bracket [{:+.1}, {:+.1}]ms does not contain haproxy's DOWN instant",
+                d.low_ms, d.high_ms
+            )),
+            Err(why) => fail(why),
+        }
+    }
+    failures
 }
 
 #[test]
@@ -625,6 +810,7 @@ fn the_lab_catalog_gives_its_documented_verdicts_twice_and_leaves_nothing() {
         let (r, f) = run_catalog(&lab, round, &entries, &haproxy);
         rows.extend(r);
         failures.extend(f);
+        failures.extend(aliasing(&lab, round, &entries));
         // Every fault was reverted: no nftables table is left in any host.
         let tables = lab.nft_tables();
         if !tables.is_empty() {

@@ -19,7 +19,9 @@
 //! until its timeout; a paused process holds every check and answers those still waiting just
 //! after it is continued. Probe checks overlap, so a hanging check never stops the clock: in all
 //! three the estimate must lie within the interval + 5 ms of the truth, and the bracket must
-//! contain it.
+//! contain it. And a partial outage, as behind a round-robin balancer with one bad backend:
+//! every other request fails (after 50 ms, as a balancer's connect timeout would) until the
+//! bad backend is taken out; with `spread = 2` the same bound holds.
 
 mod common;
 
@@ -162,7 +164,7 @@ fn recovery_from_a_refused_port_is_within_the_interval() {
         "kind = \"process_kill\"\npid_file = \"{}\"",
         dir.path().join("service.pid").display()
     );
-    let report = run_truth(dir.path(), "refuse", &fault, port, "self");
+    let report = run_truth(dir.path(), "refuse", &fault, port, "self", "");
     let events = events(&dir.path().join("events"));
     for run in report["runs"].as_array().unwrap() {
         let inject_abs_us = inject_abs_us(run);
@@ -195,12 +197,12 @@ fn recovery_from_a_blackhole_is_within_the_interval() {
         .trim()
         .parse()
         .unwrap();
-    let server = BlackholeServer::start(pid);
+    let server = BlackholeServer::start(pid, Bad::Hang);
     let fault = format!(
         "kind = \"process_pause\"\npid_file = \"{}\"\nduration = \"300ms\"",
         pid_file.display()
     );
-    let report = run_truth(dir.path(), "hang", &fault, server.port, "after_revert");
+    let report = run_truth(dir.path(), "hang", &fault, server.port, "after_revert", "");
     let lifts = server.lifts();
     for run in report["runs"].as_array().unwrap() {
         let inject = inject_abs_us(run);
@@ -212,6 +214,99 @@ fn recovery_from_a_blackhole_is_within_the_interval() {
             .expect("the blackhole lifted after the injection");
         check_estimate("hang", run, lift, lift);
     }
+}
+
+/// A partial outage: while the fault holds, every other request fails 50 ms after it arrived,
+/// like a round-robin balancer whose second backend stopped answering, until the bad backend is
+/// taken out at the lift. With `spread = 2` each sample reaches both backends, so every sample
+/// fails until the lift and no lucky check can pass for the recovery: the estimate must lie
+/// within interval + 5 ms after the lift.
+#[test]
+fn recovery_from_a_partial_outage_is_within_the_interval() {
+    for (run, lift) in partial_outage("spread = 2") {
+        // To a probe that reaches every backend the outage was total.
+        assert!(
+            run["grade"]["probes"][0]["partial"].is_null(),
+            "{:#}",
+            run["grade"]
+        );
+        check_estimate("partial, spread 2", &run, lift, lift);
+    }
+}
+
+/// The same partial outage seen one connection per sample: graded as partial, with a bracket
+/// that still contains the lift, and an estimate at most a lucky check early.
+#[test]
+fn a_partial_outage_without_spread_is_graded_partial_and_bracketed() {
+    for (run, lift) in partial_outage("") {
+        let partial = &run["grade"]["probes"][0]["partial"];
+        let permille = partial["failed_permille"].as_u64();
+        assert!(
+            permille.is_some_and(|p| (300..=700).contains(&p)),
+            "about half the checks failed: {:#}",
+            run["grade"]
+        );
+        let inject = inject_abs_us(&run);
+        let ttr = &run["grade"]["time_to_recover"];
+        let at = |k: &str| ttr[k].as_i64().unwrap() + inject;
+        eprintln!(
+            "partial, spread 1: lift {:.1} ms after the effect, measured {:.1} ms [{:.1} .. {:.1}], error {:+.2} ms, {partial}",
+            (lift - inject) as f64 / 1e3,
+            (at("us") - inject) as f64 / 1e3,
+            (at("low_us") - inject) as f64 / 1e3,
+            (at("high_us") - inject) as f64 / 1e3,
+            (at("us") - lift) as f64 / 1e3,
+        );
+        assert!(at("low_us") <= lift && lift <= at("high_us"), "{ttr:#}");
+        let error = at("us") - lift;
+        // Alone on the server, the probe alternates between its backends: one lucky check at
+        // most, one interval (± 10 % jitter) early.
+        assert!(
+            (-INTERVAL_US * 11 / 10 - ESTIMATE_SLACK_US..=INTERVAL_US + ESTIMATE_SLACK_US)
+                .contains(&error),
+            "error {error} µs"
+        );
+    }
+}
+
+/// Runs the partial-outage scenario (probe lines `probe_extra`): each run's report and the
+/// instant (CLOCK_MONOTONIC µs) its bad backend was taken out.
+fn partial_outage(probe_extra: &str) -> Vec<(serde_json::Value, i64)> {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sleeper, pid_file) = sleeper(dir.path());
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let server = BlackholeServer::start(pid, Bad::EveryOther);
+    let fault = format!(
+        "kind = \"process_pause\"\npid_file = \"{}\"\nduration = \"400ms\"",
+        pid_file.display()
+    );
+    let report = run_truth(
+        dir.path(),
+        "partial",
+        &fault,
+        server.port,
+        "after_revert",
+        probe_extra,
+    );
+    let lifts = server.lifts();
+    report["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| {
+            let inject = inject_abs_us(run);
+            let lift = lifts
+                .iter()
+                .map(|ns| *ns as i64 / 1000)
+                .find(|t| *t > inject)
+                .expect("the bad backend was taken out after the injection");
+            (run.clone(), lift)
+        })
+        .collect()
 }
 
 /// A paused process (SIGSTOP for 1.5 s, longer than the 1 s timeout, so early checks fail): the
@@ -226,7 +321,7 @@ fn recovery_from_a_pause_is_within_the_interval() {
         "kind = \"process_pause\"\npid_file = \"{}\"\nduration = \"1500ms\"",
         dir.path().join("service.pid").display()
     );
-    let report = run_truth(dir.path(), "pause", &fault, port, "after_revert");
+    let report = run_truth(dir.path(), "pause", &fault, port, "after_revert", "");
     let resumes = watch.resumes();
     for run in report["runs"].as_array().unwrap() {
         let inject = inject_abs_us(run);
@@ -239,13 +334,15 @@ fn recovery_from_a_pause_is_within_the_interval() {
     }
 }
 
-/// Runs a two-run scenario with one fault and the truth cases' probe; returns the report.
+/// Runs a two-run scenario with one fault and the truth cases' probe (plus `probe_extra`
+/// lines); returns the report.
 fn run_truth(
     dir: &std::path::Path,
     name: &str,
     fault: &str,
     port: u16,
     recovery: &str,
+    probe_extra: &str,
 ) -> serde_json::Value {
     let scenario = dir.join(format!("{name}.toml"));
     std::fs::write(
@@ -273,6 +370,7 @@ interval = "10ms"
 timeout = "1s"
 recovered_after = 3
 expect_body = "ok"
+{probe_extra}
 "#
         ),
     )
@@ -313,12 +411,32 @@ fn check_estimate(case: &str, run: &serde_json::Value, truth_low: i64, truth_hig
     );
     assert!(
         low <= truth_high && truth_low <= high,
-        "{case}: bracket [{low}, {high}] must contain the truth [{truth_low}, {truth_high}]"
+        "{case}: bracket [{low}, {high}] must contain the truth [{truth_low}, {truth_high}]; \
+         samples around it (start, answer, µs after the effect):\n{}",
+        samples_near(run, truth_low - inject - 30_000, high - inject)
     );
     assert!(
         us >= truth_low - ESTIMATE_SLACK_US && error <= INTERVAL_US + ESTIMATE_SLACK_US,
         "{case}: estimate {us} vs truth [{truth_low}, {truth_high}]: error {error} µs"
     );
+}
+
+/// The run's samples that started between `from_us` and `to_us` after the effect, one a line.
+fn samples_near(run: &serde_json::Value, from_us: i64, to_us: i64) -> String {
+    let inject = run["inject"]["at_us"].as_i64().unwrap();
+    let mut lines = Vec::new();
+    for s in run["probes"][0]["samples"].as_array().into_iter().flatten() {
+        let start = s["start_us"].as_i64().unwrap_or(0) - inject;
+        if (from_us..=to_us).contains(&start) {
+            lines.push(format!(
+                "  {start} {} {} {}",
+                s["end_us"].as_i64().unwrap_or(0) - inject,
+                s["ok"],
+                s["error"]
+            ));
+        }
+    }
+    lines.join("\n")
 }
 
 /// Watches a process's state from a thread, recording each time it was continued after a
@@ -360,9 +478,18 @@ impl Drop for StopWatch {
     }
 }
 
-/// An HTTP server answering `ok`, blackholed while the process `pid` is stopped: it then
-/// accepts connections, reads their requests and never answers them. The instant it stops
-/// blackholing is recorded exactly, since it is the server's own switch.
+/// What a [`BlackholeServer`] does to requests while its fault holds.
+#[derive(Clone, Copy, PartialEq)]
+enum Bad {
+    /// Every request hangs, unanswered and open.
+    Hang,
+    /// Every other connection (counted as they are accepted) gets a 503 after 50 ms.
+    EveryOther,
+}
+
+/// An HTTP server answering `ok`, bad while the process `pid` is stopped: then it hangs every
+/// request, or fails every other one (see [`Bad`]). The instant it stops being bad is recorded
+/// exactly, since it is the server's own switch.
 struct BlackholeServer {
     port: u16,
     done: Arc<AtomicBool>,
@@ -370,7 +497,7 @@ struct BlackholeServer {
 }
 
 impl BlackholeServer {
-    fn start(pid: i32) -> BlackholeServer {
+    fn start(pid: i32, bad: Bad) -> BlackholeServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let done = Arc::new(AtomicBool::new(false));
@@ -389,9 +516,11 @@ impl BlackholeServer {
         });
         let held: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
         std::thread::spawn(move || {
-            for stream in listener.incoming() {
+            for (n, stream) in listener.incoming().enumerate() {
                 let Ok(mut stream) = stream else { continue };
                 let (hanging, held) = (hanging.clone(), held.clone());
+                // The balancer's turn is taken when the connection arrives.
+                let fails = bad == Bad::EveryOther && n % 2 == 1 && hanging.load(Ordering::SeqCst);
                 std::thread::spawn(move || {
                     let mut request = Vec::new();
                     let mut buf = [0u8; 1024];
@@ -402,7 +531,14 @@ impl BlackholeServer {
                             _ => return,
                         }
                     }
-                    if hanging.load(Ordering::SeqCst) {
+                    if fails {
+                        std::thread::sleep(Duration::from_millis(50));
+                        let _ = stream.write_all(
+                            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        );
+                        return;
+                    }
+                    if bad == Bad::Hang && hanging.load(Ordering::SeqCst) {
                         // Never answered, never closed: the check hangs until its timeout.
                         held.lock().unwrap().push(stream);
                         return;

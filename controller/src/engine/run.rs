@@ -278,7 +278,9 @@ async fn run_with_probes(
         .unwrap_or(Duration::from_millis(10))
         .min(Duration::from_millis(50));
     let rto_us = saturating_us(s.rto.get());
-    let tail_us = saturating_us(observe_tail(s.probes.iter().map(|p| p.interval.get())));
+    let tail_us = saturating_us(observe_tail(
+        s.probes.iter().map(|p| (p.interval.get(), p.timeout.get())),
+    ));
     let mut announced_impact = false;
     let mut reverted = !holds;
     loop {
@@ -396,11 +398,16 @@ async fn run_with_probes(
 }
 
 /// How long probes keep sampling after the service recovered: ten intervals of the slowest
-/// probe, and at least [`MIN_OBSERVE_TAIL`], so a relapse right after the recovery is seen and
-/// every lane of the timeline goes on past the recovery.
-fn observe_tail(intervals: impl Iterator<Item = Duration>) -> Duration {
-    intervals
-        .map(|i| i.saturating_mul(10))
+/// probe, a timeout and an interval of the most patient one (a check that hangs after the
+/// recovery only fails a timeout after it started), and at least [`MIN_OBSERVE_TAIL`], so a
+/// relapse right after the recovery is seen and every lane of the timeline goes on past it.
+fn observe_tail(probes: impl Iterator<Item = (Duration, Duration)>) -> Duration {
+    probes
+        .map(|(interval, timeout)| {
+            interval
+                .saturating_mul(10)
+                .max(timeout.saturating_add(interval))
+        })
         .max()
         .unwrap_or_default()
         .max(MIN_OBSERVE_TAIL)
@@ -627,8 +634,16 @@ mod tests {
     #[test]
     fn the_tail_is_ten_intervals_and_at_least_half_a_second() {
         let ms = Duration::from_millis;
-        assert_eq!(observe_tail([ms(10), ms(20)].into_iter()), ms(500));
-        assert_eq!(observe_tail([ms(10), ms(100)].into_iter()), ms(1_000));
+        assert_eq!(
+            observe_tail([(ms(10), ms(100)), (ms(20), ms(200))].into_iter()),
+            ms(500)
+        );
+        assert_eq!(
+            observe_tail([(ms(10), ms(100)), (ms(100), ms(200))].into_iter()),
+            ms(1_000)
+        );
+        // A check that hangs after the recovery fails a timeout later: wait for it.
+        assert_eq!(observe_tail([(ms(10), ms(1_000))].into_iter()), ms(1_010));
         assert_eq!(observe_tail(std::iter::empty()), ms(500));
     }
 
