@@ -12,7 +12,7 @@ use hyper::body::Bytes;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::timeline::monotonic_ns;
 
@@ -41,7 +41,7 @@ pub async fn serve_with(
     events: Option<PathBuf>,
     write_to: Option<PathBuf>,
 ) -> std::io::Result<()> {
-    let listener = TcpListener::bind(listen).await?;
+    let listener = bind(listen)?;
     record_event(events.as_deref(), "listening")?;
     let write_to = std::sync::Arc::new(write_to);
     let seq = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -71,6 +71,23 @@ pub async fn serve_with(
                 .await;
         });
     }
+}
+
+/// How many connections the kernel queues for the service while it does not accept them (it is
+/// paused, say): a paused service must not start refusing new clients itself, or a game day
+/// that pauses it for a second at a 10 ms probe interval (about 100 queued checks, plus those
+/// that gave up) would measure the overflow of the default 128, not the pause.
+const BACKLOG: u32 = 1024;
+
+fn bind(listen: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if listen.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(listen)?;
+    socket.listen(BACKLOG)
 }
 
 /// Writes request `n`'s record durably into `dir`: a new file, written and fsynced, then
