@@ -292,7 +292,13 @@ fn load_run(conn: &Connection, run_id: &str) -> Result<Option<StoredRun>, StoreE
     let scenario_changed_since = row.changed_since();
     let run = match (&row.report_json, status) {
         (Some(json), RunStatus::Finished) => {
-            serde_json::from_str(json).map_err(|e| row.corrupt("report", e))?
+            let mut run: RunReport =
+                serde_json::from_str(json).map_err(|e| row.corrupt("report", e))?;
+            let mut samples = load_samples(conn, &row.run_id)?;
+            for p in &mut run.probes {
+                p.samples = samples.remove(&p.name).unwrap_or_default();
+            }
+            run
         }
         _ => rebuild(conn, &row, status)?,
     };
@@ -314,19 +320,17 @@ fn load_run(conn: &Connection, run_id: &str) -> Result<Option<StoredRun>, StoreE
     }))
 }
 
-/// A report for a run that was never graded, from what was recorded as it went.
-fn rebuild(conn: &Connection, row: &RunRow, status: RunStatus) -> Result<RunReport, StoreError> {
-    let targets: Vec<String> =
-        serde_json::from_str(&row.targets).map_err(|e| row.corrupt("targets", e))?;
-    let declared: Vec<ProbeEntry> =
-        serde_json::from_str(&row.probes).map_err(|e| row.corrupt("probes", e))?;
-    let faults = load_faults(conn, row)?;
+/// A run's samples by probe, each in the order recorded (the order answers arrived).
+fn load_samples(
+    conn: &Connection,
+    run_id: &str,
+) -> Result<BTreeMap<String, Vec<Sample>>, StoreError> {
     let mut by_probe: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
     let mut stmt = conn.prepare_cached(
         "SELECT probe, start_us, end_us, ok, error FROM samples WHERE run_id = ?1
          ORDER BY rowid",
     )?;
-    let mut rows = stmt.query(params![row.run_id])?;
+    let mut rows = stmt.query(params![run_id])?;
     while let Some(r) = rows.next()? {
         by_probe.entry(r.get(0)?).or_default().push(Sample {
             start_us: r.get(1)?,
@@ -335,6 +339,17 @@ fn rebuild(conn: &Connection, row: &RunRow, status: RunStatus) -> Result<RunRepo
             error: r.get(4)?,
         });
     }
+    Ok(by_probe)
+}
+
+/// A report for a run that was never graded, from what was recorded as it went.
+fn rebuild(conn: &Connection, row: &RunRow, status: RunStatus) -> Result<RunReport, StoreError> {
+    let targets: Vec<String> =
+        serde_json::from_str(&row.targets).map_err(|e| row.corrupt("targets", e))?;
+    let declared: Vec<ProbeEntry> =
+        serde_json::from_str(&row.probes).map_err(|e| row.corrupt("probes", e))?;
+    let faults = load_faults(conn, row)?;
+    let mut by_probe = load_samples(conn, &row.run_id)?;
     // The scenario's probes in its order (with no samples if none were recorded), then any
     // others the rows hold.
     let mut probes: Vec<ProbeTimeline> = declared

@@ -84,15 +84,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut conn = self.writer();
         let tx = conn.transaction()?;
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO samples (run_id, probe, start_us, end_us, ok, error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for s in samples {
-                insert.execute(params![run_id, probe, s.start_us, s.end_us, s.ok, s.error])?;
-            }
-        }
+        insert_samples(&tx, run_id, probe, samples)?;
         tx.commit()?;
         Ok(())
     }
@@ -106,11 +98,17 @@ impl Store {
         let tx = conn.transaction()?;
         let grade = run.grade.as_ref();
         let recover = grade.and_then(|g| g.time_to_recover);
-        let report_json = serde_json::to_string(run).map_err(|e| StoreError::Corrupt {
-            run_id: run.run_id.clone(),
-            what: "report",
-            message: e.to_string(),
-        })?;
+        // The samples go to their table, once: the report keeps everything else.
+        let mut without_samples = run.clone();
+        for p in &mut without_samples.probes {
+            p.samples.clear();
+        }
+        let report_json =
+            serde_json::to_string(&without_samples).map_err(|e| StoreError::Corrupt {
+                run_id: run.run_id.clone(),
+                what: "report",
+                message: e.to_string(),
+            })?;
         // A repeat whose preflight failed never started: its row is made here, in its
         // invocation, started by whoever started the repeats before it.
         let invocation = crate::engine::invocation_of(&run.run_id).unwrap_or_default();
@@ -159,9 +157,32 @@ impl Store {
         for f in &run.faults {
             upsert_fault(&tx, &run.run_id, f)?;
         }
+        // The report's samples are the complete set (those recorded as the run went on can
+        // miss its last moments, or a write that failed): they replace what was recorded.
+        tx.execute("DELETE FROM samples WHERE run_id = ?1", params![run.run_id])?;
+        for p in &run.probes {
+            insert_samples(&tx, &run.run_id, &p.name, &p.samples)?;
+        }
         tx.commit()?;
         Ok(())
     }
+}
+
+/// Appends one probe's samples to its run's, in the order given (the order answers arrived).
+fn insert_samples(
+    conn: &Connection,
+    run_id: &str,
+    probe: &str,
+    samples: &[Sample],
+) -> Result<(), StoreError> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO samples (run_id, probe, start_us, end_us, ok, error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for s in samples {
+        insert.execute(params![run_id, probe, s.start_us, s.end_us, s.ok, s.error])?;
+    }
+    Ok(())
 }
 
 /// Inserts a fault or updates it in place (it is reported when applied and again when

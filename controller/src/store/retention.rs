@@ -1,6 +1,6 @@
 //! Sample retention: probe samples of runs that ended longer ago than `sample_retention` are
-//! deleted (from the samples table and from the stored report); verdicts, figures and faults
-//! are kept forever.
+//! deleted (they live only in the samples table); verdicts, figures and faults are kept
+//! forever.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,7 +9,6 @@ use std::time::Duration;
 use rusqlite::params;
 
 use super::{unix_ms_now, Store, StoreError};
-use crate::report::RunReport;
 
 /// What one pruning pass removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -22,8 +21,7 @@ pub struct PruneOutcome {
 
 impl Store {
     /// Deletes the samples of every run that ended (finished or interrupted) more than
-    /// `retention` before `now_unix_ms`, and empties the sample lists of their stored reports.
-    /// Running runs are never touched.
+    /// `retention` before `now_unix_ms`. Running runs are never touched.
     pub fn prune_samples(
         &self,
         retention: Duration,
@@ -32,35 +30,20 @@ impl Store {
         let cutoff = now_unix_ms.saturating_sub(retention.as_millis() as u64);
         let mut conn = self.writer();
         let tx = conn.transaction()?;
-        let due: Vec<(String, Option<String>)> = tx
+        let due: Vec<String> = tx
             .prepare(
-                "SELECT run_id, report_json FROM runs
+                "SELECT run_id FROM runs
                  WHERE status != 'running' AND samples_pruned = 0
                    AND COALESCE(finished_unix_ms, started_unix_ms) < ?1",
             )?
-            .query_map(params![cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map(params![cutoff], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         let mut outcome = PruneOutcome::default();
-        for (run_id, report_json) in due {
+        for run_id in due {
             outcome.samples += tx.execute("DELETE FROM samples WHERE run_id = ?1", [&run_id])?;
-            let stripped = match report_json {
-                Some(json) => {
-                    let mut report: RunReport =
-                        serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
-                            run_id: run_id.clone(),
-                            what: "report",
-                            message: e.to_string(),
-                        })?;
-                    for p in &mut report.probes {
-                        p.samples.clear();
-                    }
-                    Some(serde_json::to_string(&report).unwrap_or(json))
-                }
-                None => None,
-            };
             tx.execute(
-                "UPDATE runs SET samples_pruned = 1, report_json = ?2 WHERE run_id = ?1",
-                params![run_id, stripped],
+                "UPDATE runs SET samples_pruned = 1 WHERE run_id = ?1",
+                params![run_id],
             )?;
             outcome.runs += 1;
         }

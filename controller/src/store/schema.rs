@@ -7,7 +7,7 @@
 use rusqlite::Connection;
 
 /// Every migration, in order; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -80,6 +80,25 @@ const V2: &str = r#"
 ALTER TABLE runs ADD COLUMN started_by TEXT NOT NULL DEFAULT '';
 ALTER TABLE runs ADD COLUMN invocation TEXT NOT NULL DEFAULT '';
 CREATE INDEX runs_by_invocation ON runs (invocation);
+"#;
+
+/// Version 3: probe samples live once, in the samples table. A graded run's report used to
+/// carry them too: the table takes the report's copy (the complete one: samples recorded while
+/// the run went on could miss its last quarter second), and the report keeps everything else.
+const V3: &str = r#"
+DELETE FROM samples WHERE run_id IN (
+    SELECT run_id FROM runs WHERE report_json IS NOT NULL AND samples_pruned = 0);
+INSERT INTO samples (run_id, probe, start_us, end_us, ok, error)
+    SELECT r.run_id, json_extract(p.value, '$.name'), json_extract(s.value, '$.start_us'),
+           json_extract(s.value, '$.end_us'), json_extract(s.value, '$.ok'),
+           COALESCE(json_extract(s.value, '$.error'), '')
+    FROM runs r, json_each(r.report_json, '$.probes') p, json_each(p.value, '$.samples') s
+    WHERE r.report_json IS NOT NULL AND r.samples_pruned = 0
+    ORDER BY r.run_id, p.key, s.key;
+UPDATE runs SET report_json = json_set(report_json, '$.probes', (
+        SELECT json_group_array(json_set(p.value, '$.samples', json('[]')) ORDER BY p.key)
+        FROM json_each(runs.report_json, '$.probes') p))
+    WHERE report_json IS NOT NULL AND json_type(report_json, '$.probes') = 'array';
 "#;
 
 /// Why the schema could not be brought up to date.
@@ -159,6 +178,63 @@ mod tests {
             .unwrap();
         assert_eq!((by.as_str(), invocation.as_str()), ("", ""));
         assert_eq!(migrate(&mut conn).unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_version_2_database_moves_report_samples_into_the_samples_table() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(V1).unwrap();
+        conn.execute_batch(V2).unwrap();
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        let report = r#"{"run_id":"r1","probes":[
+            {"name":"http","recovered_after":3,"samples":[
+                {"start_us":0,"end_us":900,"ok":true},
+                {"start_us":1000,"end_us":1900,"ok":false,"error":"refused"},
+                {"start_us":2000,"end_us":2900,"ok":true}]},
+            {"name":"dns","recovered_after":1,"seed":7,"samples":[
+                {"start_us":5,"end_us":6,"ok":true}]}]}"#;
+        conn.execute(
+            "INSERT INTO runs (run_id, scenario, idx, rto_us, status, started_unix_ms,
+                report_json) VALUES ('r1', 'kill', 1, 1000, 'finished', 5, ?1)",
+            [report],
+        )
+        .unwrap();
+        // The recorder had written only the first sample before the run ended.
+        conn.execute(
+            "INSERT INTO samples (run_id, probe, start_us, end_us, ok) VALUES ('r1', 'http', 0, 900, 1)",
+            [],
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), 2);
+        let rows: Vec<(String, u64, u64, bool, String)> = conn
+            .prepare("SELECT probe, start_us, end_us, ok, error FROM samples ORDER BY rowid")
+            .unwrap()
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                ("http".to_string(), 0, 900, true, String::new()),
+                ("http".to_string(), 1000, 1900, false, "refused".to_string()),
+                ("http".to_string(), 2000, 2900, true, String::new()),
+                ("dns".to_string(), 5, 6, true, String::new()),
+            ]
+        );
+        let json: String = conn
+            .query_row("SELECT report_json FROM runs", [], |r| r.get(0))
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["probes"][0]["name"], "http");
+        assert_eq!(v["probes"][1]["seed"], 7);
+        assert!(v["probes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["samples"] == serde_json::json!([])));
     }
 
     #[test]

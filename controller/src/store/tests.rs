@@ -188,6 +188,28 @@ fn open_creates_a_private_directory_and_a_wal_database() {
 }
 
 #[test]
+fn a_graded_run_keeps_its_samples_once_and_none_is_lost() {
+    let (_dir, store) = temp();
+    let (s, text) = scenario("kill");
+    start(&store, "r1", &s, &text);
+    let report = graded("r1", Verdict::Pass, Some(2_000), 5_000);
+    // The recorder wrote the first sample; the run ended before it wrote the others.
+    store.samples("r1", "http", &report.probes[0].samples[..1]);
+    store.run_finished(&s, &report);
+    assert_eq!(count(&store, "SELECT count(*) FROM samples"), 3);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM runs WHERE report_json LIKE '%start_us%'"
+        ),
+        0,
+        "the stored report holds no second copy"
+    );
+    let done = store.get_run("r1").unwrap().unwrap();
+    assert_eq!(done.run, report, "samples come back in their order");
+}
+
+#[test]
 fn a_database_that_cannot_be_opened_is_an_error_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     // A directory where the database file should be.
