@@ -7,6 +7,7 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::x509::AttributeTypeAndValue;
 
 use crate::certs::Role;
+use crate::server::status::ApiError;
 
 /// The verified identity of a peer: its certificate's common name and organizational unit.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -70,34 +71,21 @@ const OU: &str = "organizational unit (OU)";
 /// tonic hands over the client's certificate chain only after rustls verified it against the
 /// CA given to [`crate::certs::server_tls`]; the leaf is the caller. Any failure is
 /// `UNAUTHENTICATED`.
-pub fn from_request<T>(req: &tonic::Request<T>) -> Result<PeerIdentity, tonic::Status> {
-    let certs = req
-        .peer_certs()
-        .ok_or_else(|| tonic::Status::unauthenticated("no client certificate"))?;
-    let leaf = certs
-        .first()
-        .ok_or_else(|| tonic::Status::unauthenticated("no client certificate"))?;
-    parse_leaf(leaf).map_err(|e| tonic::Status::unauthenticated(e.to_string()))
+pub fn from_request<T>(req: &tonic::Request<T>) -> Result<PeerIdentity, ApiError> {
+    let certs = req.peer_certs().ok_or(ApiError::NoCertificate)?;
+    let leaf = certs.first().ok_or(ApiError::NoCertificate)?;
+    parse_leaf(leaf).map_err(|e| ApiError::BadCertificate(e.to_string()))
 }
 
 /// Refuses, with `PERMISSION_DENIED`, a peer whose certificate is not for `role`.
-pub fn require_role(id: &PeerIdentity, role: Role) -> Result<(), tonic::Status> {
+pub fn require_role(id: &PeerIdentity, role: Role) -> Result<(), ApiError> {
     if id.role == role {
         Ok(())
     } else {
-        Err(tonic::Status::permission_denied(format!(
-            "certificate for {} is {} {} certificate; this call needs {role}",
-            id.name,
-            article(id.role),
-            id.role
-        )))
-    }
-}
-
-fn article(role: Role) -> &'static str {
-    match role {
-        Role::Agent | Role::Operator => "an",
-        Role::Controller => "a",
+        Err(ApiError::WrongRole {
+            peer: id.clone(),
+            needed: role,
+        })
     }
 }
 
@@ -232,7 +220,7 @@ mod tests {
             role: Role::Agent,
         };
         assert!(require_role(&id, Role::Agent).is_ok());
-        let status = require_role(&id, Role::Operator).unwrap_err();
+        let status = tonic::Status::from(require_role(&id, Role::Operator).unwrap_err());
         assert_eq!(status.code(), tonic::Code::PermissionDenied);
         assert_eq!(
             status.message(),
@@ -242,7 +230,7 @@ mod tests {
 
     #[test]
     fn a_request_without_tls_is_unauthenticated() {
-        let status = from_request(&tonic::Request::new(())).unwrap_err();
+        let status = tonic::Status::from(from_request(&tonic::Request::new(())).unwrap_err());
         assert_eq!(status.code(), tonic::Code::Unauthenticated);
         assert_eq!(status.message(), "no client certificate");
     }

@@ -10,6 +10,8 @@ use gameday_proto::v1::{
     self, controller_message::Msg, ControllerMessage, FaultPhase, FaultReport,
 };
 use gameday_proto::Fault;
+
+use crate::server::status::ApiError;
 use tokio::sync::{mpsc, oneshot};
 
 /// The outbound half of an agent's stream.
@@ -376,9 +378,7 @@ impl AgentRegistry {
         drop(agents);
         if let Some(old) = old {
             tracing::info!(agent = %conn.name, old_peer = %old.peer, peer = %conn.peer, "agent reconnected; its earlier stream is closed");
-            old.close(tonic::Status::aborted(
-                "replaced by a newer connection of the same agent",
-            ));
+            old.close(ApiError::Replaced.into());
         }
         Ok(())
     }
@@ -428,9 +428,7 @@ impl AgentRegistry {
             .collect();
         for name in &dead {
             if let Some(a) = agents.remove(name) {
-                a.close(tonic::Status::deadline_exceeded(
-                    "no heartbeat within the timeout",
-                ));
+                a.close(ApiError::Silent.into());
             }
         }
         dead

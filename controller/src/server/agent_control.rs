@@ -14,6 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::status::ApiError;
 use super::ChannelTiming;
 use crate::certs::Role;
 use crate::engine::Engine;
@@ -53,21 +54,17 @@ impl AgentControl for AgentControlService {
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(REGISTER_TIMEOUT, inbound.message())
             .await
-            .map_err(|_| Status::deadline_exceeded("no Register message within 10s"))??;
-        let mut register = match first.and_then(|m| m.msg) {
-            Some(agent_message::Msg::Register(r)) => r,
-            _ => {
-                return Err(Status::invalid_argument(
-                    "the first message must be Register",
-                ))
-            }
+            .map_err(|_| ApiError::NoRegistration(REGISTER_TIMEOUT))??;
+        let Some(agent_message::Msg::Register(mut register)) = first.and_then(|m| m.msg) else {
+            return Err(ApiError::NotRegister.into());
         };
         if register.name != id.name {
             tracing::warn!(cert = %id.name, claimed = %register.name, %peer, "agent name does not match its certificate");
-            return Err(Status::permission_denied(format!(
-                "this certificate belongs to agent {:?}, which cannot register as {:?}",
-                id.name, register.name
-            )));
+            return Err(ApiError::WrongAgentName {
+                cert: id.name,
+                claimed: register.name,
+            }
+            .into());
         }
         let (tx, rx) = mpsc::channel(64);
         let held = std::mem::take(&mut register.held_faults);
@@ -77,16 +74,14 @@ impl AgentControl for AgentControlService {
             heartbeat_interval_ms: self.timing.heartbeat_interval.as_millis() as u64,
         }))
         .await
-        .map_err(|_| Status::internal("stream closed during registration"))?;
+        .map_err(|_| ApiError::ClosedDuringRegistration)?;
         let registry = self.engine.registry().clone();
         if self.engine.is_closing() {
-            return Err(Status::unavailable(
-                "the controller is shutting down; the agent's lease takes over",
-            ));
+            return Err(ApiError::ShuttingDownForAgents.into());
         }
         if let Err(e) = registry.register(conn.clone(), self.timing.heartbeat_timeout) {
             tracing::warn!(agent = %conn.name, peer = %conn.peer, error = %e, "refused a second agent presenting the same certificate");
-            return Err(Status::already_exists(e.to_string()));
+            return Err(ApiError::Duplicate(e.to_string()).into());
         }
         tracing::info!(agent = %conn.name, peer = %conn.peer, capabilities = %conn.capabilities.join(","), held_faults = held.len(), "agent registered");
         if !held.is_empty() {

@@ -3,6 +3,7 @@
 
 mod agent_control;
 mod operator;
+pub mod status;
 mod tls_accept;
 
 pub use tls_accept::{ServerTls, ServerTlsError};
@@ -132,9 +133,7 @@ pub async fn serve_with(
     }
     tracing::info!("shutting down: no new runs; stopping the runs going on");
     engine.shutdown_runs(timing.shutdown_grace).await;
-    let closed = registry.close_all(tonic::Status::unavailable(
-        "the controller is shutting down; the agent's lease takes over",
-    ));
+    let closed = registry.close_all(status::ApiError::ShuttingDownForAgents.into());
     tracing::info!(agents = closed, "closed the agents' streams");
     let _ = drain_tx.send(());
     let result = match tokio::time::timeout(timing.shutdown_grace, &mut server).await {

@@ -11,6 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use super::status::ApiError;
 use crate::certs::Role;
 use crate::engine::Engine;
 use crate::identity;
@@ -47,10 +48,8 @@ impl OperatorService {
         self
     }
 
-    fn history(&self) -> Result<Arc<Store>, Status> {
-        self.history
-            .clone()
-            .ok_or_else(|| Status::failed_precondition("this controller keeps no run history"))
+    fn history(&self) -> Result<Arc<Store>, ApiError> {
+        self.history.clone().ok_or(ApiError::NoHistory)
     }
 }
 
@@ -58,19 +57,19 @@ impl OperatorService {
 async fn query<T: Send + 'static>(
     store: Arc<Store>,
     f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, Status> {
+) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(move || f(&store))
         .await
-        .map_err(|e| Status::internal(format!("run history query failed: {e}")))?
+        .map_err(|e| ApiError::Internal(format!("run history query failed: {e}")))?
         .map_err(|e| {
             tracing::error!(error = %e, "run history query failed");
-            Status::internal(e.to_string())
+            ApiError::History(e)
         })
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<RunEvent, Status>> + Send>>;
 
-fn operator<T>(request: &Request<T>) -> Result<identity::PeerIdentity, Status> {
+fn operator<T>(request: &Request<T>) -> Result<identity::PeerIdentity, ApiError> {
     let id = identity::from_request(request)?;
     identity::require_role(&id, Role::Operator)?;
     Ok(id)
@@ -101,9 +100,7 @@ impl Operator for OperatorService {
     ) -> Result<Response<EventStream>, Status> {
         let who = operator(&request)?;
         if self.engine.is_closing() {
-            return Err(Status::unavailable(
-                "the controller is shutting down and starts no new runs",
-            ));
+            return Err(ApiError::ShuttingDown.into());
         }
         let req = request.into_inner();
         let (tx, rx) = mpsc::channel(256);
@@ -125,7 +122,7 @@ impl Operator for OperatorService {
                     }))
                     .await;
                 let _ = tx
-                    .send(Err(Status::invalid_argument(refusal.summary())))
+                    .send(Err(ApiError::Invalid(refusal.summary()).into()))
                     .await;
                 return Ok(Response::new(Box::pin(ReceiverStream::new(rx))));
             }
@@ -187,10 +184,7 @@ impl Operator for OperatorService {
         request: Request<v1::ListSchedulesRequest>,
     ) -> Result<Response<v1::ListSchedulesResponse>, Status> {
         operator(&request)?;
-        let book = self
-            .schedules
-            .as_ref()
-            .ok_or_else(|| Status::failed_precondition("this controller runs no scheduler"))?;
+        let book = self.schedules.as_ref().ok_or(ApiError::NoScheduler)?;
         let schedules = book
             .status(chrono::Utc::now())
             .iter()
@@ -206,9 +200,7 @@ impl Operator for OperatorService {
         let who = operator(&request)?;
         let req = request.into_inner();
         if !req.all && req.run_id.is_empty() {
-            return Err(Status::invalid_argument(
-                "name a run id or ask for all runs",
-            ));
+            return Err(ApiError::Invalid("name a run id or ask for all runs".into()).into());
         }
         let run = (!req.all).then_some(req.run_id.as_str());
         tracing::info!(operator = %who.name, run = run.unwrap_or("all"), "abort requested");
@@ -219,7 +211,7 @@ impl Operator for OperatorService {
                 && outcome.invocations.is_empty()
                 && outcome.faults.is_empty()
             {
-                return Err(Status::not_found(format!("no active run {r:?}")));
+                return Err(ApiError::NotFound(format!("no active run {r:?}")).into());
             }
         }
         Ok(Response::new(v1::AbortResponse {
@@ -248,8 +240,8 @@ impl Operator for OperatorService {
     ) -> Result<Response<v1::ListRunsResponse>, Status> {
         operator(&request)?;
         let store = self.history()?;
-        let filter = RunFilter::try_from(request.get_ref())
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let filter =
+            RunFilter::try_from(request.get_ref()).map_err(|e| ApiError::Invalid(e.to_string()))?;
         let runs = query(store, move |s| s.list_runs(&filter)).await?;
         Ok(Response::new(v1::ListRunsResponse {
             runs: runs.iter().map(v1::RunSummary::from).collect(),
@@ -264,14 +256,14 @@ impl Operator for OperatorService {
         let store = self.history()?;
         let run_id = request.into_inner().run_id;
         if run_id.is_empty() {
-            return Err(Status::invalid_argument("name a run id"));
+            return Err(ApiError::Invalid("name a run id".into()).into());
         }
         let id = run_id.clone();
         let run = query(store, move |s| s.get_run(&id))
             .await?
-            .ok_or_else(|| Status::not_found(format!("no run {run_id:?} in the history")))?;
+            .ok_or_else(|| ApiError::NotFound(format!("no run {run_id:?} in the history")))?;
         let response = v1::GetRunResponse::try_from(&run)
-            .map_err(|e| Status::internal(format!("run {run_id}: {e}")))?;
+            .map_err(|e| ApiError::Internal(format!("run {run_id}: {e}")))?;
         Ok(Response::new(response))
     }
 
@@ -283,18 +275,19 @@ impl Operator for OperatorService {
         let store = self.history()?;
         let req = request.into_inner();
         if req.scenario.is_empty() {
-            return Err(Status::invalid_argument("name a scenario"));
+            return Err(ApiError::Invalid("name a scenario".into()).into());
         }
         let name = req.scenario.clone();
         let history = query(store, move |s| s.scenario_report(&name, req.limit))
             .await?
             .ok_or_else(|| {
-                Status::not_found(format!(
+                ApiError::NotFound(format!(
                     "scenario {:?} has no runs in the history",
                     req.scenario
                 ))
             })?;
-        let encode = |e: serde_json::Error| Status::internal(format!("encoding the history: {e}"));
+        let encode =
+            |e: serde_json::Error| ApiError::Internal(format!("encoding the history: {e}"));
         Ok(Response::new(v1::GetScenarioHistoryResponse {
             report_json: serde_json::to_string(&history.report).map_err(encode)?,
             trend_json: serde_json::to_string(&history.trend).map_err(encode)?,
