@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use gameday_proto::position::line_column;
 use gameday_proto::Duration;
 use serde::Deserialize;
 
@@ -118,7 +119,10 @@ impl ControllerConfig {
             source,
         })?;
         let mut config: ControllerConfig = toml::from_str(&text).map_err(|e| {
-            let (line, column) = e.span().map(|s| line_col(&text, s.start)).unwrap_or((1, 1));
+            let (line, column) = e
+                .span()
+                .map(|s| line_column(&text, s.start))
+                .unwrap_or((1, 1));
             ConfigError::Parse {
                 path: shown.clone(),
                 line,
@@ -205,14 +209,6 @@ impl ControllerConfig {
             shutdown_grace: self.shutdown_grace.get(),
         }
     }
-}
-
-/// 1-based line and column (in characters) of a byte offset.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
 }
 
 #[cfg(test)]

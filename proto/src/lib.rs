@@ -6,6 +6,7 @@ pub mod bytes;
 pub mod duration;
 pub mod error_chain;
 pub mod fault;
+pub mod position;
 pub mod tls;
 
 /// Generated protocol types and services, package `gameday.v1`.

@@ -242,12 +242,8 @@ fn locate(text: &str, key_path: &[&str]) -> Option<Position> {
 
 /// Turns a byte offset into a 1-based line and character column.
 fn position_of(text: &str, offset: usize) -> Position {
-    let before = &text[..offset.min(text.len())];
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    Position {
-        line: before.matches('\n').count() + 1,
-        column: before[line_start..].chars().count() + 1,
-    }
+    let (line, column) = gameday_proto::position::line_column(text, offset);
+    Position { line, column }
 }
 
 #[cfg(test)]

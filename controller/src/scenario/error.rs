@@ -8,8 +8,8 @@ use toml::de::DeTable;
 
 use super::echo;
 use super::limits::MAX_REPORTED_ERRORS;
-use super::position::LineIndex;
 use super::tree;
+use gameday_proto::position::LineIndex;
 
 /// One problem in a scenario file, at a 1-based line and column (columns count characters).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

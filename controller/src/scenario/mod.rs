@@ -13,7 +13,6 @@ mod fields;
 mod fixture;
 pub mod limits;
 mod names;
-mod position;
 mod probe;
 mod raw;
 mod settings;

@@ -3,12 +3,18 @@
 //! A file with many errors asks for many positions, so the text is indexed once ([`LineIndex`])
 //! and every lookup is a binary search plus a short count, never a rescan from the start.
 
+/// The 1-based `(line, column)` of byte `offset` in `text`, for a single lookup (index the text
+/// with [`LineIndex`] for many).
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    LineIndex::new(text).line_column(offset)
+}
+
 /// Bytes between two character-count checkpoints: a column lookup counts at most this many
 /// bytes twice, however long the line is (a scenario may be one 2 MB line).
 const CHECKPOINT: usize = 256;
 
 /// Where every line starts, and how many characters precede every [`CHECKPOINT`]th byte.
-pub(crate) struct LineIndex<'a> {
+pub struct LineIndex<'a> {
     text: &'a str,
     /// Byte offset of the start of each line; the first is 0.
     line_starts: Vec<usize>,
@@ -18,7 +24,7 @@ pub(crate) struct LineIndex<'a> {
 
 impl<'a> LineIndex<'a> {
     /// Indexes `text` in one pass.
-    pub(crate) fn new(text: &'a str) -> Self {
+    pub fn new(text: &'a str) -> Self {
         let bytes = text.as_bytes();
         let line_starts = std::iter::once(0)
             .chain(newlines(bytes).map(|nl| nl + 1))
@@ -42,7 +48,7 @@ impl<'a> LineIndex<'a> {
     /// An offset past the end points just after the last character (where toml reports an
     /// unexpected end of file); an offset inside a multi-byte character points at that
     /// character.
-    pub(crate) fn line_column(&self, offset: usize) -> (usize, usize) {
+    pub fn line_column(&self, offset: usize) -> (usize, usize) {
         let offset = self.clamp(offset);
         let line = self.line_of(offset);
         let start = self.line_starts[line];
@@ -51,7 +57,7 @@ impl<'a> LineIndex<'a> {
     }
 
     /// The 1-based line of byte `offset`.
-    pub(crate) fn line(&self, offset: usize) -> usize {
+    pub fn line(&self, offset: usize) -> usize {
         self.line_of(self.clamp(offset)) + 1
     }
 
