@@ -146,8 +146,8 @@ pub struct ScenarioReport {
     pub scenario: String,
     /// File it came from.
     pub file: String,
-    /// What it expects: "recovery" or "no_impact".
-    pub expect: String,
+    /// What it expects.
+    pub expect: crate::scenario::Expectation,
     /// Its RTO, microseconds.
     pub rto_us: u64,
     /// An error that stopped everything before any run (preflight), if any.
@@ -501,7 +501,7 @@ mod tests {
         ScenarioReport {
             scenario: "s".into(),
             file: "s.toml".into(),
-            expect: "recovery".into(),
+            expect: crate::scenario::Expectation::Recovery,
             rto_us: 1_000_000,
             error: error.map(str::to_string),
             summary: summarize(&runs, min_pass_rate, error.is_some()),

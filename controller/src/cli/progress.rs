@@ -70,8 +70,8 @@ pub fn status(event: &ProgressEvent, now_ms: u64) -> String {
 /// Turns a wire update into an event (unknown phases read as observing).
 pub fn from_wire(u: gameday_proto::v1::ProgressUpdate) -> ProgressEvent {
     ProgressEvent {
+        phase: Phase::from_wire(u.phase()).unwrap_or(Phase::Observing),
         line: u.line,
-        phase: Phase::parse(&u.phase).unwrap_or(Phase::Observing),
         run: u.run,
         runs: u.runs,
         rto_ms: u.rto_ms,

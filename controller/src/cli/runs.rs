@@ -84,8 +84,14 @@ async fn list(args: ListArgs) -> anyhow::Result<i32> {
     let mut client = remote::connect(&args.conn).await?;
     let request = v1::ListRunsRequest {
         scenario: args.scenario.unwrap_or_default(),
-        verdict: args.verdict.map(|v| v.to_string()).unwrap_or_default(),
-        status: args.status.map(|s| s.to_string()).unwrap_or_default(),
+        verdict: args
+            .verdict
+            .map_or(v1::Verdict::Unspecified, v1::Verdict::from)
+            .into(),
+        status: args
+            .status
+            .map_or(v1::RunStatus::Unspecified, v1::RunStatus::from)
+            .into(),
         since_unix_ms: args.since,
         until_unix_ms: args.until,
         limit: args.limit,

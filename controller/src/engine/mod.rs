@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 use crate::registry::AgentRegistry;
 
 use crate::report::{summarize, ScenarioReport};
-use crate::scenario::{Expectation, Scenario};
+use crate::scenario::Scenario;
 pub use identity::{invocation_of, AbortOutcome, AbortedFault, RunIdentity, StartedBy};
 pub use observer::{RunObserver, RunStart};
 pub use reconcile::OrphanRevert;
@@ -211,10 +211,7 @@ impl Engine {
         let mut report = ScenarioReport {
             scenario: scenario.name.clone(),
             file: file.to_string(),
-            expect: match scenario.expect {
-                Expectation::Recovery => "recovery".into(),
-                Expectation::NoImpact => "no_impact".into(),
-            },
+            expect: scenario.expect,
             rto_us: scenario.rto.get().as_micros() as u64,
             error: None,
             runs: Vec::new(),

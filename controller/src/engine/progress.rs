@@ -23,6 +23,19 @@ pub enum Phase {
     Graded,
 }
 
+impl From<Phase> for gameday_proto::v1::Phase {
+    fn from(p: Phase) -> Self {
+        use gameday_proto::v1::Phase as W;
+        match p {
+            Phase::Preflight => W::Preflight,
+            Phase::SteadyState => W::SteadyState,
+            Phase::Observing => W::Observing,
+            Phase::Reverted => W::Reverted,
+            Phase::Graded => W::Graded,
+        }
+    }
+}
+
 impl Phase {
     /// The phase as logs and the wire name it.
     pub fn as_str(self) -> &'static str {
@@ -35,17 +48,17 @@ impl Phase {
         }
     }
 
-    /// Reads a wire name; unknown names are `None`.
-    pub fn parse(s: &str) -> Option<Phase> {
-        [
-            Phase::Preflight,
-            Phase::SteadyState,
-            Phase::Observing,
-            Phase::Reverted,
-            Phase::Graded,
-        ]
-        .into_iter()
-        .find(|p| p.as_str() == s)
+    /// The phase a wire update names; `None` for one this build does not know.
+    pub fn from_wire(p: gameday_proto::v1::Phase) -> Option<Phase> {
+        use gameday_proto::v1::Phase as W;
+        match p {
+            W::Unspecified => None,
+            W::Preflight => Some(Phase::Preflight),
+            W::SteadyState => Some(Phase::SteadyState),
+            W::Observing => Some(Phase::Observing),
+            W::Reverted => Some(Phase::Reverted),
+            W::Graded => Some(Phase::Graded),
+        }
     }
 }
 
@@ -64,4 +77,26 @@ pub struct ProgressEvent {
     pub rto_ms: u64,
     /// When the fault took effect, wall clock (ms since the Unix epoch), once it has.
     pub injected_unix_ms: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_phase_crosses_the_wire() {
+        for p in [
+            Phase::Preflight,
+            Phase::SteadyState,
+            Phase::Observing,
+            Phase::Reverted,
+            Phase::Graded,
+        ] {
+            assert_eq!(Phase::from_wire(p.into()), Some(p));
+        }
+        assert_eq!(
+            Phase::from_wire(gameday_proto::v1::Phase::Unspecified),
+            None
+        );
+    }
 }

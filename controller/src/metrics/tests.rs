@@ -87,7 +87,7 @@ fn runs_are_counted_once_with_their_verdict_and_recovery() {
     m.scenario_finished(&ScenarioReport {
         scenario: "pause".into(),
         file: "s.toml".into(),
-        expect: "recovery".into(),
+        expect: crate::scenario::Expectation::Recovery,
         rto_us: 3_000_000,
         error: None,
         summary: summarize(&runs, 1.0, false),
@@ -118,7 +118,7 @@ fn a_scenario_refused_before_its_first_run_counts_as_an_error() {
     m.scenario_finished(&ScenarioReport {
         scenario: "ghost".into(),
         file: "g.toml".into(),
-        expect: "recovery".into(),
+        expect: crate::scenario::Expectation::Recovery,
         rto_us: 1,
         error: Some("preflight: agent ghost is not connected".into()),
         summary: summarize(&[], 1.0, true),

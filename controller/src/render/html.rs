@@ -113,7 +113,7 @@ fn header(out: &mut String, r: &ScenarioReport) {
         out,
         r#"<p class="meta">{} · expects <b>{}</b> · RTO <b>{}</b>{}</p>"#,
         esc(&r.file),
-        esc(&r.expect),
+        esc(r.expect.as_str()),
         fmt_us(r.rto_us),
         r.runs
             .first()
@@ -439,7 +439,7 @@ mod tests {
         ScenarioReport {
             scenario: name.into(),
             file: "s.toml".into(),
-            expect: "recovery".into(),
+            expect: crate::scenario::Expectation::Recovery,
             rto_us: 2_000_000,
             error: None,
             summary: summarize(&runs, 1.0, false),

@@ -55,7 +55,7 @@ pub(crate) fn outcome(report: &ScenarioReport, run: &RunReport) -> Outcome {
     let recovered = run.grade.as_ref().and_then(|g| g.time_to_recover);
     match run.verdict {
         Verdict::Pass | Verdict::NoImpact if run.met_expectation => Outcome::Passed,
-        Verdict::Fail if report.expect == "no_impact" => Outcome::Failure {
+        Verdict::Fail if report.expect == crate::scenario::Expectation::NoImpact => Outcome::Failure {
             kind: "IMPACT".into(),
             message: run.reason.clone(),
         },
@@ -190,7 +190,7 @@ fn probe_outcome(
             outcome(report, run)
         }
         Verdict::NoImpact => Outcome::Passed,
-        _ if report.expect == "no_impact" => Outcome::Failure {
+        _ if report.expect == crate::scenario::Expectation::NoImpact => Outcome::Failure {
             kind: "IMPACT".into(),
             message: format!(
                 "impact where none was expected: probe {} failed {} after the fault{}",
@@ -328,7 +328,7 @@ pub(crate) fn render(report: &ScenarioReport) -> String {
     let s = &report.summary;
     let mut props: Vec<(String, String)> = vec![
         ("file".into(), report.file.clone()),
-        ("expect".into(), report.expect.clone()),
+        ("expect".into(), report.expect.to_string()),
         ("rto".into(), fmt_us(report.rto_us)),
         ("rto_us".into(), report.rto_us.to_string()),
         ("verdict".into(), s.verdict.to_string()),
@@ -463,7 +463,7 @@ mod tests {
         ScenarioReport {
             scenario: "kill <api>".into(),
             file: "s.toml".into(),
-            expect: "recovery".into(),
+            expect: crate::scenario::Expectation::Recovery,
             rto_us: 2_000_000,
             error: None,
             summary: summarize(&runs, 1.0, false),

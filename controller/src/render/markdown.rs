@@ -31,7 +31,7 @@ pub(crate) fn render(input: &ReportInput<'_>) -> String {
         out,
         "File {} — expects {} — RTO **{}** — verdict **{}** (exit code {})\n",
         esc(&r.file),
-        esc(&r.expect),
+        esc(r.expect.as_str()),
         fmt_us(r.rto_us),
         r.summary.verdict,
         r.summary.exit_code
@@ -314,7 +314,7 @@ mod tests {
         ScenarioReport {
             scenario: "kill *api*".into(),
             file: "s.toml".into(),
-            expect: "recovery".into(),
+            expect: crate::scenario::Expectation::Recovery,
             rto_us: 2_000_000,
             error: None,
             summary: summarize(&runs, 1.0, false),

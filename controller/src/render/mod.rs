@@ -227,7 +227,7 @@ mod tests {
         let report = ScenarioReport {
             scenario: "s".into(),
             file: "s.toml".into(),
-            expect: "recovery".into(),
+            expect: crate::scenario::Expectation::Recovery,
             rto_us: 1_000_000,
             error: None,
             runs: vec![],

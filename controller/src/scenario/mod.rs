@@ -117,6 +117,35 @@ pub enum Expectation {
     NoImpact,
 }
 
+impl Expectation {
+    /// The name scenarios, reports and the history use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Expectation::Recovery => "recovery",
+            Expectation::NoImpact => "no_impact",
+        }
+    }
+}
+
+impl std::fmt::Display for Expectation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Expectation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "recovery" => Ok(Expectation::Recovery),
+            "no_impact" => Ok(Expectation::NoImpact),
+            _ => Err(format!(
+                "unknown expectation {s:?} (expected recovery or no_impact)"
+            )),
+        }
+    }
+}
+
 /// When holding faults are reverted (`revert = "after_duration" | "on_recovery"`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

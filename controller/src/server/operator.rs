@@ -144,7 +144,7 @@ impl Operator for OperatorService {
                 while let Some(p) = lines.recv().await {
                     let update = v1::ProgressUpdate {
                         line: p.line,
-                        phase: p.phase.as_str().to_string(),
+                        phase: v1::Phase::from(p.phase).into(),
                         run: p.run,
                         runs: p.runs,
                         rto_ms: p.rto_ms,

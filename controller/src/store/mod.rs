@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::grade::Verdict;
 use crate::report::{summarize, RunReport, ScenarioReport};
+use crate::scenario::Expectation;
 
 pub use retention::{prune_periodically, PruneOutcome};
 pub use wire::WireError;
@@ -216,8 +217,8 @@ pub struct StoredRun {
     pub scenario_toml: String,
     /// SHA-256 of that text, hex.
     pub scenario_sha256: String,
-    /// What the scenario expects: "recovery" or "no_impact".
-    pub expect: String,
+    /// What the scenario expects.
+    pub expect: Expectation,
     /// The scenario's RTO, microseconds.
     pub rto_us: u64,
     /// The scenario's required pass rate.
@@ -247,7 +248,7 @@ impl StoredRun {
         ScenarioReport {
             scenario: self.scenario.clone(),
             file: self.file.clone(),
-            expect: self.expect.clone(),
+            expect: self.expect,
             rto_us: self.rto_us,
             error: None,
             summary: summarize(&runs, self.min_pass_rate, false),

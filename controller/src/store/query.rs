@@ -106,6 +106,10 @@ impl RunRow {
         self.status.parse().map_err(|e| self.corrupt("status", e))
     }
 
+    fn expect(&self) -> Result<crate::scenario::Expectation, StoreError> {
+        self.expect.parse().map_err(|e| self.corrupt("expect", e))
+    }
+
     fn verdict(&self) -> Result<Option<Verdict>, StoreError> {
         self.verdict
             .as_deref()
@@ -238,7 +242,7 @@ impl Store {
         let report = ScenarioReport {
             scenario: latest.scenario.clone(),
             file: latest.file.clone(),
-            expect: latest.expect.clone(),
+            expect: latest.expect,
             rto_us: latest.rto_us,
             error: None,
             summary: summarize(&runs, latest.min_pass_rate, false),
@@ -290,6 +294,7 @@ fn load_run(conn: &Connection, run_id: &str) -> Result<Option<StoredRun>, StoreE
     };
     let status = row.status()?;
     let scenario_changed_since = row.changed_since();
+    let expect = row.expect()?;
     let run = match (&row.report_json, status) {
         (Some(json), RunStatus::Finished) => {
             let mut run: RunReport =
@@ -308,7 +313,7 @@ fn load_run(conn: &Connection, run_id: &str) -> Result<Option<StoredRun>, StoreE
         file: row.file,
         scenario_toml: row.scenario_text,
         scenario_sha256: row.scenario_sha256,
-        expect: row.expect,
+        expect,
         rto_us: row.rto_us,
         min_pass_rate: row.min_pass_rate,
         finished_unix_ms: row.finished_unix_ms,

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::{unix_ms_now, Store, StoreError};
 use crate::engine::{OrphanRevert, RunObserver, RunStart};
 use crate::report::{FaultRecord, RunReport};
-use crate::scenario::{Expectation, Scenario};
+use crate::scenario::Scenario;
 use crate::timeline::Sample;
 
 /// A probe as the history remembers it, to rebuild timelines of runs that were never graded.
@@ -17,13 +17,6 @@ use crate::timeline::Sample;
 pub(super) struct ProbeEntry {
     pub name: String,
     pub recovered_after: u32,
-}
-
-fn expect_name(e: Expectation) -> &'static str {
-    match e {
-        Expectation::Recovery => "recovery",
-        Expectation::NoImpact => "no_impact",
-    }
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> String {
@@ -64,7 +57,7 @@ impl Store {
                 run.index,
                 to_json(&run.targets),
                 to_json(&probes),
-                expect_name(s.expect),
+                s.expect.as_str(),
                 s.rto.get().as_micros() as u64,
                 s.min_pass_rate,
                 unix_ms_now(),
@@ -124,7 +117,7 @@ impl Store {
                 scenario.name,
                 run.index,
                 to_json(&run.targets),
-                expect_name(scenario.expect),
+                scenario.expect.as_str(),
                 scenario.rto.get().as_micros() as u64,
                 scenario.min_pass_rate,
                 run.started_unix_ms,

@@ -51,7 +51,7 @@ fn report(runs: Vec<RunReport>) -> ScenarioReport {
     ScenarioReport {
         scenario: "demo-pause".into(),
         file: "/etc/gameday/pause.toml".into(),
-        expect: "recovery".into(),
+        expect: crate::scenario::Expectation::Recovery,
         rto_us: 3_000_000,
         error: None,
         summary: summarize(&runs, 1.0, false),
