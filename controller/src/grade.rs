@@ -355,15 +355,22 @@ fn early(verdict: Verdict, reason: String, probes: &[ProbeTimeline]) -> Grade {
         recovered_by: None,
         probes: probes
             .iter()
-            .map(|p| ProbeRecovery {
-                probe: p.name.clone(),
-                impact: None,
-                recovered: None,
-                relapses: 0,
-                partial: None,
-                verdict: None,
-            })
+            .map(|p| ProbeRecovery::unmeasured(&p.name))
             .collect(),
+    }
+}
+
+impl ProbeRecovery {
+    /// A probe with nothing measured (yet): no impact, no recovery, no verdict.
+    pub fn unmeasured(probe: &str) -> ProbeRecovery {
+        ProbeRecovery {
+            probe: probe.to_string(),
+            impact: None,
+            recovered: None,
+            relapses: 0,
+            partial: None,
+            verdict: None,
+        }
     }
 }
 

@@ -134,19 +134,7 @@ pub fn classify(error: &SessionError) -> Failure {
 }
 
 /// Alerts by which the controller says it refuses this agent's certificate.
-const REFUSED_ALERTS: [AlertDescription; 9] = [
-    AlertDescription::BadCertificate,
-    AlertDescription::UnsupportedCertificate,
-    AlertDescription::CertificateRevoked,
-    AlertDescription::CertificateExpired,
-    AlertDescription::CertificateUnknown,
-    AlertDescription::UnknownCA,
-    AlertDescription::AccessDenied,
-    AlertDescription::CertificateRequired,
-    // What rustls sends when our certificate's signature does not verify against the
-    // controller's CA (another fleet's CA with the same name, say).
-    AlertDescription::DecryptError,
-];
+const REFUSED_ALERTS: [AlertDescription; 9] = gameday_proto::tls::CERTIFICATE_REFUSED_ALERTS;
 
 const REFUSED_MEANING: &str = "the controller refused this agent's certificate";
 

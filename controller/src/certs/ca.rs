@@ -68,13 +68,7 @@ impl Ca {
         }
         let key = KeyPair::generate().map_err(CertError::generate("CA key"))?;
         let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, ORGANIZATION);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
+        params.distinguished_name = fleet_name(None, common_name);
         // The CA signs leaves only, never intermediate CAs.
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![
@@ -179,14 +173,7 @@ impl Ca {
     ) -> Result<Pem, CertError> {
         validate_name(name)?;
         let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, ORGANIZATION);
-        params
-            .distinguished_name
-            .push(DnType::OrganizationalUnitName, role.as_str());
-        params.distinguished_name.push(DnType::CommonName, name);
+        params.distinguished_name = fleet_name(Some(role), name);
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = match role {
@@ -265,6 +252,18 @@ impl Ca {
             _ => true,
         }
     }
+}
+
+/// The subject of a fleet certificate: the organization, the role as the organizational unit
+/// (leaves only: the CA has none), and the common name.
+fn fleet_name(role: Option<Role>, common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, ORGANIZATION);
+    if let Some(role) = role {
+        dn.push(DnType::OrganizationalUnitName, role.as_str());
+    }
+    dn.push(DnType::CommonName, common_name);
+    dn
 }
 
 /// Makes `params` valid from `CLOCK_SKEW` ago until `length` from now.

@@ -178,16 +178,7 @@ fn tls_text(error: &rustls::Error, dial: &Dial<'_>, host: &str, cause: &str) -> 
     })
 }
 
-const REFUSAL_ALERTS: [AlertDescription; 8] = [
-    AlertDescription::BadCertificate,
-    AlertDescription::UnsupportedCertificate,
-    AlertDescription::CertificateRevoked,
-    AlertDescription::CertificateExpired,
-    AlertDescription::CertificateUnknown,
-    AlertDescription::UnknownCA,
-    AlertDescription::CertificateRequired,
-    AlertDescription::DecryptError,
-];
+const REFUSAL_ALERTS: [AlertDescription; 9] = gameday_proto::tls::CERTIFICATE_REFUSED_ALERTS;
 
 fn refused_certificate(dial: &Dial<'_>, cause: &str) -> String {
     format!(

@@ -46,14 +46,7 @@ pub(super) fn probe_recovery(p: &ProbeTimeline, input: &GradeInput<'_>) -> Probe
         .collect();
     // By start; checks that started together by their answers.
     window.sort_by_key(|s| (s.start_us, s.end_us));
-    let none = ProbeRecovery {
-        probe: p.name.clone(),
-        impact: None,
-        recovered: None,
-        relapses: 0,
-        partial: None,
-        verdict: None,
-    };
+    let none = ProbeRecovery::unmeasured(&p.name);
     let Some(first_fail) = window.iter().position(|s| !s.ok) else {
         return none;
     };

@@ -302,29 +302,17 @@ fn run_section(out: &mut String, r: &ScenarioReport, run: &RunReport) {
             if !f.evidence.is_empty() {
                 let _ = write!(out, "<br>evidence: {}", esc(&f.evidence));
             }
-            if !f.figures.is_empty() {
-                let figures: Vec<String> = f
-                    .figures
-                    .iter()
-                    .map(|(k, v)| format!("{}={v}", esc(k)))
-                    .collect();
-                let _ = write!(
-                    out,
-                    "<br>figures: <span class=\"mono\">{}</span>",
-                    figures.join(" ")
-                );
-            }
-            if !f.revert_figures.is_empty() {
-                let figures: Vec<String> = f
-                    .revert_figures
-                    .iter()
-                    .map(|(k, v)| format!("{}={v}", esc(k)))
-                    .collect();
-                let _ = write!(
-                    out,
-                    "<br>revert figures: <span class=\"mono\">{}</span>",
-                    figures.join(" ")
-                );
+            for (what, figures) in [
+                ("figures", &f.figures),
+                ("revert figures", &f.revert_figures),
+            ] {
+                if !figures.is_empty() {
+                    let _ = write!(
+                        out,
+                        "<br>{what}: <span class=\"mono\">{}</span>",
+                        super::figure_items(figures, esc).join(" ")
+                    );
+                }
             }
             if let Some(rv) = f.reverted_us {
                 let _ = write!(out, "<br>reverted at +{}", fmt_us(rv));

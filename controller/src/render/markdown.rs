@@ -205,21 +205,14 @@ fn run_section(out: &mut String, r: &ScenarioReport, run: &RunReport) {
         if !f.evidence.is_empty() {
             let _ = writeln!(out, "  - evidence: {}", esc(&f.evidence));
         }
-        if !f.figures.is_empty() {
-            let figures: Vec<String> = f
-                .figures
-                .iter()
-                .map(|(k, v)| format!("{}={v}", esc(k)))
-                .collect();
-            let _ = writeln!(out, "  - figures: {}", figures.join(", "));
-        }
-        if !f.revert_figures.is_empty() {
-            let figures: Vec<String> = f
-                .revert_figures
-                .iter()
-                .map(|(k, v)| format!("{}={v}", esc(k)))
-                .collect();
-            let _ = writeln!(out, "  - revert figures: {}", figures.join(", "));
+        for (what, figures) in [
+            ("figures", &f.figures),
+            ("revert figures", &f.revert_figures),
+        ] {
+            if !figures.is_empty() {
+                let items = super::figure_items(figures, esc);
+                let _ = writeln!(out, "  - {what}: {}", items.join(", "));
+            }
         }
         if let Some(rv) = f.reverted_us {
             let _ = writeln!(

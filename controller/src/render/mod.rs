@@ -199,6 +199,17 @@ pub(crate) fn run_duration_us(run: &crate::report::RunReport) -> u64 {
     last_sample.max(run.revert_us.unwrap_or(0))
 }
 
+/// A fault's figures as `name=value` items, names passed through the format's escaper.
+pub(crate) fn figure_items(
+    figures: &std::collections::BTreeMap<String, i64>,
+    esc: impl Fn(&str) -> String,
+) -> Vec<String> {
+    figures
+        .iter()
+        .map(|(k, v)| format!("{}={v}", esc(k)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

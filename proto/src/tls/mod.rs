@@ -310,6 +310,22 @@ fn not_pem(
     }
 }
 
+/// TLS alerts by which a peer says it refuses our certificate (rather than the network or
+/// the server failing): an agent stops retrying on them, the CLI says which certificate to fix.
+pub const CERTIFICATE_REFUSED_ALERTS: [rustls::AlertDescription; 9] = [
+    rustls::AlertDescription::BadCertificate,
+    rustls::AlertDescription::UnsupportedCertificate,
+    rustls::AlertDescription::CertificateRevoked,
+    rustls::AlertDescription::CertificateExpired,
+    rustls::AlertDescription::CertificateUnknown,
+    rustls::AlertDescription::UnknownCA,
+    rustls::AlertDescription::AccessDenied,
+    rustls::AlertDescription::CertificateRequired,
+    // What rustls sends when a certificate's signature does not verify against the peer's CA
+    // (another fleet's CA with the same name, say).
+    rustls::AlertDescription::DecryptError,
+];
+
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
 
