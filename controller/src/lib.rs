@@ -7,6 +7,8 @@ pub mod certs;
 pub mod config;
 pub mod demo_service;
 pub mod engine;
+#[cfg(test)]
+mod fixtures;
 pub mod grade;
 pub mod identity;
 pub mod limits;

@@ -422,31 +422,8 @@ mod tests {
 
     fn run(verdict: Verdict, met: bool, recover_us: Option<u64>) -> RunReport {
         RunReport {
-            run_id: "r".into(),
-            index: 1,
-            verdict,
-            reason: String::new(),
             met_expectation: met,
-            targets: vec![],
-            epoch_monotonic_ns: 0,
-            started_unix_ms: 0,
-            inject: None,
-            revert_us: None,
-            grade: recover_us.map(|us| Grade {
-                verdict,
-                reason: String::new(),
-                time_to_detect: None,
-                time_to_recover: Some(Measured {
-                    us,
-                    low_us: us,
-                    high_us: us,
-                }),
-                recover_after_revert_us: None,
-                recovered_by: None,
-                probes: vec![],
-            }),
-            faults: vec![],
-            probes: vec![],
+            ..crate::fixtures::run("r", verdict, recover_us)
         }
     }
 

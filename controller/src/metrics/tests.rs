@@ -2,7 +2,6 @@
 //! scenario refused at preflight counted as an error.
 
 use super::*;
-use crate::grade::{Grade, Measured};
 use crate::report::summarize;
 
 fn scenario() -> Scenario {
@@ -26,33 +25,7 @@ address = "127.0.0.1:1"
 }
 
 fn run(id: &str, verdict: Verdict, recover_us: Option<u64>) -> RunReport {
-    RunReport {
-        run_id: id.into(),
-        index: 1,
-        verdict,
-        reason: String::new(),
-        met_expectation: verdict == Verdict::Pass,
-        targets: vec![],
-        epoch_monotonic_ns: 0,
-        started_unix_ms: 0,
-        inject: None,
-        revert_us: None,
-        grade: recover_us.map(|us| Grade {
-            verdict,
-            reason: String::new(),
-            time_to_detect: None,
-            time_to_recover: Some(Measured {
-                us,
-                low_us: us,
-                high_us: us,
-            }),
-            recover_after_revert_us: None,
-            recovered_by: None,
-            probes: vec![],
-        }),
-        faults: vec![],
-        probes: vec![],
-    }
+    crate::fixtures::run(id, verdict, recover_us)
 }
 
 fn started(m: &Metrics, s: &Scenario, id: &str) {

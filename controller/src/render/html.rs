@@ -424,15 +424,7 @@ mod tests {
                 samples,
             }],
         }];
-        ScenarioReport {
-            scenario: name.into(),
-            file: "s.toml".into(),
-            expect: crate::scenario::Expectation::Recovery,
-            rto_us: 2_000_000,
-            error: None,
-            summary: summarize(&runs, 1.0, false),
-            runs,
-        }
+        crate::fixtures::scenario_report(name, 2_000_000, runs)
     }
 
     #[test]

@@ -426,49 +426,22 @@ pub(crate) fn render(report: &ScenarioReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grade::Grade;
-    use crate::report::summarize;
 
     fn run(index: u32, verdict: Verdict, met: bool, recover_us: Option<u64>) -> RunReport {
-        RunReport {
-            run_id: format!("run-{index}"),
-            index,
-            verdict,
-            reason: format!("reason <{index}> & \"why\""),
-            met_expectation: met,
-            targets: vec!["local".into()],
-            epoch_monotonic_ns: 0,
-            started_unix_ms: 1_700_000_000_000,
-            inject: None,
-            revert_us: None,
-            grade: Some(Grade {
-                verdict,
-                reason: String::new(),
-                time_to_detect: None,
-                time_to_recover: recover_us.map(|us| Measured {
-                    us,
-                    low_us: us - 10,
-                    high_us: us,
-                }),
-                recover_after_revert_us: None,
-                recovered_by: None,
-                probes: vec![],
-            }),
-            faults: vec![],
-            probes: vec![],
+        let mut run = crate::fixtures::run(&format!("run-{index}"), verdict, recover_us);
+        run.index = index;
+        run.reason = format!("reason <{index}> & \"why\"");
+        run.met_expectation = met;
+        run.targets = vec!["local".into()];
+        run.started_unix_ms = 1_700_000_000_000;
+        if let Some(m) = run.grade.as_mut().and_then(|g| g.time_to_recover.as_mut()) {
+            m.low_us -= 10;
         }
+        run
     }
 
     fn report(runs: Vec<RunReport>) -> ScenarioReport {
-        ScenarioReport {
-            scenario: "kill <api>".into(),
-            file: "s.toml".into(),
-            expect: crate::scenario::Expectation::Recovery,
-            rto_us: 2_000_000,
-            error: None,
-            summary: summarize(&runs, 1.0, false),
-            runs,
-        }
+        crate::fixtures::scenario_report("kill <api>", 2_000_000, runs)
     }
 
     #[test]

@@ -304,15 +304,7 @@ mod tests {
             }],
             probes: vec![],
         }];
-        ScenarioReport {
-            scenario: "kill *api*".into(),
-            file: "s.toml".into(),
-            expect: crate::scenario::Expectation::Recovery,
-            rto_us: 2_000_000,
-            error: None,
-            summary: summarize(&runs, 1.0, false),
-            runs,
-        }
+        crate::fixtures::scenario_report("kill *api*", 2_000_000, runs)
     }
 
     #[test]

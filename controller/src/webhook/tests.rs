@@ -14,48 +14,23 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::CertificateDer;
 
 use super::*;
-use crate::grade::{Grade, Measured, Verdict};
-use crate::report::{summarize, RunReport, ScenarioReport};
+use crate::grade::Verdict;
+use crate::report::{RunReport, ScenarioReport};
 
 fn run(id: &str, verdict: Verdict, recover_us: Option<u64>) -> RunReport {
-    RunReport {
-        run_id: id.into(),
-        index: 1,
-        verdict,
-        reason: "recovered".into(),
-        met_expectation: verdict == Verdict::Pass,
-        targets: vec!["web-1".into()],
-        epoch_monotonic_ns: 0,
-        started_unix_ms: 0,
-        inject: None,
-        revert_us: None,
-        grade: Some(Grade {
-            verdict,
-            reason: "recovered".into(),
-            time_to_detect: None,
-            time_to_recover: recover_us.map(|us| Measured {
-                us,
-                low_us: us,
-                high_us: us,
-            }),
-            recover_after_revert_us: None,
-            recovered_by: None,
-            probes: vec![],
-        }),
-        faults: vec![],
-        probes: vec![],
+    let mut run = crate::fixtures::run(id, verdict, recover_us);
+    run.reason = "recovered".into();
+    run.targets = vec!["web-1".into()];
+    if let Some(g) = &mut run.grade {
+        g.reason = "recovered".into();
     }
+    run
 }
 
 fn report(runs: Vec<RunReport>) -> ScenarioReport {
     ScenarioReport {
-        scenario: "demo-pause".into(),
         file: "/etc/gameday/pause.toml".into(),
-        expect: crate::scenario::Expectation::Recovery,
-        rto_us: 3_000_000,
-        error: None,
-        summary: summarize(&runs, 1.0, false),
-        runs,
+        ..crate::fixtures::scenario_report("demo-pause", 3_000_000, runs)
     }
 }
 
