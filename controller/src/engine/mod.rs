@@ -1,15 +1,24 @@
 //! The run engine: preflight, steady state, inject, observe, revert, grade — for every repeat of
 //! a scenario — and the table of active runs that operators can abort.
 
+#[cfg(test)]
+mod fake;
 mod identity;
+mod inject;
+mod observe;
 pub mod observer;
 pub mod preflight;
 pub mod progress;
 mod reconcile;
 mod recorder;
+mod revert;
 mod run;
+pub mod samples;
+mod steady_state;
 #[cfg(test)]
 mod tests;
+pub mod transport;
+mod verdict;
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -316,10 +325,15 @@ impl Engine {
                 scenario,
                 run_id: run_id.clone(),
                 index,
-                targets,
+                targets: targets
+                    .into_iter()
+                    .map(|conn| {
+                        Arc::new(transport::RegisteredAgent::new(self.registry.clone(), conn))
+                            as Arc<dyn transport::FaultTransport>
+                    })
+                    .collect(),
                 faults,
                 progress,
-                registry: &self.registry,
                 observers: &self.observers,
                 identity,
                 injected_unix_ms: Default::default(),
@@ -376,15 +390,8 @@ impl Engine {
             if stop {
                 break;
             }
-            if index < scenario.repeat && !scenario.cooldown.get().is_zero() {
-                // An abort of the invocation, or shutdown, ends the cooldown at once.
-                tokio::select! {
-                    _ = tokio::time::timeout(
-                        scenario.cooldown.get(),
-                        stopped.wait_for(Option::is_some),
-                    ) => {}
-                    _ = self.closing.cancelled() => {}
-                }
+            if index < scenario.repeat {
+                cool_down(scenario.cooldown.get(), stopped, &self.closing).await;
             }
         }
         report.summary = summarize(&report.runs, scenario.min_pass_rate, report.error.is_some());
@@ -450,6 +457,22 @@ impl Engine {
             }
         }
         outcome
+    }
+}
+
+/// Waits `cooldown` between two repeats; an abort of the invocation, or shutdown, ends it at
+/// once.
+async fn cool_down(
+    cooldown: Duration,
+    stopped: &mut watch::Receiver<Option<String>>,
+    closing: &CancellationToken,
+) {
+    if cooldown.is_zero() {
+        return;
+    }
+    tokio::select! {
+        _ = tokio::time::timeout(cooldown, stopped.wait_for(Option::is_some)) => {}
+        _ = closing.cancelled() => {}
     }
 }
 

@@ -1,0 +1,67 @@
+//! How a run reaches its target agents: apply a fault, revert it. The registry's connections
+//! are the real transport; tests give the run a scripted agent instead, so every phase runs
+//! in-process and under tokio's paused clock.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt as _;
+use gameday_proto::v1;
+use gameday_proto::Fault;
+
+use crate::registry::{AgentConn, AgentRegistry, DispatchError, Exchange};
+
+/// One target agent as a run sees it.
+pub trait FaultTransport: Send + Sync {
+    /// The agent's name (fault ids and reports carry it).
+    fn name(&self) -> &str;
+
+    /// Applies `fault` and waits for the agent's answer, timed on tokio's clock.
+    fn apply<'a>(
+        &'a self,
+        apply: v1::ApplyFault,
+        fault: &'a Fault,
+    ) -> BoxFuture<'a, Result<Exchange, DispatchError>>;
+
+    /// Reverts fault `fault_id` and waits for the agent's answer.
+    fn revert<'a>(&'a self, fault_id: &'a str) -> BoxFuture<'a, Result<Exchange, DispatchError>>;
+}
+
+/// A connected agent, reached through the registry: a revert goes to the connection the agent
+/// has now, which is not the one the fault was applied through if it reconnected meanwhile.
+pub struct RegisteredAgent {
+    registry: Arc<AgentRegistry>,
+    conn: Arc<AgentConn>,
+}
+
+impl RegisteredAgent {
+    /// `conn`, whose later reconnections `registry` knows of.
+    pub fn new(registry: Arc<AgentRegistry>, conn: Arc<AgentConn>) -> RegisteredAgent {
+        RegisteredAgent { registry, conn }
+    }
+}
+
+impl FaultTransport for RegisteredAgent {
+    fn name(&self) -> &str {
+        &self.conn.name
+    }
+
+    fn apply<'a>(
+        &'a self,
+        apply: v1::ApplyFault,
+        fault: &'a Fault,
+    ) -> BoxFuture<'a, Result<Exchange, DispatchError>> {
+        self.conn.apply(apply, fault).boxed()
+    }
+
+    fn revert<'a>(&'a self, fault_id: &'a str) -> BoxFuture<'a, Result<Exchange, DispatchError>> {
+        async move {
+            let current = self
+                .registry
+                .get(&self.conn.name)
+                .unwrap_or_else(|| self.conn.clone());
+            current.revert(fault_id).await
+        }
+        .boxed()
+    }
+}
