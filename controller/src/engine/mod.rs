@@ -13,6 +13,8 @@ mod reconcile;
 mod recorder;
 mod revert;
 mod run;
+#[cfg(test)]
+mod run_tests;
 pub mod samples;
 mod steady_state;
 #[cfg(test)]

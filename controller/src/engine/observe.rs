@@ -238,4 +238,112 @@ mod tests {
         assert_eq!(observe_tail([(ms(10), ms(1_000))].into_iter()), ms(1_010));
         assert_eq!(observe_tail(std::iter::empty()), ms(500));
     }
+
+    use crate::engine::fake::{Fixture, Op, ScriptedProbes};
+    use crate::engine::inject::inject_all;
+    use crate::grade::Verdict;
+
+    /// Injects at the epoch (the scripted agent answers in 2 ms, the effect at 1 ms) and
+    /// observes `probes`; returns how it ended, the record and when it ended (ms).
+    async fn observe_from_epoch(
+        fx: &Fixture,
+        probes: &ScriptedProbes,
+    ) -> (Observed, RunReport, u64) {
+        let mut ctx = fx.ctx();
+        let mut report = fx.report();
+        let injection = inject_all(&ctx, &mut report, fx.epoch).await.unwrap();
+        assert_eq!(injection.at.at_us, 1_000);
+        let window = Window::plan(&fx.scenario, &fx.faults, injection.at.at_us);
+        let observed = observe(&mut ctx, &mut report, probes, &injection, &window, fx.epoch).await;
+        (observed, report, fx.epoch.elapsed().as_millis() as u64)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_quick_recovery_observing_goes_on_to_the_rto_line() {
+        let fx = Fixture::new(Fixture::KILL);
+        let probes = ScriptedProbes::down(fx.epoch, 100, 1_500);
+        let (observed, _, ended_ms) = observe_from_epoch(&fx, &probes).await;
+        assert_eq!(
+            observed,
+            Observed::Ended { reverted: true },
+            "a kill holds nothing"
+        );
+        // Injected at 1 ms, RTO 3 s: the line is at 3001 ms; the tail (500 ms) ended before.
+        assert!(
+            (3_001..=3_011).contains(&ended_ms),
+            "ended at {ended_ms} ms"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_recovery_near_the_rto_line_is_followed_by_the_tail() {
+        let fx = Fixture::new(Fixture::KILL);
+        let probes = ScriptedProbes::down(fx.epoch, 100, 2_800);
+        let (observed, _, ended_ms) = observe_from_epoch(&fx, &probes).await;
+        assert_eq!(observed, Observed::Ended { reverted: true });
+        // Back at 2.8 s, plus a tail of ten 10 ms intervals or 500 ms, whichever is longer.
+        assert!(
+            (3_300..=3_310).contains(&ended_ms),
+            "ended at {ended_ms} ms"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_service_that_never_recovers_is_observed_to_the_window_end() {
+        let fx = Fixture::new(Fixture::KILL);
+        let probes = ScriptedProbes::down(fx.epoch, 100, u64::MAX);
+        let (observed, _, ended_ms) = observe_from_epoch(&fx, &probes).await;
+        assert_eq!(observed, Observed::Ended { reverted: true });
+        assert!(
+            (10_001..=10_011).contains(&ended_ms),
+            "ended at {ended_ms} ms"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_holding_fault_is_reverted_at_its_duration() {
+        let fx = Fixture::new(Fixture::PAUSE);
+        // Back by itself at 1.5 s while the pause (2 s) still holds.
+        let probes = ScriptedProbes::down(fx.epoch, 100, 1_500);
+        let (observed, report, ended_ms) = observe_from_epoch(&fx, &probes).await;
+        assert_eq!(observed, Observed::Ended { reverted: true });
+        let calls = fx.targets[0].calls();
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        assert_eq!(calls[1].0, Op::Revert);
+        assert!((2_001..=2_011).contains(&calls[1].1), "{calls:?}");
+        // The agent lifted it at its deadline (effect + 2 s) before the revert reached it.
+        assert_eq!(report.revert_us, Some(2_001_000));
+        assert!(
+            (3_001..=3_011).contains(&ended_ms),
+            "ended at {ended_ms} ms"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_revert_on_recovery_a_holding_fault_is_reverted_once_the_probes_recover() {
+        let fx = Fixture::with(
+            &Fixture::PAUSE.replace(r#"duration = "2s""#, r#"duration = "5s""#),
+            r#"revert = "on_recovery""#,
+        );
+        let probes = ScriptedProbes::down(fx.epoch, 100, 1_500);
+        let (observed, report, _) = observe_from_epoch(&fx, &probes).await;
+        assert_eq!(observed, Observed::Ended { reverted: true });
+        let calls = fx.targets[0].calls();
+        // Three good checks from 1.5 s, the last answered at 1521 ms: reverted at the next look,
+        // long before the 5 s duration.
+        assert_eq!(calls[1].0, Op::Revert);
+        assert!((1_521..=1_531).contains(&calls[1].1), "{calls:?}");
+        assert!(report.revert_us.is_some_and(|us| us < 1_540_000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_revert_on_recovery_a_fault_the_service_does_not_absorb_holds_its_duration() {
+        let fx = Fixture::with(Fixture::PAUSE, r#"revert = "on_recovery""#);
+        let probes = ScriptedProbes::down(fx.epoch, 100, u64::MAX);
+        let (_, report, _) = observe_from_epoch(&fx, &probes).await;
+        let calls = fx.targets[0].calls();
+        assert!((2_001..=2_011).contains(&calls[1].1), "{calls:?}");
+        assert_eq!(report.revert_us, Some(2_001_000));
+        assert_eq!(report.verdict, Verdict::Error, "not graded here");
+    }
 }

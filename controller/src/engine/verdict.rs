@@ -32,3 +32,70 @@ pub(super) fn grade_run(s: &Scenario, report: &mut RunReport, inject: Moment, wi
     report.met_expectation = grade::meets(s.expect, report.verdict);
     report.grade = Some(g);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::fake::{Fixture, ScriptedProbes};
+    use crate::report::FaultRecord;
+
+    const INJECT: Moment = Moment {
+        at_us: 1_000_000,
+        uncertainty_us: 500,
+    };
+
+    /// The grade of a kill at 1 s (RTO 3 s, window 10 s) over the scripted timeline.
+    fn graded(probes: ScriptedProbes, fx: &Fixture) -> RunReport {
+        let mut report = fx.report();
+        report.probes = probes.all();
+        report.inject = Some(INJECT);
+        grade_run(&fx.scenario, &mut report, INJECT, 11_000_000);
+        report
+    }
+
+    #[tokio::test]
+    async fn the_verdict_follows_the_scripted_timeline() {
+        let fx = Fixture::new(Fixture::KILL);
+        let pass = graded(ScriptedProbes::down(fx.epoch, 1_020, 1_500), &fx);
+        assert_eq!(pass.verdict, Verdict::Pass, "{}", pass.reason);
+        assert!(pass.met_expectation);
+        let ttr = pass.grade.as_ref().unwrap().time_to_recover.unwrap();
+        // Back with the check that started at 1.5 s: 500 ms after the effect.
+        assert!(ttr.low_us <= 500_000 && 500_000 <= ttr.high_us, "{ttr:?}");
+
+        let late = graded(ScriptedProbes::down(fx.epoch, 1_020, 4_500), &fx);
+        assert_eq!(late.verdict, Verdict::Fail, "{}", late.reason);
+
+        let never = graded(ScriptedProbes::down(fx.epoch, 1_020, u64::MAX), &fx);
+        assert_eq!(never.verdict, Verdict::Fail, "{}", never.reason);
+
+        let missed = graded(ScriptedProbes::up_all_along(fx.epoch), &fx);
+        assert_eq!(missed.verdict, Verdict::NoImpact);
+        assert!(!missed.met_expectation, "the scenario expected an outage");
+    }
+
+    #[tokio::test]
+    async fn a_fault_not_reverted_cleanly_is_an_error_whatever_the_probes_say() {
+        let fx = Fixture::new(Fixture::KILL);
+        let mut report = fx.report();
+        report.probes = ScriptedProbes::down(fx.epoch, 1_020, 1_500).all();
+        report.faults.push(FaultRecord {
+            kind: "process_pause".into(),
+            agent: "web-1".into(),
+            error: Some("revert: system error: SIGCONT failed".into()),
+            ..FaultRecord::default()
+        });
+        grade_run(&fx.scenario, &mut report, INJECT, 11_000_000);
+        assert_eq!(report.verdict, Verdict::Error);
+        assert_eq!(
+            report.reason,
+            "process_pause on web-1 was not reverted cleanly: revert: system error: SIGCONT failed"
+        );
+        assert!(!report.met_expectation);
+        assert_eq!(
+            report.grade.map(|g| g.verdict),
+            Some(Verdict::Pass),
+            "the probes' own"
+        );
+    }
+}
