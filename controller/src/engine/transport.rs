@@ -65,3 +65,55 @@ impl FaultTransport for RegisteredAgent {
         .boxed()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use gameday_proto::v1::controller_message::Msg;
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    type Stream = mpsc::Receiver<Result<v1::ControllerMessage, tonic::Status>>;
+
+    fn connection() -> (Arc<AgentConn>, Stream) {
+        let (tx, rx) = mpsc::channel(4);
+        let register = v1::Register {
+            name: "web-1".into(),
+            instance_id: "aaaa".into(),
+            ..v1::Register::default()
+        };
+        (Arc::new(AgentConn::new(register, "test".into(), tx)), rx)
+    }
+
+    #[tokio::test]
+    async fn a_revert_goes_to_the_connection_the_agent_has_now() {
+        let registry = Arc::new(AgentRegistry::default());
+        let (first, _first_rx) = connection();
+        registry
+            .register(first.clone(), Duration::from_secs(5))
+            .unwrap();
+        let target = RegisteredAgent::new(registry.clone(), first);
+        // The agent reconnects after the fault was applied through its first stream.
+        let (second, mut second_rx) = connection();
+        registry
+            .register(second.clone(), Duration::from_secs(5))
+            .unwrap();
+        let agent = async {
+            let Some(Ok(v1::ControllerMessage {
+                msg: Some(Msg::Revert(r)),
+            })) = second_rx.recv().await
+            else {
+                panic!("the revert arrives on the new stream");
+            };
+            second.deliver(v1::FaultReport {
+                fault_id: r.fault_id,
+                phase: v1::FaultPhase::Reverted as i32,
+                ..v1::FaultReport::default()
+            });
+        };
+        let (answer, ()) = tokio::join!(target.revert("f1"), agent);
+        assert!(answer.unwrap().report.failure.is_none());
+    }
+}
