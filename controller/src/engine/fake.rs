@@ -1,7 +1,9 @@
-//! Test doubles for the run's phases: a scripted agent behind [`FaultTransport`], a scripted
+//! Test doubles for the run's phases: a scripted agent behind [`FaultTransport`] (it checks,
+//! applies and reverts as told, after a fixed round trip), a scripted
 //! probe timeline behind [`SampleSource`], and a fixture that builds a run's context around
 //! them. Everything reads tokio's clock, so tests run under the paused clock in virtual time.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +27,7 @@ use crate::timeline::{ProbeTimeline, Sample};
 /// What a scripted agent was asked to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Op {
+    Check,
     Apply,
     Revert,
 }
@@ -44,6 +47,8 @@ pub(super) struct ScriptedAgent {
     created: Instant,
     apply: Mutex<Answer>,
     revert: Mutex<Answer>,
+    warnings: Mutex<Vec<String>>,
+    up_to_date: AtomicBool,
     calls: Mutex<Vec<(Op, u64)>>,
 }
 
@@ -56,13 +61,33 @@ impl ScriptedAgent {
             created: Instant::now(),
             apply: Mutex::new(Answer::Done),
             revert: Mutex::new(Answer::Done),
+            warnings: Mutex::new(Vec::new()),
+            up_to_date: AtomicBool::new(true),
             calls: Mutex::new(Vec::new()),
         })
     }
 
-    /// Its applies are refused as invalid with `message`.
+    /// Its applies, and preflight's checks of them, are refused as invalid with `message`.
     pub(super) fn refuse_apply(&self, message: &str) {
         *self.apply.lock().unwrap() = Answer::Refused(message.into());
+    }
+
+    /// Its answers to preflight's checks carry `warning`.
+    pub(super) fn warn(&self, warning: &str) {
+        self.warnings.lock().unwrap().push(warning.into());
+    }
+
+    /// It neither answers checks nor honours process scopes, as agents before them.
+    pub(super) fn predates_checks_and_scopes(&self) {
+        self.up_to_date.store(false, Ordering::Relaxed);
+    }
+
+    /// The times (ms) it was asked to apply a fault.
+    pub(super) fn applied(&self) -> Vec<u64> {
+        self.calls()
+            .into_iter()
+            .filter_map(|(op, ms)| (op == Op::Apply).then_some(ms))
+            .collect()
     }
 
     /// Its reverts fail with a system error, `message`.
@@ -87,6 +112,11 @@ impl ScriptedAgent {
         let ms = sent_at.duration_since(self.created).as_millis() as u64;
         self.calls.lock().unwrap().push((op, ms));
         let (answer, phase, kind) = match op {
+            Op::Check => (
+                self.apply.lock().unwrap().clone(),
+                v1::FaultPhase::Checked,
+                v1::FailureKind::Invalid,
+            ),
             Op::Apply => (
                 self.apply.lock().unwrap().clone(),
                 v1::FaultPhase::Applied,
@@ -112,6 +142,10 @@ impl ScriptedAgent {
                 fault_id: fault_id.to_string(),
                 phase: phase as i32,
                 failure,
+                warnings: match op {
+                    Op::Check => self.warnings.lock().unwrap().clone(),
+                    Op::Apply | Op::Revert => Vec::new(),
+                },
                 ..v1::FaultReport::default()
             },
             sent_at,
@@ -135,6 +169,23 @@ impl FaultTransport for ScriptedAgent {
 
     fn revert<'a>(&'a self, fault_id: &'a str) -> BoxFuture<'a, Result<Exchange, DispatchError>> {
         self.answer(Op::Revert, fault_id).boxed()
+    }
+
+    fn checks_faults(&self) -> bool {
+        self.up_to_date.load(Ordering::Relaxed)
+    }
+
+    fn process_scopes(&self) -> bool {
+        self.up_to_date.load(Ordering::Relaxed)
+    }
+
+    fn check<'a>(
+        &'a self,
+        fault_id: &'a str,
+        _run_id: &'a str,
+        _spec: v1::FaultSpec,
+    ) -> BoxFuture<'a, Result<Exchange, DispatchError>> {
+        self.answer(Op::Check, fault_id).boxed()
     }
 }
 

@@ -33,7 +33,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::registry::AgentRegistry;
+use crate::registry::{AgentConn, AgentRegistry};
+use transport::{FaultTransport, RegisteredAgent};
 
 use crate::report::{summarize, ScenarioReport};
 use crate::scenario::{Expectation, Scenario};
@@ -248,6 +249,7 @@ impl Engine {
             }
             let run_id = identity.run_id(index);
             let resolved = preflight::resolve(scenario, &self.registry)
+                .map(|conns| self.transports(conns))
                 .and_then(|t| Ok((t, preflight::resolve_faults(scenario, &self.registry)?)));
             // Every fault checked by its agents before the steady-state wait, not after it.
             let resolved = match resolved {
@@ -313,7 +315,7 @@ impl Engine {
                     scenario.repeat,
                     targets
                         .iter()
-                        .map(|t| t.name.as_str())
+                        .map(|t| t.name())
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
@@ -327,13 +329,7 @@ impl Engine {
                 scenario,
                 run_id: run_id.clone(),
                 index,
-                targets: targets
-                    .into_iter()
-                    .map(|conn| {
-                        Arc::new(transport::RegisteredAgent::new(self.registry.clone(), conn))
-                            as Arc<dyn transport::FaultTransport>
-                    })
-                    .collect(),
+                targets,
                 faults,
                 progress,
                 observers: &self.observers,
@@ -401,6 +397,18 @@ impl Engine {
             o.scenario_finished(&report);
         }
         report
+    }
+
+    /// A run's view of its resolved targets: each reached through the registry, so a revert
+    /// finds the agent's current connection.
+    fn transports(&self, conns: Vec<Arc<AgentConn>>) -> Vec<Arc<dyn FaultTransport>> {
+        conns
+            .into_iter()
+            .map(|conn| {
+                Arc::new(RegisteredAgent::new(self.registry.clone(), conn))
+                    as Arc<dyn FaultTransport>
+            })
+            .collect()
     }
 
     /// Whether `run_id` is going on here; if so, runs `f` before the run can end.

@@ -25,6 +25,22 @@ pub trait FaultTransport: Send + Sync {
 
     /// Reverts fault `fault_id` and waits for the agent's answer.
     fn revert<'a>(&'a self, fault_id: &'a str) -> BoxFuture<'a, Result<Exchange, DispatchError>>;
+
+    /// It answers [`FaultTransport::check`]; older agents do not.
+    fn checks_faults(&self) -> bool;
+
+    /// It honours unit, cgroup, container and namespace scopes in process faults; an older
+    /// agent would ignore them and act on every matching process on its host.
+    fn process_scopes(&self) -> bool;
+
+    /// Asks whether the agent would apply `spec` as fault `fault_id`, without applying it
+    /// (preflight); the answer's failure says why not.
+    fn check<'a>(
+        &'a self,
+        fault_id: &'a str,
+        run_id: &'a str,
+        spec: v1::FaultSpec,
+    ) -> BoxFuture<'a, Result<Exchange, DispatchError>>;
 }
 
 /// A connected agent, reached through the registry: a revert goes to the connection the agent
@@ -63,6 +79,23 @@ impl FaultTransport for RegisteredAgent {
             current.revert(fault_id).await
         }
         .boxed()
+    }
+
+    fn checks_faults(&self) -> bool {
+        self.conn.checks_faults
+    }
+
+    fn process_scopes(&self) -> bool {
+        self.conn.process_scopes
+    }
+
+    fn check<'a>(
+        &'a self,
+        fault_id: &'a str,
+        run_id: &'a str,
+        spec: v1::FaultSpec,
+    ) -> BoxFuture<'a, Result<Exchange, DispatchError>> {
+        self.conn.check(fault_id, run_id, spec).boxed()
     }
 }
 
