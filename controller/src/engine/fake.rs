@@ -50,6 +50,7 @@ pub(super) struct ScriptedAgent {
     warnings: Mutex<Vec<String>>,
     up_to_date: AtomicBool,
     calls: Mutex<Vec<(Op, u64)>>,
+    deadlines_ms: Mutex<Vec<u64>>,
 }
 
 impl ScriptedAgent {
@@ -64,6 +65,7 @@ impl ScriptedAgent {
             warnings: Mutex::new(Vec::new()),
             up_to_date: AtomicBool::new(true),
             calls: Mutex::new(Vec::new()),
+            deadlines_ms: Mutex::new(Vec::new()),
         })
     }
 
@@ -80,6 +82,11 @@ impl ScriptedAgent {
     /// It neither answers checks nor honours process scopes, as agents before them.
     pub(super) fn predates_checks_and_scopes(&self) {
         self.up_to_date.store(false, Ordering::Relaxed);
+    }
+
+    /// The deadline each apply gave it: how long it keeps the fault at most on its own.
+    pub(super) fn deadlines_ms(&self) -> Vec<u64> {
+        self.deadlines_ms.lock().unwrap().clone()
     }
 
     /// The times (ms) it was asked to apply a fault.
@@ -164,6 +171,7 @@ impl FaultTransport for ScriptedAgent {
         apply: v1::ApplyFault,
         _fault: &'a Fault,
     ) -> BoxFuture<'a, Result<Exchange, DispatchError>> {
+        self.deadlines_ms.lock().unwrap().push(apply.deadline_ms);
         async move { self.answer(Op::Apply, &apply.fault_id).await }.boxed()
     }
 

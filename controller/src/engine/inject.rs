@@ -160,6 +160,9 @@ mod tests {
         assert_eq!(injection.held.len(), 3, "a pause holds");
         assert!(injection.held.iter().all(|(_, us)| *us == 2_000_000));
         assert!(report.faults.iter().all(|f| f.error.is_none()));
+        // The agent's own backstop: the 10 s window plus a margin, so the controller's revert
+        // normally comes first.
+        assert_eq!(fx.targets[0].deadlines_ms(), vec![15_000]);
     }
 
     #[tokio::test(start_paused = true)]
