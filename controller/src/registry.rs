@@ -126,15 +126,17 @@ pub struct LiveEntry {
     pub state: LiveState,
 }
 
-/// The answer to a fault operation, with when it was sent and received.
+/// The answer to a fault operation, with when it was sent and received. The times are tokio's
+/// (the same clock as `std::time::Instant` in a running controller), so that engine tests with
+/// a paused clock see them in virtual time.
 #[derive(Debug)]
 pub struct Exchange {
     /// The agent's report.
     pub report: FaultReport,
     /// When the request left the controller.
-    pub sent_at: Instant,
+    pub sent_at: tokio::time::Instant,
     /// When the answer arrived.
-    pub received_at: Instant,
+    pub received_at: tokio::time::Instant,
 }
 
 impl AgentConn {
@@ -287,7 +289,7 @@ impl AgentConn {
             .entry(key.clone())
             .or_default()
             .push(tx);
-        let sent_at = Instant::now();
+        let sent_at = tokio::time::Instant::now();
         if let Err(e) = self.send(msg).await {
             self.forget_closed_waiters(&key);
             return Err(e);
@@ -296,7 +298,7 @@ impl AgentConn {
             Ok(Ok(report)) => Ok(Exchange {
                 report,
                 sent_at,
-                received_at: Instant::now(),
+                received_at: tokio::time::Instant::now(),
             }),
             Ok(Err(_)) => Err(DispatchError::Disconnected(self.name.clone())),
             Err(_) => {

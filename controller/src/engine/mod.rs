@@ -1,15 +1,26 @@
 //! The run engine: preflight, steady state, inject, observe, revert, grade — for every repeat of
 //! a scenario — and the table of active runs that operators can abort.
 
+#[cfg(test)]
+mod fake;
 mod identity;
+mod inject;
+mod observe;
 pub mod observer;
 pub mod preflight;
 pub mod progress;
 mod reconcile;
 mod recorder;
+mod revert;
 mod run;
 #[cfg(test)]
+mod run_tests;
+pub mod samples;
+mod steady_state;
+#[cfg(test)]
 mod tests;
+pub mod transport;
+mod verdict;
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -22,7 +33,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::registry::AgentRegistry;
+use crate::registry::{AgentConn, AgentRegistry};
+use transport::{FaultTransport, RegisteredAgent};
 
 use crate::report::{summarize, ScenarioReport};
 use crate::scenario::Scenario;
@@ -234,6 +246,7 @@ impl Engine {
             }
             let run_id = identity.run_id(index);
             let resolved = preflight::resolve(scenario, &self.registry)
+                .map(|conns| self.transports(conns))
                 .and_then(|t| Ok((t, preflight::resolve_faults(scenario, &self.registry)?)));
             // Every fault checked by its agents before the steady-state wait, not after it.
             let resolved = match resolved {
@@ -299,7 +312,7 @@ impl Engine {
                     scenario.repeat,
                     targets
                         .iter()
-                        .map(|t| t.name.as_str())
+                        .map(|t| t.name())
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
@@ -316,7 +329,6 @@ impl Engine {
                 targets,
                 faults,
                 progress,
-                registry: &self.registry,
                 observers: &self.observers,
                 identity,
                 injected_unix_ms: Default::default(),
@@ -373,15 +385,8 @@ impl Engine {
             if stop {
                 break;
             }
-            if index < scenario.repeat && !scenario.cooldown.get().is_zero() {
-                // An abort of the invocation, or shutdown, ends the cooldown at once.
-                tokio::select! {
-                    _ = tokio::time::timeout(
-                        scenario.cooldown.get(),
-                        stopped.wait_for(Option::is_some),
-                    ) => {}
-                    _ = self.closing.cancelled() => {}
-                }
+            if index < scenario.repeat {
+                cool_down(scenario.cooldown.get(), stopped, &self.closing).await;
             }
         }
         report.summary = summarize(&report.runs, scenario.min_pass_rate, report.error.is_some());
@@ -389,6 +394,18 @@ impl Engine {
             o.scenario_finished(&report);
         }
         report
+    }
+
+    /// A run's view of its resolved targets: each reached through the registry, so a revert
+    /// finds the agent's current connection.
+    fn transports(&self, conns: Vec<Arc<AgentConn>>) -> Vec<Arc<dyn FaultTransport>> {
+        conns
+            .into_iter()
+            .map(|conn| {
+                Arc::new(RegisteredAgent::new(self.registry.clone(), conn))
+                    as Arc<dyn FaultTransport>
+            })
+            .collect()
     }
 
     /// Whether `run_id` is going on here; if so, runs `f` before the run can end.
@@ -447,6 +464,22 @@ impl Engine {
             }
         }
         outcome
+    }
+}
+
+/// Waits `cooldown` between two repeats; an abort of the invocation, or shutdown, ends it at
+/// once.
+async fn cool_down(
+    cooldown: Duration,
+    stopped: &mut watch::Receiver<Option<String>>,
+    closing: &CancellationToken,
+) {
+    if cooldown.is_zero() {
+        return;
+    }
+    tokio::select! {
+        _ = tokio::time::timeout(cooldown, stopped.wait_for(Option::is_some)) => {}
+        _ = closing.cancelled() => {}
     }
 }
 

@@ -8,6 +8,7 @@ use futures_util::future::join_all;
 use gameday_proto::v1::UnavailableCause;
 use gameday_proto::Fault;
 
+use super::transport::FaultTransport;
 use crate::registry::{AgentConn, AgentRegistry};
 use crate::scenario::Scenario;
 
@@ -214,13 +215,13 @@ fn is_scoped_process_fault(fault: &Fault) -> bool {
 /// Returns the agents' warnings, each as `AGENT: KIND: warning`.
 pub async fn check_faults(
     run_id: &str,
-    targets: &[Arc<AgentConn>],
+    targets: &[Arc<dyn FaultTransport>],
     faults: &[Fault],
 ) -> Result<Vec<String>, PreflightError> {
-    for agent in targets.iter().filter(|a| !a.process_scopes) {
+    for agent in targets.iter().filter(|a| !a.process_scopes()) {
         if let Some(fault) = faults.iter().find(|f| is_scoped_process_fault(f)) {
             return Err(PreflightError::Refused {
-                agent: agent.name.clone(),
+                agent: agent.name().to_string(),
                 kind: fault.kind().to_string(),
                 reason: "this agent predates unit, cgroup, container and namespace scopes and \
                          would act on every matching process on its host; upgrade it"
@@ -231,17 +232,17 @@ pub async fn check_faults(
     let mut warnings = Vec::new();
     let checks = targets
         .iter()
-        .filter(|agent| agent.checks_faults)
+        .filter(|agent| agent.checks_faults())
         .flat_map(|agent| {
             faults.iter().enumerate().map(move |(i, fault)| async move {
-                let id = fault_id(run_id, i, &agent.name);
+                let id = fault_id(run_id, i, agent.name());
                 let answer = agent.check(&id, run_id, fault.to_wire()).await;
                 (agent, fault.kind(), answer)
             })
         });
     for (agent, kind, answer) in join_all(checks).await {
         let refused = |reason| PreflightError::Refused {
-            agent: agent.name.clone(),
+            agent: agent.name().to_string(),
             kind: kind.to_string(),
             reason,
         };
@@ -251,12 +252,12 @@ pub async fn check_faults(
                     return Err(refused(super::run::failure_text(f)));
                 }
                 for warning in &x.report.warnings {
-                    warnings.push(format!("{}: {kind}: {warning}", agent.name));
+                    warnings.push(format!("{}: {kind}: {warning}", agent.name()));
                 }
             }
             Err(e) => {
                 return Err(PreflightError::Unanswered {
-                    agent: agent.name.clone(),
+                    agent: agent.name().to_string(),
                     kind: kind.to_string(),
                     error: e.to_string(),
                 })
@@ -268,7 +269,10 @@ pub async fn check_faults(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::engine::fake::{Op, ScriptedAgent};
     use gameday_proto::v1;
 
     #[test]
@@ -299,7 +303,6 @@ mod tests {
 
     #[test]
     fn resolve_reports_why_a_kind_is_missing() {
-        use std::time::Duration;
         let registry = AgentRegistry::default();
         let (tx, _rx) = tokio::sync::mpsc::channel(1);
         let register = v1::Register {
@@ -329,17 +332,14 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_scoped_process_fault_is_refused_for_an_agent_that_would_ignore_the_scope() {
-        let conn = |scopes: bool| {
-            let (tx, _rx) = tokio::sync::mpsc::channel(1);
-            let register = v1::Register {
-                name: "web-1".into(),
-                capabilities: vec!["process_kill".into()],
-                process_scopes: scopes,
-                ..v1::Register::default()
-            };
-            Arc::new(AgentConn::new(register, "10.0.0.5:41234".into(), tx))
+        let conn = |up_to_date: bool| {
+            let agent = ScriptedAgent::new("web-1", Duration::from_millis(2));
+            if !up_to_date {
+                agent.predates_checks_and_scopes();
+            }
+            agent
         };
         let scoped: Fault =
             toml::from_str("kind = \"process_kill\"\nname = \"redis-server\"\nnetns = \"agent\"")
@@ -355,15 +355,71 @@ mod tests {
              cgroup, container and namespace scopes and would act on every matching process \
              on its host; upgrade it"
         );
-        // Unscoped faults go to old agents as before; new agents are asked (these do not
-        // check faults, so nothing is sent).
-        assert_eq!(
-            check_faults("r1", &[conn(false)], &[bare]).await.unwrap(),
-            Vec::<String>::new()
-        );
-        assert!(check_faults("r1", &[conn(true)], &[scoped])
+        // Unscoped faults go to old agents as before, unchecked; new agents are asked.
+        let (old, new) = (conn(false), conn(true));
+        let targets: [Arc<dyn FaultTransport>; 1] = [old.clone()];
+        assert!(check_faults("r1", &targets, &[bare])
             .await
             .unwrap()
             .is_empty());
+        assert!(old.calls().is_empty());
+        let targets: [Arc<dyn FaultTransport>; 1] = [new.clone()];
+        assert!(check_faults("r1", &targets, &[scoped])
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(new.calls(), vec![(Op::Check, 0)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_target_is_checked_at_once_and_its_warnings_are_shown() {
+        let start = tokio::time::Instant::now();
+        let quick = ScriptedAgent::new("web-1", Duration::from_millis(5));
+        quick.warn("redis-server also matches a process in another cgroup");
+        let slow = ScriptedAgent::new("web-2", Duration::from_millis(80));
+        let kill: Fault =
+            toml::from_str("kind = \"process_kill\"\nname = \"redis-server\"").unwrap();
+        let warnings = check_faults("r1", &[quick.clone(), slow.clone()], &[kill])
+            .await
+            .unwrap();
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_millis(80),
+            "not one after the other"
+        );
+        assert_eq!(quick.calls(), vec![(Op::Check, 0)]);
+        assert_eq!(slow.calls(), vec![(Op::Check, 0)]);
+        assert_eq!(
+            warnings,
+            vec!["web-1: process_kill: redis-server also matches a process in another cgroup"]
+        );
+        assert!(
+            quick.applied().is_empty() && slow.applied().is_empty(),
+            "nothing applied"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_or_no_answer_fails_preflight() {
+        let kill: Fault =
+            toml::from_str("kind = \"process_kill\"\nname = \"redis-server\"").unwrap();
+        let refusing = ScriptedAgent::new("web-1", Duration::from_millis(5));
+        refusing.refuse_apply("no process matches redis-server");
+        let err = check_faults("r1", &[refusing], std::slice::from_ref(&kill))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "fault process_kill would not be applied on web-1: invalid: no process matches \
+             redis-server"
+        );
+        let gone = ScriptedAgent::new("web-2", Duration::from_millis(5));
+        gone.hang_up();
+        let err = check_faults("r1", &[gone], &[kill]).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "agent web-2 did not answer the preflight check of process_kill: agent web-2 \
+             disconnected before answering"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! Engine behaviour that needs no agent process: a run whose task panics is still graded and
-//! recorded, and whatever an agent still holds for a finished run is reverted.
+//! recorded, whatever an agent still holds for a finished run is reverted, and the cooldown
+//! between repeats ends early for an abort or a shutdown.
 
 use std::sync::Mutex;
 
@@ -118,4 +119,35 @@ async fn a_fault_adopted_for_a_run_that_ended_is_reverted_by_the_sweep() {
     };
     tokio::join!(sweep, answer);
     assert!(conn.live_faults().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_cooldown_waits_its_length_unless_the_invocation_is_stopped() {
+    let cooldown = Duration::from_secs(30);
+    let closing = CancellationToken::new();
+    let (stop, mut stopped) = watch::channel(None);
+    let start = tokio::time::Instant::now();
+    cool_down(cooldown, &mut stopped, &closing).await;
+    assert_eq!(start.elapsed(), cooldown);
+
+    let start = tokio::time::Instant::now();
+    let abort = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop.send_replace(Some("operator alice".into()));
+    };
+    tokio::join!(cool_down(cooldown, &mut stopped, &closing), abort);
+    assert_eq!(start.elapsed(), Duration::from_secs(2), "an abort ends it");
+
+    let (_stop, mut stopped) = watch::channel(None);
+    let start = tokio::time::Instant::now();
+    let shutdown = async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        closing.cancel();
+    };
+    tokio::join!(cool_down(cooldown, &mut stopped, &closing), shutdown);
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(5),
+        "a shutdown ends it"
+    );
 }
