@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-use crate::scenario::{self, Scenario, ScenarioErrors};
+use crate::scenario::{ScenarioErrors, ScenarioFile};
 
 /// The largest scenario file accepted, in bytes (1 MiB: real scenarios are a few KiB).
 pub const MAX_SCENARIO_BYTES: usize = 1024 * 1024;
@@ -87,11 +87,7 @@ impl Default for Validator {
 
 impl Validator {
     /// Parses and validates `text` on a blocking thread after checking its size.
-    pub async fn parse(
-        &self,
-        file: String,
-        text: String,
-    ) -> Result<(Scenario, String), ScenarioRefusal> {
+    pub async fn parse(&self, file: String, text: String) -> Result<ScenarioFile, ScenarioRefusal> {
         check_scenario_size(&file, &text)?;
         let _permit =
             self.permits
@@ -104,9 +100,7 @@ impl Validator {
                 })?;
         let name = file.clone();
         tokio::task::spawn_blocking(move || {
-            scenario::parse(&file, &text)
-                .map(|s| (s, text))
-                .map_err(ScenarioRefusal::Invalid)
+            ScenarioFile::parse(&file, text).map_err(ScenarioRefusal::Invalid)
         })
         .await
         .map_err(|e| ScenarioRefusal::Crashed {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Args;
 use gameday::report::exit;
+use gameday::scenario::ScenarioFile;
 use tokio::process::Command;
 
 use super::local::{LocalAgent, LocalFleet};
@@ -29,7 +30,7 @@ pub struct DemoArgs {
 
 /// Runs the demo.
 pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
-    let scenario = match gameday::scenario::parse("scenarios/demo.toml", DEMO_SCENARIO) {
+    let input = match ScenarioFile::parse("scenarios/demo.toml", DEMO_SCENARIO.to_string()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
@@ -59,9 +60,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         wait_listening(DEMO_LISTEN).await?;
         eprintln!("demo: starting a local controller and agent");
         let fleet = LocalFleet::start(&LocalAgent::default(), None).await?;
-        let report = fleet
-            .run("demo", "scenarios/demo.toml", DEMO_SCENARIO, &scenario)
-            .await;
+        let report = fleet.run("demo", &input).await;
         fleet.shutdown().await;
         anyhow::Ok(report)
     }

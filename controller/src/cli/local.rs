@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use gameday::engine::{Engine, StartedBy};
 use gameday::registry::AgentRegistry;
 use gameday::report::exit;
-use gameday::scenario::Scenario;
+use gameday::scenario::{Scenario, ScenarioFile};
 use gameday::server::{self, ChannelTiming};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
@@ -239,17 +239,12 @@ impl LocalFleet {
     pub async fn run(
         &self,
         session: &str,
-        file: &str,
-        source: &str,
-        scenario: &Scenario,
+        input: &ScenarioFile,
     ) -> gameday::report::ScenarioReport {
         let (progress, events) = mpsc::unbounded_channel();
         let printer = tokio::spawn(super::progress::show(events));
         let by = StartedBy::Session(session.to_string());
-        let report = self
-            .engine
-            .run_scenario_as(by, file, source, scenario, &progress)
-            .await;
+        let report = self.engine.run_scenario_as(by, input, &progress).await;
         drop(progress);
         let _ = printer.await;
         report
@@ -296,7 +291,7 @@ pub async fn run_file(
         eprintln!("{e}");
         return Ok(exit::INVALID);
     }
-    let scenario = match gameday::scenario::parse(&name, &source) {
+    let input = match ScenarioFile::parse(&name, source) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
@@ -310,9 +305,10 @@ pub async fn run_file(
             return Ok(exit::INVALID);
         }
     };
-    let local = LocalAgent::for_scenario(&scenario, target)?;
+    let scenario = &input.scenario;
+    let local = LocalAgent::for_scenario(scenario, target)?;
     if target.is_none() {
-        if let Some(hint) = LocalAgent::missing_target_hint(&scenario) {
+        if let Some(hint) = LocalAgent::missing_target_hint(scenario) {
             eprintln!("hint: {hint}");
         }
     }
@@ -329,7 +325,7 @@ pub async fn run_file(
         );
     }
     let fleet = LocalFleet::start(&local, policy.as_deref()).await?;
-    let report = fleet.run("local", &name, &source, &scenario).await;
+    let report = fleet.run("local", &input).await;
     fleet.shutdown().await;
     print_report(&report, out)
 }

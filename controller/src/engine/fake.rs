@@ -21,7 +21,7 @@ use super::transport::FaultTransport;
 use super::{RunIdentity, StartedBy, StopCause};
 use crate::registry::{DispatchError, Exchange};
 use crate::report::RunReport;
-use crate::scenario::Scenario;
+use crate::scenario::ScenarioFile;
 use crate::timeline::{ProbeTimeline, Sample};
 
 /// What a scripted agent was asked to do.
@@ -291,7 +291,7 @@ impl SampleSource for ScriptedProbes {
 /// A run's context around scripted agents: one scenario, its targets, progress and a stop
 /// switch, with the epoch at its making.
 pub(super) struct Fixture {
-    pub scenario: Scenario,
+    pub input: ScenarioFile,
     pub faults: Vec<Fault>,
     pub targets: Vec<Arc<ScriptedAgent>>,
     pub epoch: Instant,
@@ -343,11 +343,11 @@ recovered_after = 3
 
     /// A run of `scenario` (TOML) on one agent, web-1, with a 2 ms round trip.
     pub(super) fn new(scenario: &str) -> Fixture {
-        let scenario = crate::scenario::parse("s.toml", scenario).expect("a valid scenario");
+        let input = ScenarioFile::parse("s.toml", scenario.to_string()).expect("a valid scenario");
         let (progress, lines) = mpsc::unbounded_channel();
         Fixture {
-            faults: scenario.faults.clone(),
-            scenario,
+            faults: input.scenario.faults.clone(),
+            input,
             targets: vec![ScriptedAgent::new("web-1", Duration::from_millis(2))],
             epoch: Instant::now(),
             identity: RunIdentity::new(StartedBy::Unspecified),
@@ -365,7 +365,7 @@ recovered_after = 3
     /// The run's context.
     pub(super) fn ctx(&self) -> RunCtx<'_> {
         RunCtx {
-            scenario: &self.scenario,
+            input: &self.input,
             run_id: "r1-1".into(),
             index: 1,
             targets: self
@@ -379,8 +379,6 @@ recovered_after = 3
             observers: &[],
             identity: &self.identity,
             injected_unix_ms: Default::default(),
-            file: "s.toml",
-            source: "",
         }
     }
 

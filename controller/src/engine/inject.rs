@@ -51,7 +51,13 @@ pub(super) async fn inject_all(
     report: &mut RunReport,
     epoch: Instant,
 ) -> Result<Injection, InjectFailed> {
-    let deadline_ms = saturating_ms(ctx.scenario.observe.get().saturating_add(DEADLINE_MARGIN));
+    let deadline_ms = saturating_ms(
+        ctx.input
+            .scenario
+            .observe
+            .get()
+            .saturating_add(DEADLINE_MARGIN),
+    );
     let mut requests = Vec::new();
     let mut held = Vec::new();
     for agent in &ctx.targets {

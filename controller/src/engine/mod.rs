@@ -37,7 +37,7 @@ use crate::registry::{AgentConn, AgentRegistry};
 use transport::{FaultTransport, RegisteredAgent};
 
 use crate::report::{summarize, ScenarioReport};
-use crate::scenario::Scenario;
+use crate::scenario::ScenarioFile;
 pub use identity::{invocation_of, AbortOutcome, AbortedFault, RunIdentity, StartedBy};
 pub use observer::{RunObserver, RunStart};
 pub use reconcile::OrphanRevert;
@@ -165,14 +165,8 @@ impl Engine {
 
     /// Runs every repeat of `scenario` and returns the graded report; the history does not
     /// say who started it (see [`Engine::run_scenario_as`]).
-    pub async fn run_scenario(
-        &self,
-        file: &str,
-        source: &str,
-        scenario: &Scenario,
-        progress: &Progress,
-    ) -> ScenarioReport {
-        self.run_scenario_as(StartedBy::Unspecified, file, source, scenario, progress)
+    pub async fn run_scenario(&self, input: &ScenarioFile, progress: &Progress) -> ScenarioReport {
+        self.run_scenario_as(StartedBy::Unspecified, input, progress)
             .await
     }
 
@@ -182,11 +176,10 @@ impl Engine {
     pub async fn run_scenario_as(
         &self,
         started_by: StartedBy,
-        file: &str,
-        source: &str,
-        scenario: &Scenario,
+        input: &ScenarioFile,
         progress: &Progress,
     ) -> ScenarioReport {
+        let scenario = &input.scenario;
         let identity = RunIdentity::new(started_by);
         let (stop_tx, mut stopped) = watch::channel(None);
         self.invocations
@@ -201,9 +194,7 @@ impl Engine {
             rto_ms: scenario.rto.get().as_millis() as u64,
             injected_unix_ms: None,
         });
-        let report = self
-            .repeat(&identity, &mut stopped, file, source, scenario, progress)
-            .await;
+        let report = self.repeat(&identity, &mut stopped, input, progress).await;
         self.invocations
             .lock()
             .expect("invocations lock")
@@ -215,14 +206,13 @@ impl Engine {
         &self,
         identity: &RunIdentity,
         stopped: &mut watch::Receiver<Option<String>>,
-        file: &str,
-        source: &str,
-        scenario: &Scenario,
+        input: &ScenarioFile,
         progress: &Progress,
     ) -> ScenarioReport {
+        let scenario = &input.scenario;
         let mut report = ScenarioReport {
             scenario: scenario.name.clone(),
-            file: file.to_string(),
+            file: input.file.clone(),
             expect: scenario.expect,
             rto_us: scenario.rto.get().as_micros() as u64,
             error: None,
@@ -323,7 +313,7 @@ impl Engine {
                 injected_unix_ms: None,
             });
             let ctx = run::RunCtx {
-                scenario,
+                input,
                 run_id: run_id.clone(),
                 index,
                 targets,
@@ -332,8 +322,6 @@ impl Engine {
                 observers: &self.observers,
                 identity,
                 injected_unix_ms: Default::default(),
-                file,
-                source,
                 cancel,
             };
             // A bug that panics a run must still grade it ERROR and record it, never leave it

@@ -82,7 +82,7 @@ pub(super) async fn observe(
     window: &Window,
     epoch: Instant,
 ) -> Observed {
-    let s = ctx.scenario;
+    let s = &ctx.input.scenario;
     let tag = format!("run {}/{}", ctx.index, s.repeat);
     let inject = injection.at;
     let mut announced_impact = false;
@@ -253,7 +253,7 @@ mod tests {
         let mut report = fx.report();
         let injection = inject_all(&ctx, &mut report, fx.epoch).await.unwrap();
         assert_eq!(injection.at.at_us, 1_000);
-        let window = Window::plan(&fx.scenario, &fx.faults, injection.at.at_us);
+        let window = Window::plan(&fx.input.scenario, &fx.faults, injection.at.at_us);
         let observed = observe(&mut ctx, &mut report, probes, &injection, &window, fx.epoch).await;
         (observed, report, fx.epoch.elapsed().as_millis() as u64)
     }

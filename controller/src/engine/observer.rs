@@ -3,7 +3,7 @@
 
 use super::OrphanRevert;
 use crate::report::{FaultRecord, RunReport, ScenarioReport};
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, ScenarioFile};
 use crate::timeline::Sample;
 
 /// A run that is starting.
@@ -13,12 +13,8 @@ pub struct RunStart<'a> {
     pub run_id: &'a str,
     /// 1-based index among the scenario's repeats.
     pub index: u32,
-    /// The validated scenario.
-    pub scenario: &'a Scenario,
-    /// The scenario file as written (its text is kept with the run).
-    pub source: &'a str,
-    /// The file name it came from.
-    pub file: &'a str,
+    /// The scenario, its file and its text as written (kept with the run).
+    pub input: &'a ScenarioFile,
     /// Targeted agents.
     pub targets: &'a [String],
     /// CLOCK_MONOTONIC at the run's epoch, nanoseconds.

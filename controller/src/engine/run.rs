@@ -23,12 +23,13 @@ use super::StopCause;
 use crate::grade::{fmt_us, Verdict};
 use crate::probe::ProbeSet;
 use crate::report::RunReport;
-use crate::scenario::Scenario;
+use crate::scenario::ScenarioFile;
 use crate::timeline::{monotonic_ns, unix_ms_now};
 
 /// Everything one run needs.
 pub(super) struct RunCtx<'a> {
-    pub scenario: &'a Scenario,
+    /// The scenario, with its file and text.
+    pub input: &'a ScenarioFile,
     pub run_id: String,
     pub index: u32,
     pub targets: Vec<Arc<dyn FaultTransport>>,
@@ -40,8 +41,6 @@ pub(super) struct RunCtx<'a> {
     pub identity: &'a super::RunIdentity,
     /// When the fault took effect (wall clock, ms), 0 before.
     pub injected_unix_ms: std::sync::atomic::AtomicU64,
-    pub file: &'a str,
-    pub source: &'a str,
 }
 
 /// A run that could not start because preflight failed (on a repeat after the first).
@@ -77,7 +76,7 @@ pub(super) fn errored(run_id: String, index: u32, reason: String) -> RunReport {
 }
 
 pub(super) async fn run_once(mut ctx: RunCtx<'_>) -> RunReport {
-    let s = ctx.scenario;
+    let s = &ctx.input.scenario;
     let epoch = Instant::now();
     let report = RunReport {
         run_id: ctx.run_id.clone(),
@@ -98,9 +97,7 @@ pub(super) async fn run_once(mut ctx: RunCtx<'_>) -> RunReport {
         o.run_started(&RunStart {
             run_id: &ctx.run_id,
             index: ctx.index,
-            scenario: s,
-            source: ctx.source,
-            file: ctx.file,
+            input: ctx.input,
             targets: &report.targets,
             epoch_monotonic_ns: report.epoch_monotonic_ns,
             identity: ctx.identity,
@@ -165,7 +162,7 @@ pub(super) async fn run_phases(
     };
     announce_injection(ctx, &report, &injection);
 
-    let window = Window::plan(ctx.scenario, &ctx.faults, injection.at.at_us);
+    let window = Window::plan(&ctx.input.scenario, &ctx.faults, injection.at.at_us);
     let reverted = match observe(ctx, &mut report, &probes, &injection, &window, epoch).await {
         Observed::Ended { reverted } => reverted,
         Observed::Stopped(cause) => {
@@ -192,7 +189,12 @@ pub(super) async fn run_phases(
         revert_all(&mut report, &injection.applied, epoch, window.holds).await;
         cap_at_deadlines(&mut report, &injection.held);
     }
-    grade_run(ctx.scenario, &mut report, injection.at, window.end_us);
+    grade_run(
+        &ctx.input.scenario,
+        &mut report,
+        injection.at,
+        window.end_us,
+    );
     report
 }
 
@@ -211,7 +213,7 @@ fn announce_injection(ctx: &RunCtx<'_>, report: &RunReport, injection: &Injectio
             format!(
                 "run {}/{}: {} on {} took effect at +{} (±{}): {}",
                 ctx.index,
-                ctx.scenario.repeat,
+                ctx.input.scenario.repeat,
                 f.kind,
                 f.agent,
                 fmt_us(f.applied.map_or(0, |m| m.at_us)),
@@ -244,8 +246,8 @@ pub(super) fn say(ctx: &RunCtx<'_>, phase: Phase, line: String) {
         line,
         phase,
         run: ctx.index,
-        runs: ctx.scenario.repeat,
-        rto_ms: ctx.scenario.rto.get().as_millis() as u64,
+        runs: ctx.input.scenario.repeat,
+        rto_ms: ctx.input.scenario.rto.get().as_millis() as u64,
         injected_unix_ms: (injected > 0).then_some(injected),
     });
 }

@@ -22,7 +22,7 @@ pub(super) async fn hold_steady_state(
     ctx: &mut RunCtx<'_>,
     probes: &impl SampleSource,
 ) -> SteadyState {
-    let s = ctx.scenario;
+    let s = &ctx.input.scenario;
     say(
         ctx,
         Phase::SteadyState,

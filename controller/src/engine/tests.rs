@@ -11,6 +11,7 @@ use super::*;
 use crate::grade::Verdict;
 use crate::registry::AgentConn;
 use crate::report::RunReport;
+use crate::scenario::Scenario;
 
 fn scenario() -> Scenario {
     crate::scenario::parse(
@@ -74,7 +75,14 @@ async fn a_run_whose_task_panics_is_graded_error_and_recorded() {
         .with_observer(finished.clone());
     let (progress, _lines) = mpsc::unbounded_channel();
     let report = engine
-        .run_scenario("s.toml", "", &scenario(), &progress)
+        .run_scenario(
+            &crate::scenario::ScenarioFile {
+                file: "s.toml".into(),
+                source: String::new(),
+                scenario: scenario(),
+            },
+            &progress,
+        )
         .await;
     assert_eq!(report.runs.len(), 1);
     assert_eq!(report.runs[0].verdict, Verdict::Error);

@@ -49,7 +49,7 @@ mod tests {
         let mut report = fx.report();
         report.probes = probes.all();
         report.inject = Some(INJECT);
-        grade_run(&fx.scenario, &mut report, INJECT, 11_000_000);
+        grade_run(&fx.input.scenario, &mut report, INJECT, 11_000_000);
         report
     }
 
@@ -85,7 +85,7 @@ mod tests {
             error: Some("revert: system error: SIGCONT failed".into()),
             ..FaultRecord::default()
         });
-        grade_run(&fx.scenario, &mut report, INJECT, 11_000_000);
+        grade_run(&fx.input.scenario, &mut report, INJECT, 11_000_000);
         assert_eq!(report.verdict, Verdict::Error);
         assert_eq!(
             report.reason,

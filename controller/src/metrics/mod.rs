@@ -192,7 +192,7 @@ impl Metrics {
 
 impl RunObserver for Metrics {
     fn run_started(&self, run: &RunStart<'_>) {
-        let scenario = run.scenario.name.clone();
+        let scenario = run.input.scenario.name.clone();
         self.in_progress
             .get_or_create(&ScenarioLabels {
                 scenario: scenario.clone(),

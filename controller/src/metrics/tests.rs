@@ -29,12 +29,15 @@ fn run(id: &str, verdict: Verdict, recover_us: Option<u64>) -> RunReport {
 }
 
 fn started(m: &Metrics, s: &Scenario, id: &str) {
+    let input = crate::scenario::ScenarioFile {
+        file: "s.toml".into(),
+        source: String::new(),
+        scenario: s.clone(),
+    };
     m.run_started(&RunStart {
         run_id: id,
         index: 1,
-        scenario: s,
-        source: "",
-        file: "s.toml",
+        input: &input,
         targets: &[],
         epoch_monotonic_ns: 0,
         identity: &crate::engine::RunIdentity::new(crate::engine::StartedBy::Unspecified),

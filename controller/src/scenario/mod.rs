@@ -106,6 +106,30 @@ impl Scenario {
     }
 }
 
+/// A scenario as it was read: the file it came from, its text, and what the text says. Runs
+/// carry all three: reports name the file, the history keeps the text and its hash.
+#[derive(Clone, Debug)]
+pub struct ScenarioFile {
+    /// Where it came from: a path, or the name an operator gave it.
+    pub file: String,
+    /// Its text, exactly as read.
+    pub source: String,
+    /// What it says, validated.
+    pub scenario: Scenario,
+}
+
+impl ScenarioFile {
+    /// Parses and validates `source`, read from `file`.
+    pub fn parse(file: &str, source: String) -> Result<ScenarioFile, ScenarioErrors> {
+        let scenario = parse(file, &source)?;
+        Ok(ScenarioFile {
+            file: file.to_string(),
+            source,
+            scenario,
+        })
+    }
+}
+
 /// What the scenario expects the fault to do (`expect = "recovery" | "no_impact"`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

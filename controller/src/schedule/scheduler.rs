@@ -363,14 +363,15 @@ async fn run_scenario(
         .await
         .map_err(|e| format!("{file}: {e}"))?;
     // Validation is CPU work: off the async workers, where it would delay probes.
-    let (scenario, text) = engine
+    let input = engine
         .validator()
-        .parse(file.clone(), text)
+        .parse(file, text)
         .await
         .map_err(|e| e.to_string())?;
+    let scenario = &input.scenario;
     if catch_up {
         let deadline = tokio::time::Instant::now() + RECONNECT_GRACE;
-        while crate::engine::preflight::resolve(&scenario, engine.registry()).is_err()
+        while crate::engine::preflight::resolve(scenario, engine.registry()).is_err()
             && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -378,7 +379,7 @@ async fn run_scenario(
     }
     let (progress, mut lines) = mpsc::unbounded_channel();
     let by = crate::engine::StartedBy::Schedule(schedule.name.clone());
-    let run = engine.run_scenario_as(by, &file, &text, &scenario, &progress);
+    let run = engine.run_scenario_as(by, &input, &progress);
     tokio::pin!(run);
     let report = loop {
         tokio::select! {

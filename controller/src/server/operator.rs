@@ -105,7 +105,7 @@ impl Operator for OperatorService {
         let req = request.into_inner();
         let (tx, rx) = mpsc::channel(256);
         let file_name = req.file_name;
-        let (parsed, source) = match self
+        let input = match self
             .engine
             .validator()
             .parse(file_name.clone(), req.scenario_toml)
@@ -127,11 +127,7 @@ impl Operator for OperatorService {
                 return Ok(Response::new(Box::pin(ReceiverStream::new(rx))));
             }
         };
-        let req = v1::RunScenarioRequest {
-            file_name,
-            scenario_toml: source,
-        };
-        tracing::info!(operator = %who.name, scenario = %parsed.name, file = %req.file_name, "run requested");
+        tracing::info!(operator = %who.name, scenario = %input.scenario.name, file = %input.file, "run requested");
         let engine = self.engine.clone();
         let started_by = crate::engine::StartedBy::Operator(who.name.clone());
         // The run goes on to its end (and reverts) even if the operator hangs up; shutdown
@@ -157,15 +153,7 @@ impl Operator for OperatorService {
                         .await;
                 }
             });
-            let report = engine
-                .run_scenario_as(
-                    started_by,
-                    &req.file_name,
-                    &req.scenario_toml,
-                    &parsed,
-                    &progress,
-                )
-                .await;
+            let report = engine.run_scenario_as(started_by, &input, &progress).await;
             drop(progress);
             let _ = forward.await;
             let json =

@@ -32,7 +32,7 @@ fn log_failure(what: &str, run_id: &str, result: Result<(), StoreError>) {
 
 impl Store {
     fn record_start(&self, run: &RunStart<'_>) -> Result<(), StoreError> {
-        let s = run.scenario;
+        let s = &run.input.scenario;
         let probes: Vec<ProbeEntry> = s
             .probes
             .iter()
@@ -41,7 +41,7 @@ impl Store {
                 recovered_after: p.recovered_after,
             })
             .collect();
-        let hash = format!("{:x}", Sha256::digest(run.source.as_bytes()));
+        let hash = format!("{:x}", Sha256::digest(run.input.source.as_bytes()));
         self.writer().execute(
             "INSERT INTO runs (run_id, scenario, file, scenario_text, scenario_sha256, idx,
                 targets, probes, expect, rto_us, min_pass_rate, status, started_unix_ms,
@@ -51,8 +51,8 @@ impl Store {
             params![
                 run.run_id,
                 s.name,
-                run.file,
-                run.source,
+                run.input.file,
+                run.input.source,
                 hash,
                 run.index,
                 to_json(&run.targets),

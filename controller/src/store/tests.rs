@@ -65,12 +65,15 @@ fn start_as(
     text: &str,
     identity: &RunIdentity,
 ) {
+    let input = crate::scenario::ScenarioFile {
+        file: "s.toml".into(),
+        source: text.into(),
+        scenario: s.clone(),
+    };
     store.run_started(&RunStart {
         run_id,
         index,
-        scenario: s,
-        source: text,
-        file: "s.toml",
+        input: &input,
         targets: &["web-1".to_string()],
         epoch_monotonic_ns: 42,
         identity,
