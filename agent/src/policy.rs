@@ -5,8 +5,8 @@
 //! are refused whatever the config says: pid 1, the agent itself and the agent's parent (under
 //! `gameday run --local` that is the controller).
 
-use gameday_proto::fault::{kill_signal, FAULT_KINDS, KILL_SIGNALS};
-use gameday_proto::ProcessPlace;
+use gameday_proto::fault::FAULT_KINDS;
+use gameday_proto::{KillSignal, ProcessPlace};
 use regex::Regex;
 use serde::Deserialize;
 
@@ -139,7 +139,10 @@ pub enum PolicyError {
         message: String,
     },
     /// `signals` names a signal `process_kill` cannot send.
-    #[error("process_kill.signals: unknown signal {signal:?} (expected one of: {})", KILL_SIGNALS.join(", "))]
+    #[error(
+        "process_kill.signals: unknown signal {signal:?} (expected one of: {})",
+        KillSignal::expected()
+    )]
     UnknownSignal {
         /// The signal as written.
         signal: String,
@@ -275,7 +278,7 @@ pub struct Policy {
     allow_faults: Vec<String>,
     kill_allow: Vec<(String, Regex)>,
     kill_deny: Vec<(String, Regex)>,
-    kill_signals: Vec<String>,
+    kill_signals: Vec<KillSignal>,
     kill_scopes: Vec<(String, PolicyScope)>,
     /// Limits on `network_partition`, checked by that fault.
     pub network_partition: crate::faults::network_partition::PolicyConfig,
@@ -298,14 +301,12 @@ impl Policy {
             Some(signals) => signals
                 .iter()
                 .map(|signal| {
-                    kill_signal(signal).map(str::to_string).ok_or_else(|| {
-                        PolicyError::UnknownSignal {
-                            signal: signal.clone(),
-                        }
+                    signal.parse().map_err(|_| PolicyError::UnknownSignal {
+                        signal: signal.clone(),
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?,
-            None => KILL_SIGNALS.iter().map(|s| s.to_string()).collect(),
+            None => KillSignal::ALL.to_vec(),
         };
         let kind = |kind: &'static str, r: Result<(), String>| {
             r.map_err(|message| PolicyError::Kind { kind, message })
@@ -342,7 +343,7 @@ impl Policy {
             allow_faults: all_fault_kinds(),
             kill_allow: Vec::new(),
             kill_deny: Vec::new(),
-            kill_signals: KILL_SIGNALS.iter().map(|s| s.to_string()).collect(),
+            kill_signals: KillSignal::ALL.to_vec(),
             kill_scopes: Vec::new(),
             network_partition: Default::default(),
             disk_fill: Default::default(),
@@ -367,14 +368,14 @@ impl Policy {
         }
     }
 
-    /// Whether `process_kill` may send `signal` (by name, e.g. `SIGTERM`).
-    pub fn check_signal(&self, signal: &str) -> Result<(), PolicyRefusal> {
-        if self.kill_signals.iter().any(|s| s == signal) {
+    /// Whether `process_kill` may send `signal`.
+    pub fn check_signal(&self, signal: KillSignal) -> Result<(), PolicyRefusal> {
+        if self.kill_signals.contains(&signal) {
             Ok(())
         } else {
             Err(PolicyRefusal::Signal {
                 signal: signal.to_string(),
-                allowed: self.kill_signals.clone(),
+                allowed: self.kill_signals.iter().map(ToString::to_string).collect(),
             })
         }
     }
@@ -553,16 +554,19 @@ mod tests {
             p.check_kind("process_kill").unwrap_err().to_string(),
             "fault kind process_kill is not allowed on this host (allow_faults = [])"
         );
-        assert!(p.check_signal("SIGTERM").is_ok());
-        assert!(p.check_signal("SIGKILL").is_err());
+        assert!(p.check_signal(KillSignal::Term).is_ok());
+        assert_eq!(
+            p.check_signal(KillSignal::Kill).unwrap_err().to_string(),
+            "signal SIGKILL is not allowed on this host (process_kill.signals = [\"SIGTERM\"])"
+        );
     }
 
     #[test]
     fn policy_signals_take_the_names_scenarios_take() {
         let p = policy("[process_kill]\nsignals = [\"KILL\", \"term\"]\n").unwrap();
-        assert!(p.check_signal("SIGKILL").is_ok());
-        assert!(p.check_signal("SIGTERM").is_ok());
-        assert!(p.check_signal("SIGHUP").is_err());
+        assert!(p.check_signal(KillSignal::Kill).is_ok());
+        assert!(p.check_signal(KillSignal::Term).is_ok());
+        assert!(p.check_signal(KillSignal::Hup).is_err());
         assert!(policy("[process_kill]\nsignals = [\"STOP\"]\n").is_err());
     }
 

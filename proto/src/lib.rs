@@ -6,6 +6,7 @@ pub mod bytes;
 pub mod duration;
 pub mod error_chain;
 pub mod fault;
+pub mod net;
 pub mod tls;
 
 /// Generated protocol types and services, package `gameday.v1`.
@@ -17,6 +18,7 @@ pub mod v1 {
 pub use bytes::ByteSize;
 pub use duration::Duration;
 pub use fault::{
-    DiskFill, DnsPoison, Fault, FaultSpecError, NamespaceScope, NetworkPartition, ProcessKill,
-    ProcessMatch, ProcessPause, ProcessPlace, ProcessSelector,
+    DiskFill, DnsPoison, Fault, FaultSpecError, KillSignal, NamespaceScope, NetworkPartition,
+    ProcessKill, ProcessMatch, ProcessPause, ProcessPlace, ProcessSelector, RawFault,
 };
+pub use net::Net;

@@ -423,14 +423,12 @@ mod tests {
 
     fn pause_of(pid_file: &std::path::Path) -> v1::ApplyFault {
         let fault = Fault::ProcessPause(ProcessPause {
-            name: None,
-            cmdline: None,
-            pid_file: Some(pid_file.to_path_buf()),
-            unit: None,
-            cgroup: None,
-            container: None,
-            netns: None,
-            pidns: None,
+            selector: gameday_proto::ProcessSelector {
+                target: Some(gameday_proto::ProcessMatch::PidFile(pid_file.to_path_buf())),
+                place: None,
+                netns: None,
+                pidns: None,
+            },
             count: Default::default(),
             duration: None,
         });

@@ -323,10 +323,7 @@ pub fn check(
     Ok(match (fault, &plan) {
         (_, Plan::ProcessKill(p)) => process_kill::check(&p.kill, policy, os)?.1.warnings,
         (Fault::ProcessPause(pause), _) => {
-            let selector = pause
-                .selector()
-                .map_err(|e| FaultError::Invalid(e.to_string()))?;
-            process_kill::select(&selector, pause.count, policy, os)?.warnings
+            process_kill::select(&pause.selector, pause.count, policy, os)?.warnings
         }
         _ => Vec::new(),
     })

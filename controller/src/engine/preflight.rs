@@ -173,7 +173,7 @@ pub fn resolve_faults(
                     .parse::<std::net::SocketAddr>()
                     .map(|a| a.ip())
                     .map_err(|_| PreflightError::PeerMissing(name.clone()))?;
-                p.peers.push(ip.to_string());
+                p.peers.push(gameday_proto::Net::host(ip));
             }
             Ok(Fault::NetworkPartition(p))
         })
@@ -197,12 +197,11 @@ pub fn fault_id(run_id: &str, index: usize, agent: &str) -> String {
 
 /// True for a process fault confined to a unit, cgroup, container or namespace.
 fn is_scoped_process_fault(fault: &Fault) -> bool {
-    let selector = match fault {
-        Fault::ProcessKill(k) => k.selector(),
-        Fault::ProcessPause(p) => p.selector(),
-        _ => return false,
-    };
-    selector.is_ok_and(|s| s.is_scoped())
+    match fault {
+        Fault::ProcessKill(k) => k.selector.is_scoped(),
+        Fault::ProcessPause(p) => p.selector.is_scoped(),
+        _ => false,
+    }
 }
 
 /// Asks every target whether it would apply every fault as written, without applying anything,

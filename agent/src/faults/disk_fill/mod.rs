@@ -155,10 +155,7 @@ pub fn prepare(
     policy: &Policy,
     host: &Host,
 ) -> Result<Plan, FaultError> {
-    let amount = Amount::from(
-        spec.amount()
-            .map_err(|e| FaultError::Invalid(e.to_string()))?,
-    );
+    let amount = Amount::from(spec.amount);
     let file_name = fill_file_name(fault_id)?;
     if policy.disk_fill.paths.is_empty() {
         // Refused before touching the filesystem at all.

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gameday_proto::fault::{DnsAnswer, DnsMode};
-use gameday_proto::{DnsPoison, Fault};
+use gameday_proto::DnsPoison;
 use serde::{Deserialize, Serialize};
 
 pub use hosts::{HostsPlan, MAX_HOSTS_BYTES};
@@ -362,14 +362,7 @@ pub fn prepare(
     policy: &Policy,
     host: &Host,
 ) -> Result<Plan, FaultError> {
-    let fault = Fault::DnsPoison(spec.clone());
-    fault
-        .validate()
-        .map_err(|e| FaultError::Invalid(format!("dns_poison: {e}")))?;
-    let answer: Answer = spec
-        .parsed_answer()
-        .map_err(|e| FaultError::Invalid(format!("dns_poison: {e}")))?
-        .into();
+    let answer = Answer::from(spec.answer);
     let mut names: Vec<NamePattern> = Vec::new();
     for name in &spec.names {
         let pattern = NamePattern::parse(name).map_err(FaultError::Invalid)?;

@@ -198,7 +198,7 @@ fn spec(mode: DnsMode, names: &[&str], answer: &str) -> DnsPoison {
     DnsPoison {
         mode,
         names: names.iter().map(|s| s.to_string()).collect(),
-        answer: answer.into(),
+        answer: answer.parse().unwrap(),
         duration: None,
     }
 }
@@ -323,10 +323,18 @@ fn hosts_mode_refusals() {
     let err = prepare(&s, "f1", &Policy::permissive(), &host).unwrap_err();
     assert!(matches!(err, FaultError::Policy(_)), "{err:?}");
     assert!(err.message().contains("hosts_file"), "{err}");
-    // Wildcards and failure answers need resolver mode.
-    let wild = spec(DnsMode::Hosts, &["*.test"], "10.9.9.9");
-    let err = prepare(&wild, "f1", &hosts_policy(), &host).unwrap_err();
-    assert!(matches!(err, FaultError::Invalid(_)), "{err:?}");
+    // Wildcards and failure answers need resolver mode: the spec check refuses them, before
+    // any fault is built.
+    for (name, answer) in [("*.test", "10.9.9.9"), ("api.test", "nxdomain")] {
+        let raw = gameday_proto::fault::RawDnsPoison {
+            mode: DnsMode::Hosts,
+            names: vec![name.into()],
+            answer: answer.into(),
+            duration: None,
+        };
+        let err = DnsPoison::try_from(raw).unwrap_err().to_string();
+        assert!(err.contains("use mode = \"resolver\""), "{err}");
+    }
     // Names outside the allowlist.
     let strict = policy(&format!(
         "[dns_poison]\nhosts_file = \"{HOSTS}\"\nnames = [\"*.internal\", \"db.test\"]\n"

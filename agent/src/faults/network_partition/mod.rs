@@ -156,23 +156,10 @@ pub fn prepare(
             spec.peer_agents
         )));
     }
-    let peers: Vec<Net> = spec
-        .peers
-        .iter()
-        .map(|p| Net::parse(p).map_err(|e| FaultError::Invalid(format!("peers: {e}"))))
-        .collect::<Result<_, _>>()?;
-    let peers = rules::minimal(&peers);
+    let peers = rules::minimal(&spec.peers);
     let mut ports = spec.ports.clone();
     ports.sort_unstable();
     ports.dedup();
-    if ports.contains(&0) {
-        return Err(FaultError::Invalid("ports: port 0 is not a port".into()));
-    }
-    if peers.is_empty() && ports.is_empty() {
-        return Err(FaultError::Invalid(
-            "a partition needs peers or ports to cut (use peers = [\"0.0.0.0/0\", \"::/0\"] to isolate the host)".into(),
-        ));
-    }
     let protect = check_policy(spec, &peers, &ports, &policy.network_partition)?;
     if host.controller.is_empty() {
         // Without the controller's address there is nothing to exempt, and a partition could
