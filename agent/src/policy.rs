@@ -5,8 +5,7 @@
 //! are refused whatever the config says: pid 1, the agent itself and the agent's parent (under
 //! `gameday run --local` that is the controller).
 
-use gameday_proto::fault::FAULT_KINDS;
-use gameday_proto::{KillSignal, ProcessPlace};
+use gameday_proto::{FaultKind, KillSignal, ProcessPlace};
 use regex::Regex;
 use serde::Deserialize;
 
@@ -47,7 +46,7 @@ impl Default for PolicyConfig {
 }
 
 fn all_fault_kinds() -> Vec<String> {
-    FAULT_KINDS.iter().map(|k| k.to_string()).collect()
+    FaultKind::ALL.map(|k| k.name().to_string()).to_vec()
 }
 
 /// The `[policy.process_kill]` table: which processes may be signalled, and with what.
@@ -123,7 +122,10 @@ impl PolicyScope {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
     /// `allow_faults` names a kind gameday does not have.
-    #[error("allow_faults: unknown fault kind {kind:?} (expected one of: {})", FAULT_KINDS.join(", "))]
+    #[error(
+        "allow_faults: unknown fault kind {kind:?} (expected one of: {})",
+        FaultKind::expected()
+    )]
     UnknownFaultKind {
         /// The kind as written.
         kind: String,
@@ -247,7 +249,7 @@ pub enum PolicyRefusal {
     #[error("fault kind {kind} is not allowed on this host (allow_faults = {allowed:?})")]
     Kind {
         /// The kind asked for.
-        kind: String,
+        kind: FaultKind,
         /// What the host allows.
         allowed: Vec<String>,
     },
@@ -275,7 +277,7 @@ impl PolicyRefusal {
 /// A validated policy, ready to answer questions.
 #[derive(Clone, Debug)]
 pub struct Policy {
-    allow_faults: Vec<String>,
+    allow_faults: Vec<FaultKind>,
     kill_allow: Vec<(String, Regex)>,
     kill_deny: Vec<(String, Regex)>,
     kill_signals: Vec<KillSignal>,
@@ -291,11 +293,14 @@ pub struct Policy {
 impl Policy {
     /// Checks and compiles a policy config.
     pub fn from_config(config: &PolicyConfig) -> Result<Policy, PolicyError> {
-        for kind in &config.allow_faults {
-            if !FAULT_KINDS.contains(&kind.as_str()) {
-                return Err(PolicyError::UnknownFaultKind { kind: kind.clone() });
-            }
-        }
+        let allow_faults = config
+            .allow_faults
+            .iter()
+            .map(|kind| {
+                kind.parse()
+                    .map_err(|_| PolicyError::UnknownFaultKind { kind: kind.clone() })
+            })
+            .collect::<Result<Vec<FaultKind>, _>>()?;
         let kill_signals = match &config.process_kill.signals {
             // `KILL` and `SIGKILL` mean the same here as in scenarios.
             Some(signals) => signals
@@ -315,7 +320,7 @@ impl Policy {
         kind("disk_fill", config.disk_fill.validate())?;
         kind("dns_poison", config.dns_poison.validate())?;
         Ok(Policy {
-            allow_faults: config.allow_faults.clone(),
+            allow_faults,
             kill_allow: compile_rules("allow", &config.process_kill.allow)?,
             kill_deny: compile_rules("deny", &config.process_kill.deny)?,
             kill_signals,
@@ -340,7 +345,7 @@ impl Policy {
     /// For tests and the local demo.
     pub fn permissive() -> Policy {
         Policy {
-            allow_faults: all_fault_kinds(),
+            allow_faults: FaultKind::ALL.to_vec(),
             kill_allow: Vec::new(),
             kill_deny: Vec::new(),
             kill_signals: KillSignal::ALL.to_vec(),
@@ -352,18 +357,18 @@ impl Policy {
     }
 
     /// Whether this host accepts faults of `kind`.
-    pub fn allows_kind(&self, kind: &str) -> bool {
-        self.allow_faults.iter().any(|k| k == kind)
+    pub fn allows_kind(&self, kind: FaultKind) -> bool {
+        self.allow_faults.contains(&kind)
     }
 
     /// [`Policy::allows_kind`], with the refusal to report.
-    pub fn check_kind(&self, kind: &str) -> Result<(), PolicyRefusal> {
+    pub fn check_kind(&self, kind: FaultKind) -> Result<(), PolicyRefusal> {
         if self.allows_kind(kind) {
             Ok(())
         } else {
             Err(PolicyRefusal::Kind {
-                kind: kind.to_string(),
-                allowed: self.allow_faults.clone(),
+                kind,
+                allowed: self.allow_faults.iter().map(ToString::to_string).collect(),
             })
         }
     }
@@ -483,10 +488,9 @@ mod tests {
     #[test]
     fn default_config_allows_every_kind() {
         let p = policy("").unwrap();
-        for kind in FAULT_KINDS {
+        for kind in FaultKind::ALL {
             assert!(p.allows_kind(kind));
         }
-        assert!(!p.allows_kind("meteor_strike"));
     }
 
     #[test]
@@ -551,7 +555,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            p.check_kind("process_kill").unwrap_err().to_string(),
+            p.check_kind(FaultKind::ProcessKill)
+                .unwrap_err()
+                .to_string(),
             "fault kind process_kill is not allowed on this host (allow_faults = [])"
         );
         assert!(p.check_signal(KillSignal::Term).is_ok());

@@ -18,7 +18,8 @@ pub mod v1 {
 pub use bytes::ByteSize;
 pub use duration::Duration;
 pub use fault::{
-    DiskFill, DnsPoison, Fault, FaultSpecError, KillSignal, NamespaceScope, NetworkPartition,
-    ProcessKill, ProcessMatch, ProcessPause, ProcessPlace, ProcessSelector, RawFault,
+    DiskFill, DnsPoison, Fault, FaultKind, FaultSpecError, KillSignal, NamespaceScope,
+    NetworkPartition, ProcessKill, ProcessMatch, ProcessPause, ProcessPlace, ProcessSelector,
+    RawFault,
 };
 pub use net::Net;

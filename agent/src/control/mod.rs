@@ -354,14 +354,14 @@ fn check_fault(live: &LiveFaults, check: v1::CheckFault) -> FaultReport {
     };
     match live.check(&check.fault_id, &fault) {
         Ok(warnings) => {
-            tracing::debug!(fault = %check.fault_id, run = %check.run_id, kind = fault.kind(), "checked: would be accepted");
+            tracing::debug!(fault = %check.fault_id, run = %check.run_id, kind = fault.kind().name(), "checked: would be accepted");
             for warning in &warnings {
-                tracing::info!(fault = %check.fault_id, run = %check.run_id, kind = fault.kind(), %warning, "checked: would be accepted, with a warning");
+                tracing::info!(fault = %check.fault_id, run = %check.run_id, kind = fault.kind().name(), %warning, "checked: would be accepted, with a warning");
             }
             FaultReport { warnings, ..report }
         }
         Err(e) => {
-            tracing::info!(fault = %check.fault_id, run = %check.run_id, kind = fault.kind(), error = %e, "checked: would be refused");
+            tracing::info!(fault = %check.fault_id, run = %check.run_id, kind = fault.kind().name(), error = %e, "checked: would be refused");
             failed(report, e)
         }
     }

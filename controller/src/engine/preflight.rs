@@ -129,7 +129,7 @@ pub fn resolve(
     }
     for agent in &chosen {
         for fault in &scenario.faults {
-            let kind = fault.kind();
+            let kind = fault.kind().name();
             if !agent.capabilities.iter().any(|c| c == kind) {
                 if let Some(why) = agent.unavailable.iter().find(|u| u.kind == kind) {
                     return Err(PreflightError::Unavailable {
@@ -235,7 +235,7 @@ pub async fn check_faults(
             faults.iter().enumerate().map(move |(i, fault)| async move {
                 let id = fault_id(run_id, i, &agent.name);
                 let answer = agent.check(&id, run_id, fault.to_wire()).await;
-                (agent, fault.kind(), answer)
+                (agent, fault.kind().name(), answer)
             })
         });
     for (agent, kind, answer) in join_all(checks).await {

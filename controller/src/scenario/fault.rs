@@ -3,11 +3,10 @@
 
 use std::ops::Range;
 
-use gameday_proto::fault::FAULT_KINDS;
 use gameday_proto::fault::{
     RawDiskFill, RawDnsPoison, RawNetworkPartition, RawProcessKill, RawProcessPause,
 };
-use gameday_proto::{Fault, FaultSpecError, RawFault};
+use gameday_proto::{Fault, FaultKind, FaultSpecError, RawFault};
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
@@ -21,7 +20,7 @@ pub(crate) fn fault(
     table: &DeTable<'_>,
 ) -> Option<Fault> {
     let header = value.span();
-    let expected = FAULT_KINDS.join(", ");
+    let expected = FaultKind::expected();
     let Some(kind) = table.get("kind") else {
         diagnostics.error(
             header,
@@ -36,15 +35,15 @@ pub(crate) fn fault(
         );
         return None;
     };
-    if !FAULT_KINDS.contains(&name) {
-        diagnostics.error(
-            kind.span(),
-            format!("unknown fault kind {name:?} (expected one of: {expected})"),
-        );
-        return None;
-    }
+    let kind = match name.parse::<FaultKind>() {
+        Ok(kind) => kind,
+        Err(e) => {
+            diagnostics.error(kind.span(), e.to_string());
+            return None;
+        }
+    };
 
-    let raw = match deserialize(name, value) {
+    let raw = match deserialize(kind, value) {
         Ok(raw) => raw,
         Err(e) => {
             diagnostics.toml_error(&e, Some(table), header);
@@ -65,24 +64,20 @@ pub(crate) fn fault(
 
 /// Reads the fault's table. Each kind is read as its own struct, without the `kind` key, so
 /// that errors keep the position and the name of the offending key or value; serde's
-/// internally tagged enums buffer their input and lose both. A kind added to the proto crate
-/// but not here still parses through the enum, with errors at the fault's table.
-fn deserialize(kind: &str, value: &Spanned<DeValue<'_>>) -> Result<RawFault, toml::de::Error> {
+/// internally tagged enums buffer their input and lose both.
+fn deserialize(kind: FaultKind, value: &Spanned<DeValue<'_>>) -> Result<RawFault, toml::de::Error> {
     let fields = || ValueDeserializer::from(without_kind(value));
     match kind {
-        "process_kill" => RawProcessKill::deserialize(fields()).map(RawFault::ProcessKill),
-        "process_pause" => RawProcessPause::deserialize(fields()).map(RawFault::ProcessPause),
-        "network_partition" => {
+        FaultKind::ProcessKill => RawProcessKill::deserialize(fields()).map(RawFault::ProcessKill),
+        FaultKind::ProcessPause => {
+            RawProcessPause::deserialize(fields()).map(RawFault::ProcessPause)
+        }
+        FaultKind::NetworkPartition => {
             RawNetworkPartition::deserialize(fields()).map(RawFault::NetworkPartition)
         }
-        "disk_fill" => RawDiskFill::deserialize(fields()).map(RawFault::DiskFill),
-        "dns_poison" => RawDnsPoison::deserialize(fields()).map(RawFault::DnsPoison),
-        _ => through_enum(value),
+        FaultKind::DiskFill => RawDiskFill::deserialize(fields()).map(RawFault::DiskFill),
+        FaultKind::DnsPoison => RawDnsPoison::deserialize(fields()).map(RawFault::DnsPoison),
     }
-}
-
-fn through_enum(value: &Spanned<DeValue<'_>>) -> Result<RawFault, toml::de::Error> {
-    RawFault::deserialize(ValueDeserializer::from(value.clone()))
 }
 
 fn without_kind<'i>(value: &Spanned<DeValue<'i>>) -> Spanned<DeValue<'i>> {
@@ -301,14 +296,17 @@ mod tests {
             pidns: None,
             count: Count::One,
         });
+        let through_enum = |value: &Spanned<DeValue<'_>>| {
+            RawFault::deserialize(ValueDeserializer::from(value.clone()))
+        };
         assert_eq!(
-            deserialize("process_kill", &faults[0]),
+            deserialize(FaultKind::ProcessKill, &faults[0]),
             Ok(expected.clone())
         );
         assert_eq!(through_enum(&faults[0]), Ok(expected));
 
         // Through the enum the unknown key loses its position; read directly it keeps it.
-        let direct = deserialize("process_kill", &faults[1]).expect_err("unknown key");
+        let direct = deserialize(FaultKind::ProcessKill, &faults[1]).expect_err("unknown key");
         let bogus = text.find("bogus").expect("in text");
         assert_eq!(direct.span(), Some(bogus..bogus + "bogus".len()));
         let via_enum = through_enum(&faults[1]).expect_err("unknown key");

@@ -6,6 +6,7 @@
 
 mod disk;
 mod dns;
+mod kind;
 mod network;
 mod process;
 mod signal;
@@ -18,6 +19,7 @@ use crate::Duration;
 pub use crate::net::Net;
 pub use disk::{DiskAmount, DiskFill, RawDiskFill};
 pub use dns::{is_dns_pattern, DnsAnswer, DnsMode, DnsPoison, RawDnsPoison};
+pub use kind::{FaultKind, UnknownFaultKind};
 pub use network::{Direction, NetworkPartition, Protocol, RawNetworkPartition};
 pub use process::{
     is_container_id, CmdlinePattern, Count, NamespaceScope, ProcessKill, ProcessMatch,
@@ -69,20 +71,11 @@ pub const MAX_FAULT_DURATION: Duration = Duration::from_millis(24 * 60 * 60 * 1_
 /// targets, and far from where byte arithmetic on it could overflow.
 pub const MAX_DISK_BYTES: u64 = 1 << 50;
 
-/// Fault kinds by the name scenarios, capabilities and policies use.
-pub const FAULT_KINDS: &[&str] = &[
-    "process_kill",
-    "process_pause",
-    "network_partition",
-    "disk_fill",
-    "dns_poison",
-];
-
 /// A fault specification that is not well formed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FaultSpecError {
     /// The spec is missing or its kind is unknown.
-    #[error("fault has no kind (expected one of: {})", FAULT_KINDS.join(", "))]
+    #[error("fault has no kind (expected one of: {})", FaultKind::expected())]
     MissingKind,
     /// A process fault with several of name/cmdline/pid_file, or with none and no place.
     #[error("a process fault needs exactly one of `name`, `cmdline` or `pid_file` (or only a place: `unit`, `cgroup` or `container`), found {found}")]
@@ -125,14 +118,14 @@ pub enum FaultSpecError {
 }
 
 impl Fault {
-    /// The fault's kind as capabilities and policies name it.
-    pub fn kind(&self) -> &'static str {
+    /// The fault's kind.
+    pub fn kind(&self) -> FaultKind {
         match self {
-            Fault::ProcessKill(_) => "process_kill",
-            Fault::ProcessPause(_) => "process_pause",
-            Fault::NetworkPartition(_) => "network_partition",
-            Fault::DiskFill(_) => "disk_fill",
-            Fault::DnsPoison(_) => "dns_poison",
+            Fault::ProcessKill(_) => FaultKind::ProcessKill,
+            Fault::ProcessPause(_) => FaultKind::ProcessPause,
+            Fault::NetworkPartition(_) => FaultKind::NetworkPartition,
+            Fault::DiskFill(_) => FaultKind::DiskFill,
+            Fault::DnsPoison(_) => FaultKind::DnsPoison,
         }
     }
 
@@ -335,15 +328,15 @@ mod tests {
 
     #[test]
     fn every_kind_is_listed() {
-        for kind in FAULT_KINDS {
-            let toml = match *kind {
-                "process_kill" | "process_pause" => format!("kind = \"{kind}\"\nname = \"x\""),
-                "network_partition" => format!("kind = \"{kind}\"\npeers = [\"10.0.0.0/8\"]"),
-                "disk_fill" => format!("kind = \"{kind}\"\npath = \"/tmp\"\nfill_to = 90"),
-                _ => format!("kind = \"{kind}\"\nnames = [\"a.test\"]\nanswer = \"nxdomain\"\nmode = \"resolver\""),
+        for kind in FaultKind::ALL {
+            let toml = match kind {
+                FaultKind::ProcessKill | FaultKind::ProcessPause => format!("kind = \"{kind}\"\nname = \"x\""),
+                FaultKind::NetworkPartition => format!("kind = \"{kind}\"\npeers = [\"10.0.0.0/8\"]"),
+                FaultKind::DiskFill => format!("kind = \"{kind}\"\npath = \"/tmp\"\nfill_to = 90"),
+                FaultKind::DnsPoison => format!("kind = \"{kind}\"\nnames = [\"a.test\"]\nanswer = \"nxdomain\"\nmode = \"resolver\""),
             };
             let fault: Fault = toml::from_str(&toml).unwrap();
-            assert_eq!(fault.kind(), *kind);
+            assert_eq!(fault.kind(), kind);
             assert_eq!(Fault::try_from(&fault.to_wire()).unwrap(), fault);
         }
     }
