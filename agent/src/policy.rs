@@ -283,7 +283,7 @@ pub struct Policy {
     kill_signals: Vec<KillSignal>,
     kill_scopes: Vec<(String, PolicyScope)>,
     /// Limits on `network_partition`, checked by that fault.
-    pub network_partition: crate::faults::network_partition::PolicyConfig,
+    pub network_partition: crate::faults::network_partition::Limits,
     /// Limits on `disk_fill`, checked by that fault.
     pub disk_fill: crate::faults::disk_fill::PolicyConfig,
     /// Limits on `dns_poison`, checked by that fault.
@@ -313,12 +313,19 @@ impl Policy {
                 .collect::<Result<Vec<_>, _>>()?,
             None => KillSignal::ALL.to_vec(),
         };
-        let kind = |kind: &'static str, r: Result<(), String>| {
-            r.map_err(|message| PolicyError::Kind { kind, message })
-        };
-        kind("network_partition", config.network_partition.validate())?;
-        kind("disk_fill", config.disk_fill.validate())?;
-        kind("dns_poison", config.dns_poison.validate())?;
+        let kind = |kind: &'static str, message: String| PolicyError::Kind { kind, message };
+        let network_partition = config
+            .network_partition
+            .limits()
+            .map_err(|m| kind("network_partition", m))?;
+        config
+            .disk_fill
+            .validate()
+            .map_err(|m| kind("disk_fill", m))?;
+        config
+            .dns_poison
+            .validate()
+            .map_err(|m| kind("dns_poison", m))?;
         Ok(Policy {
             allow_faults,
             kill_allow: compile_rules("allow", &config.process_kill.allow)?,
@@ -335,7 +342,7 @@ impl Policy {
                         .map_err(|message| PolicyError::Scope { index, message })
                 })
                 .collect::<Result<_, _>>()?,
-            network_partition: config.network_partition.clone(),
+            network_partition,
             disk_fill: config.disk_fill.clone(),
             dns_poison: config.dns_poison.clone(),
         })

@@ -18,6 +18,7 @@ use gameday_proto::v1::{Evidence, FailureKind, KindUnavailable, UnavailableCause
 use gameday_proto::{Fault, FaultKind};
 use serde::{Deserialize, Serialize};
 
+use crate::config::ControllerUrl;
 use crate::os::ProcessOs;
 use crate::policy::{Policy, PolicyRefusal};
 
@@ -49,17 +50,10 @@ impl Host {
     }
 }
 
-/// The socket addresses a controller URL names (`https://host:port`; 443 when no port).
-pub fn controller_addrs(url: &str) -> Vec<SocketAddr> {
+/// The socket addresses the controller's URL names; none when its name does not resolve.
+pub fn controller_addrs(url: &ControllerUrl) -> Vec<SocketAddr> {
     use std::net::ToSocketAddrs as _;
-    let Ok(uri) = url.parse::<tonic::codegen::http::Uri>() else {
-        return Vec::new();
-    };
-    let Some(host) = uri.host() else {
-        return Vec::new();
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    (host, uri.port_u16().unwrap_or(443))
+    (url.host(), url.port())
         .to_socket_addrs()
         .map(|a| a.collect())
         .unwrap_or_default()
@@ -404,16 +398,17 @@ mod tests {
 
     #[test]
     fn controller_addresses_come_from_the_url() {
+        let addrs = |url: &str| controller_addrs(&ControllerUrl::parse(url).unwrap());
         assert_eq!(
-            controller_addrs("https://127.0.0.1:7443"),
+            addrs("https://127.0.0.1:7443"),
             vec!["127.0.0.1:7443".parse::<SocketAddr>().unwrap()]
         );
         assert_eq!(
-            controller_addrs("https://[::1]:7443/"),
+            addrs("https://[::1]:7443/"),
             vec!["[::1]:7443".parse::<SocketAddr>().unwrap()]
         );
         assert_eq!(
-            controller_addrs("https://127.0.0.1"),
+            addrs("https://127.0.0.1"),
             vec!["127.0.0.1:443".parse::<SocketAddr>().unwrap()]
         );
     }

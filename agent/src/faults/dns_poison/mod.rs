@@ -293,10 +293,9 @@ pub enum ModePlan {
     Resolver(ResolverPlan),
 }
 
-/// The host name of a controller URL, when it is a name and not an address literal.
-fn controller_name(url: &str) -> Option<String> {
-    let uri = url.parse::<tonic::codegen::http::Uri>().ok()?;
-    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+/// The host name of the controller's URL, when it is a name and not an address literal.
+fn controller_name(url: &crate::config::ControllerUrl) -> Option<String> {
+    let host = url.host();
     if host.parse::<IpAddr>().is_ok() {
         return None;
     }

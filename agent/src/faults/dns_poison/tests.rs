@@ -572,11 +572,20 @@ fn fault_ids_become_safe_labels() {
 #[test]
 fn the_controllers_name_is_never_poisoned() {
     assert_eq!(
-        controller_name("https://GameDay.example:7443/").as_deref(),
+        controller_name(
+            &crate::config::ControllerUrl::parse("https://GameDay.example:7443/").unwrap()
+        )
+        .as_deref(),
         Some("gameday.example")
     );
-    assert_eq!(controller_name("https://10.0.0.5:7443"), None);
-    assert_eq!(controller_name("https://[fd00::5]:7443"), None);
+    assert_eq!(
+        controller_name(&crate::config::ControllerUrl::parse("https://10.0.0.5:7443").unwrap()),
+        None
+    );
+    assert_eq!(
+        controller_name(&crate::config::ControllerUrl::parse("https://[fd00::5]:7443").unwrap()),
+        None
+    );
     let files = FakeFiles::with(HOSTS, b"");
     let mut host = host_with(files, Arc::new(FakeFirewall::default()));
     host.dns = std::mem::take(&mut host.dns).protect("gameday.example");

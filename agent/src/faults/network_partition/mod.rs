@@ -97,18 +97,32 @@ pub struct PolicyConfig {
     pub max_duration: Option<Duration>,
 }
 
+/// `[policy.network_partition]` read once, when the policy loads: the networks parsed, the
+/// table kept as written for messages that quote it.
+#[derive(Clone, Debug, Default)]
+pub struct Limits {
+    config: PolicyConfig,
+    protect: Vec<Net>,
+    allowed_peers: Vec<Net>,
+}
+
 impl PolicyConfig {
-    /// Checks the table is usable: networks parse, no port 0, a positive `max_duration`.
-    pub fn validate(&self) -> Result<(), String> {
-        nets(&self.protect, "protect")?;
-        nets(&self.allowed_peers, "allowed_peers")?;
+    /// Checks the table is usable (networks parse, no port 0, a positive `max_duration`) and
+    /// keeps what it parsed.
+    pub fn limits(&self) -> Result<Limits, String> {
+        let protect = rules::minimal(&nets(&self.protect, "protect")?);
+        let allowed_peers = nets(&self.allowed_peers, "allowed_peers")?;
         if self.protect_ports.contains(&0) {
             return Err("protect_ports: port 0 is not a port".into());
         }
         if self.max_duration.is_some_and(|d| d.get().is_zero()) {
             return Err("max_duration must be more than zero".into());
         }
-        Ok(())
+        Ok(Limits {
+            config: self.clone(),
+            protect,
+            allowed_peers,
+        })
     }
 }
 
@@ -173,7 +187,7 @@ pub fn prepare(
         Direction::Egress => (false, true),
         Direction::Both => (true, true),
     };
-    let mut protect_ports = policy.network_partition.protect_ports.clone();
+    let mut protect_ports = policy.network_partition.config.protect_ports.clone();
     protect_ports.sort_unstable();
     protect_ports.dedup();
     let table = rules::table_name(fault_id);
@@ -204,11 +218,10 @@ fn check_policy(
     spec: &NetworkPartition,
     peers: &[Net],
     ports: &[u16],
-    config: &PolicyConfig,
+    limits: &Limits,
 ) -> Result<Vec<Net>, FaultError> {
-    // Validated when the policy was loaded; a failure here is a config built in code.
-    let allowed = nets(&config.allowed_peers, "allowed_peers").map_err(FaultError::Policy)?;
-    let protect = rules::minimal(&nets(&config.protect, "protect").map_err(FaultError::Policy)?);
+    let (config, allowed) = (&limits.config, &limits.allowed_peers);
+    let protect = limits.protect.clone();
     if !allowed.is_empty() {
         if peers.is_empty() {
             return Err(refuse(format!(

@@ -494,15 +494,12 @@ fn policy_tables_are_validated() {
     assert_eq!(parse("").unwrap(), PolicyConfig::default());
     let bad = parse("protect = [\"10.0.0.0/40\"]")
         .unwrap()
-        .validate()
+        .limits()
         .unwrap_err();
     assert!(bad.starts_with("protect: "), "{bad}");
-    assert!(parse("allowed_peers = [\"x\"]")
-        .unwrap()
-        .validate()
-        .is_err());
-    assert!(parse("protect_ports = [0]").unwrap().validate().is_err());
-    assert!(parse("max_duration = \"0s\"").unwrap().validate().is_err());
+    assert!(parse("allowed_peers = [\"x\"]").unwrap().limits().is_err());
+    assert!(parse("protect_ports = [0]").unwrap().limits().is_err());
+    assert!(parse("max_duration = \"0s\"").unwrap().limits().is_err());
     let err =
         Policy::from_config(&toml::from_str("[network_partition]\nprotect = [\"nope\"]").unwrap())
             .unwrap_err();
