@@ -42,9 +42,9 @@ impl Host {
     pub fn from_config(config: &crate::config::AgentConfig) -> Host {
         Host {
             processes: Arc::new(crate::os::RealOs::default()),
-            network: network_partition::Backend::from_config(config),
-            disk: disk_fill::Backend::from_config(config),
-            dns: dns_poison::Backend::from_config(config),
+            network: network_partition::Backend::default(),
+            disk: disk_fill::Backend::default(),
+            dns: dns_poison::Backend::for_controller(config.controller.host()),
             controller: controller_addrs(&config.controller),
         }
     }
@@ -149,11 +149,18 @@ pub fn prepare(
     Ok(match fault {
         Fault::ProcessKill(kill) => Plan::ProcessKill(process_kill::Plan { kill: kill.clone() }),
         Fault::ProcessPause(p) => Plan::ProcessPause(process_pause::prepare(p, policy, host)?),
-        Fault::NetworkPartition(n) => {
-            Plan::NetworkPartition(network_partition::prepare(n, fault_id, policy, host)?)
+        Fault::NetworkPartition(n) => Plan::NetworkPartition(network_partition::prepare(
+            n,
+            fault_id,
+            &policy.network_partition,
+            host,
+        )?),
+        Fault::DiskFill(d) => {
+            Plan::DiskFill(disk_fill::prepare(d, fault_id, &policy.disk_fill, host)?)
         }
-        Fault::DiskFill(d) => Plan::DiskFill(disk_fill::prepare(d, fault_id, policy, host)?),
-        Fault::DnsPoison(d) => Plan::DnsPoison(dns_poison::prepare(d, fault_id, policy, host)?),
+        Fault::DnsPoison(d) => {
+            Plan::DnsPoison(dns_poison::prepare(d, fault_id, &policy.dns_poison, host)?)
+        }
     })
 }
 
@@ -252,9 +259,9 @@ pub fn survey(policy: &Policy, host: &Host) -> Survey {
         let available = if policy.allows_kind(kind) {
             match kind {
                 FaultKind::ProcessKill | FaultKind::ProcessPause => Ok(()),
-                FaultKind::NetworkPartition => network_partition::available(policy, host),
-                FaultKind::DiskFill => disk_fill::available(policy, host),
-                FaultKind::DnsPoison => dns_poison::available(policy, host),
+                FaultKind::NetworkPartition => network_partition::available(host),
+                FaultKind::DiskFill => disk_fill::available(&policy.disk_fill, host),
+                FaultKind::DnsPoison => dns_poison::available(&policy.dns_poison, host),
             }
         } else {
             Err(Unavailable::policy(format!(

@@ -10,6 +10,22 @@ use gameday_proto::{ByteSize, DiskFill};
 
 use super::fake::{FakeDisk, MIB};
 use super::*;
+use crate::policy::Policy;
+
+/// [`super::prepare`] with the whole policy, as the agent's dispatch calls it.
+fn prepare(
+    spec: &DiskFill,
+    fault_id: &str,
+    policy: &Policy,
+    host: &Host,
+) -> Result<Plan, FaultError> {
+    super::prepare(spec, fault_id, &policy.disk_fill, host)
+}
+
+/// [`super::available`] with the whole policy, as the agent's survey calls it.
+fn available(policy: &Policy, host: &Host) -> Result<(), Unavailable> {
+    super::available(&policy.disk_fill, host)
+}
 
 fn host(disk: &FakeDisk) -> Host {
     Host {

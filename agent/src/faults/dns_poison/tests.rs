@@ -16,7 +16,23 @@ use super::*;
 use crate::faults::{disk_fill, network_partition, Host};
 use crate::os::dns::DnsOsError;
 use crate::os::nft::NftError;
+use crate::policy::Policy;
 use crate::policy::PolicyConfig as AgentPolicy;
+
+/// [`super::prepare`] with the whole policy, as the agent's dispatch calls it.
+fn prepare(
+    spec: &DnsPoison,
+    fault_id: &str,
+    policy: &Policy,
+    host: &Host,
+) -> Result<Plan, FaultError> {
+    super::prepare(spec, fault_id, &policy.dns_poison, host)
+}
+
+/// [`super::available`] with the whole policy, as the agent's survey calls it.
+fn available(policy: &Policy, host: &Host) -> Result<(), Unavailable> {
+    super::available(&policy.dns_poison, host)
+}
 
 /// Files in memory. `frozen` paths ignore writes (to provoke residue); `readonly` ones
 /// refuse them.
@@ -573,17 +589,27 @@ fn fault_ids_become_safe_labels() {
 fn the_controllers_name_is_never_poisoned() {
     assert_eq!(
         controller_name(
-            &crate::config::ControllerUrl::parse("https://GameDay.example:7443/").unwrap()
+            crate::config::ControllerUrl::parse("https://GameDay.example:7443/")
+                .unwrap()
+                .host()
         )
         .as_deref(),
         Some("gameday.example")
     );
     assert_eq!(
-        controller_name(&crate::config::ControllerUrl::parse("https://10.0.0.5:7443").unwrap()),
+        controller_name(
+            crate::config::ControllerUrl::parse("https://10.0.0.5:7443")
+                .unwrap()
+                .host()
+        ),
         None
     );
     assert_eq!(
-        controller_name(&crate::config::ControllerUrl::parse("https://[fd00::5]:7443").unwrap()),
+        controller_name(
+            crate::config::ControllerUrl::parse("https://[fd00::5]:7443")
+                .unwrap()
+                .host()
+        ),
         None
     );
     let files = FakeFiles::with(HOSTS, b"");

@@ -31,7 +31,6 @@ use self::residue::Baseline;
 use self::rules::{Net, Partition, FAMILY};
 use super::{Applied, FaultError, Host, Reverted, Unavailable};
 use crate::os::nft::{family_name, Firewall, Nft, NftError};
-use crate::policy::Policy;
 
 /// The host-side machinery this fault uses: nftables, behind [`Firewall`].
 #[derive(Clone)]
@@ -46,10 +45,6 @@ impl Backend {
     }
 
     /// The real machinery, configured from the agent's config: `nft` from `PATH`.
-    pub fn from_config(_config: &crate::config::AgentConfig) -> Backend {
-        Backend::default()
-    }
-
     /// The firewall faults act on.
     pub fn firewall(&self) -> &Arc<dyn Firewall> {
         &self.firewall
@@ -144,7 +139,7 @@ pub struct Plan {
 }
 
 /// Whether this host can apply the fault: `nft` is installed and the agent may use it.
-pub fn available(_policy: &Policy, host: &Host) -> Result<(), Unavailable> {
+pub fn available(host: &Host) -> Result<(), Unavailable> {
     host.network
         .firewall
         .tables()
@@ -161,7 +156,7 @@ fn refuse(message: String) -> FaultError {
 pub fn prepare(
     spec: &NetworkPartition,
     fault_id: &str,
-    policy: &Policy,
+    limits: &Limits,
     host: &Host,
 ) -> Result<Plan, FaultError> {
     if !spec.peer_agents.is_empty() {
@@ -174,7 +169,7 @@ pub fn prepare(
     let mut ports = spec.ports.clone();
     ports.sort_unstable();
     ports.dedup();
-    let protect = check_policy(spec, &peers, &ports, &policy.network_partition)?;
+    let protect = check_policy(spec, &peers, &ports, limits)?;
     if host.controller.is_empty() {
         // Without the controller's address there is nothing to exempt, and a partition could
         // cut the agent off from the only one who can tell it to stop.
@@ -187,7 +182,7 @@ pub fn prepare(
         Direction::Egress => (false, true),
         Direction::Both => (true, true),
     };
-    let mut protect_ports = policy.network_partition.config.protect_ports.clone();
+    let mut protect_ports = limits.config.protect_ports.clone();
     protect_ports.sort_unstable();
     protect_ports.dedup();
     let table = rules::table_name(fault_id);

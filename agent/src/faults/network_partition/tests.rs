@@ -12,8 +12,19 @@ use super::fake::{FakeFirewall, Mode};
 use super::rules::{minimal, table_name, Net};
 use super::*;
 use crate::faults::{self, Fault};
+use crate::policy::Policy;
 use crate::policy::PolicyConfig as HostPolicy;
 use gameday_proto::v1::UnavailableCause;
+
+/// [`super::prepare`] with the whole policy, as the agent's dispatch calls it.
+fn prepare(
+    spec: &NetworkPartition,
+    fault_id: &str,
+    policy: &Policy,
+    host: &Host,
+) -> Result<Plan, FaultError> {
+    super::prepare(spec, fault_id, &policy.network_partition, host)
+}
 
 const CONTROLLER: &str = "192.0.2.10:7443";
 
@@ -511,10 +522,10 @@ fn available_only_where_nft_works() {
     let fw = Arc::new(FakeFirewall::default());
     let host = host(&fw);
     let p = Policy::permissive();
-    assert!(available(&p, &host).is_ok());
+    assert!(available(&host).is_ok());
     assert!(faults::capabilities(&p, &host).contains(&"network_partition".to_string()));
     fw.set_mode(Mode::NoNft);
-    let missing = available(&p, &host).unwrap_err();
+    let missing = available(&host).unwrap_err();
     assert!(missing.detail.starts_with("nft not found"), "{missing}");
     assert_eq!(missing.cause, UnavailableCause::ToolMissing);
     let survey = faults::survey(&p, &host);
@@ -528,7 +539,7 @@ fn available_only_where_nft_works() {
         .expect("the survey says why network_partition is missing");
     assert_eq!(why.cause(), UnavailableCause::ToolMissing);
     fw.set_mode(Mode::NoPermission);
-    let no_rights = available(&p, &host).unwrap_err();
+    let no_rights = available(&host).unwrap_err();
     assert!(
         no_rights.detail.starts_with("no permission for nftables"),
         "{no_rights}"
