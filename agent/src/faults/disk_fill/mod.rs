@@ -66,8 +66,6 @@ impl fmt::Debug for Backend {
 }
 
 impl Backend {
-    /// The real machinery, configured from the agent's config. What may be filled is the
-    /// policy's business (`[policy.disk_fill]`), so there is nothing else to configure.
     /// A backend over another filesystem implementation (a fake, in tests).
     pub fn with_os(os: Arc<dyn DiskOs>) -> Backend {
         Backend {

@@ -44,7 +44,6 @@ impl Backend {
         Backend { firewall }
     }
 
-    /// The real machinery, configured from the agent's config: `nft` from `PATH`.
     /// The firewall faults act on.
     pub fn firewall(&self) -> &Arc<dyn Firewall> {
         &self.firewall
@@ -52,6 +51,7 @@ impl Backend {
 }
 
 impl Default for Backend {
+    /// The real machinery: `nft` from `PATH`.
     fn default() -> Self {
         Backend::new(Arc::new(Nft::default()))
     }
