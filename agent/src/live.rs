@@ -133,7 +133,7 @@ impl LiveFaults {
             )));
         }
         let plan = faults::prepare(fault, fault_id, &self.policy, &self.host).inspect_err(|e| {
-            log_refused(fault_id, run_id, fault.kind(), e);
+            log_refused(fault_id, run_id, fault.kind().name(), e);
         })?;
         let entry = Entry {
             fault_id: fault_id.to_string(),
@@ -145,14 +145,14 @@ impl LiveFaults {
             .record(&entry)
             .map_err(journal_error)
             .inspect_err(|e| {
-                log_refused(fault_id, run_id, fault.kind(), e);
+                log_refused(fault_id, run_id, fault.kind().name(), e);
             })?;
         let applied = faults::apply(&plan, &self.policy, &self.host);
         match &applied {
             Ok(a) => {
-                tracing::info!(fault = %fault_id, run = %run_id, kind = fault.kind(), evidence = %a.evidence.summary, "applied")
+                tracing::info!(fault = %fault_id, run = %run_id, kind = fault.kind().name(), evidence = %a.evidence.summary, "applied")
             }
-            Err(e) => log_refused(fault_id, run_id, fault.kind(), e),
+            Err(e) => log_refused(fault_id, run_id, fault.kind().name(), e),
         }
         match applied {
             Ok(applied) if fault.is_instant() => {
@@ -237,9 +237,15 @@ impl LiveFaults {
             return Ok(earlier.unwrap_or_default());
         };
         let reverted = faults::revert(&live.plan, &self.host).inspect_err(|e| {
-            tracing::error!(fault = %fault_id, run = %live.run_id, kind = live.fault.kind(), reason = cause.as_str(), error = %e, "revert failed");
+            tracing::error!(fault = %fault_id, run = %live.run_id, kind = live.fault.kind().name(), reason = cause.as_str(), error = %e, "revert failed");
         })?;
-        log_reverted(fault_id, &live.run_id, live.fault.kind(), cause, &reverted);
+        log_reverted(
+            fault_id,
+            &live.run_id,
+            live.fault.kind().name(),
+            cause,
+            &reverted,
+        );
         self.faults
             .lock()
             .expect("live faults lock")

@@ -5,8 +5,7 @@
 //! are refused whatever the config says: pid 1, the agent itself and the agent's parent (under
 //! `gameday run --local` that is the controller).
 
-use gameday_proto::fault::{kill_signal, FAULT_KINDS, KILL_SIGNALS};
-use gameday_proto::ProcessPlace;
+use gameday_proto::{FaultKind, KillSignal, ProcessPlace};
 use regex::Regex;
 use serde::Deserialize;
 
@@ -47,7 +46,7 @@ impl Default for PolicyConfig {
 }
 
 fn all_fault_kinds() -> Vec<String> {
-    FAULT_KINDS.iter().map(|k| k.to_string()).collect()
+    FaultKind::ALL.map(|k| k.name().to_string()).to_vec()
 }
 
 /// The `[policy.process_kill]` table: which processes may be signalled, and with what.
@@ -123,7 +122,10 @@ impl PolicyScope {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
     /// `allow_faults` names a kind gameday does not have.
-    #[error("allow_faults: unknown fault kind {kind:?} (expected one of: {})", FAULT_KINDS.join(", "))]
+    #[error(
+        "allow_faults: unknown fault kind {kind:?} (expected one of: {})",
+        FaultKind::expected()
+    )]
     UnknownFaultKind {
         /// The kind as written.
         kind: String,
@@ -139,7 +141,10 @@ pub enum PolicyError {
         message: String,
     },
     /// `signals` names a signal `process_kill` cannot send.
-    #[error("process_kill.signals: unknown signal {signal:?} (expected one of: {})", KILL_SIGNALS.join(", "))]
+    #[error(
+        "process_kill.signals: unknown signal {signal:?} (expected one of: {})",
+        KillSignal::expected()
+    )]
     UnknownSignal {
         /// The signal as written.
         signal: String,
@@ -244,7 +249,7 @@ pub enum PolicyRefusal {
     #[error("fault kind {kind} is not allowed on this host (allow_faults = {allowed:?})")]
     Kind {
         /// The kind asked for.
-        kind: String,
+        kind: FaultKind,
         /// What the host allows.
         allowed: Vec<String>,
     },
@@ -272,13 +277,13 @@ impl PolicyRefusal {
 /// A validated policy, ready to answer questions.
 #[derive(Clone, Debug)]
 pub struct Policy {
-    allow_faults: Vec<String>,
+    allow_faults: Vec<FaultKind>,
     kill_allow: Vec<(String, Regex)>,
     kill_deny: Vec<(String, Regex)>,
-    kill_signals: Vec<String>,
+    kill_signals: Vec<KillSignal>,
     kill_scopes: Vec<(String, PolicyScope)>,
     /// Limits on `network_partition`, checked by that fault.
-    pub network_partition: crate::faults::network_partition::PolicyConfig,
+    pub network_partition: crate::faults::network_partition::Limits,
     /// Limits on `disk_fill`, checked by that fault.
     pub disk_fill: crate::faults::disk_fill::PolicyConfig,
     /// Limits on `dns_poison`, checked by that fault.
@@ -288,33 +293,41 @@ pub struct Policy {
 impl Policy {
     /// Checks and compiles a policy config.
     pub fn from_config(config: &PolicyConfig) -> Result<Policy, PolicyError> {
-        for kind in &config.allow_faults {
-            if !FAULT_KINDS.contains(&kind.as_str()) {
-                return Err(PolicyError::UnknownFaultKind { kind: kind.clone() });
-            }
-        }
+        let allow_faults = config
+            .allow_faults
+            .iter()
+            .map(|kind| {
+                kind.parse()
+                    .map_err(|_| PolicyError::UnknownFaultKind { kind: kind.clone() })
+            })
+            .collect::<Result<Vec<FaultKind>, _>>()?;
         let kill_signals = match &config.process_kill.signals {
             // `KILL` and `SIGKILL` mean the same here as in scenarios.
             Some(signals) => signals
                 .iter()
                 .map(|signal| {
-                    kill_signal(signal).map(str::to_string).ok_or_else(|| {
-                        PolicyError::UnknownSignal {
-                            signal: signal.clone(),
-                        }
+                    signal.parse().map_err(|_| PolicyError::UnknownSignal {
+                        signal: signal.clone(),
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?,
-            None => KILL_SIGNALS.iter().map(|s| s.to_string()).collect(),
+            None => KillSignal::ALL.to_vec(),
         };
-        let kind = |kind: &'static str, r: Result<(), String>| {
-            r.map_err(|message| PolicyError::Kind { kind, message })
-        };
-        kind("network_partition", config.network_partition.validate())?;
-        kind("disk_fill", config.disk_fill.validate())?;
-        kind("dns_poison", config.dns_poison.validate())?;
+        let kind = |kind: &'static str, message: String| PolicyError::Kind { kind, message };
+        let network_partition = config
+            .network_partition
+            .limits()
+            .map_err(|m| kind("network_partition", m))?;
+        config
+            .disk_fill
+            .validate()
+            .map_err(|m| kind("disk_fill", m))?;
+        config
+            .dns_poison
+            .validate()
+            .map_err(|m| kind("dns_poison", m))?;
         Ok(Policy {
-            allow_faults: config.allow_faults.clone(),
+            allow_faults,
             kill_allow: compile_rules("allow", &config.process_kill.allow)?,
             kill_deny: compile_rules("deny", &config.process_kill.deny)?,
             kill_signals,
@@ -329,7 +342,7 @@ impl Policy {
                         .map_err(|message| PolicyError::Scope { index, message })
                 })
                 .collect::<Result<_, _>>()?,
-            network_partition: config.network_partition.clone(),
+            network_partition,
             disk_fill: config.disk_fill.clone(),
             dns_poison: config.dns_poison.clone(),
         })
@@ -339,10 +352,10 @@ impl Policy {
     /// For tests and the local demo.
     pub fn permissive() -> Policy {
         Policy {
-            allow_faults: all_fault_kinds(),
+            allow_faults: FaultKind::ALL.to_vec(),
             kill_allow: Vec::new(),
             kill_deny: Vec::new(),
-            kill_signals: KILL_SIGNALS.iter().map(|s| s.to_string()).collect(),
+            kill_signals: KillSignal::ALL.to_vec(),
             kill_scopes: Vec::new(),
             network_partition: Default::default(),
             disk_fill: Default::default(),
@@ -351,30 +364,30 @@ impl Policy {
     }
 
     /// Whether this host accepts faults of `kind`.
-    pub fn allows_kind(&self, kind: &str) -> bool {
-        self.allow_faults.iter().any(|k| k == kind)
+    pub fn allows_kind(&self, kind: FaultKind) -> bool {
+        self.allow_faults.contains(&kind)
     }
 
     /// [`Policy::allows_kind`], with the refusal to report.
-    pub fn check_kind(&self, kind: &str) -> Result<(), PolicyRefusal> {
+    pub fn check_kind(&self, kind: FaultKind) -> Result<(), PolicyRefusal> {
         if self.allows_kind(kind) {
             Ok(())
         } else {
             Err(PolicyRefusal::Kind {
-                kind: kind.to_string(),
-                allowed: self.allow_faults.clone(),
+                kind,
+                allowed: self.allow_faults.iter().map(ToString::to_string).collect(),
             })
         }
     }
 
-    /// Whether `process_kill` may send `signal` (by name, e.g. `SIGTERM`).
-    pub fn check_signal(&self, signal: &str) -> Result<(), PolicyRefusal> {
-        if self.kill_signals.iter().any(|s| s == signal) {
+    /// Whether `process_kill` may send `signal`.
+    pub fn check_signal(&self, signal: KillSignal) -> Result<(), PolicyRefusal> {
+        if self.kill_signals.contains(&signal) {
             Ok(())
         } else {
             Err(PolicyRefusal::Signal {
                 signal: signal.to_string(),
-                allowed: self.kill_signals.clone(),
+                allowed: self.kill_signals.iter().map(ToString::to_string).collect(),
             })
         }
     }
@@ -482,10 +495,9 @@ mod tests {
     #[test]
     fn default_config_allows_every_kind() {
         let p = policy("").unwrap();
-        for kind in FAULT_KINDS {
+        for kind in FaultKind::ALL {
             assert!(p.allows_kind(kind));
         }
-        assert!(!p.allows_kind("meteor_strike"));
     }
 
     #[test]
@@ -550,19 +562,24 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            p.check_kind("process_kill").unwrap_err().to_string(),
+            p.check_kind(FaultKind::ProcessKill)
+                .unwrap_err()
+                .to_string(),
             "fault kind process_kill is not allowed on this host (allow_faults = [])"
         );
-        assert!(p.check_signal("SIGTERM").is_ok());
-        assert!(p.check_signal("SIGKILL").is_err());
+        assert!(p.check_signal(KillSignal::Term).is_ok());
+        assert_eq!(
+            p.check_signal(KillSignal::Kill).unwrap_err().to_string(),
+            "signal SIGKILL is not allowed on this host (process_kill.signals = [\"SIGTERM\"])"
+        );
     }
 
     #[test]
     fn policy_signals_take_the_names_scenarios_take() {
         let p = policy("[process_kill]\nsignals = [\"KILL\", \"term\"]\n").unwrap();
-        assert!(p.check_signal("SIGKILL").is_ok());
-        assert!(p.check_signal("SIGTERM").is_ok());
-        assert!(p.check_signal("SIGHUP").is_err());
+        assert!(p.check_signal(KillSignal::Kill).is_ok());
+        assert!(p.check_signal(KillSignal::Term).is_ok());
+        assert!(p.check_signal(KillSignal::Hup).is_err());
         assert!(policy("[process_kill]\nsignals = [\"STOP\"]\n").is_err());
     }
 

@@ -15,6 +15,7 @@ use gameday_agent::faults::{self, disk_fill, Host};
 use gameday_agent::journal::Journal;
 use gameday_agent::live::LiveFaults;
 use gameday_agent::policy::Policy;
+use gameday_proto::fault::RawDiskFill;
 use gameday_proto::{ByteSize, DiskFill, Fault};
 use nix::sys::statvfs::statvfs;
 
@@ -158,13 +159,13 @@ fn policy_for(dir: &Path) -> Policy {
     p
 }
 
-fn fault(dir: &Path, f: impl FnOnce(&mut DiskFill)) -> Fault {
-    let mut spec = DiskFill {
+fn fault(dir: &Path, f: impl FnOnce(&mut RawDiskFill)) -> Fault {
+    let mut spec = RawDiskFill {
         path: dir.to_path_buf(),
-        ..DiskFill::default()
+        ..RawDiskFill::default()
     };
     f(&mut spec);
-    Fault::DiskFill(spec)
+    Fault::DiskFill(DiskFill::try_from(spec).expect("a valid disk_fill"))
 }
 
 fn listing(dir: &Path) -> Vec<String> {

@@ -38,7 +38,7 @@ fn fault(mode: DnsMode, names: &[&str], answer: &str) -> Fault {
     Fault::DnsPoison(DnsPoison {
         mode,
         names: names.iter().map(|s| s.to_string()).collect(),
-        answer: answer.into(),
+        answer: answer.parse().expect("an answer"),
         duration: None,
     })
 }

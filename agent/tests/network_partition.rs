@@ -138,7 +138,10 @@ fn partition(
 ) -> NetworkPartition {
     NetworkPartition {
         direction,
-        peers: peers.iter().map(ToString::to_string).collect(),
+        peers: peers
+            .iter()
+            .map(|ip| gameday_proto::Net::host(*ip))
+            .collect(),
         peer_agents: vec![],
         ports: ports.to_vec(),
         protocol,

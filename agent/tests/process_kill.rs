@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use gameday_agent::faults;
 use gameday_agent::os::{ProcessOs, RealOs};
 use gameday_agent::policy::Policy;
-use gameday_proto::fault::Count;
+use gameday_proto::fault::{Count, RawProcessKill};
 use gameday_proto::{Fault, ProcessKill};
 
 /// `sleep` children that are killed and reaped however the test ends.
@@ -90,7 +90,7 @@ fn kill_fault(
     cmdline: Option<String>,
     pid_file: Option<std::path::PathBuf>,
 ) -> Fault {
-    Fault::ProcessKill(ProcessKill {
+    let raw = RawProcessKill {
         signal: signal.to_string(),
         name: None,
         cmdline,
@@ -101,7 +101,8 @@ fn kill_fault(
         netns: None,
         pidns: None,
         count: Count::All,
-    })
+    };
+    Fault::ProcessKill(ProcessKill::try_from(raw).expect("a valid kill"))
 }
 
 /// The agent's path: prepare, then apply, on the real host.

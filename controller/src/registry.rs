@@ -213,7 +213,7 @@ impl AgentConn {
             .request(fault_id.clone(), FaultPhase::Applied, Msg::Apply(apply))
             .await?;
         if exchange.report.failure.is_none() && !fault.is_instant() {
-            self.track(fault_id, run_id, fault.kind(), LiveState::Applied);
+            self.track(fault_id, run_id, fault.kind().name(), LiveState::Applied);
         }
         Ok(exchange)
     }

@@ -113,7 +113,7 @@ address = "127.0.0.1:8080"
 "#;
     let parsed = scenario::parse("kill-web.toml", text).expect("valid");
     assert_eq!(parsed.targets.max_targets, 2);
-    assert_eq!(parsed.faults[0].kind(), "process_kill");
+    assert_eq!(parsed.faults[0].kind().name(), "process_kill");
     assert!(
         matches!(&parsed.probes[0].check, ProbeCheck::Tcp { address } if address == "127.0.0.1:8080")
     );

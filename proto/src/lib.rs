@@ -6,6 +6,7 @@ pub mod bytes;
 pub mod duration;
 pub mod error_chain;
 pub mod fault;
+pub mod net;
 pub mod position;
 pub mod tls;
 
@@ -18,6 +19,8 @@ pub mod v1 {
 pub use bytes::ByteSize;
 pub use duration::Duration;
 pub use fault::{
-    DiskFill, DnsPoison, Fault, FaultSpecError, NamespaceScope, NetworkPartition, ProcessKill,
-    ProcessMatch, ProcessPause, ProcessPlace, ProcessSelector,
+    DiskFill, DnsPoison, Fault, FaultKind, FaultSpecError, KillSignal, NamespaceScope,
+    NetworkPartition, ProcessKill, ProcessMatch, ProcessPause, ProcessPlace, ProcessSelector,
+    RawFault,
 };
+pub use net::Net;

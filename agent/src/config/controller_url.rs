@@ -1,8 +1,69 @@
 //! The `controller` URL: https only, a host, and a port in range, checked at start so that a
-//! typo is a config error instead of a connect loop.
+//! typo is a config error instead of a connect loop, and parsed once for everyone who dials it
+//! or must spare it.
+
+use std::fmt;
+
+use serde::Deserialize;
+use tonic::codegen::http::Uri;
+
+/// The controller's URL, checked when the config is read.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ControllerUrl {
+    text: String,
+    uri: Uri,
+}
+
+impl ControllerUrl {
+    /// Checks and parses `url`; the error is the message for the `controller` key.
+    pub fn parse(url: &str) -> Result<ControllerUrl, String> {
+        check(url)?;
+        let uri = url
+            .parse::<Uri>()
+            .map_err(|e| format!("controller: not a valid URL ({e}): {url:?}"))?;
+        Ok(ControllerUrl {
+            text: url.to_string(),
+            uri,
+        })
+    }
+
+    /// The URL as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The host name or address, without an IPv6 address's brackets.
+    pub fn host(&self) -> &str {
+        // `check` made sure there is a host.
+        self.uri
+            .host()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+    }
+
+    /// The port, 443 when the URL names none.
+    pub fn port(&self) -> u16 {
+        self.uri.port_u16().unwrap_or(443)
+    }
+}
+
+impl TryFrom<String> for ControllerUrl {
+    type Error = String;
+    fn try_from(url: String) -> Result<ControllerUrl, String> {
+        ControllerUrl::parse(&url)
+    }
+}
+
+impl fmt::Display for ControllerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
 
 /// Checks `url`; the error is the message for the `controller` key.
-pub(super) fn check(url: &str) -> Result<(), String> {
+fn check(url: &str) -> Result<(), String> {
     const EXAMPLE: &str = "\"https://gameday.example:7443\"";
     if let Some(rest) = url.strip_prefix("http://") {
         return Err(format!(
@@ -82,7 +143,17 @@ fn valid_host(host: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::check;
+    use super::{check, ControllerUrl};
+
+    #[test]
+    fn parses_host_and_port_once() {
+        let url = ControllerUrl::parse("https://[::1]:7443/").unwrap();
+        assert_eq!((url.host(), url.port()), ("::1", 7443));
+        assert_eq!(url.to_string(), "https://[::1]:7443/");
+        let url = ControllerUrl::parse("https://gameday.example").unwrap();
+        assert_eq!((url.host(), url.port()), ("gameday.example", 443));
+        assert!(ControllerUrl::parse("http://c:1").is_err());
+    }
 
     #[test]
     fn accepts_names_addresses_and_default_ports() {

@@ -39,6 +39,8 @@ use crate::policy::{Policy, PolicyConfig};
 mod controller_url;
 pub mod tls;
 
+pub use controller_url::ControllerUrl;
+
 /// The longest lease the agent accepts: a fault may outlive a lost controller by this much.
 pub const MAX_LEASE: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -50,7 +52,7 @@ pub struct AgentConfig {
     pub name: String,
     /// The controller's URL, e.g. `https://127.0.0.1:7443`: https, a host, a port in 1..=65535
     /// (443 when left out).
-    pub controller: String,
+    pub controller: ControllerUrl,
     /// Certificates for mutual TLS.
     pub tls: TlsPaths,
     /// Labels scenarios select targets by.
@@ -183,7 +185,6 @@ fn validate(config: &AgentConfig) -> Result<(), (Vec<&'static str>, String)> {
             ),
         ));
     }
-    controller_url::check(&config.controller).map_err(|m| (vec!["controller"], m))?;
     for (key, path) in [
         ("ca", &config.tls.ca),
         ("cert", &config.tls.cert),

@@ -63,21 +63,12 @@ pub fn endpoint(
     config: &AgentConfig,
     tls: &TlsMaterial,
 ) -> Result<Endpoint, tonic::transport::Error> {
-    // The URL was checked at load, so it has a host.
-    let host = config
-        .controller
-        .parse::<tonic::codegen::http::Uri>()
-        .ok()
-        .and_then(|uri| uri.host().map(str::to_string))
-        .unwrap_or_default()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
+    let host = config.controller.host().to_string();
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(&tls.ca_pem))
         .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
         .domain_name(host);
-    Ok(Endpoint::from_shared(config.controller.clone())?
+    Ok(Endpoint::from_shared(config.controller.to_string())?
         .tls_config(tls)?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)

@@ -354,14 +354,14 @@ fn check_fault(live: &LiveFaults, check: v1::CheckFault) -> FaultReport {
     };
     match live.check(&check.fault_id, &fault) {
         Ok(warnings) => {
-            tracing::debug!(fault = %check.fault_id, run = %check.run_id, kind = fault.kind(), "checked: would be accepted");
+            tracing::debug!(fault = %check.fault_id, run = %check.run_id, kind = fault.kind().name(), "checked: would be accepted");
             for warning in &warnings {
-                tracing::info!(fault = %check.fault_id, run = %check.run_id, kind = fault.kind(), %warning, "checked: would be accepted, with a warning");
+                tracing::info!(fault = %check.fault_id, run = %check.run_id, kind = fault.kind().name(), %warning, "checked: would be accepted, with a warning");
             }
             FaultReport { warnings, ..report }
         }
         Err(e) => {
-            tracing::info!(fault = %check.fault_id, run = %check.run_id, kind = fault.kind(), error = %e, "checked: would be refused");
+            tracing::info!(fault = %check.fault_id, run = %check.run_id, kind = fault.kind().name(), error = %e, "checked: would be refused");
             failed(report, e)
         }
     }
@@ -423,14 +423,12 @@ mod tests {
 
     fn pause_of(pid_file: &std::path::Path) -> v1::ApplyFault {
         let fault = Fault::ProcessPause(ProcessPause {
-            name: None,
-            cmdline: None,
-            pid_file: Some(pid_file.to_path_buf()),
-            unit: None,
-            cgroup: None,
-            container: None,
-            netns: None,
-            pidns: None,
+            selector: gameday_proto::ProcessSelector {
+                target: Some(gameday_proto::ProcessMatch::PidFile(pid_file.to_path_buf())),
+                place: None,
+                netns: None,
+                pidns: None,
+            },
             count: Default::default(),
             duration: None,
         });

@@ -15,21 +15,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use gameday_proto::v1::{Evidence, FailureKind, KindUnavailable, UnavailableCause};
-use gameday_proto::Fault;
+use gameday_proto::{Fault, FaultKind};
 use serde::{Deserialize, Serialize};
 
+use crate::config::ControllerUrl;
 use crate::os::ProcessOs;
 use crate::policy::{Policy, PolicyRefusal};
-
-/// Fault kinds this build of the agent implements. Whether it can apply them on this host is
-/// [`capabilities`]' question.
-const SUPPORTED_KINDS: &[&str] = &[
-    "process_kill",
-    "process_pause",
-    "network_partition",
-    "disk_fill",
-    "dns_poison",
-];
 
 /// Everything faults may touch on this host, each behind its own seam.
 pub struct Host {
@@ -51,25 +42,18 @@ impl Host {
     pub fn from_config(config: &crate::config::AgentConfig) -> Host {
         Host {
             processes: Arc::new(crate::os::RealOs::default()),
-            network: network_partition::Backend::from_config(config),
-            disk: disk_fill::Backend::from_config(config),
-            dns: dns_poison::Backend::from_config(config),
+            network: network_partition::Backend::default(),
+            disk: disk_fill::Backend::default(),
+            dns: dns_poison::Backend::for_controller(config.controller.host()),
             controller: controller_addrs(&config.controller),
         }
     }
 }
 
-/// The socket addresses a controller URL names (`https://host:port`; 443 when no port).
-pub fn controller_addrs(url: &str) -> Vec<SocketAddr> {
+/// The socket addresses the controller's URL names; none when its name does not resolve.
+pub fn controller_addrs(url: &ControllerUrl) -> Vec<SocketAddr> {
     use std::net::ToSocketAddrs as _;
-    let Ok(uri) = url.parse::<tonic::codegen::http::Uri>() else {
-        return Vec::new();
-    };
-    let Some(host) = uri.host() else {
-        return Vec::new();
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    (host, uri.port_u16().unwrap_or(443))
+    (url.host(), url.port())
         .to_socket_addrs()
         .map(|a| a.collect())
         .unwrap_or_default()
@@ -161,19 +145,22 @@ pub fn prepare(
     policy: &Policy,
     host: &Host,
 ) -> Result<Plan, FaultError> {
-    let kind = fault.kind();
-    if !SUPPORTED_KINDS.contains(&kind) {
-        return Err(unsupported(kind));
-    }
-    policy.check_kind(kind)?;
+    policy.check_kind(fault.kind())?;
     Ok(match fault {
         Fault::ProcessKill(kill) => Plan::ProcessKill(process_kill::Plan { kill: kill.clone() }),
         Fault::ProcessPause(p) => Plan::ProcessPause(process_pause::prepare(p, policy, host)?),
-        Fault::NetworkPartition(n) => {
-            Plan::NetworkPartition(network_partition::prepare(n, fault_id, policy, host)?)
+        Fault::NetworkPartition(n) => Plan::NetworkPartition(network_partition::prepare(
+            n,
+            fault_id,
+            &policy.network_partition,
+            host,
+        )?),
+        Fault::DiskFill(d) => {
+            Plan::DiskFill(disk_fill::prepare(d, fault_id, &policy.disk_fill, host)?)
         }
-        Fault::DiskFill(d) => Plan::DiskFill(disk_fill::prepare(d, fault_id, policy, host)?),
-        Fault::DnsPoison(d) => Plan::DnsPoison(dns_poison::prepare(d, fault_id, policy, host)?),
+        Fault::DnsPoison(d) => {
+            Plan::DnsPoison(dns_poison::prepare(d, fault_id, &policy.dns_poison, host)?)
+        }
     })
 }
 
@@ -263,18 +250,18 @@ pub struct Survey {
     pub unavailable: Vec<KindUnavailable>,
 }
 
-/// Which fault kinds this agent can apply here (implemented, allowed by policy, possible on
-/// this host: tools present, rights held) and why each other one is not. Each missing one is
-/// logged with the reason.
+/// Which fault kinds this agent can apply here (every kind is implemented; allowed by policy,
+/// possible on this host: tools present, rights held) and why each other one is not. Each
+/// missing one is logged with the reason.
 pub fn survey(policy: &Policy, host: &Host) -> Survey {
     let mut survey = Survey::default();
-    for kind in SUPPORTED_KINDS {
+    for kind in FaultKind::ALL {
         let available = if policy.allows_kind(kind) {
-            match *kind {
-                "network_partition" => network_partition::available(policy, host),
-                "disk_fill" => disk_fill::available(policy, host),
-                "dns_poison" => dns_poison::available(policy, host),
-                _ => Ok(()),
+            match kind {
+                FaultKind::ProcessKill | FaultKind::ProcessPause => Ok(()),
+                FaultKind::NetworkPartition => network_partition::available(host),
+                FaultKind::DiskFill => disk_fill::available(&policy.disk_fill, host),
+                FaultKind::DnsPoison => dns_poison::available(&policy.dns_poison, host),
             }
         } else {
             Err(Unavailable::policy(format!(
@@ -287,9 +274,9 @@ pub fn survey(policy: &Policy, host: &Host) -> Survey {
                 // The owner's policy choosing not to allow a kind is no news; a kind the policy
                 // allows that the host cannot do needs the owner's attention.
                 if why.cause == UnavailableCause::Policy {
-                    tracing::info!(kind = *kind, reason = %why, "fault kind not offered under this policy");
+                    tracing::info!(kind = kind.name(), reason = %why, "fault kind not offered under this policy");
                 } else {
-                    tracing::warn!(kind = *kind, cause = why.cause.as_str_name(), reason = %why, "fault kind allowed by the policy but not available on this host");
+                    tracing::warn!(kind = kind.name(), cause = why.cause.as_str_name(), reason = %why, "fault kind allowed by the policy but not available on this host");
                 }
                 survey.unavailable.push(KindUnavailable {
                     kind: kind.to_string(),
@@ -323,34 +310,16 @@ pub fn check(
     Ok(match (fault, &plan) {
         (_, Plan::ProcessKill(p)) => process_kill::check(&p.kill, policy, os)?.1.warnings,
         (Fault::ProcessPause(pause), _) => {
-            let selector = pause
-                .selector()
-                .map_err(|e| FaultError::Invalid(e.to_string()))?;
-            process_kill::select(&selector, pause.count, policy, os)?.warnings
+            process_kill::select(&pause.selector, pause.count, policy, os)?.warnings
         }
         _ => Vec::new(),
     })
-}
-
-fn unsupported(kind: &str) -> FaultError {
-    FaultError::Unsupported(format!(
-        "this agent cannot apply {kind} faults (it supports: {})",
-        SUPPORTED_KINDS.join(", ")
-    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::policy::PolicyConfig;
-    use gameday_proto::fault::FAULT_KINDS;
-
-    #[test]
-    fn supported_kinds_are_protocol_kinds() {
-        for kind in SUPPORTED_KINDS {
-            assert!(FAULT_KINDS.contains(kind), "{kind}");
-        }
-    }
 
     fn test_host() -> Host {
         Host {
@@ -395,7 +364,7 @@ mod tests {
             pause.detail,
             "policy.allow_faults does not list process_pause"
         );
-        assert_eq!(survey.unavailable.len(), SUPPORTED_KINDS.len() - 1);
+        assert_eq!(survey.unavailable.len(), FaultKind::ALL.len() - 1);
         // Allowed, but the firewall cannot run here.
         let all = super::survey(&Policy::permissive(), &test_host());
         let partition = all
@@ -436,16 +405,17 @@ mod tests {
 
     #[test]
     fn controller_addresses_come_from_the_url() {
+        let addrs = |url: &str| controller_addrs(&ControllerUrl::parse(url).unwrap());
         assert_eq!(
-            controller_addrs("https://127.0.0.1:7443"),
+            addrs("https://127.0.0.1:7443"),
             vec!["127.0.0.1:7443".parse::<SocketAddr>().unwrap()]
         );
         assert_eq!(
-            controller_addrs("https://[::1]:7443/"),
+            addrs("https://[::1]:7443/"),
             vec!["[::1]:7443".parse::<SocketAddr>().unwrap()]
         );
         assert_eq!(
-            controller_addrs("https://127.0.0.1"),
+            addrs("https://127.0.0.1"),
             vec!["127.0.0.1:443".parse::<SocketAddr>().unwrap()]
         );
     }
@@ -455,7 +425,10 @@ mod tests {
         assert_eq!(FaultError::Policy("x".into()).kind(), FailureKind::Policy);
         assert_eq!(FaultError::Invalid("x".into()).kind(), FailureKind::Invalid);
         assert_eq!(FaultError::System("x".into()).kind(), FailureKind::System);
-        assert_eq!(unsupported("dns_poison").kind(), FailureKind::Unsupported);
+        assert_eq!(
+            FaultError::Unsupported("x".into()).kind(),
+            FailureKind::Unsupported
+        );
         assert_eq!(FaultError::System("boom".into()).message(), "boom");
     }
 }

@@ -39,11 +39,8 @@ pub struct Target {
 
 /// Chooses the processes (policy checked for every one) and records their state.
 pub fn prepare(pause: &ProcessPause, policy: &Policy, host: &Host) -> Result<Plan, FaultError> {
-    let selector = pause
-        .selector()
-        .map_err(|e| FaultError::Invalid(e.to_string()))?;
     let os = host.processes.as_ref();
-    let chosen = select(&selector, pause.count, policy, os)?;
+    let chosen = select(&pause.selector, pause.count, policy, os)?;
     let targets = chosen
         .targets
         .into_iter()

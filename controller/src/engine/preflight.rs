@@ -130,7 +130,7 @@ pub fn resolve(
     }
     for agent in &chosen {
         for fault in &scenario.faults {
-            let kind = fault.kind();
+            let kind = fault.kind().name();
             if !agent.capabilities.iter().any(|c| c == kind) {
                 if let Some(why) = agent.unavailable.iter().find(|u| u.kind == kind) {
                     return Err(PreflightError::Unavailable {
@@ -174,7 +174,7 @@ pub fn resolve_faults(
                     .parse::<std::net::SocketAddr>()
                     .map(|a| a.ip())
                     .map_err(|_| PreflightError::PeerMissing(name.clone()))?;
-                p.peers.push(ip.to_string());
+                p.peers.push(gameday_proto::Net::host(ip));
             }
             Ok(Fault::NetworkPartition(p))
         })
@@ -198,12 +198,11 @@ pub fn fault_id(run_id: &str, index: usize, agent: &str) -> String {
 
 /// True for a process fault confined to a unit, cgroup, container or namespace.
 fn is_scoped_process_fault(fault: &Fault) -> bool {
-    let selector = match fault {
-        Fault::ProcessKill(k) => k.selector(),
-        Fault::ProcessPause(p) => p.selector(),
-        _ => return false,
-    };
-    selector.is_ok_and(|s| s.is_scoped())
+    match fault {
+        Fault::ProcessKill(k) => k.selector.is_scoped(),
+        Fault::ProcessPause(p) => p.selector.is_scoped(),
+        _ => false,
+    }
 }
 
 /// Asks every target whether it would apply every fault as written, without applying anything,
@@ -237,7 +236,7 @@ pub async fn check_faults(
             faults.iter().enumerate().map(move |(i, fault)| async move {
                 let id = fault_id(run_id, i, agent.name());
                 let answer = agent.check(&id, run_id, fault.to_wire()).await;
-                (agent, fault.kind(), answer)
+                (agent, fault.kind().name(), answer)
             })
         });
     for (agent, kind, answer) in join_all(checks).await {

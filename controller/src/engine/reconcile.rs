@@ -50,7 +50,7 @@ fn kind_of(held: &v1::HeldFault) -> String {
     held.spec
         .as_ref()
         .and_then(|s| Fault::from_wire(s).ok())
-        .map_or("unknown fault", |f| f.kind())
+        .map_or("unknown fault", |f| f.kind().name())
         .to_string()
 }
 

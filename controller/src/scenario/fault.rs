@@ -1,12 +1,12 @@
-//! `[[faults]]`: each table read into a [`gameday_proto::Fault`] and checked, errors pointing
-//! into that fault's table.
+//! `[[faults]]`: each table read as written ([`RawFault`]), then checked into a [`Fault`] by
+//! the proto crate's one check, errors pointing into that fault's table.
 
 use std::ops::Range;
 
-use gameday_proto::fault::FAULT_KINDS;
-use gameday_proto::{
-    DiskFill, DnsPoison, Fault, FaultSpecError, NetworkPartition, ProcessKill, ProcessPause,
+use gameday_proto::fault::{
+    RawDiskFill, RawDnsPoison, RawNetworkPartition, RawProcessKill, RawProcessPause,
 };
+use gameday_proto::{Fault, FaultKind, FaultSpecError, RawFault};
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
@@ -20,7 +20,7 @@ pub(crate) fn fault(
     table: &DeTable<'_>,
 ) -> Option<Fault> {
     let header = value.span();
-    let expected = FAULT_KINDS.join(", ");
+    let expected = FaultKind::expected();
     let Some(kind) = table.get("kind") else {
         diagnostics.error(
             header,
@@ -35,62 +35,49 @@ pub(crate) fn fault(
         );
         return None;
     };
-    if !FAULT_KINDS.contains(&name) {
-        diagnostics.error(
-            kind.span(),
-            format!("unknown fault kind {name:?} (expected one of: {expected})"),
-        );
-        return None;
-    }
+    let kind = match name.parse::<FaultKind>() {
+        Ok(kind) => kind,
+        Err(e) => {
+            diagnostics.error(kind.span(), e.to_string());
+            return None;
+        }
+    };
 
-    let fault = match deserialize(name, value) {
-        Ok(fault) => fault,
+    let raw = match deserialize(kind, value) {
+        Ok(raw) => raw,
         Err(e) => {
             diagnostics.toml_error(&e, Some(table), header);
             return None;
         }
     };
-    if let Err(e) = fault.validate() {
-        let at = spec_error_field(&e)
-            .and_then(|field| value_span(table, field))
-            .unwrap_or(header);
-        diagnostics.error(at, e.to_string());
-        return None;
-    }
-    // The agent matches processes with this regex; a pattern that does not compile would only
-    // fail there, mid-run, so check it here.
-    if let Fault::ProcessKill(ProcessKill {
-        cmdline: Some(pattern),
-        ..
-    }) = &fault
-    {
-        if let Err(e) = regex::Regex::new(pattern) {
-            let at = value_span(table, "cmdline").unwrap_or(header);
-            diagnostics.error(at, FaultSpecError::Regex(regex_reason(&e)).to_string());
-            return None;
+    match Fault::try_from(raw) {
+        Ok(fault) => Some(fault),
+        Err(e) => {
+            let at = spec_error_field(&e)
+                .and_then(|field| value_span(table, field))
+                .unwrap_or(header);
+            diagnostics.error(at, e.to_string());
+            None
         }
     }
-    Some(fault)
 }
 
 /// Reads the fault's table. Each kind is read as its own struct, without the `kind` key, so
 /// that errors keep the position and the name of the offending key or value; serde's
-/// internally tagged enums buffer their input and lose both. A kind added to the proto crate
-/// but not here still parses through the enum, with errors at the fault's table.
-fn deserialize(kind: &str, value: &Spanned<DeValue<'_>>) -> Result<Fault, toml::de::Error> {
+/// internally tagged enums buffer their input and lose both.
+fn deserialize(kind: FaultKind, value: &Spanned<DeValue<'_>>) -> Result<RawFault, toml::de::Error> {
     let fields = || ValueDeserializer::from(without_kind(value));
     match kind {
-        "process_kill" => ProcessKill::deserialize(fields()).map(Fault::ProcessKill),
-        "process_pause" => ProcessPause::deserialize(fields()).map(Fault::ProcessPause),
-        "network_partition" => NetworkPartition::deserialize(fields()).map(Fault::NetworkPartition),
-        "disk_fill" => DiskFill::deserialize(fields()).map(Fault::DiskFill),
-        "dns_poison" => DnsPoison::deserialize(fields()).map(Fault::DnsPoison),
-        _ => through_enum(value),
+        FaultKind::ProcessKill => RawProcessKill::deserialize(fields()).map(RawFault::ProcessKill),
+        FaultKind::ProcessPause => {
+            RawProcessPause::deserialize(fields()).map(RawFault::ProcessPause)
+        }
+        FaultKind::NetworkPartition => {
+            RawNetworkPartition::deserialize(fields()).map(RawFault::NetworkPartition)
+        }
+        FaultKind::DiskFill => RawDiskFill::deserialize(fields()).map(RawFault::DiskFill),
+        FaultKind::DnsPoison => RawDnsPoison::deserialize(fields()).map(RawFault::DnsPoison),
     }
-}
-
-fn through_enum(value: &Spanned<DeValue<'_>>) -> Result<Fault, toml::de::Error> {
-    Fault::deserialize(ValueDeserializer::from(value.clone()))
 }
 
 fn without_kind<'i>(value: &Spanned<DeValue<'i>>) -> Spanned<DeValue<'i>> {
@@ -118,21 +105,10 @@ fn value_span(table: &DeTable<'_>, key: &str) -> Option<Range<usize>> {
     table.get(key).map(Spanned::span)
 }
 
-/// The reason alone: regex's own message spans several lines (pattern, caret, reason), and an
-/// error here must fit on one.
-fn regex_reason(error: &regex::Error) -> String {
-    let text = error.to_string();
-    let last = text
-        .lines()
-        .rev()
-        .find(|line| !line.trim().is_empty())
-        .unwrap_or(&text);
-    last.trim().trim_start_matches("error: ").to_string()
-}
-
 #[cfg(test)]
 mod tests {
-    use gameday_proto::fault::Count;
+    use gameday_proto::fault::{Count, ProcessMatch};
+    use gameday_proto::{KillSignal, ProcessKill};
 
     use super::super::fixture::{assert_error, assert_only_error, errors, valid_with, VALID};
     use super::*;
@@ -261,10 +237,12 @@ mod tests {
         let Ok(scenario) = super::super::parse("x.toml", &text) else {
             panic!("a valid regex is refused");
         };
-        assert!(matches!(
-            &scenario.faults[0],
-            Fault::ProcessKill(ProcessKill { cmdline: Some(c), .. }) if c == "redis-server .*:6379"
-        ));
+        let Fault::ProcessKill(ProcessKill { selector, .. }) = &scenario.faults[0] else {
+            panic!("{:?}", scenario.faults[0]);
+        };
+        assert!(
+            matches!(&selector.target, Some(ProcessMatch::Cmdline(c)) if c.as_str() == "redis-server .*:6379")
+        );
     }
 
     #[test]
@@ -276,7 +254,10 @@ mod tests {
         .expect("KILL is SIGKILL");
         assert!(matches!(
             &scenario.faults[0],
-            Fault::ProcessKill(ProcessKill { signal, .. }) if signal == "SIGKILL"
+            Fault::ProcessKill(ProcessKill {
+                signal: KillSignal::Kill,
+                ..
+            })
         ));
     }
 
@@ -303,7 +284,7 @@ mod tests {
         else {
             panic!("faults is an array");
         };
-        let expected = Fault::ProcessKill(ProcessKill {
+        let expected = RawFault::ProcessKill(RawProcessKill {
             signal: "SIGKILL".into(),
             name: Some("nginx".into()),
             cmdline: None,
@@ -315,14 +296,17 @@ mod tests {
             pidns: None,
             count: Count::One,
         });
+        let through_enum = |value: &Spanned<DeValue<'_>>| {
+            RawFault::deserialize(ValueDeserializer::from(value.clone()))
+        };
         assert_eq!(
-            deserialize("process_kill", &faults[0]),
+            deserialize(FaultKind::ProcessKill, &faults[0]),
             Ok(expected.clone())
         );
         assert_eq!(through_enum(&faults[0]), Ok(expected));
 
         // Through the enum the unknown key loses its position; read directly it keeps it.
-        let direct = deserialize("process_kill", &faults[1]).expect_err("unknown key");
+        let direct = deserialize(FaultKind::ProcessKill, &faults[1]).expect_err("unknown key");
         let bogus = text.find("bogus").expect("in text");
         assert_eq!(direct.span(), Some(bogus..bogus + "bogus".len()));
         let via_enum = through_enum(&faults[1]).expect_err("unknown key");

@@ -368,7 +368,7 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioErrors> {
 #[cfg(test)]
 mod tests {
     use gameday_proto::fault::Count;
-    use gameday_proto::ProcessKill;
+    use gameday_proto::{KillSignal, ProcessKill, ProcessMatch, ProcessSelector};
 
     use super::fixture::{assert_error, errors, MINIMAL, VALID};
     use super::*;
@@ -397,15 +397,13 @@ mod tests {
                 max_targets: 1,
             },
             faults: vec![Fault::ProcessKill(ProcessKill {
-                signal: "SIGKILL".into(),
-                name: None,
-                cmdline: None,
-                pid_file: Some("/tmp/x.pid".into()),
-                unit: None,
-                cgroup: None,
-                container: None,
-                netns: None,
-                pidns: None,
+                signal: KillSignal::Kill,
+                selector: ProcessSelector {
+                    target: Some(ProcessMatch::PidFile("/tmp/x.pid".into())),
+                    place: None,
+                    netns: None,
+                    pidns: None,
+                },
                 count: Count::All,
             })],
             probes: vec![

@@ -4,15 +4,28 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{duration_from_ms, duration_to_ms, FaultSpecError, MAX_DISK_BYTES};
+use super::{check_duration, duration_from_ms, duration_to_ms, FaultSpecError, MAX_DISK_BYTES};
 use crate::bytes::ByteSize;
 use crate::v1;
 use crate::Duration;
 
-/// `disk_fill`: exactly one of `fill_to`, `leave_free`, `size`.
+/// `disk_fill`. Built only from [`RawDiskFill`] (or the wire), which checks everything once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawDiskFill", into = "RawDiskFill")]
+pub struct DiskFill {
+    /// An absolute directory on the filesystem to fill; the fill file is created in it.
+    pub path: PathBuf,
+    /// How much to fill.
+    pub amount: DiskAmount,
+    /// How long the disk stays full; until the run reverts it when absent.
+    pub duration: Option<Duration>,
+}
+
+/// A `disk_fill` table as written, unchecked: exactly one of `fill_to`, `leave_free`, `size`.
+/// [`DiskFill::try_from`] reads it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DiskFill {
+pub struct RawDiskFill {
     /// A directory on the filesystem to fill; the fill file is created in it.
     pub path: PathBuf,
     /// Fill until this percentage (1–100) of the filesystem is used.
@@ -54,9 +67,9 @@ fn at_most_max(field: &'static str, bytes: ByteSize) -> Result<u64, FaultSpecErr
     Ok(bytes.0)
 }
 
-impl DiskFill {
+impl RawDiskFill {
     /// The one amount this fill uses.
-    pub fn amount(&self) -> Result<DiskAmount, FaultSpecError> {
+    fn amount(&self) -> Result<DiskAmount, FaultSpecError> {
         let found = [
             self.fill_to.is_some(),
             self.leave_free.is_some(),
@@ -92,40 +105,71 @@ impl DiskFill {
         }
         at_most_max("size", size).map(DiskAmount::Size)
     }
+}
 
-    pub(super) fn validate(&self) -> Result<(), FaultSpecError> {
-        if self.path.as_os_str().is_empty() {
+impl TryFrom<RawDiskFill> for DiskFill {
+    type Error = FaultSpecError;
+
+    fn try_from(d: RawDiskFill) -> Result<DiskFill, FaultSpecError> {
+        if let Some(duration) = d.duration {
+            check_duration(duration)?;
+        }
+        if d.path.as_os_str().is_empty() {
             return Err(FaultSpecError::Empty { field: "path" });
         }
-        if !self.path.is_absolute() {
+        if !d.path.is_absolute() {
             return Err(FaultSpecError::Invalid {
                 field: "path",
-                reason: format!("{:?} is not an absolute path", self.path),
+                reason: format!("{:?} is not an absolute path", d.path),
             });
         }
-        self.amount().map(|_| ())
+        let amount = d.amount()?;
+        Ok(DiskFill {
+            path: d.path,
+            amount,
+            duration: d.duration,
+        })
     }
+}
 
+impl From<DiskFill> for RawDiskFill {
+    fn from(d: DiskFill) -> RawDiskFill {
+        let mut raw = RawDiskFill {
+            path: d.path,
+            duration: d.duration,
+            ..RawDiskFill::default()
+        };
+        match d.amount {
+            DiskAmount::FillToPercent(p) => raw.fill_to = Some(p),
+            DiskAmount::LeaveFree(b) => raw.leave_free = Some(ByteSize(b)),
+            DiskAmount::Size(b) => raw.size = Some(ByteSize(b)),
+        }
+        raw
+    }
+}
+
+impl DiskFill {
     pub(super) fn to_wire(&self) -> v1::DiskFill {
         use v1::disk_fill::Amount;
-        let amount = self.amount().ok().map(|a| match a {
+        let amount = match self.amount {
             DiskAmount::FillToPercent(p) => Amount::FillToPercent(u32::from(p)),
             DiskAmount::LeaveFree(b) => Amount::LeaveFreeBytes(b),
             DiskAmount::Size(b) => Amount::SizeBytes(b),
-        });
+        };
         v1::DiskFill {
             path: self.path.display().to_string(),
-            amount,
+            amount: Some(amount),
             duration_ms: duration_to_ms(self.duration),
         }
     }
 
-    pub(super) fn from_wire(d: &v1::DiskFill) -> Result<DiskFill, FaultSpecError> {
+    /// The wire form read back into the fields as written; [`DiskFill::try_from`] checks them.
+    pub(super) fn from_wire(d: &v1::DiskFill) -> Result<RawDiskFill, FaultSpecError> {
         use v1::disk_fill::Amount;
-        let mut fill = DiskFill {
+        let mut fill = RawDiskFill {
             path: PathBuf::from(&d.path),
             duration: duration_from_ms(d.duration_ms),
-            ..DiskFill::default()
+            ..RawDiskFill::default()
         };
         match d.amount {
             Some(Amount::FillToPercent(p)) => {
@@ -146,19 +190,19 @@ impl DiskFill {
 mod tests {
     use super::*;
 
-    fn fill(size: Option<u64>, leave_free: Option<u64>) -> DiskFill {
-        DiskFill {
+    fn fill(size: Option<u64>, leave_free: Option<u64>) -> Result<DiskFill, FaultSpecError> {
+        DiskFill::try_from(RawDiskFill {
             path: PathBuf::from("/tmp"),
             size: size.map(ByteSize),
             leave_free: leave_free.map(ByteSize),
-            ..DiskFill::default()
-        }
+            ..RawDiskFill::default()
+        })
     }
 
     #[test]
     fn sizes_are_bounded() {
-        assert_eq!(fill(Some(MAX_DISK_BYTES), None).validate(), Ok(()));
-        assert_eq!(fill(None, Some(MAX_DISK_BYTES)).validate(), Ok(()));
+        assert!(fill(Some(MAX_DISK_BYTES), None).is_ok());
+        assert!(fill(None, Some(MAX_DISK_BYTES)).is_ok());
         for (field, spec) in [
             ("size", fill(Some(MAX_DISK_BYTES + 1), None)),
             ("leave_free", fill(None, Some(u64::MAX))),
@@ -166,7 +210,7 @@ mod tests {
             let Err(FaultSpecError::Invalid {
                 field: named,
                 reason,
-            }) = spec.validate()
+            }) = spec
             else {
                 panic!("{spec:?} accepted");
             };

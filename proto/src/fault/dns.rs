@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{duration_from_ms, duration_to_ms, FaultSpecError};
+use super::{check_duration, duration_from_ms, duration_to_ms, FaultSpecError};
 use crate::v1;
 use crate::Duration;
 
@@ -32,10 +32,24 @@ pub enum DnsAnswer {
     Timeout,
 }
 
-/// `dns_poison`.
+/// `dns_poison`. Built only from [`RawDnsPoison`] (or the wire), which checks everything once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawDnsPoison", into = "RawDnsPoison")]
+pub struct DnsPoison {
+    /// Hosts file or resolver.
+    pub mode: DnsMode,
+    /// Names to poison: exact, or `*.suffix` (resolver mode only); at least one.
+    pub names: Vec<String>,
+    /// What they resolve to; only an address in hosts mode.
+    pub answer: DnsAnswer,
+    /// How long the poison holds; until the run reverts it when absent.
+    pub duration: Option<Duration>,
+}
+
+/// A `dns_poison` table as written, unchecked: [`DnsPoison::try_from`] reads it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DnsPoison {
+pub struct RawDnsPoison {
     /// `hosts` (default) or `resolver`.
     #[serde(default)]
     pub mode: DnsMode,
@@ -46,6 +60,37 @@ pub struct DnsPoison {
     /// How long the poison holds; until the run reverts it when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<Duration>,
+}
+
+impl std::str::FromStr for DnsAnswer {
+    type Err = FaultSpecError;
+
+    fn from_str(answer: &str) -> Result<DnsAnswer, FaultSpecError> {
+        match answer.to_ascii_lowercase().as_str() {
+            "nxdomain" => Ok(DnsAnswer::NxDomain),
+            "servfail" => Ok(DnsAnswer::ServFail),
+            "timeout" => Ok(DnsAnswer::Timeout),
+            other => other.parse().map(DnsAnswer::Address).map_err(|_| {
+                invalid(
+                    "answer",
+                    format!(
+                        "{answer:?} is neither an IP address nor one of nxdomain, servfail, timeout"
+                    ),
+                )
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for DnsAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DnsAnswer::Address(ip) => write!(f, "{ip}"),
+            DnsAnswer::NxDomain => f.write_str("nxdomain"),
+            DnsAnswer::ServFail => f.write_str("servfail"),
+            DnsAnswer::Timeout => f.write_str("timeout"),
+        }
+    }
 }
 
 /// Whether `name` is a DNS name (`api.example`) or a `*.suffix` wildcard: labels of letters,
@@ -69,38 +114,25 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> FaultSpecError {
     }
 }
 
-impl DnsPoison {
-    /// The parsed answer.
-    pub fn parsed_answer(&self) -> Result<DnsAnswer, FaultSpecError> {
-        match self.answer.to_ascii_lowercase().as_str() {
-            "nxdomain" => Ok(DnsAnswer::NxDomain),
-            "servfail" => Ok(DnsAnswer::ServFail),
-            "timeout" => Ok(DnsAnswer::Timeout),
-            other => other.parse().map(DnsAnswer::Address).map_err(|_| {
-                invalid(
-                    "answer",
-                    format!(
-                        "{:?} is neither an IP address nor one of nxdomain, servfail, timeout",
-                        self.answer
-                    ),
-                )
-            }),
-        }
-    }
+impl TryFrom<RawDnsPoison> for DnsPoison {
+    type Error = FaultSpecError;
 
-    pub(super) fn validate(&self) -> Result<(), FaultSpecError> {
-        if self.names.is_empty() {
+    fn try_from(d: RawDnsPoison) -> Result<DnsPoison, FaultSpecError> {
+        if let Some(duration) = d.duration {
+            check_duration(duration)?;
+        }
+        if d.names.is_empty() {
             return Err(FaultSpecError::Empty { field: "names" });
         }
-        let answer = self.parsed_answer()?;
-        for name in &self.names {
+        let answer: DnsAnswer = d.answer.parse()?;
+        for name in &d.names {
             if !is_dns_pattern(name) {
                 return Err(invalid(
                     "names",
                     format!("{name:?} is not a DNS name (or *.suffix wildcard)"),
                 ));
             }
-            if self.mode == DnsMode::Hosts && name.starts_with("*.") {
+            if d.mode == DnsMode::Hosts && name.starts_with("*.") {
                 return Err(invalid(
                     "names",
                     format!(
@@ -109,35 +141,54 @@ impl DnsPoison {
                 ));
             }
         }
-        if self.mode == DnsMode::Hosts && !matches!(answer, DnsAnswer::Address(_)) {
+        if d.mode == DnsMode::Hosts && !matches!(answer, DnsAnswer::Address(_)) {
             return Err(invalid(
                 "answer",
-                format!("a hosts file can only map names to an address, not {:?}; use mode = \"resolver\"", self.answer),
+                format!("a hosts file can only map names to an address, not {:?}; use mode = \"resolver\"", d.answer),
             ));
         }
-        Ok(())
+        Ok(DnsPoison {
+            mode: d.mode,
+            names: d.names,
+            answer,
+            duration: d.duration,
+        })
     }
+}
 
+impl From<DnsPoison> for RawDnsPoison {
+    fn from(d: DnsPoison) -> RawDnsPoison {
+        RawDnsPoison {
+            mode: d.mode,
+            names: d.names,
+            answer: d.answer.to_string(),
+            duration: d.duration,
+        }
+    }
+}
+
+impl DnsPoison {
     pub(super) fn to_wire(&self) -> v1::DnsPoison {
         use v1::dns_poison::Answer;
-        let answer = self.parsed_answer().ok().map(|a| match a {
+        let answer = match self.answer {
             DnsAnswer::Address(ip) => Answer::Address(ip.to_string()),
             DnsAnswer::NxDomain => Answer::Failure(v1::DnsFailure::Nxdomain as i32),
             DnsAnswer::ServFail => Answer::Failure(v1::DnsFailure::Servfail as i32),
             DnsAnswer::Timeout => Answer::Failure(v1::DnsFailure::Timeout as i32),
-        });
+        };
         v1::DnsPoison {
             mode: match self.mode {
                 DnsMode::Hosts => v1::DnsMode::Hosts,
                 DnsMode::Resolver => v1::DnsMode::Resolver,
             } as i32,
             names: self.names.clone(),
-            answer,
+            answer: Some(answer),
             duration_ms: duration_to_ms(self.duration),
         }
     }
 
-    pub(super) fn from_wire(d: &v1::DnsPoison) -> Result<DnsPoison, FaultSpecError> {
+    /// The wire form read back into the fields as written; [`DnsPoison::try_from`] checks them.
+    pub(super) fn from_wire(d: &v1::DnsPoison) -> Result<RawDnsPoison, FaultSpecError> {
         use v1::dns_poison::Answer;
         let mode = match v1::DnsMode::try_from(d.mode) {
             Ok(v1::DnsMode::Hosts) => DnsMode::Hosts,
@@ -154,7 +205,7 @@ impl DnsPoison {
             },
             None => return Err(FaultSpecError::Empty { field: "answer" }),
         };
-        Ok(DnsPoison {
+        Ok(RawDnsPoison {
             mode,
             names: d.names.clone(),
             answer,
@@ -167,41 +218,35 @@ impl DnsPoison {
 mod tests {
     use super::*;
 
-    fn poison(mode: DnsMode, names: &[&str], answer: &str) -> DnsPoison {
-        DnsPoison {
+    fn poison(mode: DnsMode, names: &[&str], answer: &str) -> Result<DnsPoison, FaultSpecError> {
+        DnsPoison::try_from(RawDnsPoison {
             mode,
             names: names.iter().map(|s| s.to_string()).collect(),
             answer: answer.into(),
             duration: None,
-        }
+        })
     }
 
     #[test]
     fn hosts_mode_limits() {
-        assert!(poison(DnsMode::Hosts, &["api.test"], "10.0.0.9")
-            .validate()
-            .is_ok());
-        assert!(poison(DnsMode::Hosts, &["*.test"], "10.0.0.9")
-            .validate()
-            .is_err());
-        assert!(poison(DnsMode::Hosts, &["api.test"], "nxdomain")
-            .validate()
-            .is_err());
-        assert!(poison(DnsMode::Resolver, &["*.test"], "servfail")
-            .validate()
-            .is_ok());
+        assert!(poison(DnsMode::Hosts, &["api.test"], "10.0.0.9").is_ok());
+        assert!(poison(DnsMode::Hosts, &["*.test"], "10.0.0.9").is_err());
+        assert!(poison(DnsMode::Hosts, &["api.test"], "nxdomain").is_err());
+        assert!(poison(DnsMode::Resolver, &["*.test"], "servfail").is_ok());
     }
 
     #[test]
     fn bad_names_and_answers() {
-        assert!(poison(DnsMode::Resolver, &["bad name"], "nxdomain")
-            .validate()
-            .is_err());
-        assert!(poison(DnsMode::Resolver, &["a.test"], "sometimes")
-            .validate()
-            .is_err());
-        assert!(poison(DnsMode::Resolver, &[], "nxdomain")
-            .validate()
-            .is_err());
+        assert!(poison(DnsMode::Resolver, &["bad name"], "nxdomain").is_err());
+        assert!(poison(DnsMode::Resolver, &["a.test"], "sometimes").is_err());
+        assert!(poison(DnsMode::Resolver, &[], "nxdomain").is_err());
+    }
+
+    #[test]
+    fn answers_read_back_as_written() {
+        for answer in ["10.0.0.9", "fd00::1", "nxdomain", "servfail", "timeout"] {
+            assert_eq!(answer.parse::<DnsAnswer>().unwrap().to_string(), answer);
+        }
+        assert_eq!("NXDOMAIN".parse::<DnsAnswer>(), Ok(DnsAnswer::NxDomain));
     }
 }

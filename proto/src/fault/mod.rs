@@ -1,27 +1,37 @@
-//! Fault specifications: the TOML form scenarios use, the wire form, and the checks between them.
-//! One file per family: processes, network, disk, DNS.
+//! Fault specifications: the form scenarios write (`Raw*`, unchecked), the wire form, and the
+//! typed form both sides work with. A typed spec holds parsed values (a signal, networks, an
+//! answer, an amount) and is only ever built by `TryFrom` a raw one, the one place a spec is
+//! checked; the wire is read into the raw form first. One file per family: processes, network,
+//! disk, DNS.
 
 mod disk;
 mod dns;
+mod kind;
 mod network;
 mod process;
+mod signal;
 
 use serde::{Deserialize, Serialize};
 
 use crate::v1;
 use crate::Duration;
 
-pub use disk::{DiskAmount, DiskFill};
-pub use dns::{is_dns_pattern, DnsAnswer, DnsMode, DnsPoison};
-pub use network::{parse_cidr, Direction, NetworkPartition, Protocol};
+pub use crate::net::Net;
+pub use disk::{DiskAmount, DiskFill, RawDiskFill};
+pub use dns::{is_dns_pattern, DnsAnswer, DnsMode, DnsPoison, RawDnsPoison};
+pub use kind::{FaultKind, UnknownFaultKind};
+pub use network::{Direction, NetworkPartition, Protocol, RawNetworkPartition};
 pub use process::{
-    is_container_id, kill_signal, Count, NamespaceScope, ProcessKill, ProcessMatch, ProcessPause,
-    ProcessPlace, ProcessSelector, KILL_SIGNALS, MIN_CONTAINER_ID_PREFIX,
+    is_container_id, CmdlinePattern, Count, NamespaceScope, ProcessKill, ProcessMatch,
+    ProcessPause, ProcessPlace, ProcessSelector, RawProcessKill, RawProcessPause,
+    MIN_CONTAINER_ID_PREFIX,
 };
+pub use signal::KillSignal;
 
-/// One fault a scenario injects on each of its targets.
+/// One fault a scenario injects on each of its targets, checked. Serde reads and writes it as
+/// a [`RawFault`] (`kind = "..."` and the kind's keys), checking it on the way in.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(try_from = "RawFault", into = "RawFault")]
 pub enum Fault {
     /// Send a signal to matching processes.
     ProcessKill(ProcessKill),
@@ -35,6 +45,22 @@ pub enum Fault {
     DnsPoison(DnsPoison),
 }
 
+/// A fault as written, unchecked: what TOML and JSON hold. [`Fault::try_from`] checks it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RawFault {
+    /// `process_kill`.
+    ProcessKill(RawProcessKill),
+    /// `process_pause`.
+    ProcessPause(RawProcessPause),
+    /// `network_partition`.
+    NetworkPartition(RawNetworkPartition),
+    /// `disk_fill`.
+    DiskFill(RawDiskFill),
+    /// `dns_poison`.
+    DnsPoison(RawDnsPoison),
+}
+
 /// Shortest `duration` a holding fault may have: the wire carries milliseconds, and 0 there
 /// means "until reverted", so anything shorter would silently hold for the whole window.
 pub const MIN_FAULT_DURATION: Duration = Duration::from_millis(1);
@@ -45,20 +71,11 @@ pub const MAX_FAULT_DURATION: Duration = Duration::from_millis(24 * 60 * 60 * 1_
 /// targets, and far from where byte arithmetic on it could overflow.
 pub const MAX_DISK_BYTES: u64 = 1 << 50;
 
-/// Fault kinds by the name scenarios, capabilities and policies use.
-pub const FAULT_KINDS: &[&str] = &[
-    "process_kill",
-    "process_pause",
-    "network_partition",
-    "disk_fill",
-    "dns_poison",
-];
-
 /// A fault specification that is not well formed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FaultSpecError {
     /// The spec is missing or its kind is unknown.
-    #[error("fault has no kind (expected one of: {})", FAULT_KINDS.join(", "))]
+    #[error("fault has no kind (expected one of: {})", FaultKind::expected())]
     MissingKind,
     /// A process fault with several of name/cmdline/pid_file, or with none and no place.
     #[error("a process fault needs exactly one of `name`, `cmdline` or `pid_file` (or only a place: `unit`, `cgroup` or `container`), found {found}")]
@@ -72,8 +89,11 @@ pub enum FaultSpecError {
         /// How many places were given.
         found: usize,
     },
-    /// A signal outside [`KILL_SIGNALS`].
-    #[error("unknown signal {signal:?} (expected one of: {})", KILL_SIGNALS.join(", "))]
+    /// A signal a kill may not send (see [`KillSignal`]).
+    #[error(
+        "unknown signal {signal:?} (expected one of: {})",
+        KillSignal::expected()
+    )]
     Signal {
         /// The signal as written.
         signal: String,
@@ -98,14 +118,14 @@ pub enum FaultSpecError {
 }
 
 impl Fault {
-    /// The fault's kind as capabilities and policies name it.
-    pub fn kind(&self) -> &'static str {
+    /// The fault's kind.
+    pub fn kind(&self) -> FaultKind {
         match self {
-            Fault::ProcessKill(_) => "process_kill",
-            Fault::ProcessPause(_) => "process_pause",
-            Fault::NetworkPartition(_) => "network_partition",
-            Fault::DiskFill(_) => "disk_fill",
-            Fault::DnsPoison(_) => "dns_poison",
+            Fault::ProcessKill(_) => FaultKind::ProcessKill,
+            Fault::ProcessPause(_) => FaultKind::ProcessPause,
+            Fault::NetworkPartition(_) => FaultKind::NetworkPartition,
+            Fault::DiskFill(_) => FaultKind::DiskFill,
+            Fault::DnsPoison(_) => FaultKind::DnsPoison,
         }
     }
 
@@ -125,23 +145,8 @@ impl Fault {
         }
     }
 
-    /// Checks the spec is complete, consistent and within the limits
-    /// ([`MIN_FAULT_DURATION`]..=[`MAX_FAULT_DURATION`], [`MAX_DISK_BYTES`]).
-    pub fn validate(&self) -> Result<(), FaultSpecError> {
-        if let Some(duration) = self.duration() {
-            check_duration(duration)?;
-        }
-        match self {
-            Fault::ProcessKill(k) => k.selector().map(|_| ()),
-            Fault::ProcessPause(p) => p.selector().map(|_| ()),
-            Fault::NetworkPartition(n) => n.validate(),
-            Fault::DiskFill(d) => d.validate(),
-            Fault::DnsPoison(d) => d.validate(),
-        }
-    }
-
-    /// The wire form. Call [`Fault::validate`] first. Network peers named by agent must have
-    /// been resolved into `peers` by the controller (see [`NetworkPartition::peer_agents`]).
+    /// The wire form. Network peers named by agent must have been resolved into `peers` by
+    /// the controller (see [`NetworkPartition::peer_agents`]).
     pub fn to_wire(&self) -> v1::FaultSpec {
         use v1::fault_spec::Kind;
         let kind = match self {
@@ -154,23 +159,63 @@ impl Fault {
         v1::FaultSpec { kind: Some(kind) }
     }
 
-    /// Reads and validates the wire form, as the agent must: it trusts nothing it receives.
+    /// Reads and checks the wire form, as the agent must: it trusts nothing it receives. The
+    /// same as `Fault::try_from(spec)`.
     pub fn from_wire(spec: &v1::FaultSpec) -> Result<Fault, FaultSpecError> {
-        use v1::fault_spec::Kind;
-        let kind = spec.kind.as_ref().ok_or(FaultSpecError::MissingKind)?;
-        let fault = match kind {
-            Kind::ProcessKill(k) => Fault::ProcessKill(ProcessKill::from_wire(k)?),
-            Kind::ProcessPause(p) => Fault::ProcessPause(ProcessPause::from_wire(p)?),
-            Kind::NetworkPartition(n) => Fault::NetworkPartition(NetworkPartition::from_wire(n)?),
-            Kind::DiskFill(d) => Fault::DiskFill(DiskFill::from_wire(d)?),
-            Kind::DnsPoison(d) => Fault::DnsPoison(DnsPoison::from_wire(d)?),
-        };
-        fault.validate()?;
-        Ok(fault)
+        Fault::try_from(spec)
     }
 }
 
-fn check_duration(duration: Duration) -> Result<(), FaultSpecError> {
+impl TryFrom<RawFault> for Fault {
+    type Error = FaultSpecError;
+
+    /// The one check of a spec: complete, consistent and within the limits
+    /// ([`MIN_FAULT_DURATION`]..=[`MAX_FAULT_DURATION`], [`MAX_DISK_BYTES`]).
+    fn try_from(raw: RawFault) -> Result<Fault, FaultSpecError> {
+        Ok(match raw {
+            RawFault::ProcessKill(k) => Fault::ProcessKill(k.try_into()?),
+            RawFault::ProcessPause(p) => Fault::ProcessPause(p.try_into()?),
+            RawFault::NetworkPartition(n) => Fault::NetworkPartition(n.try_into()?),
+            RawFault::DiskFill(d) => Fault::DiskFill(d.try_into()?),
+            RawFault::DnsPoison(d) => Fault::DnsPoison(d.try_into()?),
+        })
+    }
+}
+
+impl From<Fault> for RawFault {
+    fn from(fault: Fault) -> RawFault {
+        match fault {
+            Fault::ProcessKill(k) => RawFault::ProcessKill(k.into()),
+            Fault::ProcessPause(p) => RawFault::ProcessPause(p.into()),
+            Fault::NetworkPartition(n) => RawFault::NetworkPartition(n.into()),
+            Fault::DiskFill(d) => RawFault::DiskFill(d.into()),
+            Fault::DnsPoison(d) => RawFault::DnsPoison(d.into()),
+        }
+    }
+}
+
+impl TryFrom<&v1::FaultSpec> for Fault {
+    type Error = FaultSpecError;
+
+    /// Decodes the wire into the raw form (enum numbers, port ranges, namespace scopes), then
+    /// checks it like a scenario's.
+    fn try_from(spec: &v1::FaultSpec) -> Result<Fault, FaultSpecError> {
+        use v1::fault_spec::Kind;
+        let kind = spec.kind.as_ref().ok_or(FaultSpecError::MissingKind)?;
+        let raw = match kind {
+            Kind::ProcessKill(k) => RawFault::ProcessKill(ProcessKill::from_wire(k)?),
+            Kind::ProcessPause(p) => RawFault::ProcessPause(ProcessPause::from_wire(p)?),
+            Kind::NetworkPartition(n) => {
+                RawFault::NetworkPartition(NetworkPartition::from_wire(n)?)
+            }
+            Kind::DiskFill(d) => RawFault::DiskFill(DiskFill::from_wire(d)?),
+            Kind::DnsPoison(d) => RawFault::DnsPoison(DnsPoison::from_wire(d)?),
+        };
+        Fault::try_from(raw)
+    }
+}
+
+pub(crate) fn check_duration(duration: Duration) -> Result<(), FaultSpecError> {
     let reason = if duration < MIN_FAULT_DURATION {
         format!(
             "{duration} is shorter than the minimum, {MIN_FAULT_DURATION} (leave `duration` out \
@@ -212,7 +257,7 @@ mod tests {
         );
     }
 
-    fn holding_faults() -> Vec<Fault> {
+    fn holding_faults() -> Vec<RawFault> {
         let toml = [
             "kind = \"process_pause\"\nname = \"x\"",
             "kind = \"network_partition\"\npeers = [\"10.0.0.0/8\"]",
@@ -224,23 +269,24 @@ mod tests {
             .collect()
     }
 
-    fn with_duration(fault: &Fault, duration: Duration) -> Fault {
+    fn with_duration(fault: &RawFault, duration: Duration) -> Result<Fault, FaultSpecError> {
         let mut fault = fault.clone();
         match &mut fault {
-            Fault::ProcessKill(_) => {}
-            Fault::ProcessPause(f) => f.duration = Some(duration),
-            Fault::NetworkPartition(f) => f.duration = Some(duration),
-            Fault::DiskFill(f) => f.duration = Some(duration),
-            Fault::DnsPoison(f) => f.duration = Some(duration),
+            RawFault::ProcessKill(_) => {}
+            RawFault::ProcessPause(f) => f.duration = Some(duration),
+            RawFault::NetworkPartition(f) => f.duration = Some(duration),
+            RawFault::DiskFill(f) => f.duration = Some(duration),
+            RawFault::DnsPoison(f) => f.duration = Some(duration),
         }
-        fault
+        Fault::try_from(fault)
     }
 
     #[test]
     fn durations_are_bounded_on_both_sides() {
         for fault in holding_faults() {
             for ok in [MIN_FAULT_DURATION, MAX_FAULT_DURATION] {
-                assert_eq!(with_duration(&fault, ok).validate(), Ok(()), "{ok}");
+                let held = with_duration(&fault, ok).expect("in bounds");
+                assert_eq!(held.duration(), Some(ok));
             }
             let over = Duration(MAX_FAULT_DURATION.get() + std::time::Duration::from_millis(1));
             let huge = Duration(std::time::Duration::from_secs(u64::MAX));
@@ -250,10 +296,9 @@ mod tests {
                 over,
                 huge,
             ] {
-                let Err(FaultSpecError::Invalid { field, reason }) =
-                    with_duration(&fault, bad).validate()
+                let Err(FaultSpecError::Invalid { field, reason }) = with_duration(&fault, bad)
                 else {
-                    panic!("{bad} accepted for {}", fault.kind());
+                    panic!("{bad} accepted for {fault:?}");
                 };
                 assert_eq!(field, "duration");
                 assert!(
@@ -266,14 +311,14 @@ mod tests {
 
     #[test]
     fn the_agent_refuses_an_overlong_duration_from_the_wire() {
-        let fault = with_duration(&holding_faults()[0], MAX_FAULT_DURATION);
+        let fault = with_duration(&holding_faults()[0], MAX_FAULT_DURATION).unwrap();
         let mut wire = fault.to_wire();
-        assert_eq!(Fault::from_wire(&wire), Ok(fault));
+        assert_eq!(Fault::try_from(&wire), Ok(fault));
         if let Some(v1::fault_spec::Kind::ProcessPause(p)) = &mut wire.kind {
             p.duration_ms = u64::MAX;
         }
         assert!(matches!(
-            Fault::from_wire(&wire),
+            Fault::try_from(&wire),
             Err(FaultSpecError::Invalid {
                 field: "duration",
                 ..
@@ -283,17 +328,37 @@ mod tests {
 
     #[test]
     fn every_kind_is_listed() {
-        for kind in FAULT_KINDS {
-            let toml = match *kind {
-                "process_kill" | "process_pause" => format!("kind = \"{kind}\"\nname = \"x\""),
-                "network_partition" => format!("kind = \"{kind}\"\npeers = [\"10.0.0.0/8\"]"),
-                "disk_fill" => format!("kind = \"{kind}\"\npath = \"/tmp\"\nfill_to = 90"),
-                _ => format!("kind = \"{kind}\"\nnames = [\"a.test\"]\nanswer = \"nxdomain\"\nmode = \"resolver\""),
+        for kind in FaultKind::ALL {
+            let toml = match kind {
+                FaultKind::ProcessKill | FaultKind::ProcessPause => format!("kind = \"{kind}\"\nname = \"x\""),
+                FaultKind::NetworkPartition => format!("kind = \"{kind}\"\npeers = [\"10.0.0.0/8\"]"),
+                FaultKind::DiskFill => format!("kind = \"{kind}\"\npath = \"/tmp\"\nfill_to = 90"),
+                FaultKind::DnsPoison => format!("kind = \"{kind}\"\nnames = [\"a.test\"]\nanswer = \"nxdomain\"\nmode = \"resolver\""),
             };
             let fault: Fault = toml::from_str(&toml).unwrap();
-            assert_eq!(fault.kind(), *kind);
-            fault.validate().unwrap();
-            assert_eq!(Fault::from_wire(&fault.to_wire()).unwrap(), fault);
+            assert_eq!(fault.kind(), kind);
+            assert_eq!(Fault::try_from(&fault.to_wire()).unwrap(), fault);
         }
+    }
+
+    #[test]
+    fn serde_checks_on_the_way_in_and_writes_what_it_read() {
+        let text =
+            "kind = \"process_kill\"\nsignal = \"term\"\ncmdline = \"^redis\"\ncount = \"one\"\n";
+        let fault: Fault = toml::from_str(text).unwrap();
+        let Fault::ProcessKill(k) = &fault else {
+            panic!("{fault:?}");
+        };
+        assert_eq!(k.signal, KillSignal::Term);
+        let json = serde_json::to_value(&fault).unwrap();
+        assert_eq!(json["signal"], "SIGTERM");
+        assert_eq!(json["cmdline"], "^redis");
+        assert_eq!(serde_json::from_value::<Fault>(json).unwrap(), fault);
+        let bad =
+            toml::from_str::<Fault>("kind = \"process_kill\"\nsignal = \"STOP\"\nname = \"x\"");
+        assert!(bad
+            .unwrap_err()
+            .to_string()
+            .contains("unknown signal \"STOP\""));
     }
 }

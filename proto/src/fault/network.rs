@@ -1,10 +1,9 @@
 //! `network_partition`: drop traffic between a host and its peers.
 
-use std::net::IpAddr;
-
 use serde::{Deserialize, Serialize};
 
-use super::{duration_from_ms, duration_to_ms, FaultSpecError};
+use super::{check_duration, duration_from_ms, duration_to_ms, FaultSpecError};
+use crate::net::Net;
 use crate::v1;
 use crate::Duration;
 
@@ -35,10 +34,30 @@ pub enum Protocol {
 }
 
 /// `network_partition`: nftables rules in a table of the fault's own. The agent's connection to
-/// its controller is always exempt.
+/// its controller is always exempt. Built only from [`RawNetworkPartition`] (or the wire),
+/// which checks everything once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawNetworkPartition", into = "RawNetworkPartition")]
+pub struct NetworkPartition {
+    /// Ingress, egress or both.
+    pub direction: Direction,
+    /// Peer networks.
+    pub peers: Vec<Net>,
+    /// Peers named by agent: the controller resolves them into `peers` before sending.
+    pub peer_agents: Vec<String>,
+    /// Only packets whose source or destination port is one of these (every port when empty);
+    /// never 0.
+    pub ports: Vec<u16>,
+    /// Transport to match.
+    pub protocol: Protocol,
+    /// How long the partition holds; until the run reverts it when absent.
+    pub duration: Option<Duration>,
+}
+
+/// A `network_partition` table as written, unchecked: [`NetworkPartition::try_from`] reads it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NetworkPartition {
+pub struct RawNetworkPartition {
     /// Ingress, egress or both.
     #[serde(default)]
     pub direction: Direction,
@@ -60,55 +79,65 @@ pub struct NetworkPartition {
     pub duration: Option<Duration>,
 }
 
-/// Checks `a.b.c.d/n`, `addr`, `v6/n`.
-pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
-    let (addr, len) = match s.split_once('/') {
-        Some((a, l)) => (a, Some(l)),
-        None => (s, None),
-    };
-    let ip: IpAddr = addr
-        .parse()
-        .map_err(|_| format!("{s:?} is not an IP network (expected e.g. \"10.0.0.0/24\")"))?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    let len = match len {
-        Some(l) => l
-            .parse::<u8>()
-            .ok()
-            .filter(|l| *l <= max)
-            .ok_or_else(|| format!("{s:?}: prefix length must be 0..={max}"))?,
-        None => max,
-    };
-    Ok((ip, len))
-}
+impl TryFrom<RawNetworkPartition> for NetworkPartition {
+    type Error = FaultSpecError;
 
-impl NetworkPartition {
-    pub(super) fn validate(&self) -> Result<(), FaultSpecError> {
-        if self.peers.is_empty() && self.peer_agents.is_empty() && self.ports.is_empty() {
+    fn try_from(n: RawNetworkPartition) -> Result<NetworkPartition, FaultSpecError> {
+        if let Some(duration) = n.duration {
+            check_duration(duration)?;
+        }
+        if n.peers.is_empty() && n.peer_agents.is_empty() && n.ports.is_empty() {
             return Err(FaultSpecError::Invalid {
                 field: "peers",
                 reason: "name what to cut off: `peers`, `peer_agents` or `ports` (use peers = [\"0.0.0.0/0\"] to isolate the host)".into(),
             });
         }
-        for p in &self.peers {
-            parse_cidr(p).map_err(|reason| FaultSpecError::Invalid {
-                field: "peers",
-                reason,
-            })?;
-        }
-        if self.ports.contains(&0) {
+        let peers = n
+            .peers
+            .iter()
+            .map(|p| {
+                Net::parse(p).map_err(|e| FaultSpecError::Invalid {
+                    field: "peers",
+                    reason: e.to_string(),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        if n.ports.contains(&0) {
             return Err(FaultSpecError::Invalid {
                 field: "ports",
                 reason: "port 0 is not a port".into(),
             });
         }
-        if self.peer_agents.iter().any(String::is_empty) {
+        if n.peer_agents.iter().any(String::is_empty) {
             return Err(FaultSpecError::Empty {
                 field: "peer_agents",
             });
         }
-        Ok(())
+        Ok(NetworkPartition {
+            direction: n.direction,
+            peers,
+            peer_agents: n.peer_agents,
+            ports: n.ports,
+            protocol: n.protocol,
+            duration: n.duration,
+        })
     }
+}
 
+impl From<NetworkPartition> for RawNetworkPartition {
+    fn from(n: NetworkPartition) -> RawNetworkPartition {
+        RawNetworkPartition {
+            direction: n.direction,
+            peers: n.peers.iter().map(Net::to_string).collect(),
+            peer_agents: n.peer_agents,
+            ports: n.ports,
+            protocol: n.protocol,
+            duration: n.duration,
+        }
+    }
+}
+
+impl NetworkPartition {
     pub(super) fn to_wire(&self) -> v1::NetworkPartition {
         v1::NetworkPartition {
             direction: match self.direction {
@@ -116,7 +145,7 @@ impl NetworkPartition {
                 Direction::Egress => v1::Direction::Egress,
                 Direction::Both => v1::Direction::Both,
             } as i32,
-            cidrs: self.peers.clone(),
+            cidrs: self.peers.iter().map(Net::to_string).collect(),
             ports: self.ports.iter().map(|p| u32::from(*p)).collect(),
             protocol: match self.protocol {
                 Protocol::Any => v1::Protocol::Any,
@@ -127,7 +156,11 @@ impl NetworkPartition {
         }
     }
 
-    pub(super) fn from_wire(n: &v1::NetworkPartition) -> Result<NetworkPartition, FaultSpecError> {
+    /// The wire form read back into the fields as written; [`NetworkPartition::try_from`]
+    /// checks them.
+    pub(super) fn from_wire(
+        n: &v1::NetworkPartition,
+    ) -> Result<RawNetworkPartition, FaultSpecError> {
         let direction = match v1::Direction::try_from(n.direction) {
             Ok(v1::Direction::Ingress) => Direction::Ingress,
             Ok(v1::Direction::Egress) => Direction::Egress,
@@ -160,7 +193,7 @@ impl NetworkPartition {
                 })
             })
             .collect::<Result<_, _>>()?;
-        Ok(NetworkPartition {
+        Ok(RawNetworkPartition {
             direction,
             peers: n.cidrs.clone(),
             peer_agents: vec![],
@@ -176,20 +209,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cidrs_parse() {
-        assert_eq!(parse_cidr("10.0.0.0/24").unwrap().1, 24);
-        assert_eq!(parse_cidr("10.0.0.7").unwrap().1, 32);
-        assert_eq!(parse_cidr("fd00::/64").unwrap().1, 64);
-        assert!(parse_cidr("10.0.0.0/33").is_err());
-        assert!(parse_cidr("db.internal").is_err());
+    fn needs_something_to_cut() {
+        let n = NetworkPartition::try_from(RawNetworkPartition::default());
+        assert!(matches!(
+            n,
+            Err(FaultSpecError::Invalid { field: "peers", .. })
+        ));
     }
 
     #[test]
-    fn needs_something_to_cut() {
-        let n = NetworkPartition::default();
-        assert!(matches!(
-            n.validate(),
-            Err(FaultSpecError::Invalid { field: "peers", .. })
-        ));
+    fn peers_are_read_once_into_networks() {
+        let n = NetworkPartition::try_from(RawNetworkPartition {
+            peers: vec!["10.0.0.7".into(), "fd00::1/64".into()],
+            ..RawNetworkPartition::default()
+        })
+        .unwrap();
+        assert_eq!(n.peers[0], Net::host("10.0.0.7".parse().unwrap()));
+        assert_eq!(n.peers[1].to_string(), "fd00::/64");
+        let bad = NetworkPartition::try_from(RawNetworkPartition {
+            peers: vec!["10.0.0.0/33".into()],
+            ..RawNetworkPartition::default()
+        });
+        assert_eq!(
+            bad.unwrap_err().to_string(),
+            "`peers`: \"10.0.0.0/33\": prefix length must be 0..=32"
+        );
     }
 }

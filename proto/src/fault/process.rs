@@ -6,36 +6,41 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{duration_from_ms, duration_to_ms, FaultSpecError};
+use super::{check_duration, duration_from_ms, duration_to_ms, FaultSpecError, KillSignal};
 use crate::v1;
 use crate::Duration;
 
-/// Signals a `process_kill` may send. Stopping is `process_pause`'s job, so SIGSTOP is absent.
-pub const KILL_SIGNALS: &[&str] = &[
-    "SIGKILL", "SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGABRT", "SIGUSR1", "SIGUSR2",
-];
-
-/// The name in [`KILL_SIGNALS`] that `name` means: `SIGKILL`, `KILL`, `sigkill` and `kill`
-/// all mean `SIGKILL`, as `kill -s` takes them. `None` for a signal a kill may not send.
-pub fn kill_signal(name: &str) -> Option<&'static str> {
-    let upper = name.trim().to_ascii_uppercase();
-    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
-    KILL_SIGNALS.iter().copied().find(|s| &s[3..] == bare)
-}
-
-/// Reads a signal name, writing the ones [`kill_signal`] knows the way [`KILL_SIGNALS`] does;
-/// any other name is kept as written, for validation to name it.
-fn deserialize_signal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    let name = String::deserialize(d)?;
-    Ok(kill_signal(&name).map_or(name, str::to_string))
-}
-
 /// `process_kill`: signal processes matched by exact name, command-line regex or pid file.
+/// Built only from [`RawProcessKill`] (or the wire), which checks everything once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawProcessKill", into = "RawProcessKill")]
+pub struct ProcessKill {
+    /// The signal to send.
+    pub signal: KillSignal,
+    /// The processes it goes to.
+    pub selector: ProcessSelector,
+    /// Every match or only the oldest.
+    pub count: Count,
+}
+
+/// `process_pause`: SIGSTOP matching processes, SIGCONT them on revert.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawProcessPause", into = "RawProcessPause")]
+pub struct ProcessPause {
+    /// The processes to stop.
+    pub selector: ProcessSelector,
+    /// Every match or only the oldest.
+    pub count: Count,
+    /// How long the processes stay stopped; until the run reverts it when absent.
+    pub duration: Option<Duration>,
+}
+
+/// A `process_kill` table as written, unchecked: [`ProcessKill::try_from`] reads it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ProcessKill {
+pub struct RawProcessKill {
     /// Signal name (`SIGKILL` or `KILL`); SIGKILL when absent.
-    #[serde(default = "default_signal", deserialize_with = "deserialize_signal")]
+    #[serde(default = "default_signal")]
     pub signal: String,
     /// Exact process name (`comm`, as `ps -o comm` shows it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -56,7 +61,8 @@ pub struct ProcessKill {
     /// systemd-nspawn machine name), as read from the process's cgroup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
-    /// Only processes in this network namespace.
+    /// Only processes in this network namespace: `"agent"` (the agent's own) or
+    /// `{ same_as_pid = N }`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<NamespaceScope>,
     /// Only processes in this pid namespace.
@@ -67,10 +73,10 @@ pub struct ProcessKill {
     pub count: Count,
 }
 
-/// `process_pause`: SIGSTOP matching processes, SIGCONT them on revert.
+/// A `process_pause` table as written, unchecked: [`ProcessPause::try_from`] reads it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ProcessPause {
+pub struct RawProcessPause {
     /// Exact process name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -104,7 +110,56 @@ pub struct ProcessPause {
 }
 
 fn default_signal() -> String {
-    "SIGKILL".to_string()
+    KillSignal::Kill.name().to_string()
+}
+
+/// A compiled command-line regex, compared by its text.
+#[derive(Clone, Debug)]
+pub struct CmdlinePattern(regex::Regex);
+
+impl CmdlinePattern {
+    /// Compiles `pattern`; the error gives the regex engine's reason on one line.
+    pub fn new(pattern: &str) -> Result<CmdlinePattern, FaultSpecError> {
+        regex::Regex::new(pattern)
+            .map(CmdlinePattern)
+            .map_err(|e| FaultSpecError::Regex(regex_reason(&e)))
+    }
+
+    /// Whether `cmdline` holds a match.
+    pub fn is_match(&self, cmdline: &str) -> bool {
+        self.0.is_match(cmdline)
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl PartialEq for CmdlinePattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for CmdlinePattern {}
+
+impl std::fmt::Display for CmdlinePattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The reason alone: regex's own message spans several lines (pattern, caret, reason), and an
+/// error must fit on one.
+fn regex_reason(error: &regex::Error) -> String {
+    let text = error.to_string();
+    let last = text
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or(&text);
+    last.trim().trim_start_matches("error: ").to_string()
 }
 
 /// How many matching processes a process fault hits.
@@ -124,7 +179,7 @@ pub enum ProcessMatch {
     /// Exact `comm` name.
     Name(String),
     /// Regex over the command line.
-    Cmdline(String),
+    Cmdline(CmdlinePattern),
     /// Pid read from a file.
     PidFile(PathBuf),
 }
@@ -205,16 +260,40 @@ impl ProcessSelector {
 /// Shortest container id prefix accepted (what `docker ps` shows).
 pub const MIN_CONTAINER_ID_PREFIX: usize = 12;
 
-/// The fields of a process fault that choose its processes, borrowed.
-struct Fields<'a> {
-    name: &'a Option<String>,
-    cmdline: &'a Option<String>,
-    pid_file: &'a Option<PathBuf>,
-    unit: &'a Option<String>,
-    cgroup: &'a Option<String>,
-    container: &'a Option<String>,
+/// The fields of a process fault that choose its processes, as written.
+#[derive(Default)]
+struct Fields {
+    name: Option<String>,
+    cmdline: Option<String>,
+    pid_file: Option<PathBuf>,
+    unit: Option<String>,
+    cgroup: Option<String>,
+    container: Option<String>,
     netns: Option<NamespaceScope>,
     pidns: Option<NamespaceScope>,
+}
+
+impl From<ProcessSelector> for Fields {
+    fn from(s: ProcessSelector) -> Fields {
+        let mut f = Fields {
+            netns: s.netns,
+            pidns: s.pidns,
+            ..Fields::default()
+        };
+        match s.target {
+            Some(ProcessMatch::Name(n)) => f.name = Some(n),
+            Some(ProcessMatch::Cmdline(c)) => f.cmdline = Some(c.as_str().to_string()),
+            Some(ProcessMatch::PidFile(p)) => f.pid_file = Some(p),
+            None => {}
+        }
+        match s.place {
+            Some(ProcessPlace::Unit(u)) => f.unit = Some(u),
+            Some(ProcessPlace::Cgroup(c)) => f.cgroup = Some(c),
+            Some(ProcessPlace::Container(c)) => f.container = Some(c),
+            None => {}
+        }
+        f
+    }
 }
 
 /// True for a lowercase hex string of a container id's length or a prefix of one.
@@ -318,7 +397,7 @@ fn check_namespace(field: &'static str, ns: Option<NamespaceScope>) -> Result<()
 }
 
 /// The selector the fields describe, checked.
-fn selector(f: Fields<'_>) -> Result<ProcessSelector, FaultSpecError> {
+fn selector(f: Fields) -> Result<ProcessSelector, FaultSpecError> {
     let targets = [f.name.is_some(), f.cmdline.is_some(), f.pid_file.is_some()]
         .iter()
         .filter(|set| **set)
@@ -337,28 +416,28 @@ fn selector(f: Fields<'_>) -> Result<ProcessSelector, FaultSpecError> {
         if name.is_empty() {
             return Err(FaultSpecError::Empty { field: "name" });
         }
-        Some(ProcessMatch::Name(name.clone()))
+        Some(ProcessMatch::Name(name))
     } else if let Some(re) = f.cmdline {
         if re.is_empty() {
             return Err(FaultSpecError::Empty { field: "cmdline" });
         }
-        Some(ProcessMatch::Cmdline(re.clone()))
+        Some(ProcessMatch::Cmdline(CmdlinePattern::new(&re)?))
     } else if let Some(path) = f.pid_file {
         if path.as_os_str().is_empty() {
             return Err(FaultSpecError::Empty { field: "pid_file" });
         }
-        Some(ProcessMatch::PidFile(path.clone()))
+        Some(ProcessMatch::PidFile(path))
     } else {
         None
     };
     let place = if let Some(unit) = f.unit {
-        check_unit(unit)?;
-        Some(ProcessPlace::Unit(unit.clone()))
+        check_unit(&unit)?;
+        Some(ProcessPlace::Unit(unit))
     } else if let Some(path) = f.cgroup {
-        Some(ProcessPlace::Cgroup(check_cgroup(path)?))
+        Some(ProcessPlace::Cgroup(check_cgroup(&path)?))
     } else if let Some(c) = f.container {
-        check_container(c)?;
-        Some(ProcessPlace::Container(c.clone()))
+        check_container(&c)?;
+        Some(ProcessPlace::Container(c))
     } else {
         None
     };
@@ -372,23 +451,11 @@ fn selector(f: Fields<'_>) -> Result<ProcessSelector, FaultSpecError> {
     })
 }
 
-/// The wire's target oneof and scope, read back into the TOML fields.
-struct WireFields {
-    name: Option<String>,
-    cmdline: Option<String>,
-    pid_file: Option<PathBuf>,
-    unit: Option<String>,
-    cgroup: Option<String>,
-    container: Option<String>,
-    netns: Option<NamespaceScope>,
-    pidns: Option<NamespaceScope>,
-}
-
-fn target_to_wire(s: &Option<ProcessSelector>) -> Option<v1::process_kill::Target> {
+fn target_to_wire(s: &ProcessSelector) -> Option<v1::process_kill::Target> {
     use v1::process_kill::Target;
-    match s.as_ref().and_then(|s| s.target.as_ref()) {
+    match &s.target {
         Some(ProcessMatch::Name(n)) => Some(Target::Name(n.clone())),
-        Some(ProcessMatch::Cmdline(c)) => Some(Target::CmdlineRegex(c.clone())),
+        Some(ProcessMatch::Cmdline(c)) => Some(Target::CmdlineRegex(c.as_str().to_string())),
         Some(ProcessMatch::PidFile(p)) => Some(Target::PidFile(p.display().to_string())),
         None => None,
     }
@@ -404,9 +471,11 @@ fn namespace_to_wire(ns: Option<NamespaceScope>) -> Option<v1::NamespaceScope> {
     })
 }
 
-fn scope_to_wire(s: &Option<ProcessSelector>) -> Option<v1::ProcessScope> {
+fn scope_to_wire(s: &ProcessSelector) -> Option<v1::ProcessScope> {
     use v1::process_scope::Place;
-    let s = s.as_ref().filter(|s| s.is_scoped())?;
+    if !s.is_scoped() {
+        return None;
+    }
     Some(v1::ProcessScope {
         place: s.place.as_ref().map(|p| match p {
             ProcessPlace::Unit(u) => Place::Unit(u.clone()),
@@ -439,36 +508,31 @@ fn namespace_from_wire(
     }
 }
 
+/// The wire's target oneof and scope, read back into the TOML fields (unchecked).
 fn fields_from_wire(
     t: &Option<v1::process_kill::Target>,
     scope: &Option<v1::ProcessScope>,
-) -> Result<WireFields, FaultSpecError> {
+) -> Result<Fields, FaultSpecError> {
     use v1::process_kill::Target;
     use v1::process_scope::Place;
-    let (name, cmdline, pid_file) = match t {
-        Some(Target::Name(n)) => (Some(n.clone()), None, None),
-        Some(Target::CmdlineRegex(c)) => (None, Some(c.clone()), None),
-        Some(Target::PidFile(p)) => (None, None, Some(PathBuf::from(p))),
-        None => (None, None, None),
-    };
+    let mut f = Fields::default();
+    match t {
+        Some(Target::Name(n)) => f.name = Some(n.clone()),
+        Some(Target::CmdlineRegex(c)) => f.cmdline = Some(c.clone()),
+        Some(Target::PidFile(p)) => f.pid_file = Some(PathBuf::from(p)),
+        None => {}
+    }
     let empty = v1::ProcessScope::default();
     let scope = scope.as_ref().unwrap_or(&empty);
-    let (unit, cgroup, container) = match &scope.place {
-        Some(Place::Unit(u)) => (Some(u.clone()), None, None),
-        Some(Place::Cgroup(c)) => (None, Some(c.clone()), None),
-        Some(Place::Container(c)) => (None, None, Some(c.clone())),
-        None => (None, None, None),
-    };
-    Ok(WireFields {
-        name,
-        cmdline,
-        pid_file,
-        unit,
-        cgroup,
-        container,
-        netns: namespace_from_wire("netns", &scope.netns)?,
-        pidns: namespace_from_wire("pidns", &scope.pidns)?,
-    })
+    match &scope.place {
+        Some(Place::Unit(u)) => f.unit = Some(u.clone()),
+        Some(Place::Cgroup(c)) => f.cgroup = Some(c.clone()),
+        Some(Place::Container(c)) => f.container = Some(c.clone()),
+        None => {}
+    }
+    f.netns = namespace_from_wire("netns", &scope.netns)?;
+    f.pidns = namespace_from_wire("pidns", &scope.pidns)?;
+    Ok(f)
 }
 
 fn count(all: bool) -> Count {
@@ -479,39 +543,105 @@ fn count(all: bool) -> Count {
     }
 }
 
-impl ProcessKill {
-    /// The processes this kill selects, after checking the signal and the selector are valid.
-    pub fn selector(&self) -> Result<ProcessSelector, FaultSpecError> {
-        if !KILL_SIGNALS.contains(&self.signal.as_str()) {
-            return Err(FaultSpecError::Signal {
-                signal: self.signal.clone(),
-            });
-        }
-        selector(Fields {
-            name: &self.name,
-            cmdline: &self.cmdline,
-            pid_file: &self.pid_file,
-            unit: &self.unit,
-            cgroup: &self.cgroup,
-            container: &self.container,
-            netns: self.netns,
-            pidns: self.pidns,
+impl TryFrom<RawProcessKill> for ProcessKill {
+    type Error = FaultSpecError;
+
+    fn try_from(k: RawProcessKill) -> Result<ProcessKill, FaultSpecError> {
+        let signal = k.signal.parse()?;
+        let selector = selector(Fields {
+            name: k.name,
+            cmdline: k.cmdline,
+            pid_file: k.pid_file,
+            unit: k.unit,
+            cgroup: k.cgroup,
+            container: k.container,
+            netns: k.netns,
+            pidns: k.pidns,
+        })?;
+        Ok(ProcessKill {
+            signal,
+            selector,
+            count: k.count,
         })
     }
+}
 
+impl From<ProcessKill> for RawProcessKill {
+    fn from(k: ProcessKill) -> RawProcessKill {
+        let f = Fields::from(k.selector);
+        RawProcessKill {
+            signal: k.signal.name().to_string(),
+            name: f.name,
+            cmdline: f.cmdline,
+            pid_file: f.pid_file,
+            unit: f.unit,
+            cgroup: f.cgroup,
+            container: f.container,
+            netns: f.netns,
+            pidns: f.pidns,
+            count: k.count,
+        }
+    }
+}
+
+impl TryFrom<RawProcessPause> for ProcessPause {
+    type Error = FaultSpecError;
+
+    fn try_from(p: RawProcessPause) -> Result<ProcessPause, FaultSpecError> {
+        if let Some(duration) = p.duration {
+            check_duration(duration)?;
+        }
+        let selector = selector(Fields {
+            name: p.name,
+            cmdline: p.cmdline,
+            pid_file: p.pid_file,
+            unit: p.unit,
+            cgroup: p.cgroup,
+            container: p.container,
+            netns: p.netns,
+            pidns: p.pidns,
+        })?;
+        Ok(ProcessPause {
+            selector,
+            count: p.count,
+            duration: p.duration,
+        })
+    }
+}
+
+impl From<ProcessPause> for RawProcessPause {
+    fn from(p: ProcessPause) -> RawProcessPause {
+        let f = Fields::from(p.selector);
+        RawProcessPause {
+            name: f.name,
+            cmdline: f.cmdline,
+            pid_file: f.pid_file,
+            unit: f.unit,
+            cgroup: f.cgroup,
+            container: f.container,
+            netns: f.netns,
+            pidns: f.pidns,
+            count: p.count,
+            duration: p.duration,
+        }
+    }
+}
+
+impl ProcessKill {
     pub(super) fn to_wire(&self) -> v1::ProcessKill {
-        let selector = self.selector().ok();
         v1::ProcessKill {
-            signal: self.signal.clone(),
-            target: target_to_wire(&selector),
+            signal: self.signal.name().to_string(),
+            target: target_to_wire(&self.selector),
             all: self.count == Count::All,
-            scope: scope_to_wire(&selector),
+            scope: scope_to_wire(&self.selector),
         }
     }
 
-    pub(super) fn from_wire(k: &v1::ProcessKill) -> Result<ProcessKill, FaultSpecError> {
+    /// The wire form read back into the fields as written; [`ProcessKill::try_from`] checks
+    /// them.
+    pub(super) fn from_wire(k: &v1::ProcessKill) -> Result<RawProcessKill, FaultSpecError> {
         let f = fields_from_wire(&k.target, &k.scope)?;
-        Ok(ProcessKill {
+        Ok(RawProcessKill {
             signal: k.signal.clone(),
             name: f.name,
             cmdline: f.cmdline,
@@ -527,24 +657,9 @@ impl ProcessKill {
 }
 
 impl ProcessPause {
-    /// The processes this pause selects.
-    pub fn selector(&self) -> Result<ProcessSelector, FaultSpecError> {
-        selector(Fields {
-            name: &self.name,
-            cmdline: &self.cmdline,
-            pid_file: &self.pid_file,
-            unit: &self.unit,
-            cgroup: &self.cgroup,
-            container: &self.container,
-            netns: self.netns,
-            pidns: self.pidns,
-        })
-    }
-
     pub(super) fn to_wire(&self) -> v1::ProcessPause {
         use v1::process_pause::Target;
-        let selector = self.selector().ok();
-        let target = target_to_wire(&selector).map(|t| match t {
+        let target = target_to_wire(&self.selector).map(|t| match t {
             v1::process_kill::Target::Name(n) => Target::Name(n),
             v1::process_kill::Target::CmdlineRegex(c) => Target::CmdlineRegex(c),
             v1::process_kill::Target::PidFile(p) => Target::PidFile(p),
@@ -553,11 +668,12 @@ impl ProcessPause {
             target,
             all: self.count == Count::All,
             duration_ms: duration_to_ms(self.duration),
-            scope: scope_to_wire(&selector),
+            scope: scope_to_wire(&self.selector),
         }
     }
 
-    pub(super) fn from_wire(p: &v1::ProcessPause) -> Result<ProcessPause, FaultSpecError> {
+    /// The wire form read back into the fields as written, like [`ProcessKill::from_wire`].
+    pub(super) fn from_wire(p: &v1::ProcessPause) -> Result<RawProcessPause, FaultSpecError> {
         use v1::process_pause::Target;
         let target = p.target.as_ref().map(|t| match t {
             Target::Name(n) => v1::process_kill::Target::Name(n.clone()),
@@ -565,7 +681,7 @@ impl ProcessPause {
             Target::PidFile(f) => v1::process_kill::Target::PidFile(f.clone()),
         });
         let f = fields_from_wire(&target, &p.scope)?;
-        Ok(ProcessPause {
+        Ok(RawProcessPause {
             name: f.name,
             cmdline: f.cmdline,
             pid_file: f.pid_file,
@@ -585,8 +701,8 @@ mod tests {
     use super::super::Fault;
     use super::*;
 
-    fn kill(name: Option<&str>, cmdline: Option<&str>, pid_file: Option<&str>) -> ProcessKill {
-        ProcessKill {
+    fn kill(name: Option<&str>, cmdline: Option<&str>, pid_file: Option<&str>) -> RawProcessKill {
+        RawProcessKill {
             signal: default_signal(),
             name: name.map(Into::into),
             cmdline: cmdline.map(Into::into),
@@ -607,53 +723,59 @@ mod tests {
             kill(None, Some("redis-server .*:6379"), None),
             kill(None, None, Some("/run/x.pid")),
         ] {
-            let fault = Fault::ProcessKill(k.clone());
-            assert_eq!(Fault::from_wire(&fault.to_wire()).unwrap(), fault);
-            let pause = Fault::ProcessPause(ProcessPause {
-                name: k.name,
-                cmdline: k.cmdline,
-                pid_file: k.pid_file,
-                unit: None,
-                cgroup: None,
-                container: None,
-                netns: None,
-                pidns: None,
-                count: Count::One,
-                duration: Some(Duration::from_millis(1500)),
-            });
-            assert_eq!(Fault::from_wire(&pause.to_wire()).unwrap(), pause);
+            let fault = Fault::ProcessKill(k.clone().try_into().unwrap());
+            assert_eq!(Fault::try_from(&fault.to_wire()).unwrap(), fault);
+            let pause = Fault::ProcessPause(
+                RawProcessPause {
+                    name: k.name,
+                    cmdline: k.cmdline,
+                    pid_file: k.pid_file,
+                    unit: None,
+                    cgroup: None,
+                    container: None,
+                    netns: None,
+                    pidns: None,
+                    count: Count::One,
+                    duration: Some(Duration::from_millis(1500)),
+                }
+                .try_into()
+                .unwrap(),
+            );
+            assert_eq!(Fault::try_from(&pause.to_wire()).unwrap(), pause);
         }
     }
 
     #[test]
     fn needs_exactly_one_selector() {
-        let none = Fault::ProcessKill(kill(None, None, None));
         assert_eq!(
-            none.validate(),
+            ProcessKill::try_from(kill(None, None, None)),
             Err(FaultSpecError::ProcessMatch { found: 0 })
         );
-        let two = Fault::ProcessKill(kill(Some("a"), Some("b"), None));
         assert_eq!(
-            two.validate(),
+            ProcessKill::try_from(kill(Some("a"), Some("b"), None)),
             Err(FaultSpecError::ProcessMatch { found: 2 })
         );
     }
 
     #[test]
     fn signals_are_accepted_with_or_without_their_sig_prefix() {
-        assert_eq!(kill_signal("SIGKILL"), Some("SIGKILL"));
-        assert_eq!(kill_signal("KILL"), Some("SIGKILL"));
-        assert_eq!(kill_signal("term"), Some("SIGTERM"));
-        assert_eq!(kill_signal("SigUsr1"), Some("SIGUSR1"));
-        assert_eq!(kill_signal("STOP"), None, "pausing is process_pause's job");
-        assert_eq!(kill_signal("SIG"), None);
-        assert_eq!(kill_signal(""), None);
-        let k: ProcessKill = toml::from_str("signal = \"KILL\"\nname = \"x\"").unwrap();
-        assert_eq!(k.signal, "SIGKILL");
-        assert!(k.selector().is_ok());
-        let k: ProcessKill = toml::from_str("signal = \"NOPE\"\nname = \"x\"").unwrap();
-        assert_eq!(k.signal, "NOPE", "kept as written, for the error to name");
-        assert!(k.selector().is_err());
+        let k: Fault =
+            toml::from_str("kind = \"process_kill\"\nsignal = \"KILL\"\nname = \"x\"").unwrap();
+        assert!(matches!(
+            k,
+            Fault::ProcessKill(ProcessKill {
+                signal: KillSignal::Kill,
+                ..
+            })
+        ));
+        let raw: RawProcessKill = toml::from_str("signal = \"NOPE\"\nname = \"x\"").unwrap();
+        assert_eq!(raw.signal, "NOPE", "kept as written, for the error to name");
+        assert_eq!(
+            ProcessKill::try_from(raw),
+            Err(FaultSpecError::Signal {
+                signal: "NOPE".into()
+            })
+        );
     }
 
     #[test]
@@ -661,21 +783,37 @@ mod tests {
         let mut k = kill(Some("a"), None, None);
         k.signal = "SIGSTOP".into();
         assert!(matches!(
-            Fault::ProcessKill(k).validate(),
+            ProcessKill::try_from(k),
             Err(FaultSpecError::Signal { .. })
         ));
     }
 
+    #[test]
+    fn cmdline_regexes_are_compiled_once_and_errors_fit_on_a_line() {
+        let Err(FaultSpecError::Regex(reason)) =
+            ProcessKill::try_from(kill(None, Some("redis-server ("), None))
+        else {
+            panic!("an unclosed group compiled");
+        };
+        assert_eq!(reason, "unclosed group");
+        let k = ProcessKill::try_from(kill(None, Some("^redis .*:6379$"), None)).unwrap();
+        let Some(ProcessMatch::Cmdline(pattern)) = &k.selector.target else {
+            panic!("{k:?}");
+        };
+        assert!(pattern.is_match("redis 0.0.0.0:6379"));
+        assert_eq!(pattern.as_str(), "^redis .*:6379$");
+    }
+
     fn parse(fields: &str) -> Result<Fault, String> {
-        let fault: Fault = toml::from_str(&format!("kind = \"process_kill\"\n{fields}"))
-            .map_err(|e| e.to_string())?;
-        fault.validate().map_err(|e| e.to_string())?;
-        Ok(fault)
+        toml::from_str(&format!("kind = \"process_kill\"\n{fields}")).map_err(|e| {
+            // The check's own message, without toml's position and quoting of the input.
+            e.message().to_string()
+        })
     }
 
     fn selector_of(fields: &str) -> ProcessSelector {
         match parse(fields).unwrap() {
-            Fault::ProcessKill(k) => k.selector().unwrap(),
+            Fault::ProcessKill(k) => k.selector,
             _ => unreachable!(),
         }
     }
@@ -753,7 +891,7 @@ mod tests {
         ] {
             let fault = parse(fields).unwrap();
             assert_eq!(
-                Fault::from_wire(&fault.to_wire()).unwrap(),
+                Fault::try_from(&fault.to_wire()).unwrap(),
                 fault,
                 "{fields}"
             );
@@ -763,7 +901,7 @@ mod tests {
             k.scope.as_mut().unwrap().netns = Some(v1::NamespaceScope { of: None });
         }
         assert!(matches!(
-            Fault::from_wire(&wire),
+            Fault::try_from(&wire),
             Err(FaultSpecError::Invalid { field: "netns", .. })
         ));
         // No target and no place on the wire is no selection at all.
@@ -772,7 +910,7 @@ mod tests {
             k.scope = None;
         }
         assert_eq!(
-            Fault::from_wire(&wire),
+            Fault::try_from(&wire),
             Err(FaultSpecError::ProcessMatch { found: 0 })
         );
     }

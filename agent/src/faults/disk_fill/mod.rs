@@ -34,7 +34,6 @@ pub use host_policy::{Limits, PolicyConfig, DEFAULT_MAX_FILL_PERCENT};
 
 use super::{Applied, FaultError, Host, Reverted, Unavailable};
 use crate::os::disk::{DiskError, DiskOs, FsStat, RealDisk};
-use crate::policy::Policy;
 
 /// Every fill file's name starts with this; the rest is the fault id. A name nothing else
 /// uses, so a leftover is recognisable at a glance (`ls -a`) and revert never deletes a file
@@ -67,12 +66,6 @@ impl fmt::Debug for Backend {
 }
 
 impl Backend {
-    /// The real machinery, configured from the agent's config. What may be filled is the
-    /// policy's business (`[policy.disk_fill]`), so there is nothing else to configure.
-    pub fn from_config(_config: &crate::config::AgentConfig) -> Backend {
-        Backend::default()
-    }
-
     /// A backend over another filesystem implementation (a fake, in tests).
     pub fn with_os(os: Arc<dyn DiskOs>) -> Backend {
         Backend {
@@ -127,8 +120,8 @@ impl Plan {
 
 /// Whether this host can apply the fault: the policy must list at least one directory, and at
 /// least one of them must exist.
-pub fn available(policy: &Policy, host: &Host) -> Result<(), Unavailable> {
-    let paths = &policy.disk_fill.paths;
+pub fn available(config: &PolicyConfig, host: &Host) -> Result<(), Unavailable> {
+    let paths = &config.paths;
     if paths.is_empty() {
         return Err(Unavailable::policy(
             "policy.disk_fill.paths is empty, so no directory may be filled",
@@ -152,15 +145,12 @@ pub fn available(policy: &Policy, host: &Host) -> Result<(), Unavailable> {
 pub fn prepare(
     spec: &DiskFill,
     fault_id: &str,
-    policy: &Policy,
+    config: &PolicyConfig,
     host: &Host,
 ) -> Result<Plan, FaultError> {
-    let amount = Amount::from(
-        spec.amount()
-            .map_err(|e| FaultError::Invalid(e.to_string()))?,
-    );
+    let amount = Amount::from(spec.amount);
     let file_name = fill_file_name(fault_id)?;
-    if policy.disk_fill.paths.is_empty() {
+    if config.paths.is_empty() {
         // Refused before touching the filesystem at all.
         return Err(host_policy::disabled());
     }
@@ -181,10 +171,10 @@ pub fn prepare(
             spec.path.display()
         )));
     }
-    host_policy::check_contained(&dir, &policy.disk_fill, os)?;
+    host_policy::check_contained(&dir, config, os)?;
     let stat = os.statvfs(&dir).map_err(system)?;
     let planned_bytes = bytes_to_fill(amount, &stat, &dir)?;
-    let limits = policy.disk_fill.limits();
+    let limits = config.limits();
     check_limits(planned_bytes, &stat, limits, &dir)?;
     let fill_files_before = fill_files(os.list_dir(&dir).map_err(system)?);
     if fill_files_before.contains(&file_name) {

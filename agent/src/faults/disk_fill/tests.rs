@@ -4,11 +4,28 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use gameday_proto::fault::{DiskAmount, RawDiskFill};
 use gameday_proto::v1::UnavailableCause;
 use gameday_proto::{ByteSize, DiskFill};
 
 use super::fake::{FakeDisk, MIB};
 use super::*;
+use crate::policy::Policy;
+
+/// [`super::prepare`] with the whole policy, as the agent's dispatch calls it.
+fn prepare(
+    spec: &DiskFill,
+    fault_id: &str,
+    policy: &Policy,
+    host: &Host,
+) -> Result<Plan, FaultError> {
+    super::prepare(spec, fault_id, &policy.disk_fill, host)
+}
+
+/// [`super::available`] with the whole policy, as the agent's survey calls it.
+fn available(policy: &Policy, host: &Host) -> Result<(), Unavailable> {
+    super::available(&policy.disk_fill, host)
+}
 
 fn host(disk: &FakeDisk) -> Host {
     Host {
@@ -31,32 +48,24 @@ fn policy(paths: &[&str], max_fill_percent: u8) -> Policy {
     p
 }
 
-fn spec(path: &str) -> DiskFill {
+fn spec(path: &str, amount: DiskAmount) -> DiskFill {
     DiskFill {
         path: PathBuf::from(path),
-        ..DiskFill::default()
+        amount,
+        duration: None,
     }
 }
 
 fn fill_to(path: &str, p: u8) -> DiskFill {
-    DiskFill {
-        fill_to: Some(p),
-        ..spec(path)
-    }
+    spec(path, DiskAmount::FillToPercent(p))
 }
 
 fn leave_free(path: &str, b: u64) -> DiskFill {
-    DiskFill {
-        leave_free: Some(ByteSize(b)),
-        ..spec(path)
-    }
+    spec(path, DiskAmount::LeaveFree(b))
 }
 
 fn size(path: &str, b: u64) -> DiskFill {
-    DiskFill {
-        size: Some(ByteSize(b)),
-        ..spec(path)
-    }
+    spec(path, DiskAmount::Size(b))
 }
 
 fn figure(e: &Evidence, name: &str) -> i64 {
@@ -99,8 +108,12 @@ fn prepare_explains_a_filesystem_already_above_fill_to() {
 fn prepare_rejects_a_spec_without_an_amount_and_bad_fault_ids() {
     let disk = FakeDisk::new();
     let pol = policy(&["/srv/data"], 100);
-    let err = prepare(&spec("/srv/data"), "f1", &pol, &host(&disk)).unwrap_err();
-    assert!(matches!(err, FaultError::Invalid(_)), "{err:?}");
+    // A spec without an amount never reaches prepare: it is not a `DiskFill`.
+    let raw = RawDiskFill {
+        path: PathBuf::from("/srv/data"),
+        ..RawDiskFill::default()
+    };
+    assert!(DiskFill::try_from(raw).is_err());
     for id in ["", "a/b", "../x", "a b"] {
         let err = prepare(&size("/srv/data", MIB), id, &pol, &host(&disk)).unwrap_err();
         assert!(matches!(err, FaultError::Invalid(_)), "{id}: {err:?}");

@@ -8,6 +8,7 @@
 
 mod answer;
 mod forward;
+mod host_policy;
 mod hosts;
 mod names;
 mod resolver;
@@ -18,32 +19,22 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use gameday_proto::fault::{DnsAnswer, DnsMode};
-use gameday_proto::{DnsPoison, Fault};
+use gameday_proto::DnsPoison;
 use serde::{Deserialize, Serialize};
 
+pub use host_policy::{PolicyConfig, DEFAULT_MARK, DEFAULT_UPSTREAM_TIMEOUT};
 pub use hosts::{HostsPlan, MAX_HOSTS_BYTES};
 pub use names::NamePattern;
 pub use resolver::{parse_resolv_conf, table_name, ResolverPlan};
 
 use super::{Applied, FaultError, Host, Reverted, Unavailable};
-use crate::os::dns::{DnsFiles, DnsOsError, DnsSockets, RealDns};
+use crate::os::dns::{DnsFiles, DnsSockets, RealDns};
 use crate::os::nft::{Firewall, Nft};
-use crate::policy::Policy;
 use gameday_proto::v1::UnavailableCause;
-
-/// Firewall mark on the embedded resolver's upstream sockets when the policy sets none:
-/// "GDNS" in ASCII.
-pub const DEFAULT_MARK: u32 = 0x4744_4e53;
-/// How long the embedded resolver waits for one upstream when the policy says nothing.
-pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
-/// The longest upstream timeout the policy may set: beyond it, clients have given up anyway.
-const MAX_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The host-side machinery this fault uses: files, sockets, nftables, and the embedded
 /// resolvers it is running.
@@ -82,11 +73,11 @@ impl fmt::Debug for Backend {
 }
 
 impl Backend {
-    /// The real machinery, configured from the agent's config (everything this fault may
+    /// The real machinery, sparing the controller's host name (everything else this fault may
     /// touch is named by `[policy.dns_poison]`, which reaches it through the policy).
-    pub fn from_config(config: &crate::config::AgentConfig) -> Backend {
+    pub fn for_controller(controller_host: &str) -> Backend {
         Backend {
-            protected: controller_name(&config.controller).into_iter().collect(),
+            protected: controller_name(controller_host).into_iter().collect(),
             ..Backend::default()
         }
     }
@@ -120,116 +111,6 @@ impl Backend {
             .keys()
             .next()
             .cloned()
-    }
-}
-
-/// The `[policy.dns_poison]` table: which files and servers this fault may use. Each mode is
-/// off until the host owner configures it.
-///
-/// ```toml
-/// [policy.dns_poison]
-/// hosts_file = "/srv/hosts/app.hosts" # hosts mode may rewrite this file (no default)
-/// upstream = ["10.0.0.2:53"]          # resolver mode forwards here (or: resolv_conf = "...")
-/// names = ["*.internal.example"]      # only these may be poisoned (any when absent)
-/// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyConfig {
-    /// The hosts file hosts mode may rewrite. No default: absent, hosts mode is refused and
-    /// not advertised, so nobody's real hosts file is touched unless its owner says so.
-    #[serde(default)]
-    pub hosts_file: Option<PathBuf>,
-    /// A resolv.conf to read the real upstream servers from (its loopback entries are
-    /// skipped). Give this or `upstream`, not both.
-    #[serde(default)]
-    pub resolv_conf: Option<PathBuf>,
-    /// The real upstream DNS servers resolver mode forwards to, tried in order, e.g.
-    /// `["10.0.0.2:53"]`. Never loopback: a local resolver's own queries would be redirected
-    /// back to the agent, in a loop.
-    #[serde(default)]
-    pub upstream: Vec<SocketAddr>,
-    /// The embedded resolver's port on 127.0.0.1 and ::1. The redirect always goes to
-    /// loopback, so only the port is configurable; 0 (the default) lets the kernel pick a
-    /// free port at each apply, which can never collide with another service.
-    #[serde(default)]
-    pub listen_port: u16,
-    /// How long the embedded resolver waits for one upstream before trying the next
-    /// (default 2s, at most 30s).
-    #[serde(default)]
-    pub upstream_timeout: Option<gameday_proto::Duration>,
-    /// Firewall mark (SO_MARK) on the resolver's upstream sockets, which the redirect lets
-    /// through (default 0x47444e53). Change it if the host's policy routing uses that mark.
-    #[serde(default)]
-    pub mark: Option<u32>,
-    /// If not empty, only these names may be poisoned: exact names, or `*.suffix` patterns
-    /// covering names (and narrower wildcards) below `suffix`.
-    #[serde(default)]
-    pub names: Vec<String>,
-}
-
-impl PolicyConfig {
-    /// Checks the table is usable.
-    pub fn validate(&self) -> Result<(), String> {
-        for (key, path) in [
-            ("hosts_file", &self.hosts_file),
-            ("resolv_conf", &self.resolv_conf),
-        ] {
-            if let Some(path) = path {
-                if !path.is_absolute() {
-                    return Err(format!(
-                        "{key}: expected an absolute path, found {:?}",
-                        path.display().to_string()
-                    ));
-                }
-            }
-        }
-        if self.resolv_conf.is_some() && !self.upstream.is_empty() {
-            return Err(
-                "give either upstream or resolv_conf, not both (which one would win?)".into(),
-            );
-        }
-        for addr in &self.upstream {
-            if addr.ip().is_loopback() || addr.ip().is_unspecified() || addr.port() == 0 {
-                return Err(format!(
-                    "upstream: {addr} cannot be an upstream (expected a real DNS server's \
-                     address and port; a loopback resolver's own queries would be redirected \
-                     back to the agent)"
-                ));
-            }
-        }
-        if let Some(t) = self.upstream_timeout {
-            if t.get().is_zero() || t.get() > MAX_UPSTREAM_TIMEOUT {
-                return Err(format!(
-                    "upstream_timeout: expected more than zero and at most 30s, found {t}"
-                ));
-            }
-        }
-        if self.mark == Some(0) {
-            return Err("mark: 0 is every unmarked packet; choose another mark".into());
-        }
-        for name in &self.names {
-            NamePattern::parse(name).map_err(|e| format!("names: {e}"))?;
-        }
-        Ok(())
-    }
-
-    /// The upstream timeout, defaulted.
-    pub fn upstream_timeout(&self) -> Duration {
-        self.upstream_timeout
-            .map_or(DEFAULT_UPSTREAM_TIMEOUT, |t| t.get())
-    }
-
-    /// The upstream sockets' mark, defaulted.
-    pub fn mark(&self) -> u32 {
-        self.mark.unwrap_or(DEFAULT_MARK)
-    }
-
-    fn allowed_names(&self) -> Vec<NamePattern> {
-        // validate() already refused bad patterns.
-        self.names
-            .iter()
-            .filter_map(|n| NamePattern::parse(n).ok())
-            .collect()
     }
 }
 
@@ -293,10 +174,8 @@ pub enum ModePlan {
     Resolver(ResolverPlan),
 }
 
-/// The host name of a controller URL, when it is a name and not an address literal.
-fn controller_name(url: &str) -> Option<String> {
-    let uri = url.parse::<tonic::codegen::http::Uri>().ok()?;
-    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+/// The controller's host, normalized, when it is a name and not an address literal.
+fn controller_name(host: &str) -> Option<String> {
     if host.parse::<IpAddr>().is_ok() {
         return None;
     }
@@ -318,28 +197,11 @@ fn label(fault_id: &str) -> String {
         .collect()
 }
 
-fn hosts_available(policy: &PolicyConfig, backend: &Backend) -> Result<(), Unavailable> {
-    let Some(path) = &policy.hosts_file else {
-        return Err(Unavailable::policy(
-            "hosts mode is off: policy.dns_poison.hosts_file is not set",
-        ));
-    };
-    backend.files.check_writable(path).map_err(|e| {
-        let detail = format!("hosts mode cannot write {e}");
-        match &e {
-            DnsOsError::File { source, .. } | DnsOsError::Socket { source, .. } => {
-                Unavailable::file(source, detail)
-            }
-        }
-    })
-}
-
 /// Whether this host can apply the fault: in at least one mode. The error names why each
 /// mode is not usable; its cause is the policy's only when neither mode is configured (a mode
 /// the owner configured and the host cannot do is the more useful news).
-pub fn available(policy: &Policy, host: &Host) -> Result<(), Unavailable> {
-    let config = &policy.dns_poison;
-    let Err(hosts) = hosts_available(config, &host.dns) else {
+pub fn available(config: &PolicyConfig, host: &Host) -> Result<(), Unavailable> {
+    let Err(hosts) = host_policy::hosts_available(config, &host.dns) else {
         return Ok(());
     };
     resolver::available(config, &host.dns).map_err(|resolver| {
@@ -359,17 +221,10 @@ pub fn available(policy: &Policy, host: &Host) -> Result<(), Unavailable> {
 pub fn prepare(
     spec: &DnsPoison,
     fault_id: &str,
-    policy: &Policy,
+    config: &PolicyConfig,
     host: &Host,
 ) -> Result<Plan, FaultError> {
-    let fault = Fault::DnsPoison(spec.clone());
-    fault
-        .validate()
-        .map_err(|e| FaultError::Invalid(format!("dns_poison: {e}")))?;
-    let answer: Answer = spec
-        .parsed_answer()
-        .map_err(|e| FaultError::Invalid(format!("dns_poison: {e}")))?
-        .into();
+    let answer = Answer::from(spec.answer);
     let mut names: Vec<NamePattern> = Vec::new();
     for name in &spec.names {
         let pattern = NamePattern::parse(name).map_err(FaultError::Invalid)?;
@@ -377,17 +232,7 @@ pub fn prepare(
             names.push(pattern);
         }
     }
-    let config = &policy.dns_poison;
-    let allowed = config.allowed_names();
-    if !allowed.is_empty() {
-        if let Some(refused) = names.iter().find(|n| !allowed.iter().any(|a| a.covers(n))) {
-            return Err(FaultError::Policy(format!(
-                "policy refuses to poison {refused}: it is not covered by \
-                 policy.dns_poison.names = {:?}",
-                config.names
-            )));
-        }
-    }
+    config.check_names(&names)?;
     if let Some((pattern, name)) = names.iter().find_map(|p| {
         host.dns
             .protected

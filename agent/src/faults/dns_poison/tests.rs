@@ -16,7 +16,23 @@ use super::*;
 use crate::faults::{disk_fill, network_partition, Host};
 use crate::os::dns::DnsOsError;
 use crate::os::nft::NftError;
+use crate::policy::Policy;
 use crate::policy::PolicyConfig as AgentPolicy;
+
+/// [`super::prepare`] with the whole policy, as the agent's dispatch calls it.
+fn prepare(
+    spec: &DnsPoison,
+    fault_id: &str,
+    policy: &Policy,
+    host: &Host,
+) -> Result<Plan, FaultError> {
+    super::prepare(spec, fault_id, &policy.dns_poison, host)
+}
+
+/// [`super::available`] with the whole policy, as the agent's survey calls it.
+fn available(policy: &Policy, host: &Host) -> Result<(), Unavailable> {
+    super::available(&policy.dns_poison, host)
+}
 
 /// Files in memory. `frozen` paths ignore writes (to provoke residue); `readonly` ones
 /// refuse them.
@@ -198,7 +214,7 @@ fn spec(mode: DnsMode, names: &[&str], answer: &str) -> DnsPoison {
     DnsPoison {
         mode,
         names: names.iter().map(|s| s.to_string()).collect(),
-        answer: answer.into(),
+        answer: answer.parse().unwrap(),
         duration: None,
     }
 }
@@ -323,10 +339,18 @@ fn hosts_mode_refusals() {
     let err = prepare(&s, "f1", &Policy::permissive(), &host).unwrap_err();
     assert!(matches!(err, FaultError::Policy(_)), "{err:?}");
     assert!(err.message().contains("hosts_file"), "{err}");
-    // Wildcards and failure answers need resolver mode.
-    let wild = spec(DnsMode::Hosts, &["*.test"], "10.9.9.9");
-    let err = prepare(&wild, "f1", &hosts_policy(), &host).unwrap_err();
-    assert!(matches!(err, FaultError::Invalid(_)), "{err:?}");
+    // Wildcards and failure answers need resolver mode: the spec check refuses them, before
+    // any fault is built.
+    for (name, answer) in [("*.test", "10.9.9.9"), ("api.test", "nxdomain")] {
+        let raw = gameday_proto::fault::RawDnsPoison {
+            mode: DnsMode::Hosts,
+            names: vec![name.into()],
+            answer: answer.into(),
+            duration: None,
+        };
+        let err = DnsPoison::try_from(raw).unwrap_err().to_string();
+        assert!(err.contains("use mode = \"resolver\""), "{err}");
+    }
     // Names outside the allowlist.
     let strict = policy(&format!(
         "[dns_poison]\nhosts_file = \"{HOSTS}\"\nnames = [\"*.internal\", \"db.test\"]\n"
@@ -564,11 +588,30 @@ fn fault_ids_become_safe_labels() {
 #[test]
 fn the_controllers_name_is_never_poisoned() {
     assert_eq!(
-        controller_name("https://GameDay.example:7443/").as_deref(),
+        controller_name(
+            crate::config::ControllerUrl::parse("https://GameDay.example:7443/")
+                .unwrap()
+                .host()
+        )
+        .as_deref(),
         Some("gameday.example")
     );
-    assert_eq!(controller_name("https://10.0.0.5:7443"), None);
-    assert_eq!(controller_name("https://[fd00::5]:7443"), None);
+    assert_eq!(
+        controller_name(
+            crate::config::ControllerUrl::parse("https://10.0.0.5:7443")
+                .unwrap()
+                .host()
+        ),
+        None
+    );
+    assert_eq!(
+        controller_name(
+            crate::config::ControllerUrl::parse("https://[fd00::5]:7443")
+                .unwrap()
+                .host()
+        ),
+        None
+    );
     let files = FakeFiles::with(HOSTS, b"");
     let mut host = host_with(files, Arc::new(FakeFirewall::default()));
     host.dns = std::mem::take(&mut host.dns).protect("gameday.example");

@@ -31,7 +31,6 @@ use self::residue::Baseline;
 use self::rules::{Net, Partition, FAMILY};
 use super::{Applied, FaultError, Host, Reverted, Unavailable};
 use crate::os::nft::{family_name, Firewall, Nft, NftError};
-use crate::policy::Policy;
 
 /// The host-side machinery this fault uses: nftables, behind [`Firewall`].
 #[derive(Clone)]
@@ -45,11 +44,6 @@ impl Backend {
         Backend { firewall }
     }
 
-    /// The real machinery, configured from the agent's config: `nft` from `PATH`.
-    pub fn from_config(_config: &crate::config::AgentConfig) -> Backend {
-        Backend::default()
-    }
-
     /// The firewall faults act on.
     pub fn firewall(&self) -> &Arc<dyn Firewall> {
         &self.firewall
@@ -57,6 +51,7 @@ impl Backend {
 }
 
 impl Default for Backend {
+    /// The real machinery: `nft` from `PATH`.
     fn default() -> Self {
         Backend::new(Arc::new(Nft::default()))
     }
@@ -97,18 +92,32 @@ pub struct PolicyConfig {
     pub max_duration: Option<Duration>,
 }
 
+/// `[policy.network_partition]` read once, when the policy loads: the networks parsed, the
+/// table kept as written for messages that quote it.
+#[derive(Clone, Debug, Default)]
+pub struct Limits {
+    config: PolicyConfig,
+    protect: Vec<Net>,
+    allowed_peers: Vec<Net>,
+}
+
 impl PolicyConfig {
-    /// Checks the table is usable: networks parse, no port 0, a positive `max_duration`.
-    pub fn validate(&self) -> Result<(), String> {
-        nets(&self.protect, "protect")?;
-        nets(&self.allowed_peers, "allowed_peers")?;
+    /// Checks the table is usable (networks parse, no port 0, a positive `max_duration`) and
+    /// keeps what it parsed.
+    pub fn limits(&self) -> Result<Limits, String> {
+        let protect = rules::minimal(&nets(&self.protect, "protect")?);
+        let allowed_peers = nets(&self.allowed_peers, "allowed_peers")?;
         if self.protect_ports.contains(&0) {
             return Err("protect_ports: port 0 is not a port".into());
         }
         if self.max_duration.is_some_and(|d| d.get().is_zero()) {
             return Err("max_duration must be more than zero".into());
         }
-        Ok(())
+        Ok(Limits {
+            config: self.clone(),
+            protect,
+            allowed_peers,
+        })
     }
 }
 
@@ -130,7 +139,7 @@ pub struct Plan {
 }
 
 /// Whether this host can apply the fault: `nft` is installed and the agent may use it.
-pub fn available(_policy: &Policy, host: &Host) -> Result<(), Unavailable> {
+pub fn available(host: &Host) -> Result<(), Unavailable> {
     host.network
         .firewall
         .tables()
@@ -147,7 +156,7 @@ fn refuse(message: String) -> FaultError {
 pub fn prepare(
     spec: &NetworkPartition,
     fault_id: &str,
-    policy: &Policy,
+    limits: &Limits,
     host: &Host,
 ) -> Result<Plan, FaultError> {
     if !spec.peer_agents.is_empty() {
@@ -156,24 +165,11 @@ pub fn prepare(
             spec.peer_agents
         )));
     }
-    let peers: Vec<Net> = spec
-        .peers
-        .iter()
-        .map(|p| Net::parse(p).map_err(|e| FaultError::Invalid(format!("peers: {e}"))))
-        .collect::<Result<_, _>>()?;
-    let peers = rules::minimal(&peers);
+    let peers = rules::minimal(&spec.peers);
     let mut ports = spec.ports.clone();
     ports.sort_unstable();
     ports.dedup();
-    if ports.contains(&0) {
-        return Err(FaultError::Invalid("ports: port 0 is not a port".into()));
-    }
-    if peers.is_empty() && ports.is_empty() {
-        return Err(FaultError::Invalid(
-            "a partition needs peers or ports to cut (use peers = [\"0.0.0.0/0\", \"::/0\"] to isolate the host)".into(),
-        ));
-    }
-    let protect = check_policy(spec, &peers, &ports, &policy.network_partition)?;
+    let protect = check_policy(spec, &peers, &ports, limits)?;
     if host.controller.is_empty() {
         // Without the controller's address there is nothing to exempt, and a partition could
         // cut the agent off from the only one who can tell it to stop.
@@ -186,7 +182,7 @@ pub fn prepare(
         Direction::Egress => (false, true),
         Direction::Both => (true, true),
     };
-    let mut protect_ports = policy.network_partition.protect_ports.clone();
+    let mut protect_ports = limits.config.protect_ports.clone();
     protect_ports.sort_unstable();
     protect_ports.dedup();
     let table = rules::table_name(fault_id);
@@ -217,11 +213,10 @@ fn check_policy(
     spec: &NetworkPartition,
     peers: &[Net],
     ports: &[u16],
-    config: &PolicyConfig,
+    limits: &Limits,
 ) -> Result<Vec<Net>, FaultError> {
-    // Validated when the policy was loaded; a failure here is a config built in code.
-    let allowed = nets(&config.allowed_peers, "allowed_peers").map_err(FaultError::Policy)?;
-    let protect = rules::minimal(&nets(&config.protect, "protect").map_err(FaultError::Policy)?);
+    let (config, allowed) = (&limits.config, &limits.allowed_peers);
+    let protect = limits.protect.clone();
     if !allowed.is_empty() {
         if peers.is_empty() {
             return Err(refuse(format!(

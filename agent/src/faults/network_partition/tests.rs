@@ -12,8 +12,19 @@ use super::fake::{FakeFirewall, Mode};
 use super::rules::{minimal, table_name, Net};
 use super::*;
 use crate::faults::{self, Fault};
+use crate::policy::Policy;
 use crate::policy::PolicyConfig as HostPolicy;
 use gameday_proto::v1::UnavailableCause;
+
+/// [`super::prepare`] with the whole policy, as the agent's dispatch calls it.
+fn prepare(
+    spec: &NetworkPartition,
+    fault_id: &str,
+    policy: &Policy,
+    host: &Host,
+) -> Result<Plan, FaultError> {
+    super::prepare(spec, fault_id, &policy.network_partition, host)
+}
 
 const CONTROLLER: &str = "192.0.2.10:7443";
 
@@ -35,7 +46,7 @@ fn spec(
 ) -> NetworkPartition {
     NetworkPartition {
         direction,
-        peers: peers.iter().map(|p| p.to_string()).collect(),
+        peers: peers.iter().map(|p| Net::parse(p).unwrap()).collect(),
         peer_agents: vec![],
         ports: ports.to_vec(),
         protocol,
@@ -470,16 +481,15 @@ fn rejects_malformed_specs() {
     let fw = Arc::new(FakeFirewall::default());
     let host = host(&fw);
     let p = Policy::permissive();
-    let bad = spec(Direction::Both, &["db.internal"], &[], Protocol::Any);
-    assert!(matches!(
-        prepare(&bad, "f", &p, &host),
-        Err(FaultError::Invalid(_))
-    ));
-    let empty = spec(Direction::Both, &[], &[], Protocol::Any);
-    assert!(matches!(
-        prepare(&empty, "f", &p, &host),
-        Err(FaultError::Invalid(_))
-    ));
+    // A peer that is no network, or nothing to cut, is refused by the spec check: such a
+    // partition never reaches prepare.
+    for peers in [vec!["db.internal".to_string()], vec![]] {
+        let raw = gameday_proto::fault::RawNetworkPartition {
+            peers,
+            ..Default::default()
+        };
+        assert!(NetworkPartition::try_from(raw).is_err());
+    }
     let mut unresolved = spec(Direction::Both, &[], &[], Protocol::Any);
     unresolved.peer_agents = vec!["db-1".into()];
     assert!(prepare(&unresolved, "f", &p, &host)
@@ -495,15 +505,12 @@ fn policy_tables_are_validated() {
     assert_eq!(parse("").unwrap(), PolicyConfig::default());
     let bad = parse("protect = [\"10.0.0.0/40\"]")
         .unwrap()
-        .validate()
+        .limits()
         .unwrap_err();
     assert!(bad.starts_with("protect: "), "{bad}");
-    assert!(parse("allowed_peers = [\"x\"]")
-        .unwrap()
-        .validate()
-        .is_err());
-    assert!(parse("protect_ports = [0]").unwrap().validate().is_err());
-    assert!(parse("max_duration = \"0s\"").unwrap().validate().is_err());
+    assert!(parse("allowed_peers = [\"x\"]").unwrap().limits().is_err());
+    assert!(parse("protect_ports = [0]").unwrap().limits().is_err());
+    assert!(parse("max_duration = \"0s\"").unwrap().limits().is_err());
     let err =
         Policy::from_config(&toml::from_str("[network_partition]\nprotect = [\"nope\"]").unwrap())
             .unwrap_err();
@@ -515,10 +522,10 @@ fn available_only_where_nft_works() {
     let fw = Arc::new(FakeFirewall::default());
     let host = host(&fw);
     let p = Policy::permissive();
-    assert!(available(&p, &host).is_ok());
+    assert!(available(&host).is_ok());
     assert!(faults::capabilities(&p, &host).contains(&"network_partition".to_string()));
     fw.set_mode(Mode::NoNft);
-    let missing = available(&p, &host).unwrap_err();
+    let missing = available(&host).unwrap_err();
     assert!(missing.detail.starts_with("nft not found"), "{missing}");
     assert_eq!(missing.cause, UnavailableCause::ToolMissing);
     let survey = faults::survey(&p, &host);
@@ -532,7 +539,7 @@ fn available_only_where_nft_works() {
         .expect("the survey says why network_partition is missing");
     assert_eq!(why.cause(), UnavailableCause::ToolMissing);
     fw.set_mode(Mode::NoPermission);
-    let no_rights = available(&p, &host).unwrap_err();
+    let no_rights = available(&host).unwrap_err();
     assert!(
         no_rights.detail.starts_with("no permission for nftables"),
         "{no_rights}"
