@@ -3,6 +3,7 @@
 //! each signal was sent, and the real enforcer, worker and live-fault tracking in between.
 
 use std::path::Path;
+use std::sync::atomic::AtomicU32;
 use std::sync::Mutex;
 
 use nix::sys::signal::Signal;
@@ -24,11 +25,13 @@ fn worker_process() -> ProcessInfo {
     }
 }
 
-/// A process table holding [`WORKER`]; every signal is recorded with the (virtual) time it was
-/// sent.
+/// A process table holding [`WORKER`]; every signal delivered is recorded with the (virtual)
+/// time it was sent.
 #[derive(Default)]
 struct FakeProcesses {
     signals: Mutex<Vec<(Signal, Instant)>>,
+    /// How many SIGCONTs the kernel refuses before it delivers one.
+    refuse_continue: AtomicU32,
 }
 
 impl FakeProcesses {
@@ -58,6 +61,18 @@ impl ProcessOs for FakeProcesses {
 
     fn signal(&self, pid: i32, signal: Signal) -> Result<(), OsError> {
         assert_eq!(pid, WORKER, "only the fake worker is ever signalled");
+        let refuse = signal == Signal::SIGCONT
+            && self
+                .refuse_continue
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        if refuse {
+            return Err(OsError::Signal {
+                pid,
+                signal,
+                errno: nix::errno::Errno::EPERM,
+            });
+        }
         self.signals.lock().unwrap().push((signal, Instant::now()));
         Ok(())
     }
@@ -387,4 +402,27 @@ async fn a_fault_applied_while_the_enforcer_sleeps_gets_its_deadline_enforced() 
     );
     // Woken by the apply and by the deadline: twice more than at startup.
     assert_eq!(agent.wakeups.enforcer.load(Ordering::Relaxed), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_revert_that_fails_is_retried_every_50ms_without_spinning() {
+    let agent = start("1s", "10s", FOREVER);
+    agent.os.refuse_continue.store(3, Ordering::SeqCst);
+    agent.until(Duration::from_millis(500)).await;
+    agent
+        .ask(
+            pause("f1", Duration::from_secs(1)),
+            "f1",
+            FaultPhase::Applied,
+        )
+        .await;
+    agent.until(Duration::from_secs(5)).await;
+    assert_eq!(
+        agent.os.sent(Signal::SIGCONT),
+        vec![agent.started + Duration::from_millis(1_500 + 3 * 50)],
+        "refused three times, then continued"
+    );
+    assert!(agent.live.is_empty());
+    // Startup, the apply, the deadline and three retries.
+    assert_eq!(agent.wakeups.enforcer.load(Ordering::Relaxed), 6);
 }
