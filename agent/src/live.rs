@@ -1,11 +1,16 @@
 //! The faults live on this host right now, each journaled and with the deadline the agent
 //! enforces itself, and the lease: silence from the controller for too long reverts everything.
+//!
+//! Deadlines and the lease are read on tokio's clock ([`tokio::time::Instant`]): the same
+//! monotonic clock in the agent, and a paused, virtual one in tests.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gameday_proto::Fault;
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::faults::{self, Applied, FaultError, Host, Plan, Reverted};
 use crate::journal::{unix_ms_in, Entry, Journal, JournalError};
@@ -34,6 +39,9 @@ pub struct LiveFaults {
     /// request never undo the same fault twice at once.
     reverting: Mutex<()>,
     last_heard: Mutex<Instant>,
+    /// Signalled when a fault becomes live, so the enforcer, asleep until the earliest
+    /// deadline it knew of, looks again.
+    added: Notify,
     host: Arc<Host>,
     policy: Arc<Policy>,
     journal: Journal,
@@ -96,6 +104,7 @@ impl LiveFaults {
             self_reverted: Mutex::new(BTreeMap::new()),
             reverting: Mutex::new(()),
             last_heard: Mutex::new(Instant::now()),
+            added: Notify::new(),
             host,
             policy,
             journal,
@@ -171,6 +180,7 @@ impl LiveFaults {
                         deadline: deadline_in(lifetime),
                     },
                 );
+                self.added.notify_one();
                 Ok(applied)
             }
             Err(e) => {
@@ -290,11 +300,40 @@ impl LiveFaults {
         *self.last_heard.lock().expect("last heard lock") = Instant::now();
     }
 
+    /// When the lease runs out if the controller stays silent.
+    fn lease_expiry(&self, lease: Duration) -> Instant {
+        let heard = *self.last_heard.lock().expect("last heard lock");
+        heard
+            .checked_add(lease)
+            .unwrap_or_else(|| heard + Duration::from_secs(365 * 24 * 3600))
+    }
+
+    /// The next moment [`LiveFaults::enforce`] has something to do: the earliest deadline, or
+    /// the lease's expiry if that comes first; `None` when nothing is live. A heartbeat
+    /// answered since only moves the lease's expiry later, so waking at the time returned is
+    /// never too late.
+    pub fn next_due(&self, lease: Duration) -> Option<Instant> {
+        let earliest = self
+            .faults
+            .lock()
+            .expect("live faults lock")
+            .values()
+            .map(|f| f.deadline)
+            .min()?;
+        Some(earliest.min(self.lease_expiry(lease)))
+    }
+
+    /// Resolves once a fault has become live since the last call (at once if one did while
+    /// nobody waited): the enforcer's cue to look at [`LiveFaults::next_due`] again.
+    pub async fn added(&self) {
+        self.added.notified().await;
+    }
+
     /// Reverts every fault past its deadline, and every fault at all when the controller has
-    /// been silent for longer than `lease`. Returns the ids reverted.
+    /// been silent for `lease` or longer. Returns the ids reverted.
     pub fn enforce(&self, lease: Duration) -> Vec<String> {
         let now = Instant::now();
-        let lease_over = self.last_heard.lock().expect("last heard lock").elapsed() > lease;
+        let lease_over = now >= self.lease_expiry(lease);
         let due: Vec<(String, RevertCause)> = self
             .faults
             .lock()

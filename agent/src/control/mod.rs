@@ -3,9 +3,10 @@
 //! the failure cannot heal by retrying (see [`dial::classify`]).
 
 pub mod dial;
+pub mod enforcer;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use gameday_proto::v1::{
 use gameday_proto::Fault;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt as _};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::config::AgentConfig;
@@ -60,9 +62,23 @@ pub struct Agent {
     tls: TlsMaterial,
     /// This installation's id, with the state directory held for this process.
     instance: crate::instance::Instance,
+    /// How often its loops woke.
+    pub wakeups: Arc<Wakeups>,
 }
 
-/// A fault operation queued for the worker, which runs them one at a time, in order.
+/// How many times the agent's own loops woke up: the seam that shows an idle agent sleeps
+/// between heartbeats instead of polling.
+#[derive(Debug, Default)]
+pub struct Wakeups {
+    /// Passes of the enforcer (deadlines and lease).
+    pub enforcer: AtomicU64,
+    /// Turns of the conversation with the controller: a heartbeat sent or a message received.
+    pub conversation: AtomicU64,
+}
+
+/// A fault operation queued for the worker, which runs them one at a time, in order. The
+/// instant is when the request arrived, on the std clock: the effect times it is measured
+/// against are real ones.
 enum Work {
     Apply(v1::ApplyFault, Instant),
     Revert(String, Instant),
@@ -93,6 +109,7 @@ impl Agent {
             live,
             tls,
             instance,
+            wakeups: Arc::default(),
         })
     }
 
@@ -114,16 +131,12 @@ impl Agent {
             );
         }
         let endpoint = dial::endpoint(&self.config, &self.tls)?;
-        let lease = self.config.lease.get();
-        let live = self.live.clone();
         // The lease and deadlines are enforced whether or not the controller is reachable.
-        let enforcer = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(50));
-            loop {
-                tick.tick().await;
-                live.enforce(lease);
-            }
-        });
+        let enforcer = tokio::spawn(enforcer::run(
+            self.live.clone(),
+            self.config.lease.get(),
+            self.wakeups.clone(),
+        ));
         // One worker for the agent's whole life, not one per session: shutdown must know when
         // the last operation has finished, so no apply lands after the final revert.
         let (work_tx, work_rx) = mpsc::unbounded_channel::<Job>();
@@ -136,7 +149,7 @@ impl Agent {
             async move {
                 let mut backoff = BACKOFF_MIN;
                 loop {
-                    let started = Instant::now();
+                    let started = tokio::time::Instant::now();
                     match this.session(&endpoint, &work_tx).await {
                         Ok(()) => tracing::warn!("controller closed the stream; reconnecting"),
                         Err(e) => {
@@ -219,29 +232,50 @@ impl Agent {
         send(&tx, agent_message::Msg::Register(register)).await;
         let attached = client.attach(ReceiverStream::new(rx)).await;
         let result = match attached {
-            Ok(inbound) => self.converse(&mut inbound.into_inner(), &tx, work_tx).await,
+            Ok(inbound) => {
+                tracing::info!(controller = %self.config.controller, "connected");
+                let conversation = Conversation {
+                    live: &self.live,
+                    config: &self.config,
+                    wakeups: &self.wakeups,
+                };
+                conversation.run(inbound.into_inner(), &tx, work_tx).await
+            }
             Err(status) => Err(status),
         };
         result.map_err(dial::SessionError::Stream)
     }
+}
 
-    async fn converse(
+/// What one conversation with the controller works with.
+struct Conversation<'a> {
+    live: &'a LiveFaults,
+    config: &'a AgentConfig,
+    wakeups: &'a Wakeups,
+}
+
+impl Conversation<'_> {
+    /// Sends heartbeats at the configured period and hands the controller's requests to the
+    /// worker, until `inbound` ends. It wakes for nothing else.
+    async fn run(
         &self,
-        inbound: &mut tonic::Streaming<v1::ControllerMessage>,
+        inbound: impl Stream<Item = Result<v1::ControllerMessage, tonic::Status>>,
         tx: &mpsc::Sender<AgentMessage>,
         work_tx: &mpsc::UnboundedSender<Job>,
     ) -> Result<(), tonic::Status> {
+        let mut inbound = std::pin::pin!(inbound);
         let mut heartbeat = tokio::time::interval(self.config.heartbeat.get());
         let mut seq = 0u64;
-        tracing::info!(controller = %self.config.controller, "connected");
         loop {
             tokio::select! {
                 _ = heartbeat.tick() => {
+                    self.wakeups.conversation.fetch_add(1, Ordering::Relaxed);
                     seq += 1;
                     send(tx, agent_message::Msg::Heartbeat(v1::Heartbeat { seq })).await;
                 }
-                msg = inbound.message() => {
-                    let Some(msg) = msg? else { return Ok(()) };
+                msg = inbound.next() => {
+                    self.wakeups.conversation.fetch_add(1, Ordering::Relaxed);
+                    let Some(msg) = msg.transpose()? else { return Ok(()) };
                     self.live.heard_controller();
                     let Some(msg) = msg.msg else { continue };
                     match msg {
@@ -397,6 +431,9 @@ async fn send(tx: &mpsc::Sender<AgentMessage>, msg: agent_message::Msg) {
     // A closed channel means the stream is gone; the session loop notices and reconnects.
     let _ = tx.send(AgentMessage { msg: Some(msg) }).await;
 }
+
+#[cfg(test)]
+mod timing_tests;
 
 #[cfg(test)]
 mod tests {
