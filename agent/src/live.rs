@@ -521,6 +521,8 @@ mod tests {
     #[test]
     fn each_apply_and_each_revert_is_logged_once_and_a_deadline_revert_is_no_warning() {
         let dir = tempfile::tempdir().unwrap();
+        // A process of the test's own to fault.
+        #[allow(clippy::disallowed_methods)]
         let sleeper = Sleeper(Command::new("sleep").arg("300").spawn().unwrap());
         let pid_file = dir.path().join("sleep.pid");
         std::fs::write(&pid_file, sleeper.0.id().to_string()).unwrap();

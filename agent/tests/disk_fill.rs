@@ -2,6 +2,8 @@
 //! tmpfs, 32 MiB ext4 and ext2 images on loop devices), never the machine's own disks. Each
 //! test checks the effect from outside (`df`, statvfs, a write that must fail with ENOSPC) and
 //! that revert leaves the directory and its free space as they were. Root only.
+// Integration tests start the real binaries, services and helper processes.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

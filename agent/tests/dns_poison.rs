@@ -5,6 +5,8 @@
 //! exactly as before, and the hosts file byte for byte as it was.
 //!
 //! Apply and revert times are printed (`--nocapture` shows them), not asserted.
+// Integration tests start the real binaries, services and helper processes.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

@@ -3,6 +3,8 @@
 //! namespace joined to it by a veth pair, real TCP services and UDP sockets on both ends, and
 //! real clients. Each test shows the effect from outside, the counters in the evidence, and a
 //! ruleset that is byte-for-byte as before once the fault is reverted.
+// Integration tests start the real binaries, services and helper processes.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! `process_kill` against the real kernel: the test starts `sleep` children with a command line
 //! no other process on the machine can have, kills them through the agent, and checks how they
 //! died. Only the test's own children are ever signalled.
+// Integration tests start the real binaries, services and helper processes.
+#![allow(clippy::disallowed_methods)]
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, ExitStatus};

@@ -2,6 +2,8 @@
 //! command line, one inside a cgroup or network namespace the test creates and one outside;
 //! a kill scoped to the cgroup or namespace must kill the inside one only. Only the test's own
 //! children are ever signalled, and its cgroups and namespaces are removed however it ends.
+// Integration tests start the real binaries, services and helper processes.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

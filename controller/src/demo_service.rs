@@ -125,6 +125,8 @@ pub async fn supervise(
         .ok_or_else(|| std::io::Error::other("no command to supervise"))?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
+        // The restart loop's whole job: start the supervised command again.
+        #[allow(clippy::disallowed_methods)]
         let mut child = tokio::process::Command::new(program)
             .args(args)
             .kill_on_drop(true)

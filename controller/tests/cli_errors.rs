@@ -1,6 +1,8 @@
 //! What the operator CLI says when it cannot talk to the controller: what happened and what to
 //! do, the cause said once, never tonic's raw `code: 'Unknown error', message: "h2 protocol
 //! error: …"` or `tcp connect error: tcp connect error: …`.
+// Integration tests start the real binaries, services and helper processes.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

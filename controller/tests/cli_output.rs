@@ -1,6 +1,8 @@
 //! The CLI's conventions, with the real binary and no controller: `-o/--output` is the format
 //! in every subcommand, a closed stdout ends the program quietly, `validate DIR` checks every
 //! scenario in it, and a missing certificate flag is a usage error.
+// Integration tests start the real binaries, services and helper processes.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! Config mistakes that used to loop or mislead: the real binaries exit 2 promptly, naming the
 //! file and the problem, instead of retrying forever with `transport error` or printing
 //! "listening on" before failing.
+// Integration tests start the real binaries, services and helper processes.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

@@ -3,6 +3,8 @@
 //! where the probe's UDP socket lives, joined by a veth pair. A correct expectation passes; a
 //! wrong one, an unknown name, a name without records of the type and a dead server each fail
 //! with their own reason, which is what the sample's error says.
+// Integration tests start the real binaries, services and helper processes.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! Nothing is left behind: a crashed agent's successor reverts before it registers; a lost
 //! controller makes agents revert within their lease; a fault's deadline holds while the
 //! controller is unreachable. Real binaries, real signals, on processes the test started.
+// Integration tests start the real binaries, services and helper processes.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

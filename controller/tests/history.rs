@@ -2,6 +2,8 @@
 //! `gameday runs` lists and `gameday runs show` reproduces exactly; a controller killed in the
 //! middle of a run leaves it `interrupted` after a restart, with every sample recorded up to
 //! the kill and none after.
+// Integration tests start the real binaries, services and helper processes.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

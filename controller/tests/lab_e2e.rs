@@ -8,6 +8,8 @@
 //! duration), and must equal the range the scenario documents, so the docs cannot drift from
 //! the configs. The whole catalog runs twice, each time in a lab brought up and torn down
 //! again, to show that a run leaves nothing behind and that the verdicts repeat.
+// Integration tests start the real binaries, services and helper processes.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

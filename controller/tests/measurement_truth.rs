@@ -22,6 +22,8 @@
 //! contain it. And a partial outage, as behind a round-robin balancer with one bad backend:
 //! every other request fails (after 50 ms, as a balancer's connect timeout would) until the
 //! bad backend is taken out; with `spread = 2` the same bound holds.
+// Integration tests start the real binaries, services and helper processes.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

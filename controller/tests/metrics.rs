@@ -1,6 +1,8 @@
 //! The metrics endpoint end to end: a served controller with `metrics_listen`, a real agent
 //! pausing a real service, and `/metrics` scraped over HTTP and parsed as the Prometheus text
 //! format — type lines, label sets and values, during the run and after it.
+// Integration tests start the real binaries, services and helper processes.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

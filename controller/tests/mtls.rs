@@ -5,6 +5,8 @@
 //! Refusals are proven without fixed sleeps: a legitimate agent started after the refused one
 //! serves as a barrier (once it is listed, the refused one has had its chances), together with a
 //! minimum time since the refused agent started; refused agents then exit 2 (config error).
+// Integration tests start the real binaries, services and helper processes.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

@@ -5,6 +5,8 @@
 //!
 //! Every scenario here waits an hour in steady state: a run that reached it would not end
 //! within the test's deadline.
+// Integration tests start the real binaries, services and helper processes.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

@@ -5,6 +5,8 @@
 //!
 //! xmllint and chromium come from Debian (`libxml2-utils`, `chromium`; `./test.sh` installs
 //! them). Without them that part prints SKIPPED, and fails under CI (`GAMEDAY_CI` set).
+// Integration tests start the real binaries, services and helper processes.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

@@ -3,6 +3,8 @@
 //!
 //! Exit codes (see `report::exit`): 0 ok, 1 breach, 2 invalid input, 3 inconclusive or aborted,
 //! 4 infrastructure (agent missing, fault refused or not applied).
+// Integration tests start the real binaries, services and helper processes.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

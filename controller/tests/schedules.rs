@@ -3,6 +3,8 @@
 //! the missed-firing policy read from `schedules.json`; a firing outside its window is skipped
 //! while one inside it reports a broken scenario file without stopping; a bad schedule stops
 //! `gameday serve` with exit code 2; `gameday schedules` lists next and last runs.
+// Integration tests start the real binaries, services and helper processes.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! Two agents presenting one certificate: the second is refused while the first is live, with
 //! a reason logged on both sides, and it stops (exit 2) instead of taking the name from the
 //! first in turn. The same installation restarted at once takes its name back.
+// Integration tests start the real binaries, services and helper processes.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

@@ -9,8 +9,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Err(errors) = gameday::scenario::parse("fuzz.toml", text) {
-        assert!(!errors.0.is_empty(), "a rejection names at least one error");
-        for e in &errors.0 {
+        assert!(!errors.errors().is_empty(), "a rejection names at least one error");
+        for e in errors.errors() {
             assert!(e.line >= 1 && e.column >= 1, "{e}");
             assert!(!e.message.is_empty(), "{e}");
         }

@@ -479,6 +479,8 @@ mod tests {
 
     /// A `sleep` child to pause, with its pid file in `dir`.
     fn sleeper(dir: &std::path::Path) -> (std::process::Child, std::path::PathBuf) {
+        // A process of the test's own to fault.
+        #[allow(clippy::disallowed_methods)]
         let sleeper = std::process::Command::new("sleep")
             .arg("30")
             .spawn()

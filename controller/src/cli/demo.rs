@@ -44,6 +44,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         "demo: starting the demo service on http://{DEMO_LISTEN}/ (restarted {:?} after it dies)",
         args.restart_delay
     );
+    // The demo starts its own service: this binary, supervising itself.
+    #[allow(clippy::disallowed_methods)]
     let mut supervisor = Command::new(&me)
         .arg("demo-supervise")
         .arg("--restart-delay")

@@ -195,6 +195,8 @@ impl LocalFleet {
         }
         let config_path = dir.path().join("agent.toml");
         std::fs::write(&config_path, config)?;
+        // `run --local` and the demo start the agent they drive.
+        #[allow(clippy::disallowed_methods)]
         let agent = Command::new(agent_binary()?)
             .arg("--config")
             .arg(&config_path)
