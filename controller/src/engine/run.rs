@@ -78,20 +78,10 @@ pub(super) fn errored(run_id: String, index: u32, reason: String) -> RunReport {
 pub(super) async fn run_once(mut ctx: RunCtx<'_>) -> RunReport {
     let s = &ctx.input.scenario;
     let epoch = Instant::now();
+    // An ERROR until a phase says otherwise.
     let report = RunReport {
-        run_id: ctx.run_id.clone(),
-        index: ctx.index,
-        verdict: Verdict::Error,
-        reason: String::new(),
-        met_expectation: false,
         targets: ctx.targets.iter().map(|t| t.name().to_string()).collect(),
-        epoch_monotonic_ns: monotonic_ns(),
-        started_unix_ms: unix_ms_now(),
-        inject: None,
-        revert_us: None,
-        grade: None,
-        faults: vec![],
-        probes: vec![],
+        ..errored(ctx.run_id.clone(), ctx.index, String::new())
     };
     for o in ctx.observers {
         o.run_started(&RunStart {

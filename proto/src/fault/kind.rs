@@ -3,11 +3,12 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 /// A kind of fault. Adding one means a variant here and its name in [`FaultKind::name`]; the
 /// compiler then finds every match that must handle it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "&'static str")]
 pub enum FaultKind {
     /// `process_kill`.
     ProcessKill,
@@ -75,16 +76,16 @@ impl fmt::Display for FaultKind {
     }
 }
 
-impl Serialize for FaultKind {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.name())
+impl From<FaultKind> for &'static str {
+    fn from(v: FaultKind) -> &'static str {
+        v.name()
     }
 }
 
-impl<'de> Deserialize<'de> for FaultKind {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(deserializer)?;
-        name.parse().map_err(serde::de::Error::custom)
+impl TryFrom<String> for FaultKind {
+    type Error = <FaultKind as FromStr>::Err;
+    fn try_from(name: String) -> Result<FaultKind, Self::Error> {
+        name.parse()
     }
 }
 

@@ -3,12 +3,13 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use super::FaultSpecError;
 
 /// A signal a `process_kill` may send. Stopping is `process_pause`'s job, so SIGSTOP is absent.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "&'static str")]
 pub enum KillSignal {
     /// SIGKILL, the default.
     #[default]
@@ -84,16 +85,16 @@ impl fmt::Display for KillSignal {
     }
 }
 
-impl Serialize for KillSignal {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.name())
+impl From<KillSignal> for &'static str {
+    fn from(v: KillSignal) -> &'static str {
+        v.name()
     }
 }
 
-impl<'de> Deserialize<'de> for KillSignal {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(deserializer)?;
-        name.parse().map_err(serde::de::Error::custom)
+impl TryFrom<String> for KillSignal {
+    type Error = <KillSignal as FromStr>::Err;
+    fn try_from(name: String) -> Result<KillSignal, Self::Error> {
+        name.parse()
     }
 }
 
