@@ -351,6 +351,8 @@ impl AgentConn {
 #[derive(Default)]
 pub struct AgentRegistry {
     agents: Mutex<BTreeMap<String, Arc<AgentConn>>>,
+    /// Told of every registration, so the expiry sweep can sleep while no agent is connected.
+    registered: tokio::sync::Notify,
 }
 
 impl AgentRegistry {
@@ -378,11 +380,38 @@ impl AgentRegistry {
         }
         let old = agents.insert(conn.name.clone(), conn.clone());
         drop(agents);
+        self.registered.notify_one();
         if let Some(old) = old {
             tracing::info!(agent = %conn.name, old_peer = %old.peer, peer = %conn.peer, "agent reconnected; its earlier stream is closed");
             old.close(ApiError::Replaced.into());
         }
         Ok(())
+    }
+
+    /// How long until the quietest agent will have been silent for `timeout`, if none speaks
+    /// meanwhile; `None` without agents.
+    pub fn next_silence(&self, timeout: Duration) -> Option<Duration> {
+        let agents = self.agents.lock().expect("agents lock");
+        agents
+            .values()
+            .map(|a| timeout.saturating_sub(a.silent_for()))
+            .min()
+    }
+
+    /// Drops agents silent for longer than `timeout` as they fall silent, for ever: sleeps until
+    /// the quietest agent's moment (or, without agents, the next registration) instead of
+    /// polling, so an idle controller stays idle. Calls `lost` with each agent dropped.
+    pub async fn expire_silent(&self, timeout: Duration, mut lost: impl FnMut(&str)) {
+        loop {
+            match self.next_silence(timeout) {
+                // Just past it: an agent is dropped when silent for *longer* than the timeout.
+                Some(wait) => tokio::time::sleep(wait + Duration::from_millis(1)).await,
+                None => self.registered.notified().await,
+            }
+            for name in self.expire(timeout) {
+                lost(&name);
+            }
+        }
     }
 
     /// Removes the agent if `generation` is still its current connection.
@@ -458,6 +487,37 @@ mod tests {
     }
 
     const LIVE: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn a_silent_agent_is_dropped_just_after_its_timeout_and_an_empty_registry_sleeps() {
+        let registry = Arc::new(AgentRegistry::default());
+        assert_eq!(registry.next_silence(LIVE), None, "nothing to wait for");
+        let (lost_tx, mut lost_rx) = mpsc::unbounded_channel();
+        let sweep = tokio::spawn({
+            let registry = registry.clone();
+            async move {
+                registry
+                    .expire_silent(Duration::from_millis(150), |name| {
+                        let _ = lost_tx.send((name.to_string(), std::time::Instant::now()));
+                    })
+                    .await
+            }
+        });
+        // The sweep waits for a registration, then for this agent's silence.
+        let (agent, _rx) = conn("aaaa", "10.0.0.5:41234");
+        let registered = std::time::Instant::now();
+        registry.register(agent, LIVE).unwrap();
+        let wait = registry.next_silence(Duration::from_millis(150)).unwrap();
+        assert!(wait <= Duration::from_millis(150), "{wait:?}");
+        let (name, at) = tokio::time::timeout(Duration::from_secs(10), lost_rx.recv())
+            .await
+            .expect("the silent agent is dropped")
+            .unwrap();
+        assert_eq!(name, "web-1");
+        assert!(at.duration_since(registered) >= Duration::from_millis(150));
+        assert!(registry.get("web-1").is_none());
+        sweep.abort();
+    }
 
     #[test]
     fn a_second_live_agent_with_the_same_certificate_is_refused() {

@@ -92,15 +92,12 @@ pub async fn serve_with(
     let registry = engine.registry().clone();
     let expiry_registry = registry.clone();
     let expiry = tokio::spawn(async move {
-        let registry = expiry_registry;
-        let mut tick =
-            tokio::time::interval(timing.heartbeat_interval.min(Duration::from_millis(500)));
-        loop {
-            tick.tick().await;
-            for name in registry.expire(timing.heartbeat_timeout) {
-                tracing::warn!(agent = %name, timeout = ?timing.heartbeat_timeout, "agent lost: no heartbeat");
-            }
-        }
+        let timeout = timing.heartbeat_timeout;
+        expiry_registry
+            .expire_silent(timeout, |name| {
+                tracing::warn!(agent = %name, ?timeout, "agent lost: no heartbeat");
+            })
+            .await;
     });
     let (drain_tx, drain) = tokio::sync::oneshot::channel::<()>();
     let (stop_accepting, acceptor) = (CancellationToken::new(), TaskTracker::new());
