@@ -5,12 +5,12 @@
 //! are refused whatever the config says: pid 1, the agent itself and the agent's parent (under
 //! `gameday run --local` that is the controller).
 
-use gameday_proto::{FaultKind, KillSignal, ProcessPlace};
-use regex::Regex;
+use gameday_proto::FaultKind;
 use serde::Deserialize;
 
-use crate::faults::process_scope::{self, Whereabouts};
-use crate::os::ProcessInfo;
+pub use crate::faults::process_policy::{
+    ProcessKillPolicy, ProcessPolicy, ProcessPolicyError, ProcessRefusal,
+};
 
 /// The `[policy]` table of the agent config file, as written.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -49,75 +49,6 @@ fn all_fault_kinds() -> Vec<String> {
     FaultKind::ALL.map(|k| k.name().to_string()).to_vec()
 }
 
-/// The `[policy.process_kill]` table: which processes may be signalled, and with what.
-///
-/// A rule is a regular expression, searched (not anchored: add `^`/`$` yourself) in the
-/// process name (`comm`) and in its command line; it matches a process when it matches either,
-/// so `deny = ["^postgres"]` protects postgres whether it shows as `postgres` or as
-/// `/usr/lib/postgresql/16/bin/postgres -D ...`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProcessKillPolicy {
-    /// If not empty, only processes matching one of these rules may be signalled.
-    #[serde(default)]
-    pub allow: Vec<String>,
-    /// Processes matching any of these rules are never signalled; deny wins over allow.
-    #[serde(default)]
-    pub deny: Vec<String>,
-    /// Signals that may be sent; every signal `process_kill` knows when absent.
-    #[serde(default)]
-    pub signals: Option<Vec<String>>,
-    /// If not empty, only processes inside one of these scopes may be signalled or paused:
-    /// `unit:NAME.service`, `cgroup:/PATH` (that cgroup and below), `container:ID` (an id or
-    /// a prefix of at least 12 hex digits, or a systemd-nspawn machine name), `netns:agent`
-    /// or `pidns:agent` (the agent's own namespace). A fault that would touch any process
-    /// outside them is refused whole, as for `deny`.
-    #[serde(default)]
-    pub scopes: Vec<String>,
-}
-
-/// One entry of `process_kill.scopes`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum PolicyScope {
-    /// A unit, cgroup or container.
-    Place(ProcessPlace),
-    /// The agent's own network namespace.
-    AgentNetns,
-    /// The agent's own pid namespace.
-    AgentPidns,
-}
-
-impl PolicyScope {
-    fn parse(text: &str) -> Result<PolicyScope, String> {
-        let Some((kind, value)) = text.split_once(':') else {
-            return Err(format!(
-                "{text:?} is not KIND:VALUE (unit:, cgroup:, container:, netns:agent or pidns:agent)"
-            ));
-        };
-        match (kind, value) {
-            ("netns", "agent") => Ok(PolicyScope::AgentNetns),
-            ("pidns", "agent") => Ok(PolicyScope::AgentPidns),
-            ("netns" | "pidns", _) => Err(format!(
-                "{text:?}: a policy can only name the agent's own namespace ({kind}:agent); pids change"
-            )),
-            _ => ProcessPlace::parse(kind, value)
-                .map(PolicyScope::Place)
-                .map_err(|e| e.to_string()),
-        }
-    }
-
-    fn holds(&self, at: &Whereabouts, agent: &Whereabouts) -> bool {
-        match self {
-            PolicyScope::Place(place) => at
-                .cgroup
-                .as_deref()
-                .is_some_and(|cgroup| process_scope::place_holds(place, cgroup)),
-            PolicyScope::AgentNetns => at.netns.is_some() && at.netns == agent.netns,
-            PolicyScope::AgentPidns => at.pidns.is_some() && at.pidns == agent.pidns,
-        }
-    }
-}
-
 /// A policy config that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
@@ -130,33 +61,9 @@ pub enum PolicyError {
         /// The kind as written.
         kind: String,
     },
-    /// A process rule that is not a valid regular expression.
-    #[error("process_kill.{list}[{index}]: invalid regular expression: {message}")]
-    Regex {
-        /// `allow` or `deny`.
-        list: &'static str,
-        /// Position in the list, from 0.
-        index: usize,
-        /// The regex engine's explanation (it quotes the pattern).
-        message: String,
-    },
-    /// `signals` names a signal `process_kill` cannot send.
-    #[error(
-        "process_kill.signals: unknown signal {signal:?} (expected one of: {})",
-        KillSignal::expected()
-    )]
-    UnknownSignal {
-        /// The signal as written.
-        signal: String,
-    },
-    /// An entry of `process_kill.scopes` that cannot be read.
-    #[error("process_kill.scopes[{index}]: {message}")]
-    Scope {
-        /// Position in the list, from 0.
-        index: usize,
-        /// What is wrong.
-        message: String,
-    },
+    /// The `process_kill` table is not usable.
+    #[error(transparent)]
+    Process(#[from] ProcessPolicyError),
     /// A per-kind table (`network_partition`, `disk_fill`, `dns_poison`) that is not usable.
     #[error("{kind}: {message}")]
     Kind {
@@ -173,10 +80,7 @@ impl PolicyError {
     pub fn key_path(&self) -> &'static [&'static str] {
         match self {
             PolicyError::UnknownFaultKind { .. } => &["allow_faults"],
-            PolicyError::Regex { list: "allow", .. } => &["process_kill", "allow"],
-            PolicyError::Regex { .. } => &["process_kill", "deny"],
-            PolicyError::UnknownSignal { .. } => &["process_kill", "signals"],
-            PolicyError::Scope { .. } => &["process_kill", "scopes"],
+            PolicyError::Process(e) => e.key_path(),
             PolicyError::Kind {
                 kind: "network_partition",
                 ..
@@ -192,72 +96,14 @@ impl PolicyError {
 /// Why the policy will not let a fault go ahead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyRefusal {
-    /// Signalling init takes the whole host (or container) down.
-    #[error("policy refuses to signal pid 1 (init)")]
-    Init,
-    /// The agent must live to revert what it applied.
-    #[error("policy refuses to signal the agent itself (pid {pid})")]
-    Agent {
-        /// The agent's pid.
-        pid: i32,
-    },
-    /// The parent is whatever supervises the agent; under `gameday run --local` it is the
-    /// controller that is measuring the run.
-    #[error("policy refuses to signal the agent's parent (pid {pid})")]
-    AgentParent {
-        /// The parent's pid.
-        pid: i32,
-    },
-    /// The process matches a `deny` rule.
-    #[error("process {pid} ({name}) is denied by policy rule `{rule}`")]
-    Denied {
-        /// The process.
-        pid: i32,
-        /// Its name.
-        name: String,
-        /// The rule it matched, as written.
-        rule: String,
-    },
-    /// `allow` is not empty and the process matches none of its rules.
-    #[error(
-        "process {pid} ({name}) matches no rule of the policy's process_kill.allow = {allow:?}"
-    )]
-    NotAllowed {
-        /// The process.
-        pid: i32,
-        /// Its name.
-        name: String,
-        /// The allow rules, as written.
-        allow: Vec<String>,
-    },
-    /// `scopes` is not empty and the process is in none of them.
-    #[error(
-        "process {pid} ({name}) is outside every scope the policy allows \
-         (process_kill.scopes = {scopes:?}); it is in cgroup {cgroup}"
-    )]
-    OutOfScope {
-        /// The process.
-        pid: i32,
-        /// Its name.
-        name: String,
-        /// Its cgroup, or `unknown`.
-        cgroup: String,
-        /// The scopes, as written.
-        scopes: Vec<String>,
-    },
+    /// A process fault's target or signal is refused.
+    #[error(transparent)]
+    Process(#[from] ProcessRefusal),
     /// The fault kind is not in `allow_faults`.
     #[error("fault kind {kind} is not allowed on this host (allow_faults = {allowed:?})")]
     Kind {
         /// The kind asked for.
         kind: FaultKind,
-        /// What the host allows.
-        allowed: Vec<String>,
-    },
-    /// The signal is not in `process_kill.signals`.
-    #[error("signal {signal} is not allowed on this host (process_kill.signals = {allowed:?})")]
-    Signal {
-        /// The signal asked for.
-        signal: String,
         /// What the host allows.
         allowed: Vec<String>,
     },
@@ -267,10 +113,7 @@ impl PolicyRefusal {
     /// True for the refusals no config can lift (pid 1, the agent, its parent). A fault that
     /// selects processes by name or command line skips these instead of failing.
     pub fn is_protected(&self) -> bool {
-        matches!(
-            self,
-            PolicyRefusal::Init | PolicyRefusal::Agent { .. } | PolicyRefusal::AgentParent { .. }
-        )
+        matches!(self, PolicyRefusal::Process(p) if p.is_protected())
     }
 }
 
@@ -278,10 +121,8 @@ impl PolicyRefusal {
 #[derive(Clone, Debug)]
 pub struct Policy {
     allow_faults: Vec<FaultKind>,
-    kill_allow: Vec<(String, Regex)>,
-    kill_deny: Vec<(String, Regex)>,
-    kill_signals: Vec<KillSignal>,
-    kill_scopes: Vec<(String, PolicyScope)>,
+    /// Limits on `process_kill` and `process_pause`, checked by those faults.
+    pub process: ProcessPolicy,
     /// Limits on `network_partition`, checked by that fault.
     pub network_partition: crate::faults::network_partition::Limits,
     /// Limits on `disk_fill`, checked by that fault.
@@ -301,18 +142,6 @@ impl Policy {
                     .map_err(|_| PolicyError::UnknownFaultKind { kind: kind.clone() })
             })
             .collect::<Result<Vec<FaultKind>, _>>()?;
-        let kill_signals = match &config.process_kill.signals {
-            // `KILL` and `SIGKILL` mean the same here as in scenarios.
-            Some(signals) => signals
-                .iter()
-                .map(|signal| {
-                    signal.parse().map_err(|_| PolicyError::UnknownSignal {
-                        signal: signal.clone(),
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-            None => KillSignal::ALL.to_vec(),
-        };
         let kind = |kind: &'static str, message: String| PolicyError::Kind { kind, message };
         let network_partition = config
             .network_partition
@@ -328,20 +157,7 @@ impl Policy {
             .map_err(|m| kind("dns_poison", m))?;
         Ok(Policy {
             allow_faults,
-            kill_allow: compile_rules("allow", &config.process_kill.allow)?,
-            kill_deny: compile_rules("deny", &config.process_kill.deny)?,
-            kill_signals,
-            kill_scopes: config
-                .process_kill
-                .scopes
-                .iter()
-                .enumerate()
-                .map(|(index, text)| {
-                    PolicyScope::parse(text)
-                        .map(|s| (text.clone(), s))
-                        .map_err(|message| PolicyError::Scope { index, message })
-                })
-                .collect::<Result<_, _>>()?,
+            process: ProcessPolicy::from_config(&config.process_kill)?,
             network_partition,
             disk_fill: config.disk_fill.clone(),
             dns_poison: config.dns_poison.clone(),
@@ -353,10 +169,7 @@ impl Policy {
     pub fn permissive() -> Policy {
         Policy {
             allow_faults: FaultKind::ALL.to_vec(),
-            kill_allow: Vec::new(),
-            kill_deny: Vec::new(),
-            kill_signals: KillSignal::ALL.to_vec(),
-            kill_scopes: Vec::new(),
+            process: ProcessPolicy::permissive(),
             network_partition: Default::default(),
             disk_fill: Default::default(),
             dns_poison: Default::default(),
@@ -379,101 +192,14 @@ impl Policy {
             })
         }
     }
-
-    /// Whether `process_kill` may send `signal`.
-    pub fn check_signal(&self, signal: KillSignal) -> Result<(), PolicyRefusal> {
-        if self.kill_signals.contains(&signal) {
-            Ok(())
-        } else {
-            Err(PolicyRefusal::Signal {
-                signal: signal.to_string(),
-                allowed: self.kill_signals.iter().map(ToString::to_string).collect(),
-            })
-        }
-    }
-
-    /// Whether `process_kill.scopes` restricts where processes may be.
-    pub fn has_scopes(&self) -> bool {
-        !self.kill_scopes.is_empty()
-    }
-
-    /// Whether process `p`, found at `at`, lies in one of `process_kill.scopes` (`agent` is
-    /// where the agent itself is). Always true when the list is empty.
-    pub fn check_scopes(
-        &self,
-        p: &ProcessInfo,
-        at: &Whereabouts,
-        agent: &Whereabouts,
-    ) -> Result<(), PolicyRefusal> {
-        if self.kill_scopes.is_empty() || self.kill_scopes.iter().any(|(_, s)| s.holds(at, agent)) {
-            return Ok(());
-        }
-        Err(PolicyRefusal::OutOfScope {
-            pid: p.pid,
-            name: p.name.clone(),
-            cgroup: at.cgroup.clone().unwrap_or_else(|| "unknown".into()),
-            scopes: self.kill_scopes.iter().map(|(t, _)| t.clone()).collect(),
-        })
-    }
-
-    /// Whether process `p` may be signalled by an agent whose pid is `own_pid` and whose
-    /// parent is `parent_pid`. The always-refused targets come first, then deny, then allow.
-    pub fn check_process(
-        &self,
-        p: &ProcessInfo,
-        own_pid: i32,
-        parent_pid: i32,
-    ) -> Result<(), PolicyRefusal> {
-        if p.pid == 1 {
-            return Err(PolicyRefusal::Init);
-        }
-        if p.pid == own_pid {
-            return Err(PolicyRefusal::Agent { pid: p.pid });
-        }
-        if p.pid == parent_pid {
-            return Err(PolicyRefusal::AgentParent { pid: p.pid });
-        }
-        let matches = |re: &Regex| re.is_match(&p.name) || re.is_match(&p.cmdline);
-        if let Some((rule, _)) = self.kill_deny.iter().find(|(_, re)| matches(re)) {
-            return Err(PolicyRefusal::Denied {
-                pid: p.pid,
-                name: p.name.clone(),
-                rule: rule.clone(),
-            });
-        }
-        if !self.kill_allow.is_empty() && !self.kill_allow.iter().any(|(_, re)| matches(re)) {
-            return Err(PolicyRefusal::NotAllowed {
-                pid: p.pid,
-                name: p.name.clone(),
-                allow: self.kill_allow.iter().map(|(r, _)| r.clone()).collect(),
-            });
-        }
-        Ok(())
-    }
-}
-
-fn compile_rules(
-    list: &'static str,
-    rules: &[String],
-) -> Result<Vec<(String, Regex)>, PolicyError> {
-    rules
-        .iter()
-        .enumerate()
-        .map(|(index, rule)| {
-            Regex::new(rule)
-                .map(|re| (rule.clone(), re))
-                .map_err(|e| PolicyError::Regex {
-                    list,
-                    index,
-                    message: e.to_string(),
-                })
-        })
-        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::faults::process_scope::Whereabouts;
+    use crate::os::ProcessInfo;
+    use gameday_proto::KillSignal;
 
     const OWN: i32 = 500;
     const PARENT: i32 = 499;
@@ -503,12 +229,15 @@ mod tests {
     #[test]
     fn always_refuses_init_self_and_parent() {
         let p = Policy::permissive();
-        let init = p.check_process(&proc(1, "systemd", "/sbin/init"), OWN, PARENT);
+        let init = p
+            .process
+            .check_process(&proc(1, "systemd", "/sbin/init"), OWN, PARENT);
         assert_eq!(
             init.unwrap_err().to_string(),
             "policy refuses to signal pid 1 (init)"
         );
         let me = p
+            .process
             .check_process(&proc(OWN, "gameday-agent", "x"), OWN, PARENT)
             .unwrap_err();
         assert_eq!(
@@ -516,10 +245,12 @@ mod tests {
             "policy refuses to signal the agent itself (pid 500)"
         );
         let parent = p
+            .process
             .check_process(&proc(PARENT, "gameday", "x"), OWN, PARENT)
             .unwrap_err();
         assert!(parent.is_protected());
         assert!(p
+            .process
             .check_process(&proc(1234, "demo", "demo"), OWN, PARENT)
             .is_ok());
     }
@@ -535,20 +266,23 @@ mod tests {
         )
         .unwrap();
         let master = proc(1234, "nginx", "nginx: master process /usr/sbin/nginx");
-        let refusal = p.check_process(&master, OWN, PARENT).unwrap_err();
+        let refusal = p.process.check_process(&master, OWN, PARENT).unwrap_err();
         assert_eq!(
             refusal.to_string(),
             "process 1234 (nginx) is denied by policy rule `nginx: master`"
         );
         assert!(!refusal.is_protected());
         let worker = proc(1235, "nginx", "nginx: worker process");
-        assert!(p.check_process(&worker, OWN, PARENT).is_ok());
+        assert!(p.process.check_process(&worker, OWN, PARENT).is_ok());
         // Allowed by name although the command line is a full path.
         assert!(p
+            .process
             .check_process(&proc(7, "demo", "/opt/demo --x"), OWN, PARENT)
             .is_ok());
-        let other = p.check_process(&proc(8, "redis", "redis-server"), OWN, PARENT);
-        assert!(matches!(other, Err(PolicyRefusal::NotAllowed { .. })));
+        let other = p
+            .process
+            .check_process(&proc(8, "redis", "redis-server"), OWN, PARENT);
+        assert!(matches!(other, Err(ProcessRefusal::NotAllowed { .. })));
     }
 
     #[test]
@@ -567,9 +301,12 @@ mod tests {
                 .to_string(),
             "fault kind process_kill is not allowed on this host (allow_faults = [])"
         );
-        assert!(p.check_signal(KillSignal::Term).is_ok());
+        assert!(p.process.check_signal(KillSignal::Term).is_ok());
         assert_eq!(
-            p.check_signal(KillSignal::Kill).unwrap_err().to_string(),
+            p.process
+                .check_signal(KillSignal::Kill)
+                .unwrap_err()
+                .to_string(),
             "signal SIGKILL is not allowed on this host (process_kill.signals = [\"SIGTERM\"])"
         );
     }
@@ -577,9 +314,9 @@ mod tests {
     #[test]
     fn policy_signals_take_the_names_scenarios_take() {
         let p = policy("[process_kill]\nsignals = [\"KILL\", \"term\"]\n").unwrap();
-        assert!(p.check_signal(KillSignal::Kill).is_ok());
-        assert!(p.check_signal(KillSignal::Term).is_ok());
-        assert!(p.check_signal(KillSignal::Hup).is_err());
+        assert!(p.process.check_signal(KillSignal::Kill).is_ok());
+        assert!(p.process.check_signal(KillSignal::Term).is_ok());
+        assert!(p.process.check_signal(KillSignal::Hup).is_err());
         assert!(policy("[process_kill]\nsignals = [\"STOP\"]\n").is_err());
     }
 
@@ -593,7 +330,10 @@ mod tests {
             .starts_with("process_kill.deny[1]: invalid regular expression"));
         assert_eq!(regex.key_path(), &["process_kill", "deny"]);
         let signal = policy("[process_kill]\nsignals = [\"SIGSTOP\"]").unwrap_err();
-        assert!(matches!(signal, PolicyError::UnknownSignal { .. }));
+        assert!(matches!(
+            signal,
+            PolicyError::Process(ProcessPolicyError::UnknownSignal { .. })
+        ));
         assert!(toml::from_str::<PolicyConfig>("allow_fault = []").is_err());
         assert!(toml::from_str::<PolicyConfig>("[process_kill]\nallw = []").is_err());
     }
@@ -615,7 +355,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert!(p.has_scopes());
+        assert!(p.process.has_scopes());
         let agent = at("/system.slice/gameday-agent.service", 1, 2);
         let redis = proc(10, "redis-server", "redis-server");
         for ok in [
@@ -623,10 +363,16 @@ mod tests {
             at("/gameday-test/inner", 9, 9),
             at("/system.slice/other.service", 1, 9),
         ] {
-            assert!(p.check_scopes(&redis, &ok, &agent).is_ok(), "{ok:?}");
+            assert!(
+                p.process.check_scopes(&redis, &ok, &agent).is_ok(),
+                "{ok:?}"
+            );
         }
         let outside = at("/system.slice/docker-abc.scope", 9, 2);
-        let refusal = p.check_scopes(&redis, &outside, &agent).unwrap_err();
+        let refusal = p
+            .process
+            .check_scopes(&redis, &outside, &agent)
+            .unwrap_err();
         assert_eq!(
             refusal.to_string(),
             "process 10 (redis-server) is outside every scope the policy allows \
@@ -635,22 +381,27 @@ mod tests {
         );
         assert!(!refusal.is_protected());
         let unknown = Whereabouts::default();
-        assert!(p.check_scopes(&redis, &unknown, &agent).is_err());
+        assert!(p.process.check_scopes(&redis, &unknown, &agent).is_err());
         // No scopes: anything goes.
         assert!(Policy::permissive()
+            .process
             .check_scopes(&redis, &outside, &agent)
             .is_ok());
         let pidns =
             policy("[process_kill]\nscopes = [\"pidns:agent\", \"container:web\"]").unwrap();
-        assert!(pidns.check_scopes(&redis, &outside, &agent).is_ok());
+        assert!(pidns.process.check_scopes(&redis, &outside, &agent).is_ok());
         assert!(pidns
+            .process
             .check_scopes(
                 &redis,
                 &at("/machine.slice/machine-web.scope", 5, 5),
                 &agent
             )
             .is_ok());
-        assert!(pidns.check_scopes(&redis, &at("/x", 5, 5), &agent).is_err());
+        assert!(pidns
+            .process
+            .check_scopes(&redis, &at("/x", 5, 5), &agent)
+            .is_err());
     }
 
     #[test]

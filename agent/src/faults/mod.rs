@@ -8,6 +8,7 @@ pub mod dns_poison;
 pub mod network_partition;
 pub mod process_kill;
 pub mod process_pause;
+pub mod process_policy;
 pub mod process_scope;
 
 use std::net::SocketAddr;
@@ -138,6 +139,12 @@ impl From<PolicyRefusal> for FaultError {
     }
 }
 
+impl From<process_policy::ProcessRefusal> for FaultError {
+    fn from(refusal: process_policy::ProcessRefusal) -> Self {
+        FaultError::Policy(refusal.to_string())
+    }
+}
+
 /// Decides everything about `fault` without changing the host.
 pub fn prepare(
     fault: &Fault,
@@ -148,7 +155,9 @@ pub fn prepare(
     policy.check_kind(fault.kind())?;
     Ok(match fault {
         Fault::ProcessKill(kill) => Plan::ProcessKill(process_kill::Plan { kill: kill.clone() }),
-        Fault::ProcessPause(p) => Plan::ProcessPause(process_pause::prepare(p, policy, host)?),
+        Fault::ProcessPause(p) => {
+            Plan::ProcessPause(process_pause::prepare(p, &policy.process, host)?)
+        }
         Fault::NetworkPartition(n) => Plan::NetworkPartition(network_partition::prepare(
             n,
             fault_id,
@@ -167,7 +176,9 @@ pub fn prepare(
 /// Makes a prepared fault happen.
 pub fn apply(plan: &Plan, policy: &Policy, host: &Host) -> Result<Applied, FaultError> {
     match plan {
-        Plan::ProcessKill(p) => process_kill::apply(&p.kill, policy, host.processes.as_ref()),
+        Plan::ProcessKill(p) => {
+            process_kill::apply(&p.kill, &policy.process, host.processes.as_ref())
+        }
         Plan::ProcessPause(p) => process_pause::apply(p, host),
         Plan::NetworkPartition(p) => network_partition::apply(p, host),
         Plan::DiskFill(p) => disk_fill::apply(p, host),
@@ -308,9 +319,13 @@ pub fn check(
     let plan = prepare(fault, fault_id, policy, host)?;
     let os = host.processes.as_ref();
     Ok(match (fault, &plan) {
-        (_, Plan::ProcessKill(p)) => process_kill::check(&p.kill, policy, os)?.1.warnings,
+        (_, Plan::ProcessKill(p)) => {
+            process_kill::check(&p.kill, &policy.process, os)?
+                .1
+                .warnings
+        }
         (Fault::ProcessPause(pause), _) => {
-            process_kill::select(&pause.selector, pause.count, policy, os)?.warnings
+            process_kill::select(&pause.selector, pause.count, &policy.process, os)?.warnings
         }
         _ => Vec::new(),
     })

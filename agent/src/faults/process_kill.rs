@@ -12,10 +12,10 @@ use gameday_proto::v1::Evidence;
 use gameday_proto::{KillSignal, ProcessKill, ProcessMatch, ProcessSelector};
 use nix::sys::signal::Signal;
 
+use super::process_policy::ProcessPolicy;
 use super::process_scope::{self, Scope};
 use super::{Applied, FaultError};
 use crate::os::{OsError, ProcessInfo, ProcessOs};
-use crate::policy::Policy;
 
 /// A kill, journaled like every fault though there is nothing to undo.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -27,7 +27,7 @@ pub struct Plan {
 /// Signals the processes `kill` selects.
 pub fn apply(
     kill: &ProcessKill,
-    policy: &Policy,
+    policy: &ProcessPolicy,
     os: &dyn ProcessOs,
 ) -> Result<Applied, FaultError> {
     let (signal, selection) = check(kill, policy, os)?;
@@ -39,7 +39,7 @@ pub fn apply(
 /// nothing.
 pub fn check(
     kill: &ProcessKill,
-    policy: &Policy,
+    policy: &ProcessPolicy,
     os: &dyn ProcessOs,
 ) -> Result<(Signal, Selection), FaultError> {
     policy.check_signal(kill.signal)?;
@@ -75,7 +75,7 @@ pub struct Selection {
 pub fn select(
     selector: &ProcessSelector,
     count: Count,
-    policy: &Policy,
+    policy: &ProcessPolicy,
     os: &dyn ProcessOs,
 ) -> Result<Selection, FaultError> {
     let (own_pid, parent_pid) = (os.own_pid(), os.parent_pid());
@@ -335,7 +335,7 @@ mod tests {
 
     use super::*;
     use crate::os::Namespace;
-    use crate::policy::PolicyConfig;
+    use crate::policy::{Policy, PolicyConfig};
 
     const OWN: i32 = 500;
     const PARENT: i32 = 499;
@@ -450,7 +450,7 @@ mod tests {
         let Fault::ProcessKill(kill) = fault else {
             panic!("not a kill: {fault:?}")
         };
-        super::apply(kill, policy, os)
+        super::apply(kill, &policy.process, os)
     }
 
     fn apply(fault: &Fault, os: &FakeOs) -> Result<Applied, FaultError> {
@@ -647,7 +647,7 @@ mod tests {
         let Fault::ProcessKill(forbidden) = kill(r#"cmdline = "^(demo|nginx)""#) else {
             unreachable!()
         };
-        let err = super::check(&forbidden, &deny, &os).unwrap_err();
+        let err = super::check(&forbidden, &deny.process, &os).unwrap_err();
         assert_eq!(
             err.to_string(),
             "process 1300 (nginx) is denied by policy rule `^nginx`"
@@ -655,13 +655,13 @@ mod tests {
         let Fault::ProcessKill(nothing) = kill(r#"cmdline = "^no such thing$""#) else {
             unreachable!()
         };
-        let err = super::check(&nothing, &Policy::permissive(), &os).unwrap_err();
+        let err = super::check(&nothing, &ProcessPolicy::permissive(), &os).unwrap_err();
         assert_eq!(err.kind(), gameday_proto::v1::FailureKind::Invalid);
         assert!(err.to_string().starts_with("no process matches"), "{err}");
         let Fault::ProcessKill(demo) = kill(r#"name = "demo""#) else {
             unreachable!()
         };
-        let (signal, selection) = super::check(&demo, &Policy::permissive(), &os).unwrap();
+        let (signal, selection) = super::check(&demo, &ProcessPolicy::permissive(), &os).unwrap();
         assert_eq!(signal, Signal::SIGKILL);
         assert_eq!(selection.targets.len(), 2);
         assert!(os.sent().is_empty(), "a check signals nothing");
@@ -855,7 +855,7 @@ mod tests {
         let Fault::ProcessKill(bare) = kill("name = \"redis-server\"") else {
             unreachable!()
         };
-        let (_, selection) = super::check(&bare, &Policy::permissive(), &os).unwrap();
+        let (_, selection) = super::check(&bare, &ProcessPolicy::permissive(), &os).unwrap();
         assert_eq!(
             selection.targets.len(),
             3,
@@ -872,7 +872,7 @@ mod tests {
         let Fault::ProcessKill(scoped) = kill("name = \"redis-server\"\nnetns = \"agent\"") else {
             unreachable!()
         };
-        let (_, selection) = super::check(&scoped, &Policy::permissive(), &os).unwrap();
+        let (_, selection) = super::check(&scoped, &ProcessPolicy::permissive(), &os).unwrap();
         assert!(selection.warnings.is_empty());
         assert!(os.sent().is_empty());
     }

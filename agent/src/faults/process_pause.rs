@@ -12,9 +12,9 @@ use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
 use super::process_kill::{list, select, system};
+use super::process_policy::ProcessPolicy;
 use super::{Applied, FaultError, Host, Reverted};
 use crate::os::{OsError, ProcessInfo};
-use crate::policy::Policy;
 
 /// The processes to stop and later continue.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -38,7 +38,11 @@ pub struct Target {
 }
 
 /// Chooses the processes (policy checked for every one) and records their state.
-pub fn prepare(pause: &ProcessPause, policy: &Policy, host: &Host) -> Result<Plan, FaultError> {
+pub fn prepare(
+    pause: &ProcessPause,
+    policy: &ProcessPolicy,
+    host: &Host,
+) -> Result<Plan, FaultError> {
     let os = host.processes.as_ref();
     let chosen = select(&pause.selector, pause.count, policy, os)?;
     let targets = chosen
