@@ -192,29 +192,9 @@ fn recovery_from_a_refused_port_is_within_the_interval() {
 /// the service is back; the estimate must not wait for them.
 #[test]
 fn recovery_from_a_blackhole_is_within_the_interval() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_sleeper, pid_file) = sleeper(dir.path());
-    let pid = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let server = BlackholeServer::start(pid, Bad::Hang);
-    let fault = format!(
-        "kind = \"process_pause\"\npid_file = \"{}\"\nduration = \"300ms\"",
-        pid_file.display()
-    );
-    let report = run_truth(dir.path(), "hang", &fault, server.port, "after_revert", "");
-    let lifts = server.lifts();
-    for run in report["runs"].as_array().unwrap() {
-        let inject = inject_abs_us(run);
-        // The server answers again from the instant its flag flipped back: that is the truth.
-        let lift = lifts
-            .iter()
-            .map(|ns| *ns as i64 / 1000)
-            .find(|t| *t > inject)
-            .expect("the blackhole lifted after the injection");
-        check_estimate("hang", run, lift, lift);
+    // The server answers again from the instant its flag flipped back: that is the truth.
+    for (run, lift) in server_outage(Bad::Hang, "300ms", "hang", "") {
+        check_estimate("hang", &run, lift, lift);
     }
 }
 
@@ -225,7 +205,7 @@ fn recovery_from_a_blackhole_is_within_the_interval() {
 /// within interval + 5 ms after the lift.
 #[test]
 fn recovery_from_a_partial_outage_is_within_the_interval() {
-    for (run, lift) in partial_outage("spread = 2") {
+    for (run, lift) in server_outage(Bad::EveryOther, "400ms", "partial", "spread = 2") {
         // To a probe that reaches every backend the outage was total.
         assert!(
             run["grade"]["probes"][0]["partial"].is_null(),
@@ -240,7 +220,7 @@ fn recovery_from_a_partial_outage_is_within_the_interval() {
 /// that still contains the lift, and an estimate at most a lucky check early.
 #[test]
 fn a_partial_outage_without_spread_is_graded_partial_and_bracketed() {
-    for (run, lift) in partial_outage("") {
+    for (run, lift) in server_outage(Bad::EveryOther, "400ms", "partial", "") {
         let partial = &run["grade"]["probes"][0]["partial"];
         let permille = partial["failed_permille"].as_u64();
         assert!(
@@ -271,9 +251,15 @@ fn a_partial_outage_without_spread_is_graded_partial_and_bracketed() {
     }
 }
 
-/// Runs the partial-outage scenario (probe lines `probe_extra`): each run's report and the
-/// instant (CLOCK_MONOTONIC µs) its bad backend was taken out.
-fn partial_outage(probe_extra: &str) -> Vec<(serde_json::Value, i64)> {
+/// Runs a two-run scenario against a [`BlackholeServer`] that is `bad` while a sleeper is
+/// paused for `hold` (probe lines `probe_extra`): each run's report and the instant
+/// (CLOCK_MONOTONIC µs) the server stopped being bad.
+fn server_outage(
+    bad: Bad,
+    hold: &str,
+    name: &str,
+    probe_extra: &str,
+) -> Vec<(serde_json::Value, i64)> {
     let dir = tempfile::tempdir().unwrap();
     let (_sleeper, pid_file) = sleeper(dir.path());
     let pid = std::fs::read_to_string(&pid_file)
@@ -281,14 +267,14 @@ fn partial_outage(probe_extra: &str) -> Vec<(serde_json::Value, i64)> {
         .trim()
         .parse()
         .unwrap();
-    let server = BlackholeServer::start(pid, Bad::EveryOther);
+    let server = BlackholeServer::start(pid, bad);
     let fault = format!(
-        "kind = \"process_pause\"\npid_file = \"{}\"\nduration = \"400ms\"",
+        "kind = \"process_pause\"\npid_file = \"{}\"\nduration = \"{hold}\"",
         pid_file.display()
     );
     let report = run_truth(
         dir.path(),
-        "partial",
+        name,
         &fault,
         server.port,
         "after_revert",
@@ -305,7 +291,7 @@ fn partial_outage(probe_extra: &str) -> Vec<(serde_json::Value, i64)> {
                 .iter()
                 .map(|ns| *ns as i64 / 1000)
                 .find(|t| *t > inject)
-                .expect("the bad backend was taken out after the injection");
+                .expect("the server stopped being bad after the injection");
             (run.clone(), lift)
         })
         .collect()
