@@ -4,9 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::scenario::{Expectation, RecoveryMode};
-mod streak;
+mod recovery;
 
-use streak::probe_recovery;
+use recovery::probe_recovery;
 
 use crate::timeline::{Moment, ProbeTimeline};
 
@@ -53,7 +53,7 @@ pub struct Measured {
 }
 
 /// Recovery of one probe: the bracket runs from the start of its last failed check to the first
-/// good answer after it, further after a partial outage (see `grade/streak.rs`).
+/// good answer after it, further after a partial outage (see `grade/recovery.rs`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeRecovery {
     /// The probe's name.
@@ -66,7 +66,7 @@ pub struct ProbeRecovery {
     /// flapping. Its recovery is after the last of them.
     pub relapses: u32,
     /// Set when the outage was partial (some checks kept passing, as through a balancer with one
-    /// bad backend): recovery then needed a longer run of good checks, see `grade/streak.rs`.
+    /// bad backend): recovery then needed a longer run of good checks, see `grade/recovery.rs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial: Option<Partial>,
     /// This probe's own verdict, by the run's rules: PASS, FAIL or NO_IMPACT; `None` for runs
