@@ -131,16 +131,7 @@ impl LiveFaults {
         fault: &Fault,
         lifetime: Duration,
     ) -> Result<Applied, FaultError> {
-        if self
-            .faults
-            .lock()
-            .expect("live faults lock")
-            .contains_key(fault_id)
-        {
-            return Err(FaultError::Invalid(format!(
-                "fault {fault_id} is already applied"
-            )));
-        }
+        self.ensure_not_live(fault_id)?;
         let plan = faults::prepare(fault, fault_id, &self.policy, &self.host).inspect_err(|e| {
             log_refused(fault_id, run_id, fault.kind().name(), e);
         })?;
@@ -196,20 +187,22 @@ impl LiveFaults {
         }
     }
 
-    /// Checks a fault as [`LiveFaults::apply`] would, without applying or journaling it: the
-    /// controller's preflight, so a policy refusal or a pattern that matches nothing shows
-    /// before the steady-state wait rather than after it.
-    pub fn check(&self, fault_id: &str, fault: &Fault) -> Result<Vec<String>, FaultError> {
-        if self
-            .faults
-            .lock()
-            .expect("live faults lock")
-            .contains_key(fault_id)
-        {
+    /// Refuses a fault id that is live already: applying it twice would lose the first revert.
+    fn ensure_not_live(&self, fault_id: &str) -> Result<(), FaultError> {
+        let live = self.faults.lock().expect("live faults lock");
+        if live.contains_key(fault_id) {
             return Err(FaultError::Invalid(format!(
                 "fault {fault_id} is already applied"
             )));
         }
+        Ok(())
+    }
+
+    /// Checks a fault as [`LiveFaults::apply`] would, without applying or journaling it: the
+    /// controller's preflight, so a policy refusal or a pattern that matches nothing shows
+    /// before the steady-state wait rather than after it.
+    pub fn check(&self, fault_id: &str, fault: &Fault) -> Result<Vec<String>, FaultError> {
+        self.ensure_not_live(fault_id)?;
         faults::check(fault, fault_id, &self.policy, &self.host)
     }
 

@@ -186,14 +186,12 @@ impl Engine {
             .lock()
             .expect("invocations lock")
             .insert(identity.invocation.clone(), stop_tx);
-        let _ = progress.send(ProgressEvent {
-            line: identity.announcement(scenario),
-            phase: Phase::Preflight,
-            run: 1,
-            runs: scenario.repeat,
-            rto_ms: scenario.rto.get().as_millis() as u64,
-            injected_unix_ms: None,
-        });
+        let _ = progress.send(ProgressEvent::new(
+            identity.announcement(scenario),
+            Phase::Preflight,
+            1,
+            scenario,
+        ));
         let report = self.repeat(&identity, &mut stopped, input, progress).await;
         self.invocations
             .lock()
@@ -221,17 +219,15 @@ impl Engine {
         };
         for index in 1..=scenario.repeat {
             if let Some(who) = stopped.borrow().clone() {
-                let _ = progress.send(ProgressEvent {
-                    line: format!(
+                let _ = progress.send(ProgressEvent::new(
+                    format!(
                         "{}: aborted by {who} before run {index}/{}",
                         identity.invocation, scenario.repeat
                     ),
-                    phase: Phase::Graded,
-                    run: index,
-                    runs: scenario.repeat,
-                    rto_ms: scenario.rto.get().as_millis() as u64,
-                    injected_unix_ms: None,
-                });
+                    Phase::Graded,
+                    index,
+                    scenario,
+                ));
                 break;
             }
             let run_id = identity.run_id(index);
@@ -245,14 +241,12 @@ impl Engine {
                     .map(|warnings| {
                         // Shown, not fatal: the default (a bare name hits every match) stays.
                         for warning in warnings {
-                            let _ = progress.send(ProgressEvent {
-                                line: format!("warning: {warning}"),
-                                phase: Phase::Preflight,
-                                run: index,
-                                runs: scenario.repeat,
-                                rto_ms: scenario.rto.get().as_millis() as u64,
-                                injected_unix_ms: None,
-                            });
+                            let _ = progress.send(ProgressEvent::new(
+                                format!("warning: {warning}"),
+                                Phase::Preflight,
+                                index,
+                                scenario,
+                            ));
                         }
                         (targets, faults)
                     }),
@@ -261,14 +255,12 @@ impl Engine {
             let (targets, faults) = match resolved {
                 Ok(t) => t,
                 Err(e) => {
-                    let _ = progress.send(ProgressEvent {
-                        line: format!("preflight failed: {e}"),
-                        phase: Phase::Graded,
-                        run: index,
-                        runs: scenario.repeat,
-                        rto_ms: scenario.rto.get().as_millis() as u64,
-                        injected_unix_ms: None,
-                    });
+                    let _ = progress.send(ProgressEvent::new(
+                        format!("preflight failed: {e}"),
+                        Phase::Graded,
+                        index,
+                        scenario,
+                    ));
                     if report.runs.is_empty() {
                         report.error = Some(format!("preflight: {e}"));
                     } else {
@@ -296,8 +288,8 @@ impl Engine {
                     },
                 );
             }
-            let _ = progress.send(ProgressEvent {
-                line: format!(
+            let _ = progress.send(ProgressEvent::new(
+                format!(
                     "run {index}/{}: {run_id} on {}",
                     scenario.repeat,
                     targets
@@ -306,12 +298,10 @@ impl Engine {
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
-                phase: Phase::Preflight,
-                run: index,
-                runs: scenario.repeat,
-                rto_ms: scenario.rto.get().as_millis() as u64,
-                injected_unix_ms: None,
-            });
+                Phase::Preflight,
+                index,
+                scenario,
+            ));
             let ctx = run::RunCtx {
                 input,
                 run_id: run_id.clone(),
@@ -348,17 +338,15 @@ impl Engine {
                 result.reason = identity::attribute_abort(&result.reason, &who);
             }
             self.revert_leftovers(&run_id).await;
-            let _ = progress.send(ProgressEvent {
-                line: format!(
+            let _ = progress.send(ProgressEvent::new(
+                format!(
                     "run {index}/{}: {} — {}",
                     scenario.repeat, result.verdict, result.reason
                 ),
-                phase: Phase::Graded,
-                run: index,
-                runs: scenario.repeat,
-                rto_ms: scenario.rto.get().as_millis() as u64,
-                injected_unix_ms: None,
-            });
+                Phase::Graded,
+                index,
+                scenario,
+            ));
             let stop = matches!(
                 result.verdict,
                 crate::grade::Verdict::Aborted | crate::grade::Verdict::Error

@@ -79,6 +79,25 @@ pub struct ProgressEvent {
     pub injected_unix_ms: Option<u64>,
 }
 
+impl ProgressEvent {
+    /// An event of run `run` of `scenario`, before any fault took effect.
+    pub fn new(
+        line: String,
+        phase: Phase,
+        run: u32,
+        scenario: &crate::scenario::Scenario,
+    ) -> ProgressEvent {
+        ProgressEvent {
+            line,
+            phase,
+            run,
+            runs: scenario.repeat,
+            rto_ms: scenario.rto.get().as_millis() as u64,
+            injected_unix_ms: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
