@@ -3,8 +3,7 @@
 //! /24 of its own per lab; everything is deleted when the lab drops.
 #![allow(dead_code)]
 
-#[path = "../../../agent/tests/common/mod.rs"]
-pub mod netns;
+pub use gameday_test_support as netns;
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
