@@ -220,11 +220,13 @@ impl SampleReader {
 }
 
 /// The most checks one probe keeps in flight when its spec does not say: enough to start one
-/// every interval while earlier ones hang until their timeout, and no more than
-/// [`MAX_IN_FLIGHT`].
+/// every period while earlier ones hang until their timeout — at the shortest jittered period
+/// (the interval − [`JITTER`]), plus two for a timeout and a start that land on the same
+/// moment — and no more than [`MAX_IN_FLIGHT`].
 pub fn default_max_in_flight(interval: Duration, timeout: Duration) -> u32 {
-    let per_timeout = timeout.as_micros().div_ceil(interval.as_micros().max(1));
-    (per_timeout + 1).clamp(1, u128::from(MAX_IN_FLIGHT)) as u32
+    let shortest = interval.mul_f64(1.0 - JITTER).as_micros().max(1);
+    let per_timeout = timeout.as_micros().div_ceil(shortest);
+    (per_timeout + 2).clamp(1, u128::from(MAX_IN_FLIGHT)) as u32
 }
 
 /// Samples at the probe's cadence: the first check at once, the second after a random phase
@@ -427,7 +429,7 @@ mod tests {
             .collect();
         let mean = gaps.iter().sum::<u64>() / gaps.len() as u64;
         assert!(mean < 30_000, "mean gap {mean} µs between starts: {gaps:?}");
-        assert_eq!(timelines[0].skipped, 0, "11 in flight by default");
+        assert_eq!(timelines[0].skipped, 0, "14 in flight by default");
     }
 
     #[tokio::test]
@@ -498,9 +500,10 @@ mod tests {
     #[test]
     fn default_max_in_flight_covers_a_timeout_of_hanging_checks() {
         let ms = Duration::from_millis;
-        assert_eq!(default_max_in_flight(ms(10), ms(100)), 11);
-        assert_eq!(default_max_in_flight(ms(100), ms(1_000)), 11);
-        assert_eq!(default_max_in_flight(ms(1_000), ms(100)), 2);
+        // 100 ms / 9 ms (the shortest jittered period) = 12 checks, + 2.
+        assert_eq!(default_max_in_flight(ms(10), ms(100)), 14);
+        assert_eq!(default_max_in_flight(ms(100), ms(1_000)), 14);
+        assert_eq!(default_max_in_flight(ms(1_000), ms(100)), 3);
         assert_eq!(default_max_in_flight(ms(10), ms(300_000)), MAX_IN_FLIGHT);
     }
 }
