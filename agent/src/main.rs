@@ -62,10 +62,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // One thread for the async side: it is one stream and two timers, and everything slow
-    // (applying, reverting, the journal) runs on the blocking pool. Worker threads would only
-    // wake each other at every heartbeat.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
