@@ -437,7 +437,6 @@ mod tests {
     use std::process::{Child, Command};
 
     use super::*;
-    use crate::faults::{disk_fill, dns_poison, network_partition};
 
     /// Log lines, as the host owner would read them (no colour, like any non-terminal).
     #[derive(Clone, Default)]
@@ -473,16 +472,7 @@ mod tests {
     }
 
     fn live(state: &std::path::Path) -> LiveFaults {
-        let host = Host {
-            processes: Arc::new(crate::os::RealOs::default()),
-            // Unit tests never touch the machine's nftables.
-            network: network_partition::Backend::new(Arc::new(crate::os::nft::Nft::with_program(
-                "/nonexistent/nft",
-            ))),
-            disk: disk_fill::Backend::default(),
-            dns: dns_poison::Backend::default(),
-            controller: Vec::new(),
-        };
+        let host = Host::without_firewall();
         LiveFaults::new(
             Arc::new(host),
             Arc::new(Policy::permissive()),

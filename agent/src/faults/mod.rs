@@ -38,6 +38,21 @@ pub struct Host {
 }
 
 impl Host {
+    /// The real host for unit tests, with a firewall that cannot run: unit tests never touch
+    /// the machine's nftables.
+    #[cfg(test)]
+    pub fn without_firewall() -> Host {
+        Host {
+            processes: Arc::new(crate::os::RealOs::default()),
+            network: network_partition::Backend::new(Arc::new(crate::os::nft::Nft::with_program(
+                "/nonexistent/nft",
+            ))),
+            disk: disk_fill::Backend::default(),
+            dns: dns_poison::Backend::default(),
+            controller: Vec::new(),
+        }
+    }
+
     /// The real host, configured from the agent's config. The controller's addresses come from
     /// its URL, so partitions can exempt the agent's control connection.
     pub fn from_config(config: &crate::config::AgentConfig) -> Host {
@@ -337,16 +352,7 @@ mod tests {
     use crate::policy::PolicyConfig;
 
     fn test_host() -> Host {
-        Host {
-            processes: Arc::new(crate::os::RealOs::default()),
-            // A firewall that cannot run: unit tests never touch the machine's nftables.
-            network: network_partition::Backend::new(Arc::new(crate::os::nft::Nft::with_program(
-                "/nonexistent/nft",
-            ))),
-            disk: disk_fill::Backend::default(),
-            dns: dns_poison::Backend::default(),
-            controller: Vec::new(),
-        }
+        Host::without_firewall()
     }
 
     #[test]

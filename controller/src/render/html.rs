@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use super::escape::xml as esc;
 use super::timeline_plot::{self, FAILED_COLOR, OK_COLOR};
 use super::trend::{self, RegressionRule};
-use super::{utc_datetime, ReportInput};
+use super::{fault_lines, utc_datetime, FaultLine, ReportInput};
 use crate::grade::{fmt_us, Measured, Verdict};
 use crate::report::{RunReport, ScenarioReport};
 
@@ -299,29 +299,20 @@ fn run_section(out: &mut String, r: &ScenarioReport, run: &RunReport) {
                 esc(&f.kind),
                 esc(&f.agent)
             );
-            if !f.evidence.is_empty() {
-                let _ = write!(out, "<br>evidence: {}", esc(&f.evidence));
-            }
-            for (what, figures) in [
-                ("figures", &f.figures),
-                ("revert figures", &f.revert_figures),
-            ] {
-                if !figures.is_empty() {
-                    let _ = write!(
+            for line in fault_lines(f, esc) {
+                let _ = match line {
+                    FaultLine::Evidence(e) => write!(out, "<br>evidence: {e}"),
+                    FaultLine::Figures(what, items) => write!(
                         out,
                         "<br>{what}: <span class=\"mono\">{}</span>",
-                        super::figure_items(figures, esc).join(" ")
-                    );
-                }
-            }
-            if let Some(rv) = f.reverted_us {
-                let _ = write!(out, "<br>reverted at +{}", fmt_us(rv));
-                if !f.revert_evidence.is_empty() {
-                    let _ = write!(out, ": {}", esc(&f.revert_evidence));
-                }
-            }
-            if let Some(e) = &f.error {
-                let _ = write!(out, "<br><b>error:</b> {}", esc(e));
+                        items.join(" ")
+                    ),
+                    FaultLine::Reverted(at, None) => write!(out, "<br>reverted at {at}"),
+                    FaultLine::Reverted(at, Some(found)) => {
+                        write!(out, "<br>reverted at {at}: {found}")
+                    }
+                    FaultLine::Error(e) => write!(out, "<br><b>error:</b> {e}"),
+                };
             }
             out.push_str("</li>\n");
         }

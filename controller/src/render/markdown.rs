@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use super::escape::markdown as esc;
 use super::trend::{self, RegressionRule};
-use super::{utc_datetime, ReportInput};
+use super::{fault_lines, utc_datetime, FaultLine, ReportInput};
 use crate::grade::{fmt_us, Measured};
 use crate::report::{RunReport, ScenarioReport};
 
@@ -202,32 +202,18 @@ fn run_section(out: &mut String, r: &ScenarioReport, run: &RunReport) {
             esc(&f.kind),
             esc(&f.agent)
         );
-        if !f.evidence.is_empty() {
-            let _ = writeln!(out, "  - evidence: {}", esc(&f.evidence));
-        }
-        for (what, figures) in [
-            ("figures", &f.figures),
-            ("revert figures", &f.revert_figures),
-        ] {
-            if !figures.is_empty() {
-                let items = super::figure_items(figures, esc);
-                let _ = writeln!(out, "  - {what}: {}", items.join(", "));
-            }
-        }
-        if let Some(rv) = f.reverted_us {
-            let _ = writeln!(
-                out,
-                "  - reverted at +{}{}",
-                fmt_us(rv),
-                if f.revert_evidence.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", esc(&f.revert_evidence))
+        for line in fault_lines(f, esc) {
+            let _ = match line {
+                FaultLine::Evidence(e) => writeln!(out, "  - evidence: {e}"),
+                FaultLine::Figures(what, items) => {
+                    writeln!(out, "  - {what}: {}", items.join(", "))
                 }
-            );
-        }
-        if let Some(e) = &f.error {
-            let _ = writeln!(out, "  - **error:** {}", esc(e));
+                FaultLine::Reverted(at, None) => writeln!(out, "  - reverted at {at}"),
+                FaultLine::Reverted(at, Some(found)) => {
+                    writeln!(out, "  - reverted at {at}: {found}")
+                }
+                FaultLine::Error(e) => writeln!(out, "  - **error:** {e}"),
+            };
         }
     }
     if !run.probes.is_empty() {

@@ -200,7 +200,47 @@ pub(crate) fn run_duration_us(run: &crate::report::RunReport) -> u64 {
 }
 
 /// A fault's figures as `name=value` items, names passed through the format's escaper.
-pub(crate) fn figure_items(
+/// What a report says under one fault, after its "kind on agent: applied" line, escaped for
+/// the report's format; each format lays the lines out its own way.
+pub(crate) enum FaultLine {
+    /// What the fault did, as the agent described it.
+    Evidence(String),
+    /// `key=value` figures gathered at apply (`"figures"`) or at revert (`"revert figures"`).
+    Figures(&'static str, Vec<String>),
+    /// When it was reverted (`+1.2s`), and what the revert found.
+    Reverted(String, Option<String>),
+    /// Why it failed.
+    Error(String),
+}
+
+/// The lines under fault `f`, in report order.
+pub(crate) fn fault_lines(
+    f: &crate::report::FaultRecord,
+    esc: impl Fn(&str) -> String,
+) -> Vec<FaultLine> {
+    let mut lines = Vec::new();
+    if !f.evidence.is_empty() {
+        lines.push(FaultLine::Evidence(esc(&f.evidence)));
+    }
+    for (what, figures) in [
+        ("figures", &f.figures),
+        ("revert figures", &f.revert_figures),
+    ] {
+        if !figures.is_empty() {
+            lines.push(FaultLine::Figures(what, figure_items(figures, &esc)));
+        }
+    }
+    if let Some(at) = f.reverted_us {
+        let found = (!f.revert_evidence.is_empty()).then(|| esc(&f.revert_evidence));
+        lines.push(FaultLine::Reverted(format!("+{}", fmt_us(at)), found));
+    }
+    if let Some(e) = &f.error {
+        lines.push(FaultLine::Error(esc(e)));
+    }
+    lines
+}
+
+fn figure_items(
     figures: &std::collections::BTreeMap<String, i64>,
     esc: impl Fn(&str) -> String,
 ) -> Vec<String> {

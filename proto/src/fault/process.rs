@@ -35,78 +35,95 @@ pub struct ProcessPause {
     pub duration: Option<Duration>,
 }
 
-/// A `process_kill` table as written, unchecked: [`ProcessKill::try_from`] reads it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawProcessKill {
-    /// Signal name (`SIGKILL` or `KILL`); SIGKILL when absent.
-    #[serde(default = "default_signal")]
-    pub signal: String,
-    /// Exact process name (`comm`, as `ps -o comm` shows it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Regular expression matched against the full command line (arguments joined by spaces).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cmdline: Option<String>,
-    /// File holding the pid to signal.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid_file: Option<PathBuf>,
-    /// Only processes of this systemd unit (`redis-server.service`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unit: Option<String>,
-    /// Only processes in this cgroup or below it (`/system.slice/redis-server.service`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cgroup: Option<String>,
-    /// Only processes of this container (id, or a prefix of at least 12 hex digits; or a
-    /// systemd-nspawn machine name), as read from the process's cgroup.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub container: Option<String>,
-    /// Only processes in this network namespace: `"agent"` (the agent's own) or
-    /// `{ same_as_pid = N }`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub netns: Option<NamespaceScope>,
-    /// Only processes in this pid namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pidns: Option<NamespaceScope>,
-    /// Signal every match (`all`, the default) or only the oldest (`one`).
-    #[serde(default)]
-    pub count: Count,
+/// Declares a process fault's table as written, unchecked: the fields given plus every field
+/// that chooses processes, with `with_selector` and `take_selector` to move those as one.
+macro_rules! raw_process_table {
+    ($(#[$meta:meta])* $name:ident { $($(#[$fmeta:meta])* $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: $ty,)*
+            /// Exact process name (`comm`, as `ps -o comm` shows it).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub name: Option<String>,
+            /// Regular expression matched against the full command line (arguments joined by
+            /// spaces).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub cmdline: Option<String>,
+            /// File holding the pid.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub pid_file: Option<PathBuf>,
+            /// Only processes of this systemd unit (`redis-server.service`).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub unit: Option<String>,
+            /// Only processes in this cgroup or below it (`/system.slice/redis-server.service`).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub cgroup: Option<String>,
+            /// Only processes of this container (id, or a prefix of at least 12 hex digits; or
+            /// a systemd-nspawn machine name), as read from the process's cgroup.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub container: Option<String>,
+            /// Only processes in this network namespace: `"agent"` (the agent's own) or
+            /// `{ same_as_pid = N }`.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub netns: Option<NamespaceScope>,
+            /// Only processes in this pid namespace.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub pidns: Option<NamespaceScope>,
+            /// Every match (`all`, the default) or only the oldest (`one`).
+            #[serde(default)]
+            pub count: Count,
+        }
+
+        impl $name {
+            fn with_selector(f: Fields, count: Count, $($field: $ty,)*) -> $name {
+                $name {
+                    $($field,)*
+                    name: f.name,
+                    cmdline: f.cmdline,
+                    pid_file: f.pid_file,
+                    unit: f.unit,
+                    cgroup: f.cgroup,
+                    container: f.container,
+                    netns: f.netns,
+                    pidns: f.pidns,
+                    count,
+                }
+            }
+
+            fn take_selector(&mut self) -> Fields {
+                Fields {
+                    name: self.name.take(),
+                    cmdline: self.cmdline.take(),
+                    pid_file: self.pid_file.take(),
+                    unit: self.unit.take(),
+                    cgroup: self.cgroup.take(),
+                    container: self.container.take(),
+                    netns: self.netns.take(),
+                    pidns: self.pidns.take(),
+                }
+            }
+        }
+    };
 }
 
-/// A `process_pause` table as written, unchecked: [`ProcessPause::try_from`] reads it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawProcessPause {
-    /// Exact process name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Regular expression over the command line.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cmdline: Option<String>,
-    /// File holding the pid.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid_file: Option<PathBuf>,
-    /// Only processes of this systemd unit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unit: Option<String>,
-    /// Only processes in this cgroup or below it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cgroup: Option<String>,
-    /// Only processes of this container.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub container: Option<String>,
-    /// Only processes in this network namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub netns: Option<NamespaceScope>,
-    /// Only processes in this pid namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pidns: Option<NamespaceScope>,
-    /// Every match or only the oldest.
-    #[serde(default)]
-    pub count: Count,
-    /// How long the processes stay stopped; until the run reverts it when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration: Option<Duration>,
+raw_process_table! {
+    /// A `process_kill` table as written, unchecked: [`ProcessKill::try_from`] reads it.
+    RawProcessKill {
+        /// Signal name (`SIGKILL` or `KILL`); SIGKILL when absent.
+        #[serde(default = "default_signal")]
+        signal: String,
+    }
+}
+
+raw_process_table! {
+    /// A `process_pause` table as written, unchecked: [`ProcessPause::try_from`] reads it.
+    RawProcessPause {
+        /// How long the processes stay stopped; until the run reverts it when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration: Option<Duration>,
+    }
 }
 
 fn default_signal() -> String {
@@ -546,18 +563,9 @@ fn count(all: bool) -> Count {
 impl TryFrom<RawProcessKill> for ProcessKill {
     type Error = FaultSpecError;
 
-    fn try_from(k: RawProcessKill) -> Result<ProcessKill, FaultSpecError> {
+    fn try_from(mut k: RawProcessKill) -> Result<ProcessKill, FaultSpecError> {
         let signal = k.signal.parse()?;
-        let selector = selector(Fields {
-            name: k.name,
-            cmdline: k.cmdline,
-            pid_file: k.pid_file,
-            unit: k.unit,
-            cgroup: k.cgroup,
-            container: k.container,
-            netns: k.netns,
-            pidns: k.pidns,
-        })?;
+        let selector = selector(k.take_selector())?;
         Ok(ProcessKill {
             signal,
             selector,
@@ -568,39 +576,19 @@ impl TryFrom<RawProcessKill> for ProcessKill {
 
 impl From<ProcessKill> for RawProcessKill {
     fn from(k: ProcessKill) -> RawProcessKill {
-        let f = Fields::from(k.selector);
-        RawProcessKill {
-            signal: k.signal.name().to_string(),
-            name: f.name,
-            cmdline: f.cmdline,
-            pid_file: f.pid_file,
-            unit: f.unit,
-            cgroup: f.cgroup,
-            container: f.container,
-            netns: f.netns,
-            pidns: f.pidns,
-            count: k.count,
-        }
+        let signal = k.signal.name().to_string();
+        RawProcessKill::with_selector(Fields::from(k.selector), k.count, signal)
     }
 }
 
 impl TryFrom<RawProcessPause> for ProcessPause {
     type Error = FaultSpecError;
 
-    fn try_from(p: RawProcessPause) -> Result<ProcessPause, FaultSpecError> {
+    fn try_from(mut p: RawProcessPause) -> Result<ProcessPause, FaultSpecError> {
         if let Some(duration) = p.duration {
             check_duration(duration)?;
         }
-        let selector = selector(Fields {
-            name: p.name,
-            cmdline: p.cmdline,
-            pid_file: p.pid_file,
-            unit: p.unit,
-            cgroup: p.cgroup,
-            container: p.container,
-            netns: p.netns,
-            pidns: p.pidns,
-        })?;
+        let selector = selector(p.take_selector())?;
         Ok(ProcessPause {
             selector,
             count: p.count,
@@ -611,19 +599,7 @@ impl TryFrom<RawProcessPause> for ProcessPause {
 
 impl From<ProcessPause> for RawProcessPause {
     fn from(p: ProcessPause) -> RawProcessPause {
-        let f = Fields::from(p.selector);
-        RawProcessPause {
-            name: f.name,
-            cmdline: f.cmdline,
-            pid_file: f.pid_file,
-            unit: f.unit,
-            cgroup: f.cgroup,
-            container: f.container,
-            netns: f.netns,
-            pidns: f.pidns,
-            count: p.count,
-            duration: p.duration,
-        }
+        RawProcessPause::with_selector(Fields::from(p.selector), p.count, p.duration)
     }
 }
 
@@ -641,18 +617,11 @@ impl ProcessKill {
     /// them.
     pub(super) fn from_wire(k: &v1::ProcessKill) -> Result<RawProcessKill, FaultSpecError> {
         let f = fields_from_wire(&k.target, &k.scope)?;
-        Ok(RawProcessKill {
-            signal: k.signal.clone(),
-            name: f.name,
-            cmdline: f.cmdline,
-            pid_file: f.pid_file,
-            unit: f.unit,
-            cgroup: f.cgroup,
-            container: f.container,
-            netns: f.netns,
-            pidns: f.pidns,
-            count: count(k.all),
-        })
+        Ok(RawProcessKill::with_selector(
+            f,
+            count(k.all),
+            k.signal.clone(),
+        ))
     }
 }
 
@@ -681,18 +650,11 @@ impl ProcessPause {
             Target::PidFile(f) => v1::process_kill::Target::PidFile(f.clone()),
         });
         let f = fields_from_wire(&target, &p.scope)?;
-        Ok(RawProcessPause {
-            name: f.name,
-            cmdline: f.cmdline,
-            pid_file: f.pid_file,
-            unit: f.unit,
-            cgroup: f.cgroup,
-            container: f.container,
-            netns: f.netns,
-            pidns: f.pidns,
-            count: count(p.all),
-            duration: duration_from_ms(p.duration_ms),
-        })
+        Ok(RawProcessPause::with_selector(
+            f,
+            count(p.all),
+            duration_from_ms(p.duration_ms),
+        ))
     }
 }
 
@@ -702,18 +664,13 @@ mod tests {
     use super::*;
 
     fn kill(name: Option<&str>, cmdline: Option<&str>, pid_file: Option<&str>) -> RawProcessKill {
-        RawProcessKill {
-            signal: default_signal(),
+        let target = Fields {
             name: name.map(Into::into),
             cmdline: cmdline.map(Into::into),
             pid_file: pid_file.map(Into::into),
-            unit: None,
-            cgroup: None,
-            container: None,
-            netns: None,
-            pidns: None,
-            count: Count::All,
-        }
+            ..Fields::default()
+        };
+        RawProcessKill::with_selector(target, Count::All, default_signal())
     }
 
     #[test]
@@ -726,18 +683,11 @@ mod tests {
             let fault = Fault::ProcessKill(k.clone().try_into().unwrap());
             assert_eq!(Fault::try_from(&fault.to_wire()).unwrap(), fault);
             let pause = Fault::ProcessPause(
-                RawProcessPause {
-                    name: k.name,
-                    cmdline: k.cmdline,
-                    pid_file: k.pid_file,
-                    unit: None,
-                    cgroup: None,
-                    container: None,
-                    netns: None,
-                    pidns: None,
-                    count: Count::One,
-                    duration: Some(Duration::from_millis(1500)),
-                }
+                RawProcessPause::with_selector(
+                    k.clone().take_selector(),
+                    Count::One,
+                    Some(Duration::from_millis(1500)),
+                )
                 .try_into()
                 .unwrap(),
             );
