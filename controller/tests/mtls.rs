@@ -241,6 +241,48 @@ fn agent_with_foreign_ca_certificate_is_refused() {
     exits_with_config_error(&mut intruder);
 }
 
+/// The controller's refusal reaches the agent on its first attempt, as the TLS alert: in TLS
+/// 1.3 the agent has already sent its first bytes when the refusal comes, and a controller
+/// that closed with those bytes unread made the kernel reset the connection, so the agent saw a
+/// broken pipe, took it for a network failure and retried for seconds before an attempt
+/// happened to read the alert.
+#[test]
+fn a_refused_agent_learns_why_on_its_first_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::init(&dir.path().join("pki"), &["web-2"], &[]);
+    let foreign = Certs::init(&dir.path().join("foreign"), &["web-1"], &[]);
+    let ctl = Controller::start(dir.path(), &certs, "5s");
+    let (cert, key) = foreign.pair("agent", "web-1");
+    // The agent trusts both CAs, so its own certificate passes its checks at start and it can
+    // verify the controller: only the controller refuses.
+    let bundle = dir.path().join("both-cas.pem");
+    let both = [certs.ca(), foreign.ca()].map(|ca| std::fs::read_to_string(ca).unwrap());
+    std::fs::write(&bundle, both.concat()).unwrap();
+    for attempt in 0..8 {
+        let config = agent_config(
+            dir.path(),
+            "web-1",
+            &ctl.url(),
+            (&bundle, &cert, &key),
+            "",
+            "",
+        );
+        let mut agent = in_netns(None, &agent_bin());
+        agent.arg("--config").arg(&config);
+        let out = output_within(&mut agent, Duration::from_secs(30));
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "attempt {attempt}: {log}");
+        assert!(
+            log.contains("refused this agent's certificate"),
+            "attempt {attempt}: {log}"
+        );
+        assert!(
+            !log.contains("cannot reach the controller"),
+            "attempt {attempt}: the agent retried a refusal it should have read at once: {log}"
+        );
+    }
+}
+
 #[test]
 fn agent_claiming_another_agents_name_is_refused() {
     let dir = tempfile::tempdir().unwrap();

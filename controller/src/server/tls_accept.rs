@@ -118,12 +118,18 @@ pub(super) fn incoming(
             };
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
             spawner.spawn(async move {
-                let _slot = slot;
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                let handshake = acceptor.accept(tcp).into_fallible();
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
                     Ok(Ok(stream)) => {
                         let _ = tx.send(Ok(stream)).await;
                     }
-                    Ok(Err(e)) => refused(peer, &e),
+                    Ok(Err((e, tcp))) => {
+                        refused(peer, &e);
+                        // Lingering takes no handshake slot: refused clients cannot crowd out
+                        // good ones.
+                        drop(slot);
+                        linger_close(tcp).await;
+                    }
                     Err(_) => {
                         tracing::warn!(%peer, timeout = ?HANDSHAKE_TIMEOUT, "TLS handshake refused: the client did not finish it in time");
                     }
@@ -132,6 +138,31 @@ pub(super) fn incoming(
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// How long a refused connection is kept half-open to read what the client already sent.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Closes a refused connection so that the client reads our alert. In TLS 1.3 a client sends
+/// its first data (an HTTP/2 preface) before it learns its certificate was refused; closing with
+/// that data unread makes the kernel answer with a reset, and a client that writes again gets a
+/// broken pipe instead of the alert, retrying as if the network had failed. Shutting down our
+/// side (FIN after the alert) and reading until the client closes, for at most [`LINGER`], lets
+/// the client see why.
+async fn linger_close(mut tcp: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tcp.shutdown().await;
+    let mut scratch = [0u8; 4096];
+    let drain = async {
+        let mut left: usize = 256 * 1024;
+        while let Ok(n @ 1..) = tcp.read(&mut scratch).await {
+            left = left.saturating_sub(n);
+            if left == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// Logs a failed handshake with what an operator can act on.
