@@ -62,7 +62,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread for the async side: it is one stream and two timers, and everything slow
+    // (applying, reverting, the journal) runs on the blocking pool. Worker threads only woke
+    // each other at every heartbeat. (A refused certificate is read at once on this runtime
+    // too: the controller lingers after its alert instead of resetting the connection.)
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
