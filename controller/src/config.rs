@@ -47,6 +47,42 @@ pub struct ControllerConfig {
     /// Scenarios that run on a schedule (`[[schedules]]`).
     #[serde(default)]
     pub schedules: Vec<crate::schedule::ScheduleConfig>,
+    /// The alert receiver (`[alerts]`): where Alertmanager delivers, for time to detect.
+    #[serde(default)]
+    pub alerts: Option<AlertsConfig>,
+}
+
+/// `[alerts]`: an HTTPS listener of its own, serving the controller's certificate. Senders
+/// authenticate with the bearer token in `token_file` or an operator certificate.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Where to listen (`"0.0.0.0:9443"`); must differ from `listen` and `metrics_listen`.
+    pub listen: SocketAddr,
+    /// A file holding the bearer token senders present; relative to the config file. Without
+    /// it, only operator certificates are accepted.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+impl AlertsConfig {
+    /// The bearer token from `token_file`, if one is set; an unreadable or empty file is an
+    /// error naming it.
+    pub fn token(&self) -> Result<Option<crate::alerts::receiver::Token>, String> {
+        let Some(path) = &self.token_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("alerts.token_file ({}): {e}", path.display()))?;
+        crate::alerts::receiver::Token::new(&text)
+            .map(Some)
+            .ok_or_else(|| {
+                format!(
+                    "alerts.token_file ({}) is empty; write the token senders present",
+                    path.display()
+                )
+            })
+    }
 }
 
 /// PEM files; relative paths are resolved against the config file's directory.
@@ -156,6 +192,30 @@ impl ControllerConfig {
                     config.listen
                 ),
             });
+        }
+        if let Some(alerts) = &mut config.alerts {
+            if let Some(p) = alerts.token_file.as_mut().filter(|p| p.is_relative()) {
+                *p = base.join(&*p);
+            }
+            let clash = [Some(config.listen), config.metrics_listen]
+                .into_iter()
+                .flatten()
+                .any(|other| other == alerts.listen && other.port() != 0);
+            let token = alerts.token();
+            if let Some(message) = clash
+                .then(|| {
+                    format!(
+                        "alerts.listen ({}) must differ from listen and metrics_listen",
+                        alerts.listen
+                    )
+                })
+                .or(token.err())
+            {
+                return Err(ConfigError::Invalid {
+                    path: shown,
+                    message,
+                });
+            }
         }
         for schedule in &mut config.schedules {
             schedule.resolve_paths(base);

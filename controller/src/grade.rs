@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::scenario::{Expectation, RecoveryMode};
+pub mod detect;
 mod recovery;
 
 use recovery::probe_recovery;

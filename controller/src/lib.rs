@@ -3,6 +3,7 @@
 //! in-process too.
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod certs;
 pub mod config;
 pub mod demo_service;
@@ -10,6 +11,7 @@ pub mod engine;
 #[cfg(test)]
 mod fixtures;
 pub mod grade;
+pub mod http_server;
 pub mod identity;
 pub mod limits;
 pub mod metrics;

@@ -84,6 +84,9 @@ pub struct RunReport {
     pub revert_us: Option<u64>,
     /// Figures.
     pub grade: Option<Grade>,
+    /// What the team's monitoring made of the fault, for a scenario with `[detect]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detection: Option<crate::grade::detect::Detection>,
     /// Every fault on every target.
     pub faults: Vec<FaultRecord>,
     /// The whole probe timeline.
@@ -372,6 +375,9 @@ pub fn render_text(report: &ScenarioReport) -> String {
             if let Some(r) = g.recover_after_revert_us {
                 let _ = writeln!(out, "  recover after revert: {}", fmt_us(r));
             }
+        }
+        if let Some(d) = &run.detection {
+            let _ = writeln!(out, "  monitoring:         {}", d.summary());
         }
         for p in &run.probes {
             let failed = p.samples.iter().filter(|s| !s.ok).count();

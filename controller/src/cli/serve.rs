@@ -26,7 +26,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
     };
     // Everything in the config that can be checked is checked before binding, so a broken
     // file is named (exit 2) before "listening on" is ever printed.
-    let tls = match check_tls(&config) {
+    let (tls, alerts_tls) = match check_tls(&config) {
         Ok(tls) => tls,
         Err(e) => {
             eprintln!("{}: {e}", config_path.display());
@@ -46,17 +46,37 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
         .with_context(|| format!("binding {}", config.listen))?;
     let agents = Arc::new(AgentRegistry::default());
     let metrics = Arc::new(gameday::metrics::Metrics::new(agents.clone()));
-    let engine = Arc::new(
-        Engine::new(agents)
-            .with_observer(history.clone())
-            .with_observer(metrics.clone()),
-    );
+    let alert_log = Arc::new(gameday::alerts::AlertLog::default());
+    let mut engine = Engine::new(agents)
+        .with_observer(history.clone())
+        .with_observer(metrics.clone());
+    if config.alerts.is_some() {
+        engine = engine.with_alerts(alert_log.clone());
+    }
+    let engine = Arc::new(engine);
     let metrics_server = match config.metrics_listen {
         Some(addr) => Some(
             gameday::metrics::MetricsServer::start(addr, metrics)
                 .await
                 .with_context(|| format!("binding metrics_listen {addr}"))?,
         ),
+        None => None,
+    };
+    let alert_receiver = match &config.alerts {
+        Some(alerts) => {
+            // Checked at load; read again here so a file changed since is still caught.
+            let token = alerts.token().map_err(anyhow::Error::msg)?;
+            Some(
+                gameday::alerts::receiver::AlertReceiver::start(
+                    alerts.listen,
+                    alerts_tls.acceptor(),
+                    token,
+                    alert_log.clone(),
+                )
+                .await
+                .with_context(|| format!("binding alerts.listen {}", alerts.listen))?,
+            )
+        }
         None => None,
     };
     let scheduler =
@@ -67,6 +87,12 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
     // Where to look, at the default log level: an operator starting it by hand sees it all.
     if let Some(metrics) = &metrics_server {
         eprintln!("metrics on http://{}/metrics", metrics.local_addr());
+    }
+    if let Some(receiver) = &alert_receiver {
+        eprintln!(
+            "alerts on https://{}/alerts/alertmanager",
+            receiver.local_addr()
+        );
     }
     eprintln!("run history in {}", history.path().display());
     let extras = gameday::server::Extras {
@@ -90,13 +116,19 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
     if let Some(server) = metrics_server {
         server.stop().await;
     }
+    if let Some(receiver) = alert_receiver {
+        receiver.stop().await;
+    }
     served?;
     Ok(exit::OK)
 }
 
 /// The controller's TLS files, checked (see [`gameday_proto::tls`]) and turned into the
-/// server's TLS config; the certificate must be a controller certificate.
-fn check_tls(config: &ControllerConfig) -> Result<gameday::server::ServerTls, TlsError> {
+/// server's TLS config, and the alert receiver's (a client certificate optional); the
+/// certificate must be a controller certificate.
+fn check_tls(
+    config: &ControllerConfig,
+) -> Result<(gameday::server::ServerTls, gameday::server::ServerTls), TlsError> {
     let material = gameday_proto::tls::load(TlsPaths {
         ca: &config.tls.ca,
         cert: &config.tls.cert,
@@ -113,7 +145,10 @@ fn check_tls(config: &ControllerConfig) -> Result<gameday::server::ServerTls, Tl
         cert: material.cert_pem,
         key: material.key_pem,
     };
-    Ok(gameday::server::ServerTls::new(&material.ca_pem, &pem)?)
+    Ok((
+        gameday::server::ServerTls::new(&material.ca_pem, &pem)?,
+        gameday::server::ServerTls::client_certificate_optional(&material.ca_pem, &pem)?,
+    ))
 }
 
 /// The controller's TLS files cannot serve.

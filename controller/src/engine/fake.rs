@@ -299,6 +299,8 @@ pub(super) struct Fixture {
     progress: mpsc::UnboundedSender<ProgressEvent>,
     lines: mpsc::UnboundedReceiver<ProgressEvent>,
     stop: Arc<watch::Sender<Option<StopCause>>>,
+    /// Alerts the run reads, for `[detect]`.
+    pub alerts: Option<Arc<crate::alerts::AlertLog>>,
 }
 
 impl Fixture {
@@ -354,6 +356,7 @@ recovered_after = 3
             progress,
             lines,
             stop: Arc::new(watch::channel(None).0),
+            alerts: None,
         }
     }
 
@@ -379,6 +382,7 @@ recovered_after = 3
             observers: &[],
             identity: &self.identity,
             injected_unix_ms: Default::default(),
+            alerts: self.alerts.as_ref(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The run engine: preflight, steady state, inject, observe, revert, grade — for every repeat of
 //! a scenario — and the table of active runs that operators can abort.
 
+mod detect;
 #[cfg(test)]
 mod fake;
 mod identity;
@@ -65,6 +66,8 @@ pub struct Engine {
     closing: CancellationToken,
     /// Every task the controller spawns for operators and agents, joined at shutdown.
     tasks: TaskTracker,
+    /// Alerts from the team's monitoring, when this controller receives them.
+    alerts: Option<Arc<crate::alerts::AlertLog>>,
 }
 
 impl Engine {
@@ -78,7 +81,14 @@ impl Engine {
             validator: crate::limits::Validator::default(),
             closing: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            alerts: None,
         }
+    }
+
+    /// Grades scenarios' `[detect]` on the alerts `log` receives.
+    pub fn with_alerts(mut self, log: Arc<crate::alerts::AlertLog>) -> Engine {
+        self.alerts = Some(log);
+        self
     }
 
     /// Spawns `task` so that shutdown can wait for it.
@@ -231,7 +241,11 @@ impl Engine {
                 break;
             }
             let run_id = identity.run_id(index);
-            let resolved = preflight::resolve(scenario, &self.registry)
+            let receives = scenario.detect.is_none() || self.alerts.is_some();
+            let resolved = receives
+                .then_some(())
+                .ok_or(preflight::PreflightError::NoAlertReceiver)
+                .and_then(|()| preflight::resolve(scenario, &self.registry))
                 .map(|conns| self.transports(conns))
                 .and_then(|t| Ok((t, preflight::resolve_faults(scenario, &self.registry)?)));
             // Every fault checked by its agents before the steady-state wait, not after it.
@@ -313,6 +327,7 @@ impl Engine {
                 identity,
                 injected_unix_ms: Default::default(),
                 cancel,
+                alerts: self.alerts.as_ref(),
             };
             // A bug that panics a run must still grade it ERROR and record it, never leave it
             // `running`; its faults are reverted by the sweep below.

@@ -66,6 +66,9 @@ pub enum PreflightError {
         /// What went wrong.
         error: String,
     },
+    /// The scenario has `[detect]`, but this controller receives no alerts.
+    #[error("the scenario has [detect], but this controller receives no alerts: add [alerts] to its config (gameday serve) and point Alertmanager at it")]
+    NoAlertReceiver,
     /// A target lacks a capability a fault needs (an agent that does not say why).
     #[error("agent {agent:?} cannot apply {kind}: it advertises [{advertised}] (missing tool, rights, or not allowed by its policy)")]
     MissingCapability {

@@ -41,6 +41,8 @@ pub(super) struct RunCtx<'a> {
     pub identity: &'a super::RunIdentity,
     /// When the fault took effect (wall clock, ms), 0 before.
     pub injected_unix_ms: std::sync::atomic::AtomicU64,
+    /// Alerts from the team's monitoring, when the controller receives them.
+    pub alerts: Option<&'a Arc<crate::alerts::AlertLog>>,
 }
 
 /// A run that could not start because preflight failed (on a repeat after the first).
@@ -70,6 +72,7 @@ pub(super) fn errored(run_id: String, index: u32, reason: String) -> RunReport {
         inject: None,
         revert_us: None,
         grade: None,
+        detection: None,
         faults: vec![],
         probes: vec![],
     }
@@ -179,6 +182,7 @@ pub(super) async fn run_phases(
         revert_all(&mut report, &injection.applied, epoch, window.holds).await;
         cap_at_deadlines(&mut report, &injection.held);
     }
+    report.detection = super::detect::await_detection(ctx, &report, epoch).await;
     grade_run(
         &ctx.input.scenario,
         &mut report,

@@ -127,3 +127,80 @@ async fn a_fault_refused_on_one_target_is_error_with_nothing_left_applied() {
     );
     assert!(report.grade.is_none());
 }
+
+/// [`Fixture::KILL`] with `[detect]` for RedisDown within 30 s, and an alert log.
+fn detecting(expect_alert: bool) -> Fixture {
+    let mut fx = Fixture::new(&format!(
+        "{}\n[detect]\nalerts = {{ alertname = \"RedisDown\" }}\nwithin = \"30s\"\nexpect_alert = {expect_alert}\n",
+        Fixture::KILL
+    ));
+    fx.alerts = Some(std::sync::Arc::new(crate::alerts::AlertLog::default()));
+    fx
+}
+
+/// Records an alert named `name`, started `started_ms` after the epoch (wall clock, as the run
+/// sees it), delivered `arrive_ms` after the epoch.
+fn deliver(fx: &Fixture, name: &str, started_ms: i64, arrive_ms: u64) {
+    let log = fx.alerts.clone().unwrap();
+    let at = fx.epoch + Duration::from_millis(arrive_ms);
+    let started_unix_ms = fx.report().started_unix_ms as i64 + started_ms;
+    let alert = crate::alerts::Alert {
+        labels: [("alertname".to_string(), name.to_string())].into(),
+        annotations: Default::default(),
+        status: crate::alerts::AlertStatus::Firing,
+        starts_at_unix_ms: Some(started_unix_ms),
+        ends_at_unix_ms: None,
+        fingerprint: Some(format!("{name}{started_ms}")),
+        generator_url: None,
+    };
+    tokio::spawn(async move {
+        tokio::time::sleep_until(at).await;
+        log.record(vec![alert], crate::alerts::log::Source::Alertmanager, at, 0);
+    });
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_run_waits_for_the_alert_after_observing_and_times_detection_both_ways() {
+    let fx = detecting(true);
+    deliver(&fx, "RedisDown", -5_000, 2_000); // fired before the fault: ignored
+    deliver(&fx, "DiskFull", 3_000, 4_000); // other labels: ignored
+    deliver(&fx, "RedisDown", 14_000, 15_000); // after the 10 s window
+    let report = fx.run(ScriptedProbes::down(fx.epoch, 1_020, 1_500)).await;
+    assert_eq!(report.verdict, Verdict::Pass, "{}", report.reason);
+    let d = report.detection.expect("graded");
+    let a = d.alert.as_ref().expect("noticed");
+    // Injected at +1.001 s.
+    assert_eq!(a.delivered_after_us, 13_999_000);
+    let fired = a.fired_after_us.unwrap();
+    assert!((12_900_000..=13_000_000).contains(&fired), "{fired}");
+    assert_eq!((d.ignored_before, d.ignored_unmatched), (1, 1));
+    assert_eq!(
+        tokio::time::Instant::now() - fx.epoch,
+        Duration::from_millis(15_000),
+        "it stopped waiting when the alert came"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unnoticed_fault_fails_only_with_expect_alert() {
+    let fx = detecting(true);
+    let report = fx.run(ScriptedProbes::down(fx.epoch, 1_020, 1_500)).await;
+    assert_eq!(report.verdict, Verdict::Fail);
+    assert!(
+        report.reason.starts_with(
+            "unnoticed by monitoring: no alert matching {alertname=\"RedisDown\"} within 30s"
+        ),
+        "{}",
+        report.reason
+    );
+    assert_eq!(
+        tokio::time::Instant::now() - fx.epoch,
+        Duration::from_millis(31_001),
+        "waited the whole 30 s after the fault"
+    );
+
+    let fx = detecting(false);
+    let report = fx.run(ScriptedProbes::down(fx.epoch, 1_020, 1_500)).await;
+    assert_eq!(report.verdict, Verdict::Pass, "{}", report.reason);
+    assert!(!report.detection.unwrap().noticed());
+}

@@ -29,6 +29,17 @@ pub(super) fn grade_run(s: &Scenario, report: &mut RunReport, inject: Moment, wi
             f.error.clone().unwrap_or_default()
         );
     }
+    if let Some(d) = report
+        .detection
+        .as_ref()
+        .filter(|d| d.expect_alert && !d.noticed())
+    {
+        // The probes' verdict stands when it already says something is wrong.
+        if matches!(report.verdict, Verdict::Pass | Verdict::NoImpact) {
+            report.verdict = Verdict::Fail;
+            report.reason = format!("{} (expect_alert = true)", d.summary());
+        }
+    }
     report.met_expectation = grade::meets(s.expect, report.verdict);
     report.grade = Some(g);
 }

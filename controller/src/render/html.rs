@@ -287,6 +287,9 @@ fn run_section(out: &mut String, r: &ScenarioReport, run: &RunReport) {
             row(out, "recovery after the revert", fmt_us(us));
         }
     }
+    if let Some(d) = &run.detection {
+        row(out, "monitoring", esc(&d.summary()));
+    }
     row(out, "RTO", fmt_us(r.rto_us));
     out.push_str("</table>\n");
     if !run.faults.is_empty() {
@@ -401,6 +404,7 @@ mod tests {
                 recovered_by: None,
                 probes: vec![],
             }),
+            detection: None,
             faults: vec![FaultRecord {
                 kind: "process_kill".into(),
                 agent: "local".into(),

@@ -190,6 +190,9 @@ fn run_section(out: &mut String, r: &ScenarioReport, run: &RunReport) {
             let _ = writeln!(out, "- recovery after the revert: {}", fmt_us(us));
         }
     }
+    if let Some(d) = &run.detection {
+        let _ = writeln!(out, "- monitoring: {}", esc(&d.summary()));
+    }
     let _ = writeln!(out, "- RTO: {}", fmt_us(r.rto_us));
     if !run.faults.is_empty() {
         out.push_str("\n### Faults\n\n");
@@ -282,6 +285,7 @@ mod tests {
                 recovered_by: None,
                 probes: vec![],
             }),
+            detection: None,
             faults: vec![FaultRecord {
                 kind: "process_kill".into(),
                 agent: "web|1".into(),

@@ -5,6 +5,7 @@
 //! own and checked, so one pass reports every problem it can find, each at its own place. Nothing
 //! runs unless the whole file is valid.
 
+mod detect;
 mod echo;
 mod error;
 mod fault;
@@ -69,6 +70,21 @@ pub struct Scenario {
     pub faults: Vec<Fault>,
     /// The probes watching the service; at least one, with unique names.
     pub probes: Vec<ProbeSpec>,
+    /// The team's alerts that should notice the fault (`[detect]`), for time to detect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detect: Option<Detect>,
+}
+
+/// `[detect]`: which alert should notice the fault, and how soon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Detect {
+    /// The labels the alert carries (every one, with its value).
+    pub alerts: crate::alerts::LabelSelector,
+    /// How long after the injection the alert may start and arrive; the observe window when
+    /// not given.
+    pub within: Duration,
+    /// Whether a fault no alert noticed fails the run.
+    pub expect_alert: bool,
 }
 
 impl Scenario {
@@ -434,6 +450,7 @@ mod tests {
                     },
                 },
             ],
+            detect: None,
         };
         assert_eq!(parse("demo.toml", VALID), Ok(expected));
     }

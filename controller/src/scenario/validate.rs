@@ -8,7 +8,7 @@ use toml::Spanned;
 
 use super::echo;
 use super::error::Diagnostics;
-use super::{fault, probe, settings, targets, Scenario};
+use super::{detect, fault, probe, settings, targets, Scenario};
 
 /// Where errors about something missing from the whole file point: line 1, column 1.
 pub(crate) const TOP: Range<usize> = 0..0;
@@ -66,7 +66,15 @@ pub(crate) fn scenario(diagnostics: &mut Diagnostics<'_>, text: &str) -> Option<
         }
     };
 
+    let detect = table
+        .get("detect")
+        .map(|value| detect::detect(diagnostics, value, top.observe));
+
     Some(Scenario {
+        detect: match detect {
+            Some(d) => Some(d?),
+            None => None,
+        },
         name: top.name?,
         description: top.description,
         rto: top.rto?,

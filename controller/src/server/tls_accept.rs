@@ -51,6 +51,25 @@ pub enum ServerTlsError {
 impl ServerTls {
     /// Mutual TLS with `controller`'s certificate and key, trusting clients signed by `ca_pem`.
     pub fn new(ca_pem: &str, controller: &Pem) -> Result<ServerTls, ServerTlsError> {
+        ServerTls::build(ca_pem, controller, true)
+    }
+
+    /// Like [`ServerTls::new`], but a client may also come without a certificate (one that
+    /// presents a certificate must still present one from the fleet CA), for listeners that
+    /// authenticate such clients otherwise (a bearer token) and speak HTTP/1.1.
+    pub fn client_certificate_optional(
+        ca_pem: &str,
+        controller: &Pem,
+    ) -> Result<ServerTls, ServerTlsError> {
+        ServerTls::build(ca_pem, controller, false)
+    }
+
+    /// The TLS acceptor for a listener of its own.
+    pub fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.0.clone())
+    }
+
+    fn build(ca_pem: &str, controller: &Pem, required: bool) -> Result<ServerTls, ServerTlsError> {
         let pem = |what: &'static str| {
             move |e: rustls::pki_types::pem::Error| ServerTlsError::Pem {
                 what,
@@ -64,13 +83,15 @@ impl ServerTls {
                 .map_err(ServerTlsError::Rustls)?;
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier =
-            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .map_err(|e| ServerTlsError::Pem {
-                    what: "CA",
-                    message: e.to_string(),
-                })?;
+        let mut verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+        if !required {
+            verifier = verifier.allow_unauthenticated();
+        }
+        let verifier = verifier.build().map_err(|e| ServerTlsError::Pem {
+            what: "CA",
+            message: e.to_string(),
+        })?;
         let chain = CertificateDer::pem_slice_iter(controller.cert.as_bytes())
             .collect::<Result<Vec<_>, _>>()
             .map_err(pem("certificate"))?;
@@ -79,7 +100,11 @@ impl ServerTls {
             .with_safe_default_protocol_versions()?
             .with_client_cert_verifier(verifier)
             .with_single_cert(chain, key)?;
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        config.alpn_protocols = if required {
+            vec![b"h2".to_vec()]
+        } else {
+            vec![b"http/1.1".to_vec()]
+        };
         Ok(ServerTls(Arc::new(config)))
     }
 }

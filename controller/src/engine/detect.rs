@@ -1,0 +1,65 @@
+//! The detect phase, for a scenario with `[detect]`: waits until an alert matching its selector
+//! has arrived or its `within` has passed since the injection, whichever is first, then grades
+//! detection on the alerts that arrived.
+
+use tokio::time::Instant;
+
+use super::progress::Phase;
+use super::run::{say, RunCtx};
+use crate::grade::detect::{detect, Detection, SeenAlert};
+use crate::report::RunReport;
+
+/// Detection for the run in `report` (injected, observed and reverted), or `None` when the
+/// scenario has no `[detect]` or no fault took effect.
+pub(super) async fn await_detection(
+    ctx: &mut RunCtx<'_>,
+    report: &RunReport,
+    epoch: Instant,
+) -> Option<Detection> {
+    let spec = ctx.input.scenario.detect.as_ref()?;
+    let inject_us = report.inject?.at_us;
+    let injected = epoch + std::time::Duration::from_micros(inject_us);
+    let deadline = injected + spec.within.get();
+    let Some(log) = ctx.alerts else {
+        // Preflight refuses a [detect] scenario on a controller without a receiver; a run
+        // that got here anyway says so rather than calling the fault unnoticed.
+        return Some(Detection {
+            alert: None,
+            ..detect(spec, inject_us, &[])
+        });
+    };
+    let mut said = false;
+    loop {
+        // Taken before looking, so an alert landing in between still wakes us.
+        let arrived = log.arrived();
+        let seen: Vec<SeenAlert> = log
+            .since(injected)
+            .iter()
+            .map(|r| SeenAlert::on_run(r, epoch, report.started_unix_ms))
+            .collect();
+        let detection = detect(spec, inject_us, &seen);
+        if detection.noticed() || Instant::now() >= deadline {
+            return Some(detection);
+        }
+        if !said {
+            say(
+                ctx,
+                Phase::Observing,
+                format!(
+                    "waiting up to +{} after the fault for an alert matching {}",
+                    crate::grade::fmt_us(detection.within_us),
+                    detection.selector
+                ),
+            );
+            said = true;
+        }
+        tokio::select! {
+            _ = arrived => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = ctx.cancel.changed() => {
+                // Stopped: grade on what arrived; the faults are already reverted.
+                return Some(detection);
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! `[detect]`: the alerts of the team's own monitoring that should notice the fault, how soon,
+//! and whether going unnoticed fails the run.
+
+use std::collections::BTreeMap;
+
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use super::error::Diagnostics;
+use super::fields::{Field, Fields};
+use super::limits::MAX_OBSERVE;
+use super::names::{check_name, check_printable};
+use super::settings::{bounded_duration, Lower};
+use super::Detect;
+use crate::alerts::LabelSelector;
+
+/// `[detect]`: `alerts` (a label selector), `within` (default: the observe window) and
+/// `expect_alert`.
+pub(crate) fn detect(
+    diagnostics: &mut Diagnostics<'_>,
+    value: &Spanned<DeValue<'_>>,
+    observe: Option<gameday_proto::Duration>,
+) -> Option<Detect> {
+    let DeValue::Table(table) = value.get_ref() else {
+        diagnostics.error(
+            value.span(),
+            format!(
+                "`detect` must be a table, like [detect] with alerts = {{ alertname = \"RedisDown\" }}, not {}",
+                value.get_ref().type_str()
+            ),
+        );
+        return None;
+    };
+    let raw = RawDetect::read(diagnostics, table);
+    let mut selector = BTreeMap::new();
+    let mut ok = true;
+    match &raw.alerts {
+        Field::Given(labels) if labels.get_ref().is_empty() => {
+            diagnostics.error(
+                labels.span(),
+                "`alerts` selects nothing: give at least one label, like { alertname = \"RedisDown\" }",
+            );
+            ok = false;
+        }
+        Field::Given(labels) => {
+            for (key, label) in labels.get_ref() {
+                let checked = check_name(key.get_ref())
+                    .map_err(|e| (key.span(), format!("label names in `alerts` {e}")))
+                    .and_then(|()| {
+                        check_printable(label.get_ref())
+                            .map_err(|e| (label.span(), format!("label values in `alerts` {e}")))
+                    });
+                match checked {
+                    Ok(()) => {
+                        selector.insert(key.get_ref().clone(), label.get_ref().clone());
+                    }
+                    Err((span, message)) => {
+                        diagnostics.error(span, message);
+                        ok = false;
+                    }
+                }
+            }
+        }
+        Field::Absent => {
+            diagnostics.error(
+                value.span(),
+                "[detect] needs `alerts`: the labels of the alert that should notice the fault, like { alertname = \"RedisDown\" }",
+            );
+            ok = false;
+        }
+        Field::Invalid => ok = false,
+    }
+    let within = bounded_duration(
+        diagnostics,
+        "within",
+        &raw.within,
+        observe.unwrap_or(MAX_OBSERVE),
+        Lower::Positive,
+        MAX_OBSERVE,
+    );
+    let expect_alert = match &raw.expect_alert {
+        Field::Given(b) => Some(*b.get_ref()),
+        Field::Absent => Some(false),
+        Field::Invalid => None,
+    };
+    if !ok {
+        return None;
+    }
+    Some(Detect {
+        alerts: LabelSelector(selector),
+        within: within?,
+        expect_alert: expect_alert?,
+    })
+}
+
+/// `[detect]` as written.
+struct RawDetect {
+    alerts: Field<BTreeMap<Spanned<String>, Spanned<String>>>,
+    within: Field<String>,
+    expect_alert: Field<bool>,
+}
+
+impl RawDetect {
+    fn read(diagnostics: &mut Diagnostics<'_>, table: &DeTable<'_>) -> Self {
+        let mut fields = Fields::new(table);
+        let d = diagnostics;
+        let raw = Self {
+            alerts: fields.take(d, "alerts"),
+            within: fields.take(d, "within"),
+            expect_alert: fields.take(d, "expect_alert"),
+        };
+        fields.reject_unknown(d);
+        raw
+    }
+}

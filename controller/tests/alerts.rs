@@ -1,0 +1,242 @@
+//! The alert receiver and time to detect against the real thing: Prometheus scraping a
+//! blackbox probe of the demo service, an alert rule, and Alertmanager delivering to the
+//! controller with a bearer token over TLS; and crafted deliveries that must be refused or
+//! ignored without changing anything.
+#![allow(clippy::disallowed_methods)] // starts curl and the Prometheus stack
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+const TOKEN: &str = "s3cret-token-for-tests";
+
+/// A served controller with the alert receiver on `alerts_port`, one agent (web-1) and an
+/// operator (sre).
+struct Room {
+    ctl: Controller,
+    certs: Certs,
+    alerts_port: u16,
+    token_file: PathBuf,
+    _agent: ChildGuard,
+}
+
+impl Room {
+    fn new(dir: &Path) -> Room {
+        let certs = Certs::init(&dir.join("pki"), &["web-1"], &["sre"]);
+        let token_file = dir.join("alerts.token");
+        std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+        let alerts_port = free_port();
+        let extra = format!(
+            "[alerts]\nlisten = \"127.0.0.1:{alerts_port}\"\ntoken_file = \"{}\"\n",
+            token_file.display()
+        );
+        let (ctl, _lines) = Controller::start_with_extra(dir, &certs, "5s", &extra);
+        let (cert, key) = certs.pair("agent", "web-1");
+        let agent = ctl.agent(dir, "web-1", &certs.ca(), &cert, &key, "role = \"web\"");
+        let room = Room {
+            ctl,
+            certs,
+            alerts_port,
+            token_file,
+            _agent: agent,
+        };
+        let env = room.env();
+        let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+        wait_for("web-1 to register", Duration::from_secs(20), || {
+            room.ctl.agents(&env).1.contains("web-1")
+        });
+        room
+    }
+
+    fn env(&self) -> Vec<(&'static str, PathBuf)> {
+        let (cert, key) = self.certs.pair("operator", "sre");
+        self.ctl
+            .operator_env(&self.certs.ca(), &cert, &key)
+            .into_iter()
+            .map(|(k, v)| (k, v.to_path_buf()))
+            .collect()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.alerts_port)
+    }
+
+    /// POSTs `body` to `path` with `auth` (curl arguments); the HTTP status and the body.
+    fn post(&self, path: &str, body: &str, auth: &[&str]) -> (u16, String) {
+        let out = Command::new("curl")
+            .args(["-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
+            .arg(self.certs.ca())
+            .args(auth)
+            .args([
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                body,
+            ])
+            .arg(self.url(path))
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
+    /// Runs `scenario` remotely, in the background; its JSON report when it ends.
+    fn run(&self, dir: &Path, scenario: &str) -> std::thread::JoinHandle<serde_json::Value> {
+        let file = dir.join(format!("s{}.toml", free_port()));
+        std::fs::write(&file, scenario).unwrap();
+        let url = self.ctl.url();
+        let env = self.env();
+        std::thread::spawn(move || {
+            let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+            let out = gameday(
+                &[
+                    "run",
+                    file.to_str().unwrap(),
+                    "--controller",
+                    &url,
+                    "--output",
+                    "json",
+                ],
+                &env,
+            );
+            let (_, report, stderr) = report_of(out);
+            assert!(report.is_object(), "no report; stderr:\n{stderr}");
+            report
+        })
+    }
+}
+
+/// A kill of the demo service (restarted `restart` later) watched by an HTTP probe, noticed by
+/// an alert `{alertname="ServiceDown", service="demo"}` within `within`.
+fn scenario(dir: &Path, port: u16, within: &str, observe: &str) -> String {
+    format!(
+        r#"name = "noticed"
+rto = "{observe}"
+observe = "{observe}"
+steady_state = "300ms"
+
+[targets]
+agents = ["web-1"]
+
+[[faults]]
+kind = "process_kill"
+pid_file = "{pid}"
+
+[[probes]]
+name = "http"
+kind = "http"
+url = "http://127.0.0.1:{port}/"
+interval = "50ms"
+timeout = "500ms"
+
+[detect]
+alerts = {{ alertname = "ServiceDown", service = "demo" }}
+within = "{within}"
+expect_alert = true
+"#,
+        pid = dir.join("service.pid").display()
+    )
+}
+
+fn am_body(name: &str, service: &str, starts_at: &str) -> String {
+    format!(
+        r#"{{"version":"4","status":"firing","receiver":"gameday","truncatedAlerts":0,"alerts":[{{"status":"firing","labels":{{"alertname":"{name}","service":"{service}"}},"annotations":{{"summary":"crafted"}},"startsAt":"{starts_at}","endsAt":"0001-01-01T00:00:00Z","generatorURL":"","fingerprint":"{name}{service}{starts_at}"}}]}}"#
+    )
+}
+
+fn rfc3339(offset: chrono::Duration) -> String {
+    (chrono::Utc::now() + offset).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn service_down(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+}
+
+#[test]
+fn refused_deliveries_change_nothing_and_ignored_alerts_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let room = Room::new(dir.path());
+    let port = free_port();
+    let _service = supervised_service(dir.path(), port, "200ms");
+    let run = room.run(dir.path(), &scenario(dir.path(), port, "3s", "2s"));
+    wait_for("the kill", Duration::from_secs(30), || service_down(port));
+
+    let matching = am_body("ServiceDown", "demo", &rfc3339(chrono::Duration::zero()));
+    let bearer = format!("Authorization: Bearer {TOKEN}");
+    let token = ["-H", bearer.as_str()];
+    let (agent_cert, agent_key) = room.certs.pair("agent", "web-1");
+    let agent_tls = [
+        "--cert".to_string(),
+        agent_cert.display().to_string(),
+        "--key".to_string(),
+        agent_key.display().to_string(),
+    ];
+    let agent_tls: Vec<&str> = agent_tls.iter().map(String::as_str).collect();
+    let cases: [(&str, &str, &[&str], u16, &str); 6] = [
+        ("/alerts/alertmanager", &matching, &["-H", "Authorization: Bearer wrong"], 401, "wrong bearer token"),
+        ("/alerts/alertmanager", &matching, &[], 401, "a bearer token or an operator certificate"),
+        ("/alerts/alertmanager", &matching, &agent_tls, 403, "may not deliver alerts"),
+        ("/alerts/alertmanager", "{\"alerts\": [", &token, 400, "not a valid alert payload"),
+        ("/alerts/alertmanager", "{\"alerts\":[{\"labels\":{\"alertname\":\"ServiceDown\",\"service\":\"demo\"},\"startsAt\":\"soon\"}]}", &token, 400, "startsAt \"soon\""),
+        ("/nowhere", &matching, &token, 404, "no endpoint at /nowhere"),
+    ];
+    for (path, body, auth, status, says) in cases {
+        let (code, text) = room.post(path, body, auth);
+        assert_eq!(code, status, "{path} {auth:?}: {text}");
+        assert!(text.contains(says), "{path} {auth:?}: {text}");
+    }
+    // Accepted, but not what the scenario waits for: one from before the fault, one for
+    // another service.
+    let earlier = am_body("ServiceDown", "demo", &rfc3339(chrono::Duration::hours(-1)));
+    assert_eq!(room.post("/alerts/alertmanager", &earlier, &token).0, 200);
+    let other = am_body("ServiceDown", "billing", &rfc3339(chrono::Duration::zero()));
+    assert_eq!(room.post("/alerts/alertmanager", &other, &token).0, 200);
+
+    let report = run.join().unwrap();
+    let r = &report["runs"][0];
+    assert_eq!(r["verdict"], "FAIL", "{report:#}");
+    let reason = r["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("unnoticed by monitoring: no alert matching {alertname=\"ServiceDown\", service=\"demo\"} within 3s"),
+        "{reason}"
+    );
+    assert_eq!(r["detection"]["ignored_before"], 1, "{report:#}");
+    assert_eq!(r["detection"]["ignored_unmatched"], 1, "{report:#}");
+
+    // The same run noticed through the generic form, sent with an operator certificate.
+    let run = room.run(dir.path(), &scenario(dir.path(), port, "10s", "2s"));
+    wait_for("the second kill", Duration::from_secs(30), || {
+        service_down(port)
+    });
+    let (op_cert, op_key) = room.certs.pair("operator", "sre");
+    let generic =
+        r#"{"alerts":[{"labels":{"alertname":"ServiceDown","service":"demo","severity":"page"}}]}"#;
+    let op = [
+        "--cert".to_string(),
+        op_cert.display().to_string(),
+        "--key".to_string(),
+        op_key.display().to_string(),
+    ];
+    let op: Vec<&str> = op.iter().map(String::as_str).collect();
+    let (code, text) = room.post("/alerts", generic, &op);
+    assert_eq!((code, text.trim()), (200, "{\"accepted\":1}"));
+    let report = run.join().unwrap();
+    let r = &report["runs"][0];
+    assert_eq!(r["verdict"], "PASS", "{report:#}");
+    let alert = &r["detection"]["alert"];
+    assert_eq!(alert["labels"]["severity"], "page", "{report:#}");
+    assert!(
+        alert["delivered_after_us"].as_u64().unwrap() < 10_000_000,
+        "{report:#}"
+    );
+    assert!(
+        alert["fired_after_us"].is_null(),
+        "the generic form gave no start: {report:#}"
+    );
+    let _ = &room.token_file;
+}
