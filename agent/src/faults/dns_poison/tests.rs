@@ -377,10 +377,29 @@ fn hosts_mode_refusals() {
     // The undo of that failed apply leaves the newer file alone.
     revert(&plan, &host).unwrap();
     assert_eq!(files.get(HOSTS), b"127.0.0.1 localhost\n10.0.0.1 x\n");
-    // A file the agent may not write: not usable here.
+    // A file the agent may not write: not usable here. One that became read-only after the
+    // plan was made is the system failing, and says what the agent was doing.
+    let plan = prepare(&s, "f4", &hosts_policy(), &host).unwrap();
     files.readonly.lock().unwrap().push(PathBuf::from(HOSTS));
     let err = prepare(&s, "f4", &hosts_policy(), &host).unwrap_err();
     assert_eq!(err.kind(), FailureKind::Unsupported, "{err:?}");
+    assert!(
+        err.to_string().starts_with(&format!(
+            "hosts mode cannot write the hosts file: {HOSTS}: "
+        )),
+        "{err}"
+    );
+    let err = apply(&plan, &host).unwrap_err();
+    assert_eq!(err.kind(), FailureKind::System, "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("cannot write the hosts file: {HOSTS}: ")),
+        "{err}"
+    );
+    assert!(
+        std::error::Error::source(&err).is_some_and(|s| s.is::<DnsOsError>()),
+        "{err:?}"
+    );
 }
 
 #[test]
