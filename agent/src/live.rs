@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use gameday_proto::v1::FailureKind;
 use gameday_proto::Fault;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -90,10 +91,11 @@ fn log_reverted(fault_id: &str, run_id: &str, kind: &str, cause: RevertCause, r:
     }
 }
 
-fn journal_error(e: JournalError) -> FaultError {
-    FaultError::System(format!(
-        "cannot journal the fault, so it was not applied: {e}"
-    ))
+fn journal_error(source: JournalError) -> FaultError {
+    FaultError::Journal {
+        doing: "cannot journal the fault, so it was not applied",
+        source,
+    }
 }
 
 impl LiveFaults {
@@ -191,9 +193,9 @@ impl LiveFaults {
     fn ensure_not_live(&self, fault_id: &str) -> Result<(), FaultError> {
         let live = self.faults.lock().expect("live faults lock");
         if live.contains_key(fault_id) {
-            return Err(FaultError::Invalid(format!(
-                "fault {fault_id} is already applied"
-            )));
+            return Err(FaultError::AlreadyApplied {
+                fault_id: fault_id.to_string(),
+            });
         }
         Ok(())
     }
@@ -253,11 +255,12 @@ impl LiveFaults {
             .lock()
             .expect("live faults lock")
             .remove(fault_id);
-        self.journal.remove(fault_id).map_err(|e| {
-            FaultError::System(format!(
-                "reverted, but the journal entry could not be removed: {e}"
-            ))
-        })?;
+        self.journal
+            .remove(fault_id)
+            .map_err(|source| FaultError::Journal {
+                doing: "reverted, but the journal entry could not be removed",
+                source,
+            })?;
         Ok(reverted)
     }
 
@@ -421,13 +424,10 @@ impl LiveFaults {
 /// nothing is the policy and the controller doing their jobs (INFO; the run reports it); the
 /// system failing is the owner's to look at (WARN).
 fn log_refused(fault_id: &str, run_id: &str, kind: &str, e: &FaultError) {
-    match e {
-        FaultError::System(_) => {
-            tracing::warn!(fault = %fault_id, run = %run_id, kind, error = %e, "could not apply")
-        }
-        FaultError::Policy(_) | FaultError::Invalid(_) | FaultError::Unsupported(_) => {
-            tracing::info!(fault = %fault_id, run = %run_id, kind, error = %e, "refused")
-        }
+    if e.kind() == FailureKind::System {
+        tracing::warn!(fault = %fault_id, run = %run_id, kind, error = %e, "could not apply")
+    } else {
+        tracing::info!(fault = %fault_id, run = %run_id, kind, error = %e, "refused")
     }
 }
 

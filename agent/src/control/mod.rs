@@ -317,10 +317,7 @@ async fn worker(
                 phase: FaultPhase::Applied as i32,
                 ..FaultReport::default()
             };
-            let refused = failed(
-                refused,
-                FaultError::System("the agent is shutting down".into()),
-            );
+            let refused = failed(refused, FaultError::ShuttingDown);
             send(&tx, agent_message::Msg::FaultReport(refused)).await;
             continue;
         }
@@ -341,7 +338,7 @@ async fn worker(
 fn decode(spec: Option<&v1::FaultSpec>, request: &str) -> Result<Fault, FaultError> {
     match spec.map(Fault::from_wire) {
         Some(Ok(f)) => Ok(f),
-        Some(Err(e)) => Err(FaultError::Invalid(e.to_string())),
+        Some(Err(e)) => Err(FaultError::Spec(e)),
         None => Err(FaultError::Invalid(format!("{request} without a spec"))),
     }
 }
@@ -422,7 +419,7 @@ fn revert_fault(live: &LiveFaults, fault_id: &str, received: Instant) -> FaultRe
 fn failed(mut report: FaultReport, e: FaultError) -> FaultReport {
     report.failure = Some(v1::FaultFailure {
         kind: e.kind() as i32,
-        message: e.message().to_string(),
+        message: e.to_string(),
     });
     report
 }

@@ -5,23 +5,26 @@
 
 pub mod disk_fill;
 pub mod dns_poison;
+mod error;
 pub mod network_partition;
 pub mod process_kill;
 pub mod process_pause;
 pub mod process_policy;
 pub mod process_scope;
 
+pub use error::FaultError;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use gameday_proto::v1::{Evidence, FailureKind, KindUnavailable, UnavailableCause};
+use gameday_proto::v1::{Evidence, KindUnavailable, UnavailableCause};
 use gameday_proto::{Fault, FaultKind};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ControllerUrl;
 use crate::os::ProcessOs;
-use crate::policy::{Policy, PolicyRefusal};
+use crate::policy::Policy;
 
 /// Everything faults may touch on this host, each behind its own seam.
 pub struct Host {
@@ -106,58 +109,6 @@ pub struct Applied {
 pub struct Reverted {
     /// Figures gathered at revert (packets dropped, queries answered...) and `residue`.
     pub evidence: Evidence,
-}
-
-/// Why a fault could not be applied or reverted. Every message is a full sentence meant for
-/// the operator; [`FaultError::kind`] says which side is to blame.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FaultError {
-    /// The host's policy refused it.
-    #[error("{0}")]
-    Policy(String),
-    /// The request is malformed or names nothing that exists (no matching process...).
-    #[error("{0}")]
-    Invalid(String),
-    /// The operating system refused or failed.
-    #[error("{0}")]
-    System(String),
-    /// This agent cannot apply this kind of fault.
-    #[error("{0}")]
-    Unsupported(String),
-}
-
-impl FaultError {
-    /// The failure kind reported to the controller.
-    pub fn kind(&self) -> FailureKind {
-        match self {
-            FaultError::Policy(_) => FailureKind::Policy,
-            FaultError::Invalid(_) => FailureKind::Invalid,
-            FaultError::System(_) => FailureKind::System,
-            FaultError::Unsupported(_) => FailureKind::Unsupported,
-        }
-    }
-
-    /// The human-readable message without the kind.
-    pub fn message(&self) -> &str {
-        match self {
-            FaultError::Policy(m)
-            | FaultError::Invalid(m)
-            | FaultError::System(m)
-            | FaultError::Unsupported(m) => m,
-        }
-    }
-}
-
-impl From<PolicyRefusal> for FaultError {
-    fn from(refusal: PolicyRefusal) -> Self {
-        FaultError::Policy(refusal.to_string())
-    }
-}
-
-impl From<process_policy::ProcessRefusal> for FaultError {
-    fn from(refusal: process_policy::ProcessRefusal) -> Self {
-        FaultError::Policy(refusal.to_string())
-    }
 }
 
 /// Decides everything about `fault` without changing the host.
@@ -348,6 +299,8 @@ pub fn check(
 
 #[cfg(test)]
 mod tests {
+    use gameday_proto::v1::FailureKind;
+
     use super::*;
     use crate::policy::PolicyConfig;
 
@@ -439,17 +392,5 @@ mod tests {
             addrs("https://127.0.0.1"),
             vec!["127.0.0.1:443".parse::<SocketAddr>().unwrap()]
         );
-    }
-
-    #[test]
-    fn errors_map_to_wire_failure_kinds() {
-        assert_eq!(FaultError::Policy("x".into()).kind(), FailureKind::Policy);
-        assert_eq!(FaultError::Invalid("x".into()).kind(), FailureKind::Invalid);
-        assert_eq!(FaultError::System("x".into()).kind(), FailureKind::System);
-        assert_eq!(
-            FaultError::Unsupported("x".into()).kind(),
-            FailureKind::Unsupported
-        );
-        assert_eq!(FaultError::System("boom".into()).message(), "boom");
     }
 }

@@ -86,13 +86,12 @@ pub fn select(
         Some(ProcessMatch::PidFile(path)) => {
             let p = pid_file_target(path, os)?;
             if scope.is_some() && !scope.holds(&process_scope::locate(p.pid, os)?) {
-                return Err(FaultError::Invalid(format!(
-                    "pid file {} names pid {} ({}), which is not in {}",
-                    path.display(),
-                    p.pid,
-                    p.name,
-                    scope.describe()
-                )));
+                return Err(FaultError::PidOutOfScope {
+                    path: path.clone(),
+                    pid: p.pid,
+                    name: p.name,
+                    scope: scope.describe(),
+                });
             }
             vec![p]
         }
@@ -127,7 +126,7 @@ pub fn select(
                     .map(|p| Ok((p.clone(), process_scope::locate(p.pid, os)?)))
                     .collect::<Result<Vec<_>, FaultError>>()?;
                 warnings.extend(process_scope::spread_warning(
-                    &describe_target(selector),
+                    &describe_target(selector.target.as_ref()),
                     &located,
                 ));
             }
@@ -158,7 +157,7 @@ pub fn select(
 /// Processes matching a name or command-line selector; every process when there is none (the
 /// place then selects).
 fn scan(target: Option<&ProcessMatch>, os: &dyn ProcessOs) -> Result<Vec<ProcessInfo>, FaultError> {
-    let all = os.processes().map_err(system)?;
+    let all = os.processes().map_err(FaultError::Process)?;
     Ok(match target {
         Some(ProcessMatch::Name(name)) => all.into_iter().filter(|p| &p.name == name).collect(),
         Some(ProcessMatch::Cmdline(pattern)) => all
@@ -174,18 +173,18 @@ fn scan(target: Option<&ProcessMatch>, os: &dyn ProcessOs) -> Result<Vec<Process
 fn pid_file_target(path: &std::path::Path, os: &dyn ProcessOs) -> Result<ProcessInfo, FaultError> {
     let pid = os.read_pid_file(path).map_err(|e| match e {
         // A missing or garbled pid file is a mistake in the request, not a host failure.
-        OsError::Malformed { .. } => FaultError::Invalid(e.to_string()),
-        e if e.is_not_found() => {
-            FaultError::Invalid(format!("pid file {} does not exist", path.display()))
-        }
-        e => system(e),
+        OsError::Malformed { path, reason } => FaultError::MalformedPidFile { path, reason },
+        e if e.is_not_found() => FaultError::NoSuchPidFile {
+            path: path.to_path_buf(),
+        },
+        e => FaultError::Process(e),
     })?;
-    os.process(pid).map_err(system)?.ok_or_else(|| {
-        FaultError::Invalid(format!(
-            "pid file {} names pid {pid}, which is not running",
-            path.display()
-        ))
-    })
+    os.process(pid)
+        .map_err(FaultError::Process)?
+        .ok_or_else(|| FaultError::PidNotRunning {
+            path: path.to_path_buf(),
+            pid,
+        })
 }
 
 /// Signals every target in turn. A target that exited since the scan (`ESRCH`) is noted and
@@ -212,13 +211,13 @@ fn send(
                 signalled.push(p);
             }
             Err(OsError::NoSuchProcess { .. }) => vanished.push(p),
-            Err(e) if signalled.is_empty() => return Err(system(e)),
-            Err(e) => {
-                return Err(FaultError::System(format!(
-                    "{e} (after sending {} to {})",
-                    signal.as_str(),
-                    list(&signalled)
-                )))
+            Err(e) if signalled.is_empty() => return Err(FaultError::Process(e)),
+            Err(source) => {
+                return Err(FaultError::PartlySignalled {
+                    source,
+                    signal: signal.as_str(),
+                    signalled: list(&signalled),
+                })
             }
         }
     }
@@ -253,9 +252,9 @@ fn send(
     })
 }
 
-/// The selector's target in words: `name "redis-server"`.
-fn describe_target(selector: &ProcessSelector) -> String {
-    match &selector.target {
+/// A selector's target in words: `name "redis-server"`.
+pub(super) fn describe_target(target: Option<&ProcessMatch>) -> String {
+    match target {
         Some(ProcessMatch::Name(name)) => format!("name {name:?}"),
         Some(ProcessMatch::Cmdline(re)) => format!("cmdline {:?}", re.as_str()),
         Some(ProcessMatch::PidFile(path)) => format!("pid_file {:?}", path.display().to_string()),
@@ -263,50 +262,26 @@ fn describe_target(selector: &ProcessSelector) -> String {
     }
 }
 
+/// Nothing the policy would signal matches: says what was looked for, where, and which
+/// matching processes were skipped as protected.
 fn no_match(
     selector: &ProcessSelector,
     scope: &Scope,
     protected: &[ProcessInfo],
     own_pid: i32,
 ) -> FaultError {
-    let mut what = describe_target(selector);
-    if scope.is_some() {
-        if selector.target.is_none() {
-            what = format!("no process is in {}", scope.describe());
-        } else {
-            what = format!("no process matches {what} in {}", scope.describe());
-        }
-    } else {
-        what = format!("no process matches {what}");
-    }
-    let mut message = what;
-    if !protected.is_empty() {
-        let skipped: Vec<String> = protected
+    FaultError::NoMatchingProcess {
+        target: selector.target.clone(),
+        scope: scope.is_some().then(|| scope.describe()),
+        skipped: protected
             .iter()
             .map(|p| match p.pid {
                 1 => "pid 1 (init)".to_string(),
                 pid if pid == own_pid => format!("{pid} (the agent itself)"),
                 pid => format!("{pid} (the agent's parent)"),
             })
-            .collect();
-        message.push_str(&format!(
-            " apart from processes policy never signals: {}",
-            skipped.join(", ")
-        ));
+            .collect(),
     }
-    // comm is cut to 15 bytes by the kernel, so a longer name can never match.
-    if let Some(ProcessMatch::Name(name)) = &selector.target {
-        if name.len() > 15 {
-            message.push_str(
-                " (the kernel cuts process names to 15 bytes; use `cmdline` to match longer ones)",
-            );
-        }
-    }
-    FaultError::Invalid(message)
-}
-
-pub(super) fn system(e: OsError) -> FaultError {
-    FaultError::System(e.to_string())
 }
 
 fn processes(n: usize) -> String {

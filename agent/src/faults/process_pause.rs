@@ -11,7 +11,7 @@ use gameday_proto::ProcessPause;
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
-use super::process_kill::{list, select, system};
+use super::process_kill::{list, select};
 use super::process_policy::ProcessPolicy;
 use super::{Applied, FaultError, Host, Reverted};
 use crate::os::{OsError, ProcessInfo};
@@ -49,7 +49,7 @@ pub fn prepare(
         .targets
         .into_iter()
         .map(|p| {
-            let state_before = os.state(p.pid).map_err(system)?;
+            let state_before = os.state(p.pid).map_err(FaultError::Process)?;
             Ok(Target {
                 pid: p.pid,
                 start_ticks: p.start_ticks,
@@ -87,7 +87,7 @@ pub fn apply(plan: &Plan, host: &Host) -> Result<Applied, FaultError> {
                 for s in &stopped {
                     let _ = os.signal(s.pid, Signal::SIGCONT);
                 }
-                return Err(system(e));
+                return Err(FaultError::Process(e));
             }
         }
     }
@@ -121,7 +121,7 @@ pub fn revert(plan: &Plan, host: &Host) -> Result<Reverted, FaultError> {
     let mut continued = Vec::new();
     let mut residue = Vec::new();
     for t in &plan.targets {
-        let Some(now) = os.process(t.pid).map_err(system)? else {
+        let Some(now) = os.process(t.pid).map_err(FaultError::Process)? else {
             continue; // gone: nothing left to continue
         };
         if now.start_ticks != t.start_ticks {
@@ -129,9 +129,9 @@ pub fn revert(plan: &Plan, host: &Host) -> Result<Reverted, FaultError> {
         }
         match os.signal(t.pid, Signal::SIGCONT) {
             Ok(()) | Err(OsError::NoSuchProcess { .. }) => continued.push(t.pid),
-            Err(e) => return Err(system(e)),
+            Err(e) => return Err(FaultError::Process(e)),
         }
-        if os.state(t.pid).map_err(system)? == Some('T') {
+        if os.state(t.pid).map_err(FaultError::Process)? == Some('T') {
             residue.push(format!("process {} ({}) is still stopped", t.pid, t.name));
         }
     }

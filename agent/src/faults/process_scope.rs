@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use gameday_proto::{NamespaceScope, ProcessPlace, ProcessSelector};
 
 use super::FaultError;
-use crate::os::{Namespace, OsError, ProcessInfo, ProcessOs};
+use crate::os::{Namespace, ProcessInfo, ProcessOs};
 
 /// Where one process is. `None` for what could not be read (the process is gone, or /proc
 /// will not say): no scope holds an unknown place.
@@ -27,11 +27,14 @@ pub struct Whereabouts {
 
 /// Reads where process `pid` is.
 pub fn locate(pid: i32, os: &dyn ProcessOs) -> Result<Whereabouts, FaultError> {
-    let system = |e: OsError| FaultError::System(e.to_string());
     Ok(Whereabouts {
-        cgroup: os.cgroup(pid).map_err(system)?,
-        netns: os.namespace(pid, Namespace::Net).map_err(system)?,
-        pidns: os.namespace(pid, Namespace::Pid).map_err(system)?,
+        cgroup: os.cgroup(pid).map_err(FaultError::Process)?,
+        netns: os
+            .namespace(pid, Namespace::Net)
+            .map_err(FaultError::Process)?,
+        pidns: os
+            .namespace(pid, Namespace::Pid)
+            .map_err(FaultError::Process)?,
     })
 }
 
@@ -136,7 +139,7 @@ impl Scope {
             };
             let inode = os
                 .namespace(pid, ns)
-                .map_err(|e| FaultError::System(e.to_string()))?
+                .map_err(FaultError::Process)?
                 .ok_or_else(|| {
                     FaultError::Invalid(format!(
                         "{}ns: cannot read {what} {} namespace (is pid {pid} running?)",

@@ -126,7 +126,7 @@ pub fn check_limits(bytes: u64, st: &FsStat, limits: Limits, dir: &Path) -> Resu
     // equal to the ceiling is allowed.
     if used_after * 100 > u128::from(limits.max_fill_percent) * capacity {
         let percent_after = (used_after * 100).div_ceil(capacity.max(1));
-        return Err(FaultError::Policy(format!(
+        return Err(FaultError::PolicyLimit(format!(
             "policy refuses to fill {} by {}: the filesystem would be {percent_after}% used, above policy.disk_fill.max_fill_percent = {}",
             dir.display(),
             human(bytes),
@@ -134,7 +134,7 @@ pub fn check_limits(bytes: u64, st: &FsStat, limits: Limits, dir: &Path) -> Resu
         )));
     }
     if available_after < limits.min_free {
-        return Err(FaultError::Policy(format!(
+        return Err(FaultError::PolicyLimit(format!(
             "policy refuses to fill {} by {}: it would leave {} available, less than policy.disk_fill.min_free = {}",
             dir.display(),
             human(bytes),
@@ -162,6 +162,8 @@ pub fn human(bytes: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use gameday_proto::v1::FailureKind;
+
     use super::*;
 
     const MIB: u64 = 1 << 20;
@@ -200,7 +202,7 @@ mod tests {
     #[test]
     fn already_above_fill_to_is_explained() {
         let err = bytes_to_fill(Amount::FillTo(50), &fs(60, 0), dir()).unwrap_err();
-        assert!(matches!(err, FaultError::Invalid(_)), "{err:?}");
+        assert_eq!(err.kind(), FailureKind::Invalid, "{err:?}");
         let msg = err.to_string();
         assert!(msg.contains("already 60% used"), "{msg}");
         assert!(msg.contains("fill_to = 50%"), "{msg}");
@@ -226,7 +228,7 @@ mod tests {
             8 * MIB
         );
         let err = bytes_to_fill(Amount::Size(71 * MIB), &fs(30, 0), dir()).unwrap_err();
-        assert!(matches!(err, FaultError::Invalid(_)));
+        assert_eq!(err.kind(), FailureKind::Invalid);
         assert!(err.to_string().contains("fill_to = 100"), "{err}");
         assert!(bytes_to_fill(Amount::Size(0), &fs(30, 0), dir()).is_err());
     }
@@ -257,7 +259,7 @@ mod tests {
         assert!(check_limits(at, &st, limits, dir()).is_ok());
         let full = bytes_to_fill(Amount::FillTo(100), &st, dir()).unwrap();
         let err = check_limits(full, &st, limits, dir()).unwrap_err();
-        assert!(matches!(err, FaultError::Policy(_)), "{err:?}");
+        assert_eq!(err.kind(), FailureKind::Policy, "{err:?}");
         assert!(
             err.to_string()
                 .contains("100% used, above policy.disk_fill.max_fill_percent = 95"),

@@ -94,7 +94,7 @@ pub struct Limits {
 
 /// The refusal when `paths` is empty.
 pub fn disabled() -> FaultError {
-    FaultError::Policy(
+    FaultError::PolicyLimit(
         "policy refuses disk_fill: policy.disk_fill.paths is empty, so no directory may be filled"
             .into(),
     )
@@ -126,7 +126,7 @@ pub fn check_contained(
         .iter()
         .map(|p| p.display().to_string())
         .collect();
-    Err(FaultError::Policy(format!(
+    Err(FaultError::PolicyLimit(format!(
         "policy refuses to fill {}: it is not inside any of policy.disk_fill.paths = {listed:?}",
         dir.display()
     )))

@@ -33,7 +33,7 @@ use amount::{bytes_to_fill, check_limits, human};
 pub use host_policy::{Limits, PolicyConfig, DEFAULT_MAX_FILL_PERCENT};
 
 use super::{Applied, FaultError, Host, Reverted, Unavailable};
-use crate::os::disk::{DiskError, DiskOs, FsStat, RealDisk};
+use crate::os::disk::{DiskOs, FsStat, RealDisk};
 
 /// Every fill file's name starts with this; the rest is the fault id. A name nothing else
 /// uses, so a leftover is recognisable at a glance (`ls -a`) and revert never deletes a file
@@ -162,21 +162,21 @@ pub fn prepare(
                 spec.path.display()
             ))
         } else {
-            system(e)
+            FaultError::Disk(e)
         }
     })?;
-    if !os.is_dir(&dir).map_err(system)? {
+    if !os.is_dir(&dir).map_err(FaultError::Disk)? {
         return Err(FaultError::Invalid(format!(
             "disk_fill path {} is not a directory (the fill file is created inside the directory given)",
             spec.path.display()
         )));
     }
     host_policy::check_contained(&dir, config, os)?;
-    let stat = os.statvfs(&dir).map_err(system)?;
+    let stat = os.statvfs(&dir).map_err(FaultError::Disk)?;
     let planned_bytes = bytes_to_fill(amount, &stat, &dir)?;
     let limits = config.limits();
     check_limits(planned_bytes, &stat, limits, &dir)?;
-    let fill_files_before = fill_files(os.list_dir(&dir).map_err(system)?);
+    let fill_files_before = fill_files(os.list_dir(&dir).map_err(FaultError::Disk)?);
     if fill_files_before.contains(&file_name) {
         return Err(FaultError::Invalid(format!(
             "{} already exists: a fill file for fault {fault_id} is already there",
@@ -201,7 +201,7 @@ pub fn prepare(
 pub fn apply(plan: &Plan, host: &Host) -> Result<Applied, FaultError> {
     check_fill_path(plan)?;
     let os = host.disk.os();
-    let before = os.statvfs(&plan.dir).map_err(system)?;
+    let before = os.statvfs(&plan.dir).map_err(FaultError::Disk)?;
     let bytes = bytes_to_fill(plan.amount, &before, &plan.dir)?;
     check_limits(bytes, &before, plan.limits, &plan.dir)?;
     let mut file = os.create_exclusive(&plan.file).map_err(|e| {
@@ -211,7 +211,7 @@ pub fn apply(plan: &Plan, host: &Host) -> Result<Applied, FaultError> {
                 plan.file.display()
             ))
         } else {
-            system(e)
+            FaultError::Disk(e)
         }
     })?;
     let filled = fill(file.as_mut(), bytes);
@@ -223,7 +223,7 @@ pub fn apply(plan: &Plan, host: &Host) -> Result<Applied, FaultError> {
             if let Err(undo) = os.remove(&plan.file) {
                 tracing::error!(file = %plan.file.display(), error = %undo, "could not delete a half-written fill file");
             }
-            return Err(system(e));
+            return Err(FaultError::Disk(e));
         }
     };
     let summary = apply_summary(plan, bytes, &filled, &before, &after);
@@ -251,8 +251,8 @@ pub fn apply(plan: &Plan, host: &Host) -> Result<Applied, FaultError> {
 pub fn revert(plan: &Plan, host: &Host) -> Result<Reverted, FaultError> {
     check_fill_path(plan)?;
     let os = host.disk.os();
-    let length = os.file_len(&plan.file).map_err(system)?;
-    let removed = os.remove(&plan.file).map_err(system)?;
+    let length = os.file_len(&plan.file).map_err(FaultError::Disk)?;
+    let removed = os.remove(&plan.file).map_err(FaultError::Disk)?;
     if removed {
         // Makes the unlink durable, so a power cut cannot bring the file back after the
         // journal entry is gone. The space is already free without it: only a warning.
@@ -366,11 +366,10 @@ fn check_fill_path(plan: &Plan) -> Result<(), FaultError> {
     if name_ok && plan.dir.is_absolute() && plan.file.parent() == Some(plan.dir.as_path()) {
         return Ok(());
     }
-    Err(FaultError::System(format!(
-        "refusing to touch {}: not a disk_fill file inside {} (corrupt plan?)",
-        plan.file.display(),
-        plan.dir.display()
-    )))
+    Err(FaultError::CorruptPlan {
+        file: plan.file.clone(),
+        dir: plan.dir.clone(),
+    })
 }
 
 /// The fill files among `names`, sorted.
@@ -388,8 +387,4 @@ fn figures_map(figures: &[(&str, u64)]) -> HashMap<String, i64> {
         .iter()
         .map(|(k, v)| (k.to_string(), i64::try_from(*v).unwrap_or(i64::MAX)))
         .collect()
-}
-
-fn system(e: DiskError) -> FaultError {
-    FaultError::System(e.to_string())
 }

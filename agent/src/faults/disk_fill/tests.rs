@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gameday_proto::fault::{DiskAmount, RawDiskFill};
-use gameday_proto::v1::UnavailableCause;
+use gameday_proto::v1::{FailureKind, UnavailableCause};
 use gameday_proto::{ByteSize, DiskFill};
 
 use super::fake::{FakeDisk, MIB};
@@ -100,7 +100,7 @@ fn prepare_explains_a_filesystem_already_above_fill_to() {
         &host(&disk),
     )
     .unwrap_err();
-    assert!(matches!(err, FaultError::Invalid(_)), "{err:?}");
+    assert_eq!(err.kind(), FailureKind::Invalid, "{err:?}");
     assert!(err.to_string().contains("already 30% used"), "{err}");
 }
 
@@ -116,7 +116,7 @@ fn prepare_rejects_a_spec_without_an_amount_and_bad_fault_ids() {
     assert!(DiskFill::try_from(raw).is_err());
     for id in ["", "a/b", "../x", "a b"] {
         let err = prepare(&size("/srv/data", MIB), id, &pol, &host(&disk)).unwrap_err();
-        assert!(matches!(err, FaultError::Invalid(_)), "{id}: {err:?}");
+        assert_eq!(err.kind(), FailureKind::Invalid, "{id}: {err:?}");
     }
 }
 
@@ -126,7 +126,7 @@ fn empty_policy_refuses_and_is_not_advertised() {
     let h = host(&disk);
     let pol = policy(&[], 100);
     let err = prepare(&size("/srv/data", MIB), "f1", &pol, &h).unwrap_err();
-    assert!(matches!(err, FaultError::Policy(_)), "{err:?}");
+    assert_eq!(err.kind(), FailureKind::Policy, "{err:?}");
     assert!(err.to_string().contains("paths is empty"), "{err}");
     assert_eq!(
         available(&pol, &h).unwrap_err().cause,
@@ -160,7 +160,7 @@ fn policy_containment_resolves_dots_and_symlinks() {
     let pol = policy(&["/srv/data", "/data"], 100);
     let refused = |path: &str| {
         let err = prepare(&size(path, MIB), "f1", &pol, &h).unwrap_err();
-        assert!(matches!(err, FaultError::Policy(_)), "{path}: {err:?}");
+        assert_eq!(err.kind(), FailureKind::Policy, "{path}: {err:?}");
         assert!(
             err.to_string().contains("/etc") || err.to_string().contains(path),
             "{err}"
@@ -202,14 +202,14 @@ fn ceiling_is_enforced_at_prepare_and_again_at_apply() {
     let h = host(&disk);
     // The default ceiling (95%) refuses a full fill.
     let err = prepare(&fill_to("/srv/data", 100), "f1", &policy(&["/srv"], 95), &h).unwrap_err();
-    assert!(matches!(err, FaultError::Policy(_)), "{err:?}");
+    assert_eq!(err.kind(), FailureKind::Policy, "{err:?}");
     assert!(err.to_string().contains("max_fill_percent = 95"), "{err}");
     // A size that fits at prepare, but the service writes 20 MiB before apply.
     let pol = policy(&["/srv"], 80);
     let plan = prepare(&size("/srv/data", 40 * MIB), "f1", &pol, &h).unwrap();
     disk.state().used_by_others += 20 * MIB;
     let err = apply(&plan, &h).unwrap_err();
-    assert!(matches!(err, FaultError::Policy(_)), "{err:?}");
+    assert_eq!(err.kind(), FailureKind::Policy, "{err:?}");
     assert!(
         disk.calls().is_empty(),
         "nothing created: {:?}",
@@ -357,7 +357,7 @@ fn a_failed_write_leaves_no_file() {
     let h = host(&disk);
     let plan = prepare(&size("/srv/data", MIB), "f1", &policy(&["/srv"], 100), &h).unwrap();
     let err = apply(&plan, &h).unwrap_err();
-    assert!(matches!(err, FaultError::System(_)), "{err:?}");
+    assert_eq!(err.kind(), FailureKind::System, "{err:?}");
     assert!(
         err.to_string().contains("write /srv/data/.gameday-fill-f1"),
         "{err}"

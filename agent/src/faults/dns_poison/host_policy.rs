@@ -135,7 +135,7 @@ impl PolicyConfig {
             return Ok(());
         }
         match names.iter().find(|n| !allowed.iter().any(|a| a.covers(n))) {
-            Some(refused) => Err(FaultError::Policy(format!(
+            Some(refused) => Err(FaultError::PolicyLimit(format!(
                 "policy refuses to poison {refused}: it is not covered by \
                  policy.dns_poison.names = {:?}",
                 self.names

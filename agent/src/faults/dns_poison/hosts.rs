@@ -80,17 +80,15 @@ fn holds_block(bytes: &[u8], fault_id: &str) -> bool {
         .any(|line| line.strip_suffix(b"\r").unwrap_or(line) == begin.as_bytes())
 }
 
-fn system(e: DnsOsError) -> FaultError {
-    FaultError::System(e.to_string())
-}
-
 /// Reads the file as it is before the fault. Refuses a file that already holds a gameday
 /// block: two faults stacking blocks would restore each other's poison on revert.
 pub fn prepare(path: &Path, files: &dyn DnsFiles) -> Result<HostsPlan, FaultError> {
-    files.check_writable(path).map_err(|e| {
-        FaultError::Unsupported(format!("hosts mode cannot write the hosts file: {e}"))
-    })?;
-    let original = files.read(path, MAX_HOSTS_BYTES).map_err(system)?;
+    files
+        .check_writable(path)
+        .map_err(FaultError::HostsFileNotWritable)?;
+    let original = files
+        .read(path, MAX_HOSTS_BYTES)
+        .map_err(FaultError::dns("cannot read the hosts file"))?;
     if let Some(line) = existing_block(&original) {
         return Err(FaultError::Invalid(format!(
             "{} already holds a gameday block ({line:?}): another hosts-mode fault is live or \
@@ -111,7 +109,9 @@ pub fn apply(
     address: IpAddr,
     files: &dyn DnsFiles,
 ) -> Result<Applied, FaultError> {
-    let now = files.read(&hosts.path, MAX_HOSTS_BYTES).map_err(system)?;
+    let now = files
+        .read(&hosts.path, MAX_HOSTS_BYTES)
+        .map_err(FaultError::dns("cannot read the hosts file"))?;
     if now != hosts.original {
         return Err(FaultError::Invalid(format!(
             "{} changed since the fault was planned; not poisoning a file we would then \
@@ -120,7 +120,9 @@ pub fn apply(
         )));
     }
     let bytes = poisoned(plan, hosts, address);
-    files.write_in_place(&hosts.path, &bytes).map_err(system)?;
+    files
+        .write_in_place(&hosts.path, &bytes)
+        .map_err(FaultError::dns("cannot write the hosts file"))?;
     let effect_at = Instant::now();
     let summary = format!(
         "{} now maps {} to {address} ({} entries on top of the original {} bytes)",
@@ -170,7 +172,12 @@ pub fn revert(
             // Grown past the limit while poisoned: not ours, but the original still goes back.
             Some(Vec::new())
         }
-        Err(e) => return Err(system(e)),
+        Err(source) => {
+            return Err(FaultError::Dns {
+                doing: "cannot read the hosts file",
+                source,
+            })
+        }
     };
     let Some(now) = now else {
         // Recreating it would guess its owner and mode; say it loudly instead.
@@ -222,7 +229,7 @@ pub fn revert(
     }
     files
         .write_in_place(&hosts.path, &hosts.original)
-        .map_err(system)?;
+        .map_err(FaultError::dns("cannot restore the hosts file"))?;
     let mut residue = Vec::new();
     match files.read(&hosts.path, MAX_HOSTS_BYTES) {
         Ok(after) if after == hosts.original => {}

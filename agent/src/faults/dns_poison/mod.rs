@@ -240,7 +240,7 @@ pub fn prepare(
             .find(|n| p.matches(n))
             .map(|n| (p, n))
     }) {
-        return Err(FaultError::Policy(format!(
+        return Err(FaultError::PolicyLimit(format!(
             "refusing to poison {pattern}: it covers {name}, the controller's name, and the \
              agent must always be able to find its controller"
         )));
@@ -248,7 +248,7 @@ pub fn prepare(
     let mode = match spec.mode {
         DnsMode::Hosts => {
             let Some(path) = &config.hosts_file else {
-                return Err(FaultError::Policy(
+                return Err(FaultError::PolicyLimit(
                     "hosts mode is not allowed on this host: its policy sets no \
                      dns_poison.hosts_file"
                         .into(),

@@ -132,11 +132,12 @@ pub fn prepare(
     policy: &PolicyConfig,
     backend: &Backend,
 ) -> Result<ResolverPlan, FaultError> {
-    let upstream = upstream(policy, backend.files.as_ref()).map_err(FaultError::Policy)?;
+    let upstream = upstream(policy, backend.files.as_ref()).map_err(FaultError::PolicyLimit)?;
     let table = table_name(fault_id);
-    let tables = backend.firewall.tables().map_err(|e| {
-        FaultError::Unsupported(format!("resolver mode needs nftables on this host: {e}"))
-    })?;
+    let tables = backend
+        .firewall
+        .tables()
+        .map_err(FaultError::ResolverNeedsNftables)?;
     if tables
         .iter()
         .any(|(family, name)| family == "inet" && *name == table)
@@ -165,10 +166,9 @@ pub fn prepare(
 pub fn apply(plan: &Plan, r: &ResolverPlan, backend: &Backend) -> Result<Applied, FaultError> {
     let mut servers = backend.servers.lock().expect("dns servers lock");
     if servers.contains_key(&plan.fault_id) {
-        return Err(FaultError::Invalid(format!(
-            "fault {} is already applied",
-            plan.fault_id
-        )));
+        return Err(FaultError::AlreadyApplied {
+            fault_id: plan.fault_id.clone(),
+        });
     }
     if let Some(live) = servers.keys().next() {
         return Err(FaultError::Invalid(format!(
@@ -186,7 +186,7 @@ pub fn apply(plan: &Plan, r: &ResolverPlan, backend: &Backend) -> Result<Applied
         listen_port: r.listen_port,
     };
     let server = Server::start(settings, backend.sockets.clone())
-        .map_err(|e| FaultError::System(format!("cannot start the embedded resolver: {e}")))?;
+        .map_err(FaultError::dns("cannot start the embedded resolver"))?;
     let redirect = Redirect {
         table: r.table.clone(),
         port: server.port(),
@@ -195,9 +195,10 @@ pub fn apply(plan: &Plan, r: &ResolverPlan, backend: &Backend) -> Result<Applied
     };
     if let Err(e) = backend.firewall.apply(&redirect_ruleset(&redirect)) {
         let _ = server.stop(STOP_GRACE);
-        return Err(FaultError::System(format!(
-            "cannot redirect port 53 to the embedded resolver: {e}"
-        )));
+        return Err(FaultError::Firewall {
+            doing: "cannot redirect port 53 to the embedded resolver".into(),
+            source: e,
+        });
     }
     let effect_at = Instant::now();
     let summary = format!(
@@ -245,17 +246,17 @@ fn figure(n: u64) -> i64 {
 /// Deletes the redirect, then stops the resolver, and checks the table is gone.
 pub fn revert(plan: &Plan, r: &ResolverPlan, backend: &Backend) -> Result<Reverted, FaultError> {
     let firewall = backend.firewall.as_ref();
-    let system = |e: crate::os::nft::NftError| FaultError::System(e.to_string());
+    let table = format!("nftables table inet {}", r.table);
     // Counters first: deleting the table deletes them.
     let redirected = firewall
         .table(NfFamily::INet, &r.table)
-        .map_err(system)?
+        .map_err(FaultError::firewall(format!("cannot read {table}")))?
         .map(|t| counted_packets(&t));
     // If the table cannot be deleted the resolver keeps running: redirected queries still
     // get answers (and forwarding) instead of a closed port.
     let deleted = firewall
         .delete_table(NfFamily::INet, &r.table)
-        .map_err(system)?;
+        .map_err(FaultError::firewall(format!("cannot delete {table}")))?;
     let server = backend
         .servers
         .lock()
@@ -280,10 +281,12 @@ pub fn revert(plan: &Plan, r: &ResolverPlan, backend: &Backend) -> Result<Revert
     };
     if firewall
         .table(NfFamily::INet, &r.table)
-        .map_err(system)?
+        .map_err(FaultError::firewall(format!(
+            "cannot check that {table} is gone"
+        )))?
         .is_some()
     {
-        residue.push(format!("nftables table inet {} still exists", r.table));
+        residue.push(format!("{table} still exists"));
     }
     let f = figures.unwrap_or_default();
     let mut evidence_figures: std::collections::HashMap<String, i64> = [

@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use gameday_proto::v1::Evidence;
+use gameday_proto::v1::{Evidence, FailureKind};
 use nftables::schema::{NfCmd, NfListObject, NfObject, Nftables};
 use nftables::types::NfFamily;
 
@@ -337,8 +337,8 @@ fn hosts_mode_refusals() {
     let s = spec(DnsMode::Hosts, &["api.test"], "10.9.9.9");
     // No hosts_file in the policy: refused by policy, whatever the controller says.
     let err = prepare(&s, "f1", &Policy::permissive(), &host).unwrap_err();
-    assert!(matches!(err, FaultError::Policy(_)), "{err:?}");
-    assert!(err.message().contains("hosts_file"), "{err}");
+    assert_eq!(err.kind(), FailureKind::Policy, "{err:?}");
+    assert!(err.to_string().contains("hosts_file"), "{err}");
     // Wildcards and failure answers need resolver mode: the spec check refuses them, before
     // any fault is built.
     for (name, answer) in [("*.test", "10.9.9.9"), ("api.test", "nxdomain")] {
@@ -356,8 +356,8 @@ fn hosts_mode_refusals() {
         "[dns_poison]\nhosts_file = \"{HOSTS}\"\nnames = [\"*.internal\", \"db.test\"]\n"
     ));
     let err = prepare(&s, "f1", &strict, &host).unwrap_err();
-    assert!(matches!(err, FaultError::Policy(_)), "{err:?}");
-    assert!(err.message().contains("api.test"), "{err}");
+    assert_eq!(err.kind(), FailureKind::Policy, "{err:?}");
+    assert!(err.to_string().contains("api.test"), "{err}");
     let ok = spec(DnsMode::Hosts, &["db.test", "a.b.internal"], "10.9.9.9");
     assert!(prepare(&ok, "f1", &strict, &host).is_ok());
     // A file holding another fault's block.
@@ -365,7 +365,7 @@ fn hosts_mode_refusals() {
     apply(&plan, &host).unwrap();
     let err = prepare(&s, "f2", &hosts_policy(), &host).unwrap_err();
     assert!(
-        err.message().contains("already holds a gameday block"),
+        err.to_string().contains("already holds a gameday block"),
         "{err}"
     );
     revert(&plan, &host).unwrap();
@@ -373,14 +373,33 @@ fn hosts_mode_refusals() {
     let plan = prepare(&s, "f3", &hosts_policy(), &host).unwrap();
     files.put(HOSTS, b"127.0.0.1 localhost\n10.0.0.1 x\n");
     let err = apply(&plan, &host).unwrap_err();
-    assert!(err.message().contains("changed since"), "{err}");
+    assert!(err.to_string().contains("changed since"), "{err}");
     // The undo of that failed apply leaves the newer file alone.
     revert(&plan, &host).unwrap();
     assert_eq!(files.get(HOSTS), b"127.0.0.1 localhost\n10.0.0.1 x\n");
-    // A file the agent may not write: not usable here.
+    // A file the agent may not write: not usable here. One that became read-only after the
+    // plan was made is the system failing, and says what the agent was doing.
+    let plan = prepare(&s, "f4", &hosts_policy(), &host).unwrap();
     files.readonly.lock().unwrap().push(PathBuf::from(HOSTS));
     let err = prepare(&s, "f4", &hosts_policy(), &host).unwrap_err();
-    assert!(matches!(err, FaultError::Unsupported(_)), "{err:?}");
+    assert_eq!(err.kind(), FailureKind::Unsupported, "{err:?}");
+    assert!(
+        err.to_string().starts_with(&format!(
+            "hosts mode cannot write the hosts file: {HOSTS}: "
+        )),
+        "{err}"
+    );
+    let err = apply(&plan, &host).unwrap_err();
+    assert_eq!(err.kind(), FailureKind::System, "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("cannot write the hosts file: {HOSTS}: ")),
+        "{err}"
+    );
+    assert!(
+        std::error::Error::source(&err).is_some_and(|s| s.is::<DnsOsError>()),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -467,9 +486,9 @@ fn availability_follows_configuration_and_nftables() {
     assert_ne!(err.cause, UnavailableCause::Policy, "{err:?}");
     let s = spec(DnsMode::Resolver, &["api.test"], "nxdomain");
     let err = prepare(&s, "f1", &resolver_policy, &no_nft).unwrap_err();
-    assert!(matches!(err, FaultError::Unsupported(_)), "{err:?}");
+    assert_eq!(err.kind(), FailureKind::Unsupported, "{err:?}");
     let err = prepare(&s, "f1", &hosts_policy(), &host).unwrap_err();
-    assert!(matches!(err, FaultError::Policy(_)), "{err:?}");
+    assert_eq!(err.kind(), FailureKind::Policy, "{err:?}");
 }
 
 fn resolver_policy(upstream: SocketAddr) -> Policy {
@@ -513,7 +532,7 @@ fn resolver_mode_redirects_answers_forwards_and_reverts() {
     assert_eq!(forwarded.answers()[0].data().to_string(), "192.0.2.7");
     // A second resolver fault cannot stack on this one.
     let err = prepare(&s, "run-7-f1-web", &policy, &host).unwrap_err();
-    assert!(err.message().contains("is live"), "{err}");
+    assert!(err.to_string().contains("is live"), "{err}");
     let reverted = revert(&plan, &host).unwrap();
     let f = &reverted.evidence.figures;
     assert_eq!(f["queries_answered"], 1, "{reverted:?}");
@@ -568,7 +587,7 @@ fn a_redirect_that_cannot_be_made_stops_the_resolver() {
         Arc::new(FakeFirewall::broken()),
     );
     let err = apply(&plan, &broken).unwrap_err();
-    assert!(matches!(err, FaultError::System(_)), "{err:?}");
+    assert_eq!(err.kind(), FailureKind::System, "{err:?}");
     assert!(broken.dns.live_resolver().is_none());
 }
 
@@ -617,8 +636,8 @@ fn the_controllers_name_is_never_poisoned() {
     host.dns = std::mem::take(&mut host.dns).protect("gameday.example");
     let s = spec(DnsMode::Resolver, &["*.example"], "nxdomain");
     let err = prepare(&s, "f1", &hosts_policy(), &host).unwrap_err();
-    assert!(matches!(err, FaultError::Policy(_)), "{err:?}");
-    assert!(err.message().contains("controller"), "{err}");
+    assert_eq!(err.kind(), FailureKind::Policy, "{err:?}");
+    assert!(err.to_string().contains("controller"), "{err}");
     let s = spec(DnsMode::Hosts, &["api.example"], "10.0.0.1");
     assert!(prepare(&s, "f1", &hosts_policy(), &host).is_ok());
 }

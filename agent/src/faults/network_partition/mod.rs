@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use self::residue::Baseline;
 use self::rules::{Net, Partition, FAMILY};
 use super::{Applied, FaultError, Host, Reverted, Unavailable};
-use crate::os::nft::{family_name, Firewall, Nft, NftError};
+use crate::os::nft::{family_name, Firewall, Nft};
 
 /// The host-side machinery this fault uses: nftables, behind [`Firewall`].
 #[derive(Clone)]
@@ -147,10 +147,6 @@ pub fn available(host: &Host) -> Result<(), Unavailable> {
         .map_err(|e| Unavailable::nftables(&e, ""))
 }
 
-fn refuse(message: String) -> FaultError {
-    FaultError::Policy(message)
-}
-
 /// Decides everything without changing the host: the rules, the policy's verdict, and the
 /// fingerprint of the ruleset for the residue check.
 pub fn prepare(
@@ -173,9 +169,7 @@ pub fn prepare(
     if host.controller.is_empty() {
         // Without the controller's address there is nothing to exempt, and a partition could
         // cut the agent off from the only one who can tell it to stop.
-        return Err(FaultError::System(
-            "the agent does not know its controller's address, so it cannot exempt its control connection; refusing to partition".into(),
-        ));
+        return Err(FaultError::ControllerUnknown);
     }
     let (ingress, egress) = match spec.direction {
         Direction::Ingress => (true, false),
@@ -186,11 +180,13 @@ pub fn prepare(
     protect_ports.sort_unstable();
     protect_ports.dedup();
     let table = rules::table_name(fault_id);
-    let ruleset = host.network.firewall.ruleset().map_err(|e| {
-        FaultError::System(format!(
-            "cannot record the ruleset before the partition: {e}"
-        ))
-    })?;
+    let ruleset = host
+        .network
+        .firewall
+        .ruleset()
+        .map_err(FaultError::firewall(
+            "cannot record the ruleset before the partition",
+        ))?;
     Ok(Plan {
         before: residue::baseline(&ruleset, &table),
         table,
@@ -219,7 +215,7 @@ fn check_policy(
     let protect = limits.protect.clone();
     if !allowed.is_empty() {
         if peers.is_empty() {
-            return Err(refuse(format!(
+            return Err(FaultError::PolicyLimit(format!(
                 "this partition names no peers, so it would cut every address, but this host only allows partitions of policy.network_partition.allowed_peers = {:?}",
                 config.allowed_peers
             )));
@@ -228,20 +224,20 @@ fn check_policy(
             .iter()
             .find(|p| !allowed.iter().any(|a| a.contains(p)))
         {
-            return Err(refuse(format!(
+            return Err(FaultError::PolicyLimit(format!(
                 "peer {p} is outside policy.network_partition.allowed_peers = {:?}",
                 config.allowed_peers
             )));
         }
     }
     if !peers.is_empty() && peers.iter().all(|p| protect.iter().any(|n| n.contains(p))) {
-        return Err(refuse(format!(
+        return Err(FaultError::PolicyLimit(format!(
             "every peer is protected by policy.network_partition.protect = {:?}, so the partition would cut nothing",
             config.protect
         )));
     }
     if !ports.is_empty() && ports.iter().all(|p| config.protect_ports.contains(p)) {
-        return Err(refuse(format!(
+        return Err(FaultError::PolicyLimit(format!(
             "every port is protected by policy.network_partition.protect_ports = {:?}, so the partition would cut nothing",
             config.protect_ports
         )));
@@ -249,12 +245,12 @@ fn check_policy(
     if let Some(max) = config.max_duration {
         match spec.duration {
             None => {
-                return Err(refuse(format!(
+                return Err(FaultError::PolicyLimit(format!(
                     "this host allows partitions of at most {max} (policy.network_partition.max_duration): give the fault a `duration`"
                 )))
             }
             Some(d) if d > max => {
-                return Err(refuse(format!(
+                return Err(FaultError::PolicyLimit(format!(
                     "duration {d} is longer than policy.network_partition.max_duration = {max}"
                 )))
             }
@@ -271,17 +267,13 @@ fn check_policy(
     })
 }
 
-fn system(what: &str) -> impl FnOnce(NftError) -> FaultError + '_ {
-    move |e| FaultError::System(format!("{what}: {e}"))
-}
-
 /// Installs the table, whole, in one `nft` transaction.
 pub fn apply(plan: &Plan, host: &Host) -> Result<Applied, FaultError> {
     let batch = rules::batch(&plan.table, &plan.partition);
     host.network
         .firewall
         .apply(&batch)
-        .map_err(system("cannot install the partition"))?;
+        .map_err(FaultError::firewall("cannot install the partition"))?;
     let effect_at = Instant::now();
     let summary = format!(
         "cut {} (nftables table {} {})",
@@ -315,7 +307,7 @@ pub fn revert(plan: &Plan, host: &Host) -> Result<Reverted, FaultError> {
     };
     let deleted = firewall
         .delete_table(FAMILY, &plan.table)
-        .map_err(system(&format!(
+        .map_err(FaultError::firewall(format!(
             "cannot delete nftables table {family} {}",
             plan.table
         )))?;

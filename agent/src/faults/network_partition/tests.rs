@@ -14,7 +14,7 @@ use super::*;
 use crate::faults::{self, Fault};
 use crate::policy::Policy;
 use crate::policy::PolicyConfig as HostPolicy;
-use gameday_proto::v1::UnavailableCause;
+use gameday_proto::v1::{FailureKind, UnavailableCause};
 
 /// [`super::prepare`] with the whole policy, as the agent's dispatch calls it.
 fn prepare(
@@ -269,7 +269,7 @@ fn the_table_is_one_create_transaction() {
         assert_eq!(c["type"], "filter");
     }
     // A second apply of the same plan refuses instead of stacking rules on the first.
-    assert!(matches!(apply(&plan, &host), Err(FaultError::System(_))));
+    assert!(apply(&plan, &host).is_err_and(|e| e.kind() == FailureKind::System));
     assert_eq!(
         fw.rules(&plan.table).len(),
         6,
@@ -328,7 +328,7 @@ fn a_plan_that_never_applied_reverts_cleanly() {
     fw.set_mode(Mode::ApplyFails);
     let err = apply(&plan, &host).unwrap_err();
     assert!(
-        err.message()
+        err.to_string()
             .starts_with("cannot install the partition: nft failed"),
         "{err}"
     );
@@ -406,7 +406,7 @@ fn goes_through_the_generic_fault_entry_points() {
 fn refusal(p: &Policy, s: &NetworkPartition) -> String {
     let fw = Arc::new(FakeFirewall::default());
     match prepare(s, "f", p, &host(&fw)) {
-        Err(FaultError::Policy(m)) => m,
+        Err(e) if e.kind() == FailureKind::Policy => e.to_string(),
         other => panic!("expected a policy refusal, got {other:?}"),
     }
 }
@@ -458,7 +458,7 @@ fn the_policy_refuses_what_the_host_owner_did_not_allow() {
     let fault = Fault::NetworkPartition(s);
     assert!(matches!(
         faults::prepare(&fault, "f", &none, &host(&fw)),
-        Err(FaultError::Policy(_))
+        Err(FaultError::Refused(_))
     ));
 }
 
@@ -470,7 +470,7 @@ fn refuses_to_partition_without_knowing_the_controller() {
     let s = spec(Direction::Both, &["10.1.0.0/16"], &[], Protocol::Any);
     let err = prepare(&s, "f", &Policy::permissive(), &host).unwrap_err();
     assert!(
-        err.message()
+        err.to_string()
             .contains("cannot exempt its control connection"),
         "{err}"
     );
@@ -494,7 +494,7 @@ fn rejects_malformed_specs() {
     unresolved.peer_agents = vec!["db-1".into()];
     assert!(prepare(&unresolved, "f", &p, &host)
         .unwrap_err()
-        .message()
+        .to_string()
         .contains("unresolved"));
 }
 
