@@ -24,6 +24,11 @@ declare -A needs=(
   [supervisorctl]=supervisor
   [findmnt]=util-linux
   [setsid]=util-linux
+  # Time to detect against a real Prometheus, Alertmanager and blackbox exporter
+  # (controller/tests/alerts.rs).
+  [prometheus]=prometheus
+  [prometheus-alertmanager]=prometheus-alertmanager
+  [prometheus-blackbox-exporter]=prometheus-blackbox-exporter
   # The Ansible roles' test (ansible/tests/run.sh).
   [systemd-analyze]=systemd
   [setpriv]=util-linux

@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
+use gameday_test_support::privileged;
 
 const TOKEN: &str = "s3cret-token-for-tests";
 
@@ -239,4 +240,198 @@ fn refused_deliveries_change_nothing_and_ignored_alerts_are_counted() {
         "the generic form gave no start: {report:#}"
     );
     let _ = &room.token_file;
+}
+
+/// A process of the Prometheus stack, ended (by its pid) when dropped.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn daemon(dir: &Path, name: &str, program: &str, args: &[String]) -> Daemon {
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    Daemon(
+        Command::new(program)
+            .args(args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {program}: {e}")),
+    )
+}
+
+/// Prometheus scrapes a blackbox probe of the demo service every second and evaluates an alert
+/// rule every second; Alertmanager (group_wait 1s) delivers to the controller with a bearer
+/// token over TLS. The service is killed and stays down 6 s: the alert must fire within a
+/// scrape and an evaluation of the kill, and be delivered within group_wait (and one more
+/// evaluation for Prometheus to hand it over) of firing.
+#[test]
+fn alertmanager_delivers_and_time_to_detect_falls_where_the_intervals_say() {
+    let stack = [
+        "curl",
+        "prometheus",
+        "prometheus-alertmanager",
+        "prometheus-blackbox-exporter",
+    ];
+    if !privileged(&stack) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let room = Room::new(d);
+    let port = free_port();
+    let _service = supervised_service(d, port, "6s");
+    let (bb, am, prom) = (free_port(), free_port(), free_port());
+
+    std::fs::write(
+        d.join("blackbox.yml"),
+        "modules:\n  http_2xx:\n    prober: http\n    timeout: 800ms\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("rules.yml"),
+        r#"groups:
+  - name: gameday
+    interval: 1s
+    rules:
+      - alert: ServiceDown
+        expr: probe_success{job="demo"} == 0
+        labels: { service: demo }
+        annotations: { summary: "the demo service does not answer" }
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("prometheus.yml"),
+        format!(
+            r#"global: {{ scrape_interval: 1s, evaluation_interval: 1s, scrape_timeout: 900ms }}
+rule_files: ["{rules}"]
+alerting:
+  alertmanagers: [{{ static_configs: [{{ targets: ["127.0.0.1:{am}"] }}] }}]
+scrape_configs:
+  - job_name: demo
+    metrics_path: /probe
+    params: {{ module: [http_2xx] }}
+    static_configs: [{{ targets: ["http://127.0.0.1:{port}/"] }}]
+    relabel_configs:
+      - {{ source_labels: [__address__], target_label: __param_target }}
+      - {{ target_label: __address__, replacement: "127.0.0.1:{bb}" }}
+"#,
+            rules = d.join("rules.yml").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("alertmanager.yml"),
+        format!(
+            r#"route: {{ receiver: gameday, group_wait: 1s, group_interval: 1s, repeat_interval: 1h }}
+receivers:
+  - name: gameday
+    webhook_configs:
+      - url: "{url}"
+        send_resolved: true
+        http_config:
+          authorization: {{ credentials_file: "{token}" }}
+          tls_config: {{ ca_file: "{ca}" }}
+"#,
+            url = room.url("/alerts/alertmanager"),
+            token = room.token_file.display(),
+            ca = room.certs.ca().display()
+        ),
+    )
+    .unwrap();
+    let s = |x: String| x;
+    let _bb = daemon(
+        d,
+        "blackbox",
+        "prometheus-blackbox-exporter",
+        &[
+            s(format!(
+                "--config.file={}",
+                d.join("blackbox.yml").display()
+            )),
+            s(format!("--web.listen-address=127.0.0.1:{bb}")),
+        ],
+    );
+    let _am = daemon(
+        d,
+        "alertmanager",
+        "prometheus-alertmanager",
+        &[
+            s(format!(
+                "--config.file={}",
+                d.join("alertmanager.yml").display()
+            )),
+            s(format!("--storage.path={}", d.join("am-data").display())),
+            s(format!("--web.listen-address=127.0.0.1:{am}")),
+            s("--cluster.listen-address=".into()),
+        ],
+    );
+    let _prom = daemon(
+        d,
+        "prometheus",
+        "prometheus",
+        &[
+            s(format!(
+                "--config.file={}",
+                d.join("prometheus.yml").display()
+            )),
+            s(format!(
+                "--storage.tsdb.path={}",
+                d.join("prom-data").display()
+            )),
+            s(format!("--web.listen-address=127.0.0.1:{prom}")),
+        ],
+    );
+    // Prometheus sees the service up before the fault, so the alert can only come from it.
+    let up = format!(
+        "http://127.0.0.1:{prom}/api/v1/query?query=probe_success%7Bjob%3D%22demo%22%7D%3D%3D1"
+    );
+    wait_for(
+        "Prometheus to see the service up",
+        Duration::from_secs(60),
+        || {
+            Command::new("curl")
+                .args(["-sf", &up])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("\"value\""))
+        },
+    );
+
+    let report = room
+        .run(d, &scenario(d, port, "30s", "10s"))
+        .join()
+        .unwrap();
+    let r = &report["runs"][0];
+    let logs = || {
+        ["prometheus", "alertmanager"]
+            .map(|n| std::fs::read_to_string(d.join(format!("{n}.log"))).unwrap_or_default())
+            .join("\n")
+    };
+    assert_eq!(r["verdict"], "PASS", "{report:#}\n{}", logs());
+    let alert = &r["detection"]["alert"];
+    let fired = alert["fired_after_us"]
+        .as_u64()
+        .expect("Alertmanager gives startsAt");
+    let delivered = alert["delivered_after_us"].as_u64().unwrap();
+    eprintln!(
+        "time to detect: fired +{:.3}s, delivered +{:.3}s after the fault",
+        fired as f64 / 1e6,
+        delivered as f64 / 1e6
+    );
+    assert_eq!(alert["labels"]["alertname"], "ServiceDown", "{report:#}");
+    // The next scrape (≤ 1 s) sees the failure, the next evaluation (≤ 1 s) fires; Prometheus
+    // stamps startsAt with the evaluation's time. 0.5 s for scheduling on a loaded machine.
+    assert!(fired <= 2_500_000, "fired +{fired} µs: {report:#}");
+    // Alertmanager holds a new group for group_wait (1 s) before the first delivery;
+    // Prometheus hands the alert over right after the evaluation (and resends each second).
+    let gap = delivered.saturating_sub(fired);
+    assert!(
+        (900_000..=3_000_000).contains(&gap),
+        "delivered {gap} µs after firing: {report:#}"
+    );
 }
