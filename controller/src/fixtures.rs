@@ -31,6 +31,7 @@ pub(crate) fn run(run_id: &str, verdict: Verdict, recover_us: Option<u64>) -> Ru
             recovered_by: None,
             probes: vec![],
         }),
+        stages: vec![],
         detection: None,
         faults: vec![],
         probes: vec![],

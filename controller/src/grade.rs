@@ -107,6 +107,43 @@ pub struct Grade {
     pub probes: Vec<ProbeRecovery>,
 }
 
+/// A stage of recovery (`[[stages]]`), graded on its own probes against its own RTO.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageGrade {
+    /// The stage's name.
+    pub name: String,
+    /// Its objective, µs.
+    pub rto_us: u64,
+    /// Its verdict, by the run's rules over its probes.
+    pub verdict: Verdict,
+    /// Why, in one sentence.
+    pub reason: String,
+    /// When it was reached: the last of its probes recovered.
+    pub time_to_recover: Option<Measured>,
+}
+
+impl StageGrade {
+    /// One line for reports: `failover: PASS, reached in 312.0ms [290.0ms .. 330.0ms] (RTO 2.000s)`.
+    pub fn line(&self) -> String {
+        let reached = match &self.time_to_recover {
+            Some(m) => format!(
+                "reached in {} [{} .. {}]",
+                fmt_us(m.us),
+                fmt_us(m.low_us),
+                fmt_us(m.high_us)
+            ),
+            None if self.verdict == Verdict::NoImpact => "no impact".into(),
+            None => "not reached".into(),
+        };
+        format!(
+            "{}: {}, {reached} (RTO {})",
+            self.name,
+            self.verdict,
+            fmt_us(self.rto_us)
+        )
+    }
+}
+
 /// What the grader needs besides the samples.
 #[derive(Clone, Copy, Debug)]
 pub struct GradeInput<'a> {

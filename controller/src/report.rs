@@ -84,6 +84,9 @@ pub struct RunReport {
     pub revert_us: Option<u64>,
     /// Figures.
     pub grade: Option<Grade>,
+    /// Each stage of recovery, for a scenario with `[[stages]]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<crate::grade::StageGrade>,
     /// What the team's monitoring made of the fault, for a scenario with `[detect]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detection: Option<crate::grade::detect::Detection>,
@@ -375,6 +378,9 @@ pub fn render_text(report: &ScenarioReport) -> String {
             if let Some(r) = g.recover_after_revert_us {
                 let _ = writeln!(out, "  recover after revert: {}", fmt_us(r));
             }
+        }
+        for st in &run.stages {
+            let _ = writeln!(out, "  stage {}", st.line());
         }
         if let Some(d) = &run.detection {
             let _ = writeln!(out, "  monitoring:         {}", d.summary());

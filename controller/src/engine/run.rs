@@ -72,6 +72,7 @@ pub(super) fn errored(run_id: String, index: u32, reason: String) -> RunReport {
         inject: None,
         revert_us: None,
         grade: None,
+        stages: vec![],
         detection: None,
         faults: vec![],
         probes: vec![],

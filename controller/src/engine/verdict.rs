@@ -1,7 +1,7 @@
 //! The grade phase: the run's verdict from its whole probe timeline, fault moments and RTO —
 //! and ERROR, whatever the probes say, when a fault was not reverted cleanly.
 
-use crate::grade::{self, GradeInput, Verdict};
+use crate::grade::{self, GradeInput, StageGrade, Verdict};
 use crate::report::RunReport;
 use crate::scenario::Scenario;
 use crate::timeline::Moment;
@@ -9,7 +9,7 @@ use crate::timeline::Moment;
 /// Grades `report` (its probes and revert are in) for faults that took effect at `inject`,
 /// observed until `window_end_us`.
 pub(super) fn grade_run(s: &Scenario, report: &mut RunReport, inject: Moment, window_end_us: u64) {
-    let g = grade::grade(&GradeInput {
+    let input = GradeInput {
         probes: &report.probes,
         inject,
         revert_us: report.revert_us,
@@ -17,9 +17,43 @@ pub(super) fn grade_run(s: &Scenario, report: &mut RunReport, inject: Moment, wi
         window_end_us,
         expect: s.expect,
         recovery: s.recovery,
-    });
+    };
+    let g = grade::grade(&input);
+    let stages: Vec<StageGrade> = s
+        .stages
+        .iter()
+        .map(|stage| {
+            let probes: Vec<_> = report
+                .probes
+                .iter()
+                .filter(|p| stage.probes.contains(&p.name))
+                .cloned()
+                .collect();
+            let rto_us = super::run::saturating_us(stage.rto.get());
+            let sg = grade::grade(&GradeInput {
+                probes: &probes,
+                rto_us,
+                ..input
+            });
+            StageGrade {
+                name: stage.name.clone(),
+                rto_us,
+                verdict: sg.verdict,
+                reason: sg.reason,
+                time_to_recover: sg.time_to_recover,
+            }
+        })
+        .collect();
     report.verdict = g.verdict;
     report.reason = g.reason.clone();
+    // Full restore may pass while a stage came too late: the run is the worst of them.
+    if report.verdict == Verdict::Pass {
+        if let Some(late) = stages.iter().find(|st| st.verdict == Verdict::Fail) {
+            report.verdict = Verdict::Fail;
+            report.reason = format!("stage {}: {}", late.name, late.reason);
+        }
+    }
+    report.stages = stages;
     if let Some(f) = report.faults.iter().find(|f| f.error.is_some()) {
         report.verdict = Verdict::Error;
         report.reason = format!(
@@ -107,6 +141,67 @@ mod tests {
             report.grade.map(|g| g.verdict),
             Some(Verdict::Pass),
             "the probes' own"
+        );
+    }
+
+    /// [`Fixture::KILL`] with a second probe, `front`, and a stage `failover` on it.
+    fn staged(stage_rto: &str) -> Fixture {
+        Fixture::new(&format!(
+            "{}\n[[probes]]\nname = \"front\"\nkind = \"tcp\"\naddress = \"127.0.0.1:1\"\ninterval = \"10ms\"\n\n[[stages]]\nname = \"failover\"\nprobes = [\"front\"]\nrto = \"{stage_rto}\"\n",
+            Fixture::KILL
+        ))
+    }
+
+    /// `http` down 1.02 s .. 2.5 s (full restore ~1.5 s after the fault), `front` down
+    /// 1.02 s .. 1.4 s (failover ~0.4 s after it).
+    fn staged_run(fx: &Fixture) -> RunReport {
+        let mut report = fx.report();
+        let mut front = ScriptedProbes::down(fx.epoch, 1_020, 1_400).all();
+        front[0].name = "front".into();
+        report.probes = ScriptedProbes::down(fx.epoch, 1_020, 2_500).all();
+        report.probes.extend(front);
+        report.inject = Some(INJECT);
+        grade_run(&fx.input.scenario, &mut report, INJECT, 11_000_000);
+        report
+    }
+
+    #[tokio::test]
+    async fn each_stage_is_graded_on_its_probes_against_its_own_rto() {
+        let report = staged_run(&staged("1s"));
+        assert_eq!(report.verdict, Verdict::Pass, "{}", report.reason);
+        let st = &report.stages[0];
+        assert_eq!((st.name.as_str(), st.verdict), ("failover", Verdict::Pass));
+        let reached = st.time_to_recover.unwrap();
+        assert!(
+            reached.low_us <= 400_000 && 400_000 <= reached.high_us,
+            "{reached:?}"
+        );
+        let full = report.grade.as_ref().unwrap().time_to_recover.unwrap();
+        assert!(
+            full.low_us <= 1_500_000 && 1_500_000 <= full.high_us,
+            "{full:?}"
+        );
+        assert!(
+            st.line().starts_with("failover: PASS, reached in 4"),
+            "{}",
+            st.line()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stage_reached_late_fails_the_run_though_full_restore_is_in_time() {
+        let report = staged_run(&staged("200ms"));
+        assert_eq!(report.verdict, Verdict::Fail);
+        assert!(
+            report.reason.starts_with("stage failover: "),
+            "{}",
+            report.reason
+        );
+        assert!(report.reason.contains("over the RTO"), "{}", report.reason);
+        assert_eq!(
+            report.grade.unwrap().verdict,
+            Verdict::Pass,
+            "full restore itself"
         );
     }
 }

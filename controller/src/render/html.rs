@@ -287,6 +287,9 @@ fn run_section(out: &mut String, r: &ScenarioReport, run: &RunReport) {
             row(out, "recovery after the revert", fmt_us(us));
         }
     }
+    for st in &run.stages {
+        row(out, "stage", esc(&st.line()));
+    }
     if let Some(d) = &run.detection {
         row(out, "monitoring", esc(&d.summary()));
     }
@@ -404,6 +407,7 @@ mod tests {
                 recovered_by: None,
                 probes: vec![],
             }),
+            stages: vec![],
             detection: None,
             faults: vec![FaultRecord {
                 kind: "process_kill".into(),

@@ -279,6 +279,9 @@ fn figures(report: &ScenarioReport, run: &RunReport) -> String {
             let _ = writeln!(b, "recover after revert: {}", fmt_us(r));
         }
     }
+    for st in &run.stages {
+        let _ = writeln!(b, "stage {}", st.line());
+    }
     if let Some(d) = &run.detection {
         let _ = writeln!(b, "monitoring: {}", d.summary());
     }

@@ -190,6 +190,9 @@ fn run_section(out: &mut String, r: &ScenarioReport, run: &RunReport) {
             let _ = writeln!(out, "- recovery after the revert: {}", fmt_us(us));
         }
     }
+    for st in &run.stages {
+        let _ = writeln!(out, "- stage {}", esc(&st.line()));
+    }
     if let Some(d) = &run.detection {
         let _ = writeln!(out, "- monitoring: {}", esc(&d.summary()));
     }
@@ -285,6 +288,7 @@ mod tests {
                 recovered_by: None,
                 probes: vec![],
             }),
+            stages: vec![],
             detection: None,
             faults: vec![FaultRecord {
                 kind: "process_kill".into(),

@@ -529,6 +529,7 @@ mod tests {
                 recovered_by: None,
                 probes: vec![],
             }),
+            stages: vec![],
             detection: None,
             faults: vec![],
             probes: vec![ProbeTimeline {

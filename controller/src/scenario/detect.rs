@@ -113,3 +113,31 @@ impl RawDetect {
         raw
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixture::{assert_only_error, MINIMAL};
+    use super::super::parse;
+
+    #[test]
+    fn detect_parses_with_within_defaulting_to_the_observe_window() {
+        let text = format!("{MINIMAL}\n[detect]\nalerts = {{ alertname = \"RedisDown\" }}\n");
+        let s = parse("test.toml", &text).unwrap();
+        let d = s.detect.unwrap();
+        assert_eq!(d.alerts.to_string(), "{alertname=\"RedisDown\"}");
+        assert_eq!(d.within, s.observe);
+        assert!(!d.expect_alert);
+    }
+
+    #[test]
+    fn bad_detect_tables_are_named_where_they_are_wrong() {
+        let empty = format!("{MINIMAL}\n[detect]\nalerts = {{}}\n");
+        assert_only_error(&empty, 17, 10, "`alerts` selects nothing");
+        let zero = format!("{MINIMAL}\n[detect]\nalerts = {{ a = \"b\" }}\nwithin = \"0s\"\n");
+        assert_only_error(&zero, 18, 10, "`within` must be more than 0");
+        let unknown = format!("{MINIMAL}\n[detect]\nalerts = {{ a = \"b\" }}\nexpect = true\n");
+        assert_only_error(&unknown, 18, 1, "unknown field `expect`");
+        let missing = format!("{MINIMAL}\n[detect]\nwithin = \"1m\"\n");
+        assert_only_error(&missing, 16, 1, "[detect] needs `alerts`");
+    }
+}

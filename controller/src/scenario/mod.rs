@@ -17,6 +17,7 @@ mod names;
 mod probe;
 mod raw;
 mod settings;
+mod stages;
 mod targets;
 mod tree;
 mod validate;
@@ -73,6 +74,21 @@ pub struct Scenario {
     /// The team's alerts that should notice the fault (`[detect]`), for time to detect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detect: Option<Detect>,
+    /// Recovery in steps (`[[stages]]`), each graded against its own RTO; full restore (every
+    /// probe, against `rto`) is always graded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<Stage>,
+}
+
+/// `[[stages]]`: a step of recovery, reached when all its probes have recovered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stage {
+    /// Its name (`failover`), unique among the stages.
+    pub name: String,
+    /// The probes whose recovery reaches it.
+    pub probes: Vec<String>,
+    /// How soon after the fault it must be reached.
+    pub rto: Duration,
 }
 
 /// `[detect]`: which alert should notice the fault, and how soon.
@@ -451,6 +467,7 @@ mod tests {
                 },
             ],
             detect: None,
+            stages: vec![],
         };
         assert_eq!(parse("demo.toml", VALID), Ok(expected));
     }

@@ -46,7 +46,7 @@ impl RawScenario {
             revert: fields.take(d, "revert"),
             recovery: fields.take(d, "recovery"),
         };
-        for part in ["targets", "faults", "probes", "detect"] {
+        for part in ["targets", "faults", "probes", "detect", "stages"] {
             fields.skip(part);
         }
         fields.reject_unknown(d);

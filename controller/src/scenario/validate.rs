@@ -8,7 +8,7 @@ use toml::Spanned;
 
 use super::echo;
 use super::error::Diagnostics;
-use super::{detect, fault, probe, settings, targets, Scenario};
+use super::{detect, fault, probe, settings, stages, targets, Scenario};
 
 /// Where errors about something missing from the whole file point: line 1, column 1.
 pub(crate) const TOP: Range<usize> = 0..0;
@@ -69,8 +69,20 @@ pub(crate) fn scenario(diagnostics: &mut Diagnostics<'_>, text: &str) -> Option<
     let detect = table
         .get("detect")
         .map(|value| detect::detect(diagnostics, value, top.observe));
+    let probe_names: Vec<String> = probes.iter().flatten().map(|p| p.name.clone()).collect();
+    let stages = match table.get("stages") {
+        Some(value) => {
+            let tables = array_of_tables(diagnostics, "stages", "stage", value)
+                .into_iter()
+                .map(|(value, table)| (value.span(), table))
+                .collect();
+            stages::stages(diagnostics, tables, &probe_names)
+        }
+        None => Vec::new(),
+    };
 
     Some(Scenario {
+        stages: stages.into_iter().collect::<Option<Vec<_>>>()?,
         detect: match detect {
             Some(d) => Some(d?),
             None => None,

@@ -399,6 +399,7 @@ fn rebuild(conn: &Connection, row: &RunRow, status: RunStatus) -> Result<RunRepo
         inject,
         revert_us,
         grade: None,
+        stages: vec![],
         detection: None,
         faults,
         probes,

@@ -129,6 +129,7 @@ fn graded(run_id: &str, verdict: Verdict, recover_us: Option<u64>, started: u64)
             recovered_by: None,
             probes: vec![],
         }),
+        stages: vec![],
         detection: None,
         faults: vec![fault(run_id, None)],
         probes: vec![ProbeTimeline {
