@@ -33,6 +33,8 @@ pub(crate) fn run(run_id: &str, verdict: Verdict, recover_us: Option<u64>) -> Ru
         }),
         stages: vec![],
         detection: None,
+        annotations: vec![],
+        remediation: None,
         faults: vec![],
         probes: vec![],
     }

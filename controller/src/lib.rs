@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alerts;
+pub mod annotation;
 pub mod certs;
 pub mod config;
 pub mod demo_service;

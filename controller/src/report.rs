@@ -90,6 +90,12 @@ pub struct RunReport {
     /// What the team's monitoring made of the fault, for a scenario with `[detect]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detection: Option<crate::grade::detect::Detection>,
+    /// Notes the people in the room added, during the run or after it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub annotations: Vec<crate::annotation::Annotation>,
+    /// Time to remediation start, from the first `remediation_started` annotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remediation: Option<crate::annotation::Remediation>,
     /// Every fault on every target.
     pub faults: Vec<FaultRecord>,
     /// The whole probe timeline.

@@ -82,6 +82,13 @@ impl Operator for WhoAmI {
     ) -> Result<Response<gameday_proto::v1::ListSchedulesResponse>, Status> {
         Err(Status::unimplemented("not in this test"))
     }
+
+    async fn annotate(
+        &self,
+        _request: Request<gameday_proto::v1::AnnotateRequest>,
+    ) -> Result<Response<gameday_proto::v1::AnnotateResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
 }
 
 /// A running test server; stops and is joined on [`TestServer::stop`].

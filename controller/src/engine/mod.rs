@@ -299,6 +299,7 @@ impl Engine {
                         invocation: identity.invocation.clone(),
                         cancel: cancel_tx,
                         aborted_by: None,
+                        annotations: Vec::new(),
                     },
                 );
             }
@@ -343,12 +344,17 @@ impl Engine {
                     run::crashed(run_id.clone(), index, &what)
                 }
             };
-            let (aborted_by, stopped_by) = self
+            let (aborted_by, stopped_by, annotations) = self
                 .active
                 .lock()
                 .expect("active runs lock")
                 .remove(&run_id)
-                .map_or((None, None), |a| (a.aborted_by, *a.cancel.borrow()));
+                .map_or((None, None, Vec::new()), |a| {
+                    let stopped_by = *a.cancel.borrow();
+                    (a.aborted_by, stopped_by, a.annotations)
+                });
+            result.annotations = annotations;
+            result.remediation = crate::annotation::Remediation::of(&result);
             if let (crate::grade::Verdict::Aborted, Some(who)) = (result.verdict, aborted_by) {
                 result.reason = identity::attribute_abort(&result.reason, &who);
             }
@@ -397,6 +403,22 @@ impl Engine {
                     as Arc<dyn FaultTransport>
             })
             .collect()
+    }
+
+    /// Adds `note` to run `run_id` if it is going on here, for its report; false otherwise.
+    pub fn annotate_live(&self, run_id: &str, note: crate::annotation::Annotation) -> bool {
+        match self
+            .active
+            .lock()
+            .expect("active runs lock")
+            .get_mut(run_id)
+        {
+            Some(run) => {
+                run.annotations.push(note);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Whether `run_id` is going on here; if so, runs `f` before the run can end.
@@ -480,4 +502,6 @@ struct ActiveRun {
     cancel: watch::Sender<Option<StopCause>>,
     /// Who aborted it, once someone has.
     aborted_by: Option<String>,
+    /// Notes added while it goes on, for its report.
+    annotations: Vec<crate::annotation::Annotation>,
 }

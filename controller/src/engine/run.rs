@@ -74,6 +74,8 @@ pub(super) fn errored(run_id: String, index: u32, reason: String) -> RunReport {
         grade: None,
         stages: vec![],
         detection: None,
+        annotations: vec![],
+        remediation: None,
         faults: vec![],
         probes: vec![],
     }

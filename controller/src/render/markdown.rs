@@ -290,6 +290,8 @@ mod tests {
             }),
             stages: vec![],
             detection: None,
+            annotations: vec![],
+            remediation: None,
             faults: vec![FaultRecord {
                 kind: "process_kill".into(),
                 agent: "web|1".into(),

@@ -531,6 +531,8 @@ mod tests {
             }),
             stages: vec![],
             detection: None,
+            annotations: vec![],
+            remediation: None,
             faults: vec![],
             probes: vec![ProbeTimeline {
                 name: "http <&> probe".into(),

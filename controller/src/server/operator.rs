@@ -181,6 +181,45 @@ impl Operator for OperatorService {
         Ok(Response::new(v1::ListSchedulesResponse { schedules }))
     }
 
+    async fn annotate(
+        &self,
+        request: Request<v1::AnnotateRequest>,
+    ) -> Result<Response<v1::AnnotateResponse>, Status> {
+        use crate::annotation::{add, AddError, AnnotationKind};
+        let who = operator(&request)?;
+        let req = request.into_inner();
+        let kind = match v1::AnnotationKind::try_from(req.kind) {
+            Ok(v1::AnnotationKind::ActionItem) => AnnotationKind::ActionItem,
+            Ok(v1::AnnotationKind::RemediationStarted) => AnnotationKind::RemediationStarted,
+            Ok(v1::AnnotationKind::Note | v1::AnnotationKind::Unspecified) => AnnotationKind::Note,
+            Err(_) => {
+                return Err(
+                    ApiError::Invalid(format!("unknown annotation kind {}", req.kind)).into(),
+                )
+            }
+        };
+        let author = format!("operator {}", who.name);
+        match add(
+            &self.engine,
+            self.history.clone(),
+            &req.run_id,
+            author,
+            kind,
+            &req.text,
+        )
+        .await
+        {
+            Ok((note, live)) => Ok(Response::new(v1::AnnotateResponse {
+                unix_ms: note.unix_ms,
+                author: note.author,
+                live,
+            })),
+            Err(e @ AddError::Text(_)) => Err(ApiError::Invalid(e.to_string()).into()),
+            Err(e @ AddError::NoRun(_)) => Err(ApiError::NotFound(e.to_string()).into()),
+            Err(e @ AddError::History(_)) => Err(ApiError::Internal(e.to_string()).into()),
+        }
+    }
+
     async fn abort(
         &self,
         request: Request<v1::AbortRequest>,

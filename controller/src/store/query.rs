@@ -307,6 +307,9 @@ fn load_run(conn: &Connection, run_id: &str) -> Result<Option<StoredRun>, StoreE
         }
         _ => rebuild(conn, &row, status)?,
     };
+    let mut run = run;
+    run.annotations = load_annotations(conn, &row.run_id)?;
+    run.remediation = crate::annotation::Remediation::of(&run);
     Ok(Some(StoredRun {
         status,
         scenario: row.scenario,
@@ -323,6 +326,45 @@ fn load_run(conn: &Connection, run_id: &str) -> Result<Option<StoredRun>, StoreE
         scenario_changed_since,
         run,
     }))
+}
+
+/// A run's annotations, oldest first.
+fn load_annotations(
+    conn: &Connection,
+    run_id: &str,
+) -> Result<Vec<crate::annotation::Annotation>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT unix_ms, author, kind, text FROM annotations WHERE run_id = ?1
+         ORDER BY unix_ms, rowid",
+    )?;
+    let rows = stmt
+        .query_map(params![run_id], |r| {
+            Ok((
+                r.get::<_, u64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter()
+        .map(|(unix_ms, author, kind, text)| {
+            let kind =
+                serde_json::from_value(serde_json::Value::String(kind.clone())).map_err(|e| {
+                    StoreError::Corrupt {
+                        run_id: run_id.to_string(),
+                        what: "annotation",
+                        message: format!("kind {kind:?}: {e}"),
+                    }
+                })?;
+            Ok(crate::annotation::Annotation {
+                unix_ms,
+                author,
+                kind,
+                text,
+            })
+        })
+        .collect()
 }
 
 /// A run's samples by probe, each in the order recorded (the order answers arrived).
@@ -401,6 +443,8 @@ fn rebuild(conn: &Connection, row: &RunRow, status: RunStatus) -> Result<RunRepo
         grade: None,
         stages: vec![],
         detection: None,
+        annotations: vec![],
+        remediation: None,
         faults,
         probes,
     })

@@ -96,6 +96,9 @@ impl Store {
         for p in &mut without_samples.probes {
             p.samples.clear();
         }
+        // Annotations live in their table, added as they were made.
+        without_samples.annotations.clear();
+        without_samples.remediation = None;
         let report_json =
             serde_json::to_string(&without_samples).map_err(|e| StoreError::Corrupt {
                 run_id: run.run_id.clone(),
@@ -249,6 +252,26 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(())
+    }
+}
+
+impl Store {
+    /// Adds `note` to run `run_id`; false when this history has no such run.
+    pub fn add_annotation(
+        &self,
+        run_id: &str,
+        note: &crate::annotation::Annotation,
+    ) -> Result<bool, StoreError> {
+        let kind = serde_json::to_value(note.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let added = self.writer().execute(
+            "INSERT INTO annotations (run_id, unix_ms, author, kind, text)
+             SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = ?1)",
+            params![run_id, note.unix_ms, note.author, kind, note.text],
+        )?;
+        Ok(added == 1)
     }
 }
 

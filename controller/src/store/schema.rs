@@ -7,7 +7,7 @@
 use rusqlite::Connection;
 
 /// Every migration, in order; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -99,6 +99,18 @@ UPDATE runs SET report_json = json_set(report_json, '$.probes', (
         SELECT json_group_array(json_set(p.value, '$.samples', json('[]')) ORDER BY p.key)
         FROM json_each(runs.report_json, '$.probes') p))
     WHERE report_json IS NOT NULL AND json_type(report_json, '$.probes') = 'array';
+"#;
+
+/// Version 4: annotations, kept here alone (a finished run's report does not carry them).
+const V4: &str = r#"
+CREATE TABLE annotations (
+    run_id  TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    unix_ms INTEGER NOT NULL,
+    author  TEXT NOT NULL,
+    kind    TEXT NOT NULL,
+    text    TEXT NOT NULL
+);
+CREATE INDEX annotations_by_run ON annotations (run_id, unix_ms);
 "#;
 
 /// Why the schema could not be brought up to date.

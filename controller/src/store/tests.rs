@@ -131,6 +131,8 @@ fn graded(run_id: &str, verdict: Verdict, recover_us: Option<u64>, started: u64)
         }),
         stages: vec![],
         detection: None,
+        annotations: vec![],
+        remediation: None,
         faults: vec![fault(run_id, None)],
         probes: vec![ProbeTimeline {
             name: "http".into(),
