@@ -15,35 +15,14 @@ use common::*;
 /// A scenario that pauses the sleeper for `duration` (observing `observe`), probing a live
 /// service so the steady state is healthy.
 fn pause_scenario(dir: &Path, port: u16, duration: &str, observe: &str) -> std::path::PathBuf {
-    let path = dir.join("pause.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-name = "pause"
-rto = "1s"
-steady_state = "200ms"
-observe = "{observe}"
-
-[targets]
-agents = ["web-1"]
-
-[[faults]]
-kind = "process_pause"
-pid_file = "{pid}"
-duration = "{duration}"
-
-[[probes]]
-name = "svc"
-kind = "tcp"
-address = "127.0.0.1:{port}"
-interval = "20ms"
-"#,
-            pid = dir.join("target.pid").display()
-        ),
-    )
-    .unwrap();
-    path
+    ScenarioBuilder::new("pause")
+        .rto("1s")
+        .steady_state("200ms")
+        .observe(observe)
+        .agents(["web-1"])
+        .fault(FaultBuilder::pause(dir.join("target.pid"), duration))
+        .probe(svc_probe(port))
+        .write(dir.join("pause.toml"))
 }
 
 /// What a pause scenario needs; everything stops when it drops.
@@ -377,34 +356,15 @@ fn kills_are_never_live_faults() {
     let service_dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let _service = supervised_service(service_dir.path(), port, "100ms");
-    let scenario = fleet.dir.path().join("kill.toml");
-    std::fs::write(
-        &scenario,
-        format!(
-            r#"
-name = "kill-twice"
-rto = "2s"
-steady_state = "200ms"
-observe = "3s"
-repeat = 2
-
-[targets]
-agents = ["web-1"]
-
-[[faults]]
-kind = "process_kill"
-pid_file = "{pid}"
-
-[[probes]]
-name = "svc"
-kind = "tcp"
-address = "127.0.0.1:{port}"
-interval = "20ms"
-"#,
-            pid = service_dir.path().join("service.pid").display()
-        ),
-    )
-    .unwrap();
+    let scenario = ScenarioBuilder::new("kill-twice")
+        .rto("2s")
+        .steady_state("200ms")
+        .observe("3s")
+        .repeat(2)
+        .agents(["web-1"])
+        .fault(FaultBuilder::kill(service_dir.path().join("service.pid")))
+        .probe(svc_probe(port))
+        .write(fleet.dir.path().join("kill.toml"));
     let (code, report, stderr) = report_of(fleet.run_piped(&scenario).wait_with_output().unwrap());
     assert_eq!(code, 0, "{stderr}\n{report:#}");
     assert_eq!(

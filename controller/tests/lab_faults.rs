@@ -195,38 +195,15 @@ fn a_pause_on_another_host_is_graded_through_the_bridge() {
     let s = setup("");
     let port = 8080;
     let _service = service_in(&s.web_ns, s.dir.path(), &s.web_ip, port);
-    let scenario = s.dir.path().join("pause.toml");
-    std::fs::write(
-        &scenario,
-        format!(
-            r#"
-name = "pause-across-hosts"
-rto = "3s"
-recovery = "after_revert"
-steady_state = "300ms"
-observe = "10s"
-
-[targets]
-labels = {{ role = "web" }}
-
-[[faults]]
-kind = "process_pause"
-pid_file = "{pid}"
-duration = "1s"
-
-[[probes]]
-name = "http"
-kind = "http"
-url = "http://{ip}:{port}/"
-interval = "20ms"
-timeout = "100ms"
-recovered_after = 3
-"#,
-            pid = s.dir.path().join("service.pid").display(),
-            ip = s.web_ip
-        ),
-    )
-    .unwrap();
+    let scenario = ScenarioBuilder::new("pause-across-hosts")
+        .rto("3s")
+        .recovery("after_revert")
+        .steady_state("300ms")
+        .observe("10s")
+        .labels(&[("role", "web")])
+        .fault(FaultBuilder::pause(s.dir.path().join("service.pid"), "1s"))
+        .probe(web_http_probe(&s.web_ip, port))
+        .write(s.dir.path().join("pause.toml"));
     let (code, report, stderr) = run_from(&s.ctl_ns, &s.ctl, &s.certs, &scenario);
     assert_eq!(code, 0, "stderr:\n{stderr}\nreport: {report:#}");
     let run = &report["runs"][0];
@@ -240,44 +217,33 @@ recovered_after = 3
     let _ = &s.lab;
 }
 
+/// The service on web-1 seen from the controller's host: every 20 ms, each check bounded by
+/// 100 ms, recovered after 3 good answers.
+fn web_http_probe(web_ip: &str, port: u16) -> ProbeBuilder {
+    ProbeBuilder::http("http", format!("http://{web_ip}:{port}/"))
+        .interval("20ms")
+        .timeout("100ms")
+        .recovered_after(3)
+}
+
 /// A partition scenario: web-1 drops traffic from the controller's host to port 8080 only.
 fn partition_scenario(s: &Setup, duration: &str) -> std::path::PathBuf {
-    let path = s.dir.path().join("partition.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-name = "partition-across-hosts"
-rto = "3s"
-recovery = "after_revert"
-steady_state = "300ms"
-observe = "20s"
-
-[targets]
-agents = ["web-1"]
-
-[[faults]]
-kind = "network_partition"
-direction = "ingress"
-peers = ["{ctl}/32"]
-ports = [8080]
-protocol = "tcp"
-duration = "{duration}"
-
-[[probes]]
-name = "http"
-kind = "http"
-url = "http://{ip}:8080/"
-interval = "20ms"
-timeout = "100ms"
-recovered_after = 3
-"#,
-            ctl = s.ctl_ip,
-            ip = s.web_ip
-        ),
-    )
-    .unwrap();
-    path
+    ScenarioBuilder::new("partition-across-hosts")
+        .rto("3s")
+        .recovery("after_revert")
+        .steady_state("300ms")
+        .observe("20s")
+        .agents(["web-1"])
+        .fault(
+            FaultBuilder::new("network_partition")
+                .set("direction", "ingress")
+                .set("peers", [format!("{}/32", s.ctl_ip)])
+                .set("ports", [8080])
+                .set("protocol", "tcp")
+                .set("duration", duration),
+        )
+        .probe(web_http_probe(&s.web_ip, 8080))
+        .write(s.dir.path().join("partition.toml"))
 }
 
 #[test]
@@ -440,36 +406,19 @@ fn an_agent_killed_mid_disk_fill_is_succeeded_by_one_that_deletes_the_fill_befor
     let policy = format!("[policy.disk_fill]\npaths = [\"{}\"]\n", disk.0.display());
     let mut s = setup(&policy);
     let _service = service_in(&s.web_ns, s.dir.path(), &s.web_ip, 8080);
-    let scenario = s.dir.path().join("fill.toml");
-    std::fs::write(
-        &scenario,
-        format!(
-            r#"
-name = "fill"
-rto = "3s"
-steady_state = "300ms"
-observe = "60s"
-
-[targets]
-agents = ["web-1"]
-
-[[faults]]
-kind = "disk_fill"
-path = "{path}"
-fill_to = 90
-duration = "60s"
-
-[[probes]]
-name = "http"
-kind = "http"
-url = "http://{ip}:8080/"
-interval = "50ms"
-"#,
-            path = disk.0.display(),
-            ip = s.web_ip
-        ),
-    )
-    .unwrap();
+    let scenario = ScenarioBuilder::new("fill")
+        .rto("3s")
+        .steady_state("300ms")
+        .observe("60s")
+        .agents(["web-1"])
+        .fault(
+            FaultBuilder::new("disk_fill")
+                .set("path", &disk.0)
+                .set("fill_to", 90)
+                .set("duration", "60s"),
+        )
+        .probe(ProbeBuilder::http("http", format!("http://{}:8080/", s.web_ip)).interval("50ms"))
+        .write(s.dir.path().join("fill.toml"));
     let _run = s.run_in_background(&scenario);
     wait_for("the fill file to appear", Duration::from_secs(20), || {
         !disk.fill_files().is_empty()

@@ -195,38 +195,20 @@ fn scrape(addr: SocketAddr) -> Exposition {
 }
 
 fn pause_scenario(dir: &Path, port: u16) -> std::path::PathBuf {
-    let path = dir.join("metrics-pause.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"name = "metrics-pause"
-rto = "5s"
-recovery = "after_revert"
-steady_state = "300ms"
-observe = "10s"
-
-[targets]
-agents = ["web-1"]
-
-[[faults]]
-kind = "process_pause"
-pid_file = "{pid}"
-duration = "1s"
-
-[[probes]]
-name = "http"
-kind = "http"
-url = "http://127.0.0.1:{port}/"
-interval = "20ms"
-timeout = "100ms"
-recovered_after = 2
-expect_body = "ok"
-"#,
-            pid = dir.join("service.pid").display()
-        ),
-    )
-    .unwrap();
-    path
+    ScenarioBuilder::new("metrics-pause")
+        .rto("5s")
+        .recovery("after_revert")
+        .steady_state("300ms")
+        .observe("10s")
+        .agents(["web-1"])
+        .fault(FaultBuilder::pause(dir.join("service.pid"), "1s"))
+        .probe(
+            demo_http_probe(port)
+                .interval("20ms")
+                .timeout("100ms")
+                .recovered_after(2),
+        )
+        .write(dir.join("metrics-pause.toml"))
 }
 
 #[test]

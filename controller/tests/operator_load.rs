@@ -167,34 +167,18 @@ fn hostile_scenarios_and_an_operator_flood_during_a_run_leave_its_probes_on_cade
     let service_dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let _service = supervised_service(service_dir.path(), port, "500ms");
-    let scenario = fleet.dir.path().join("kill.toml");
-    std::fs::write(
-        &scenario,
-        format!(
-            r#"
-name = "kill-under-load"
-rto = "3s"
-steady_state = "1s"
-observe = "6s"
-
-[targets]
-agents = ["web-1"]
-
-[[faults]]
-kind = "process_kill"
-pid_file = "{pid}"
-
-[[probes]]
-name = "svc"
-kind = "tcp"
-address = "127.0.0.1:{port}"
-interval = "10ms"
-timeout = "200ms"
-"#,
-            pid = service_dir.path().join("service.pid").display()
-        ),
-    )
-    .unwrap();
+    let scenario = ScenarioBuilder::new("kill-under-load")
+        .rto("3s")
+        .steady_state("1s")
+        .observe("6s")
+        .agents(["web-1"])
+        .fault(FaultBuilder::kill(service_dir.path().join("service.pid")))
+        .probe(
+            ProbeBuilder::tcp("svc", format!("127.0.0.1:{port}"))
+                .interval("10ms")
+                .timeout("200ms"),
+        )
+        .write(fleet.dir.path().join("kill.toml"));
 
     let done = Arc::new(AtomicBool::new(false));
     let calls = Arc::new(AtomicUsize::new(0));

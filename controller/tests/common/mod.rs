@@ -26,7 +26,24 @@ pub fn agent_bin() -> PathBuf {
     p
 }
 
+#[allow(unused_imports)] // not every test binary writes a scenario
+pub use gameday_test_support::{FaultBuilder, ProbeBuilder, ScenarioBuilder};
 pub use lab::netns::wait_for;
+
+/// The demo service's HTTP check on 127.0.0.1:`port` (a good answer says "ok"), named `http`:
+/// every 10 ms, each check bounded by 200 ms, recovered after 3 good answers in a row.
+pub fn demo_http_probe(port: u16) -> ProbeBuilder {
+    ProbeBuilder::http("http", format!("http://127.0.0.1:{port}/"))
+        .interval("10ms")
+        .timeout("200ms")
+        .recovered_after(3)
+        .expect_body("ok")
+}
+
+/// A TCP check of 127.0.0.1:`port` named `svc`, every 20 ms (with the default timeout).
+pub fn svc_probe(port: u16) -> ProbeBuilder {
+    ProbeBuilder::tcp("svc", format!("127.0.0.1:{port}")).interval("20ms")
+}
 
 /// A harmless `sleep` child (a fault target) whose pid is written to `dir/target.pid`; its
 /// argument makes its command line unique to this test process.
