@@ -148,14 +148,16 @@ fn a_scenario_over_the_size_limit_is_a_usage_error_naming_the_limit() {
 }
 
 /// Largest gap between consecutive sample starts of the run's first probe, and the count.
+/// Samples are listed as their checks end, and checks overlap: the starts are put in order.
 fn sampling_gaps(report: &serde_json::Value) -> (u64, Vec<u64>) {
     let samples = report["runs"][0]["probes"][0]["samples"]
         .as_array()
         .expect("samples");
-    let starts: Vec<u64> = samples
+    let mut starts: Vec<u64> = samples
         .iter()
         .map(|s| s["start_us"].as_u64().unwrap())
         .collect();
+    starts.sort_unstable();
     let mut gaps: Vec<u64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
     gaps.sort_unstable();
     (*gaps.last().unwrap_or(&0), gaps)
