@@ -103,19 +103,11 @@ impl Fleet {
 
     /// `gameday runs --output json`.
     fn runs(&self) -> serde_json::Value {
-        let (cert, key) = self.certs.pair("operator", "sre");
-        let ca = self.certs.ca();
-        let env = self.controller.operator_env(&ca, &cert, &key);
-        let out = gameday(
-            &[
-                "runs",
-                "--output",
-                "json",
-                "--controller",
-                &self.controller.url(),
-            ],
-            &env,
-        );
+        let out = self
+            .controller
+            .operator_command(&self.certs, &["runs", "--output", "json"])
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "{}",
@@ -125,34 +117,13 @@ impl Fleet {
     }
 
     fn listed(&self) -> bool {
-        let (cert, key) = self.certs.pair("operator", "sre");
-        let ca = self.certs.ca();
-        let env = self.controller.operator_env(&ca, &cert, &key);
-        let (code, out) = self.controller.agents(&env);
-        code == 0 && out.lines().any(|l| l.starts_with("web-1 "))
-    }
-
-    /// `gameday run FILE --output json` against the controller, as the operator.
-    fn run_command(&self, scenario: &Path) -> Command {
-        let (cert, key) = self.certs.pair("operator", "sre");
-        let mut cmd = Command::new(gameday_bin());
-        cmd.args([
-            "run",
-            "--output",
-            "json",
-            "--controller",
-            &self.controller.url(),
-        ])
-        .arg(scenario)
-        .env("GAMEDAY_CA", self.certs.ca())
-        .env("GAMEDAY_CERT", cert)
-        .env("GAMEDAY_KEY", key);
-        cmd
+        self.controller.lists(&self.certs, "web-1")
     }
 
     /// Starts `gameday run FILE --output json` with its report piped back.
     fn run_piped(&self, scenario: &Path) -> std::process::Child {
-        self.run_command(scenario)
+        self.controller
+            .run_command(&self.certs, scenario)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("start gameday run")
@@ -161,7 +132,8 @@ impl Fleet {
     /// Starts `gameday run FILE` against the controller in the background.
     fn run_in_background(&self, scenario: &Path) -> ChildGuard {
         let child = self
-            .run_command(scenario)
+            .controller
+            .run_command(&self.certs, scenario)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("start gameday run");
@@ -373,13 +345,11 @@ fn kills_are_never_live_faults() {
         "{}",
         fleet.agents_text()
     );
-    let (cert, key) = fleet.certs.pair("operator", "sre");
-    let ca = fleet.certs.ca();
-    let env = fleet.controller.operator_env(&ca, &cert, &key);
-    let out = gameday(
-        &["abort", "--all", "--controller", &fleet.controller.url()],
-        &env,
-    );
+    let out = fleet
+        .controller
+        .operator_command(&fleet.certs, &["abort", "--all"])
+        .output()
+        .unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         said.contains("no fault was live, nothing to revert"),
@@ -478,20 +448,9 @@ fn abort_all_reverts_a_live_pause_now_and_the_run_is_aborted() {
     });
     let setup = fleet.pause_setup("60s", "60s");
     let (target, scenario) = (&setup.target, &setup.scenario);
-    let (cert, key) = fleet.certs.pair("operator", "sre");
-    let ca = fleet.certs.ca();
-    let run = Command::new(gameday_bin())
-        .args([
-            "run",
-            "--output",
-            "json",
-            "--controller",
-            &fleet.controller.url(),
-        ])
-        .arg(scenario)
-        .env("GAMEDAY_CA", &ca)
-        .env("GAMEDAY_CERT", &cert)
-        .env("GAMEDAY_KEY", &key)
+    let run = fleet
+        .controller
+        .run_command(&fleet.certs, scenario)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -499,11 +458,11 @@ fn abort_all_reverts_a_live_pause_now_and_the_run_is_aborted() {
     wait_for("the pause to take effect", Duration::from_secs(15), || {
         stopped(target.pid())
     });
-    let env = fleet.controller.operator_env(&ca, &cert, &key);
-    let out = gameday(
-        &["abort", "--all", "--controller", &fleet.controller.url()],
-        &env,
-    );
+    let out = fleet
+        .controller
+        .operator_command(&fleet.certs, &["abort", "--all"])
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",

@@ -8,7 +8,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -34,8 +33,7 @@ impl Fleet {
             _agent: agent,
         };
         wait_for("web-1 to register", Duration::from_secs(15), || {
-            let (code, out, _) = fleet.cli(&controller, &["agents"]);
-            code == 0 && out.lines().any(|l| l.starts_with("web-1 "))
+            controller.lists(&fleet.certs, "web-1")
         });
         (fleet, controller)
     }
@@ -51,17 +49,7 @@ impl Fleet {
 
     /// `gameday ARGS --controller URL` as the operator: (exit code, stdout, stderr).
     fn cli(&self, controller: &Controller, args: &[&str]) -> (i32, String, String) {
-        let url = controller.url();
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend(["--controller", &url]);
-        let env = self.env();
-        let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
-        let out = gameday(&all, &env);
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        controller.cli(&self.certs, args)
     }
 
     /// `gameday runs ARGS --output json`, parsed.
@@ -330,14 +318,10 @@ fn a_controller_killed_mid_run_leaves_the_run_interrupted_with_its_samples() {
         ))
         .probe(svc_probe(port))
         .write(fleet.dir.path().join("pause.toml"));
-    let (cert, key) = fleet.certs.pair("operator", "sre");
     let _run = ChildGuard {
-        child: Command::new(gameday_bin())
-            .args(["run", "--controller", &controller.url()])
+        child: controller
+            .operator_command(&fleet.certs, &["run"])
             .arg(&file)
-            .env("GAMEDAY_CA", fleet.certs.ca())
-            .env("GAMEDAY_CERT", &cert)
-            .env("GAMEDAY_KEY", &key)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -12,25 +12,6 @@ use std::time::Duration;
 use common::lab::{privileged, Lab, NetNs};
 use common::*;
 
-/// `gameday run FILE --output json` from inside the controller's namespace.
-fn run_from(
-    ns: &NetNs,
-    ctl: &Controller,
-    certs: &Certs,
-    scenario: &Path,
-) -> (i32, serde_json::Value, String) {
-    let (cert, key) = certs.pair("operator", "sre");
-    let out = in_netns(Some(&ns.name), &gameday_bin())
-        .args(["run", "--output", "json", "--controller", &ctl.url()])
-        .arg(scenario)
-        .env("GAMEDAY_CA", certs.ca())
-        .env("GAMEDAY_CERT", cert)
-        .env("GAMEDAY_KEY", key)
-        .output()
-        .expect("gameday run");
-    report_of(out)
-}
-
 /// The demo service inside `ns`, listening on `addr:port`, its pid in `dir/service.pid`.
 fn service_in(ns: &NetNs, dir: &Path, addr: &str, port: u16) -> ChildGuard {
     let child = in_netns(Some(&ns.name), &gameday_bin())
@@ -55,7 +36,8 @@ struct Setup {
     dir: tempfile::TempDir,
     certs: Certs,
     lab: Lab,
-    ctl_ns: NetNs,
+    /// The controller's host; `ctl` runs, and is asked, from inside it.
+    _ctl_ns: NetNs,
     ctl: Controller,
     web_ns: NetNs,
     web_ip: String,
@@ -80,28 +62,14 @@ impl Setup {
 
     /// Whether web-1 is in `gameday agents`, asked from the controller's host.
     fn listed(&self) -> bool {
-        let (cert, key) = self.certs.pair("operator", "sre");
-        let out = in_netns(Some(&self.ctl_ns.name), &gameday_bin())
-            .args(["agents", "--controller", &self.ctl.url()])
-            .env("GAMEDAY_CA", self.certs.ca())
-            .env("GAMEDAY_CERT", cert)
-            .env("GAMEDAY_KEY", key)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .any(|l| l.starts_with("web-1 "))
+        self.ctl.lists(&self.certs, "web-1")
     }
 
     /// Starts `gameday run FILE` from the controller's host, its output thrown away.
     fn run_in_background(&self, scenario: &Path) -> ChildGuard {
-        let (cert, key) = self.certs.pair("operator", "sre");
-        let child = in_netns(Some(&self.ctl_ns.name), &gameday_bin())
-            .args(["run", "--output", "json", "--controller", &self.ctl.url()])
-            .arg(scenario)
-            .env("GAMEDAY_CA", self.certs.ca())
-            .env("GAMEDAY_CERT", cert)
-            .env("GAMEDAY_KEY", key)
+        let child = self
+            .ctl
+            .run_command(&self.certs, scenario)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -159,25 +127,14 @@ fn setup_leased(agent_extra: &str, lease: &str) -> Setup {
         agent_extra,
         lease,
     );
-    let op = certs.pair("operator", "sre");
-    let ca = certs.ca();
     wait_for("web-1 to register", Duration::from_secs(20), || {
-        let out = in_netns(Some(&ctl_ns.name), &gameday_bin())
-            .args(["agents", "--controller", &ctl.url()])
-            .env("GAMEDAY_CA", &ca)
-            .env("GAMEDAY_CERT", &op.0)
-            .env("GAMEDAY_KEY", &op.1)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .any(|l| l.starts_with("web-1 "))
+        ctl.lists(&certs, "web-1")
     });
     Setup {
         dir,
         certs,
         lab,
-        ctl_ns,
+        _ctl_ns: ctl_ns,
         ctl,
         web_ns,
         web_ip,
@@ -204,7 +161,7 @@ fn a_pause_on_another_host_is_graded_through_the_bridge() {
         .fault(FaultBuilder::pause(s.dir.path().join("service.pid"), "1s"))
         .probe(web_http_probe(&s.web_ip, port))
         .write(s.dir.path().join("pause.toml"));
-    let (code, report, stderr) = run_from(&s.ctl_ns, &s.ctl, &s.certs, &scenario);
+    let (code, report, stderr) = s.ctl.run(&s.certs, &scenario);
     assert_eq!(code, 0, "stderr:\n{stderr}\nreport: {report:#}");
     let run = &report["runs"][0];
     assert_eq!(run["verdict"], "PASS");
@@ -255,7 +212,7 @@ fn a_partition_cuts_the_service_but_never_the_agents_control_connection() {
     let _service = service_in(&s.web_ns, s.dir.path(), &s.web_ip, 8080);
     let before = s.web_tables();
     let scenario = partition_scenario(&s, "1s");
-    let (code, report, stderr) = run_from(&s.ctl_ns, &s.ctl, &s.certs, &scenario);
+    let (code, report, stderr) = s.ctl.run(&s.certs, &scenario);
     assert_eq!(code, 0, "stderr:\n{stderr}\nreport: {report:#}");
     let run = &report["runs"][0];
     assert_eq!(run["verdict"], "PASS");
@@ -327,7 +284,6 @@ fn a_controller_restarted_mid_partition_reverts_it_within_a_second_of_re_registr
         || s.web_tables().contains("gameday_"),
     );
 
-    let (cert, key) = s.certs.pair("operator", "sre");
     // SIGKILL and restart on the same address, as systemd would.
     s.ctl.restart_in_place(s.dir.path(), &s.certs, "2s");
     wait_for("web-1 to re-register", Duration::from_secs(20), || {
@@ -343,11 +299,9 @@ fn a_controller_restarted_mid_partition_reverts_it_within_a_second_of_re_registr
         "orphaned partition reverted {:?} after re-registration was seen",
         registered.elapsed()
     );
-    let out = in_netns(Some(&s.ctl_ns.name), &gameday_bin())
-        .args(["runs", "--output", "json", "--controller", &s.ctl.url()])
-        .env("GAMEDAY_CA", s.certs.ca())
-        .env("GAMEDAY_CERT", &cert)
-        .env("GAMEDAY_KEY", &key)
+    let out = s
+        .ctl
+        .operator_command(&s.certs, &["runs", "--output", "json"])
         .output()
         .unwrap();
     let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -9,7 +9,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -244,13 +244,8 @@ fn metrics_count_agents_faults_runs_and_recovery_in_the_prometheus_text_format()
     let port = free_port();
     let _service = bare_service(dir.path(), port);
     let scenario = pause_scenario(dir.path(), port);
-    let (op_cert, op_key) = certs.pair("operator", "sre");
-    let run = Command::new(gameday_bin())
-        .args(["run", "--output", "json", "--controller", &controller.url()])
-        .arg(&scenario)
-        .env("GAMEDAY_CA", certs.ca())
-        .env("GAMEDAY_CERT", &op_cert)
-        .env("GAMEDAY_KEY", &op_key)
+    let run = controller
+        .run_command(&certs, &scenario)
         .stdout(Stdio::piped())
         .spawn()
         .expect("start gameday run");

@@ -44,11 +44,7 @@ impl Fleet {
     }
 
     fn agent_listed(&self) -> bool {
-        let (cert, key) = self.certs.pair("operator", "sre");
-        let ca = self.certs.ca();
-        let env = self.controller.operator_env(&ca, &cert, &key);
-        let (code, out) = self.controller.agents(&env);
-        code == 0 && out.lines().any(|l| l.starts_with("web-1 "))
+        self.controller.lists(&self.certs, "web-1")
     }
 
     async fn client(&self) -> OperatorClient<Channel> {

@@ -183,18 +183,7 @@ impl Site {
 
     /// `gameday ARGS` as the operator: (exit code, stdout, stderr).
     fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let (cert, key) = self.certs.pair("operator", "sre");
-        let ca = self.certs.ca();
-        let env = self.controller.operator_env(&ca, &cert, &key);
-        let url = self.controller.url();
-        let mut all = args.to_vec();
-        all.extend(["--controller", &url]);
-        let out = gameday(&all, &env);
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        self.controller.cli(&self.certs, args)
     }
 }
 

@@ -471,6 +471,64 @@ impl Controller {
             ),
         )
     }
+
+    /// `gameday ARGS --controller URL` as the operator `sre` of `certs` (its CA, certificate
+    /// and key in GAMEDAY_CA, GAMEDAY_CERT and GAMEDAY_KEY), from the controller's namespace
+    /// when it runs in one: a command to run, or to spawn with the pipes the test wants.
+    pub fn operator_command(&self, certs: &Certs, args: &[&str]) -> Command {
+        let (cert, key) = certs.pair("operator", "sre");
+        let mut cmd = in_netns(self.netns.as_deref(), &gameday_bin());
+        cmd.args(args)
+            .args(["--controller", &self.url()])
+            .env("GAMEDAY_CA", certs.ca())
+            .env("GAMEDAY_CERT", cert)
+            .env("GAMEDAY_KEY", key);
+        cmd
+    }
+
+    /// Runs `gameday ARGS --controller URL` as the operator `sre` to its end: exit code,
+    /// stdout and stderr.
+    pub fn cli(&self, certs: &Certs, args: &[&str]) -> (i32, String, String) {
+        let out = self
+            .operator_command(certs, args)
+            .output()
+            .expect("run gameday");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `gameday run --output json --controller URL SCENARIO` as the operator `sre`.
+    pub fn run_command(&self, certs: &Certs, scenario: &Path) -> Command {
+        let mut cmd = self.operator_command(certs, &["run", "--output", "json"]);
+        cmd.arg(scenario);
+        cmd
+    }
+
+    /// Runs `scenario` as the operator `sre` until the run ends: exit code, parsed JSON report
+    /// (Null when there is none) and stderr.
+    pub fn run(&self, certs: &Certs, scenario: &Path) -> (i32, serde_json::Value, String) {
+        report_of(
+            self.run_command(certs, scenario)
+                .output()
+                .expect("run gameday run"),
+        )
+    }
+
+    /// Whether `gameday agents`, asked as the operator `sre`, succeeds and lists `agent`.
+    pub fn lists(&self, certs: &Certs, agent: &str) -> bool {
+        let out = self
+            .operator_command(certs, &["agents"])
+            .output()
+            .expect("run gameday agents");
+        let row = format!("{agent} ");
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.starts_with(&row))
+    }
 }
 
 /// Writes the config of an agent named `name` dialing `url` into `dir` (heartbeat 200ms, lease
