@@ -334,11 +334,27 @@ impl Controller {
         netns: Option<&str>,
         listen: &str,
     ) -> Controller {
+        Controller::serve(dir, certs, heartbeat_timeout, netns, listen, "", None).0
+    }
+
+    /// Writes `dir/controller.toml` (listening on `listen`, its data in `dir/controller-data`,
+    /// with `extra` TOML before its `[tls]` table) and starts `gameday serve` on it, inside
+    /// `netns` when given, with `GAMEDAY_LOG` set to `log` when given; returns once it has
+    /// printed its address. Its stderr lines are echoed and kept in the returned buffer.
+    fn serve(
+        dir: &Path,
+        certs: &Certs,
+        heartbeat_timeout: &str,
+        netns: Option<&str>,
+        listen: &str,
+        extra: &str,
+        log: Option<&str>,
+    ) -> (Controller, Lines) {
         let config = dir.join("controller.toml");
         std::fs::write(
             &config,
             format!(
-                "listen = \"{listen}\"\ndata_dir = \"{}\"\nheartbeat_interval = \"200ms\"\nheartbeat_timeout = \"{heartbeat_timeout}\"\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+                "listen = \"{listen}\"\ndata_dir = \"{}\"\nheartbeat_interval = \"200ms\"\nheartbeat_timeout = \"{heartbeat_timeout}\"\n{extra}\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
                 dir.join("controller-data").display(),
                 certs.ca().display(),
                 certs.dir.join("controller.pem").display(),
@@ -346,14 +362,19 @@ impl Controller {
             ),
         )
         .unwrap();
-        let mut child = in_netns(netns, &gameday_bin())
-            .args(["serve", "--config"])
-            .arg(&config)
+        let mut cmd = in_netns(netns, &gameday_bin());
+        cmd.args(["serve", "--config"]).arg(&config);
+        if let Some(log) = log {
+            cmd.env("GAMEDAY_LOG", log);
+        }
+        let mut child = cmd
             .stderr(Stdio::piped())
             .spawn()
             .expect("start gameday serve");
         let stderr = child.stderr.take().unwrap();
+        let lines: Lines = Default::default();
         let (tx, rx) = std::sync::mpsc::channel();
+        let kept = lines.clone();
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -364,6 +385,7 @@ impl Controller {
                     }
                 }
                 eprintln!("[controller] {line}");
+                kept.lock().unwrap().push(line);
             }
         });
         let guard = ChildGuard {
@@ -375,11 +397,12 @@ impl Controller {
             .expect("the controller printed its address")
             .parse()
             .unwrap();
-        Controller {
+        let controller = Controller {
             guard,
             addr,
             netns: netns.map(str::to_string),
-        }
+        };
+        (controller, lines)
     }
 
     pub fn url(&self) -> String {
@@ -666,54 +689,14 @@ impl Controller {
         heartbeat_timeout: &str,
         extra: &str,
     ) -> (Controller, Lines) {
-        let config = dir.join("controller.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nheartbeat_interval = \"200ms\"\nheartbeat_timeout = \"{heartbeat_timeout}\"\n{extra}\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
-                dir.join("controller-data").display(),
-                certs.ca().display(),
-                certs.dir.join("controller.pem").display(),
-                certs.dir.join("controller.key").display()
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new(gameday_bin())
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("GAMEDAY_LOG", "warn,gameday=info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start gameday serve");
-        let stderr = child.stderr.take().unwrap();
-        let lines: Lines = Default::default();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let kept = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("gameday controller listening on ") {
-                    let _ = tx.send(addr.trim().to_string());
-                }
-                eprintln!("[controller] {line}");
-                kept.lock().unwrap().push(line);
-            }
-        });
-        let guard = ChildGuard {
-            child,
-            name: "controller",
-        };
-        let addr = rx
-            .recv_timeout(Duration::from_secs(15))
-            .expect("the controller printed its address")
-            .parse()
-            .unwrap();
-        (
-            Controller {
-                guard,
-                addr,
-                netns: None,
-            },
-            lines,
+        Controller::serve(
+            dir,
+            certs,
+            heartbeat_timeout,
+            None,
+            "127.0.0.1:0",
+            extra,
+            Some("warn,gameday=info"),
         )
     }
 }
