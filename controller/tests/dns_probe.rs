@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::lab::netns::link;
 use common::lab::{privileged, NetNs};
-use common::{wait_for, ChildGuard};
+use common::{wait_for, ChildGuard, FaultBuilder, ProbeBuilder, ScenarioBuilder};
 use gameday::probe::{Check, ProbeError, ProbeSet};
 use gameday::scenario::{self, DnsRecord, ProbeCheck};
 
@@ -175,27 +175,17 @@ fn a_wrong_expectation_fails_with_what_was_answered() {
     );
 
     // The same reason is what a sample records, from a scenario file through the probe engine.
-    let text = format!(
-        r#"name = "dns"
-rto = "1s"
-
-[targets]
-agents = ["dns-1"]
-
-[[faults]]
-kind = "process_kill"
-name = "dnsmasq"
-
-[[probes]]
-name = "api-name"
-kind = "dns"
-server = "{SERVER_IP}"
-query = "api.test"
-expect = ["10.1.1.9"]
-interval = "20ms"
-timeout = "500ms"
-"#
-    );
+    let text = ScenarioBuilder::new("dns")
+        .rto("1s")
+        .agents(["dns-1"])
+        .fault(FaultBuilder::new("process_kill").set("name", "dnsmasq"))
+        .probe(
+            ProbeBuilder::dns("api-name", SERVER_IP, "api.test")
+                .set("expect", ["10.1.1.9"])
+                .interval("20ms")
+                .timeout("500ms"),
+        )
+        .to_toml();
     let scenario = scenario::parse("dns.toml", &text).expect("a valid scenario");
     let samples = lab.controller.run_in(|| {
         runtime().block_on(async {

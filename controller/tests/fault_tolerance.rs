@@ -15,35 +15,14 @@ use common::*;
 /// A scenario that pauses the sleeper for `duration` (observing `observe`), probing a live
 /// service so the steady state is healthy.
 fn pause_scenario(dir: &Path, port: u16, duration: &str, observe: &str) -> std::path::PathBuf {
-    let path = dir.join("pause.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-name = "pause"
-rto = "1s"
-steady_state = "200ms"
-observe = "{observe}"
-
-[targets]
-agents = ["web-1"]
-
-[[faults]]
-kind = "process_pause"
-pid_file = "{pid}"
-duration = "{duration}"
-
-[[probes]]
-name = "svc"
-kind = "tcp"
-address = "127.0.0.1:{port}"
-interval = "20ms"
-"#,
-            pid = dir.join("target.pid").display()
-        ),
-    )
-    .unwrap();
-    path
+    ScenarioBuilder::new("pause")
+        .rto("1s")
+        .steady_state("200ms")
+        .observe(observe)
+        .agents(["web-1"])
+        .fault(FaultBuilder::pause(dir.join("target.pid"), duration))
+        .probe(svc_probe(port))
+        .write(dir.join("pause.toml"))
 }
 
 /// What a pause scenario needs; everything stops when it drops.
@@ -124,19 +103,11 @@ impl Fleet {
 
     /// `gameday runs --output json`.
     fn runs(&self) -> serde_json::Value {
-        let (cert, key) = self.certs.pair("operator", "sre");
-        let ca = self.certs.ca();
-        let env = self.controller.operator_env(&ca, &cert, &key);
-        let out = gameday(
-            &[
-                "runs",
-                "--output",
-                "json",
-                "--controller",
-                &self.controller.url(),
-            ],
-            &env,
-        );
+        let out = self
+            .controller
+            .operator_command(&self.certs, &["runs", "--output", "json"])
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "{}",
@@ -146,34 +117,13 @@ impl Fleet {
     }
 
     fn listed(&self) -> bool {
-        let (cert, key) = self.certs.pair("operator", "sre");
-        let ca = self.certs.ca();
-        let env = self.controller.operator_env(&ca, &cert, &key);
-        let (code, out) = self.controller.agents(&env);
-        code == 0 && out.lines().any(|l| l.starts_with("web-1 "))
-    }
-
-    /// `gameday run FILE --output json` against the controller, as the operator.
-    fn run_command(&self, scenario: &Path) -> Command {
-        let (cert, key) = self.certs.pair("operator", "sre");
-        let mut cmd = Command::new(gameday_bin());
-        cmd.args([
-            "run",
-            "--output",
-            "json",
-            "--controller",
-            &self.controller.url(),
-        ])
-        .arg(scenario)
-        .env("GAMEDAY_CA", self.certs.ca())
-        .env("GAMEDAY_CERT", cert)
-        .env("GAMEDAY_KEY", key);
-        cmd
+        self.controller.lists(&self.certs, "web-1")
     }
 
     /// Starts `gameday run FILE --output json` with its report piped back.
     fn run_piped(&self, scenario: &Path) -> std::process::Child {
-        self.run_command(scenario)
+        self.controller
+            .run_command(&self.certs, scenario)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("start gameday run")
@@ -182,7 +132,8 @@ impl Fleet {
     /// Starts `gameday run FILE` against the controller in the background.
     fn run_in_background(&self, scenario: &Path) -> ChildGuard {
         let child = self
-            .run_command(scenario)
+            .controller
+            .run_command(&self.certs, scenario)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("start gameday run");
@@ -377,34 +328,15 @@ fn kills_are_never_live_faults() {
     let service_dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let _service = supervised_service(service_dir.path(), port, "100ms");
-    let scenario = fleet.dir.path().join("kill.toml");
-    std::fs::write(
-        &scenario,
-        format!(
-            r#"
-name = "kill-twice"
-rto = "2s"
-steady_state = "200ms"
-observe = "3s"
-repeat = 2
-
-[targets]
-agents = ["web-1"]
-
-[[faults]]
-kind = "process_kill"
-pid_file = "{pid}"
-
-[[probes]]
-name = "svc"
-kind = "tcp"
-address = "127.0.0.1:{port}"
-interval = "20ms"
-"#,
-            pid = service_dir.path().join("service.pid").display()
-        ),
-    )
-    .unwrap();
+    let scenario = ScenarioBuilder::new("kill-twice")
+        .rto("2s")
+        .steady_state("200ms")
+        .observe("3s")
+        .repeat(2)
+        .agents(["web-1"])
+        .fault(FaultBuilder::kill(service_dir.path().join("service.pid")))
+        .probe(svc_probe(port))
+        .write(fleet.dir.path().join("kill.toml"));
     let (code, report, stderr) = report_of(fleet.run_piped(&scenario).wait_with_output().unwrap());
     assert_eq!(code, 0, "{stderr}\n{report:#}");
     assert_eq!(
@@ -413,13 +345,11 @@ interval = "20ms"
         "{}",
         fleet.agents_text()
     );
-    let (cert, key) = fleet.certs.pair("operator", "sre");
-    let ca = fleet.certs.ca();
-    let env = fleet.controller.operator_env(&ca, &cert, &key);
-    let out = gameday(
-        &["abort", "--all", "--controller", &fleet.controller.url()],
-        &env,
-    );
+    let out = fleet
+        .controller
+        .operator_command(&fleet.certs, &["abort", "--all"])
+        .output()
+        .unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         said.contains("no fault was live, nothing to revert"),
@@ -518,20 +448,9 @@ fn abort_all_reverts_a_live_pause_now_and_the_run_is_aborted() {
     });
     let setup = fleet.pause_setup("60s", "60s");
     let (target, scenario) = (&setup.target, &setup.scenario);
-    let (cert, key) = fleet.certs.pair("operator", "sre");
-    let ca = fleet.certs.ca();
-    let run = Command::new(gameday_bin())
-        .args([
-            "run",
-            "--output",
-            "json",
-            "--controller",
-            &fleet.controller.url(),
-        ])
-        .arg(scenario)
-        .env("GAMEDAY_CA", &ca)
-        .env("GAMEDAY_CERT", &cert)
-        .env("GAMEDAY_KEY", &key)
+    let run = fleet
+        .controller
+        .run_command(&fleet.certs, scenario)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -539,11 +458,11 @@ fn abort_all_reverts_a_live_pause_now_and_the_run_is_aborted() {
     wait_for("the pause to take effect", Duration::from_secs(15), || {
         stopped(target.pid())
     });
-    let env = fleet.controller.operator_env(&ca, &cert, &key);
-    let out = gameday(
-        &["abort", "--all", "--controller", &fleet.controller.url()],
-        &env,
-    );
+    let out = fleet
+        .controller
+        .operator_command(&fleet.certs, &["abort", "--all"])
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",

@@ -8,7 +8,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -34,8 +33,7 @@ impl Fleet {
             _agent: agent,
         };
         wait_for("web-1 to register", Duration::from_secs(15), || {
-            let (code, out, _) = fleet.cli(&controller, &["agents"]);
-            code == 0 && out.lines().any(|l| l.starts_with("web-1 "))
+            controller.lists(&fleet.certs, "web-1")
         });
         (fleet, controller)
     }
@@ -51,17 +49,7 @@ impl Fleet {
 
     /// `gameday ARGS --controller URL` as the operator: (exit code, stdout, stderr).
     fn cli(&self, controller: &Controller, args: &[&str]) -> (i32, String, String) {
-        let url = controller.url();
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend(["--controller", &url]);
-        let env = self.env();
-        let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
-        let out = gameday(&all, &env);
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        controller.cli(&self.certs, args)
     }
 
     /// `gameday runs ARGS --output json`, parsed.
@@ -110,31 +98,20 @@ fn a_served_run_is_recorded_listed_filtered_and_shown() {
     let service_dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let _service = supervised_service(service_dir.path(), port, "300ms");
-    let text = format!(
-        r#"name = "history-kill"
-rto = "3s"
-repeat = 2
-steady_state = "300ms"
-observe = "6s"
-
-[targets]
-agents = ["web-1"]
-
-[[faults]]
-kind = "process_kill"
-pid_file = "{pid}"
-
-[[probes]]
-name = "port"
-kind = "tcp"
-address = "127.0.0.1:{port}"
-interval = "10ms"
-timeout = "200ms"
-"#,
-        pid = service_dir.path().join("service.pid").display()
-    );
-    let file = fleet.dir.path().join("kill.toml");
-    std::fs::write(&file, &text).unwrap();
+    let scenario = ScenarioBuilder::new("history-kill")
+        .rto("3s")
+        .repeat(2)
+        .steady_state("300ms")
+        .observe("6s")
+        .agents(["web-1"])
+        .fault(FaultBuilder::kill(service_dir.path().join("service.pid")))
+        .probe(
+            ProbeBuilder::tcp("port", format!("127.0.0.1:{port}"))
+                .interval("10ms")
+                .timeout("200ms"),
+        );
+    let text = scenario.to_toml();
+    let file = scenario.write(fleet.dir.path().join("kill.toml"));
 
     let (code, out, err) = fleet.cli(
         &controller,
@@ -216,8 +193,7 @@ timeout = "200ms"
     assert_eq!(code, 2, "an unknown verdict is a usage error: {err}");
 
     // The scenario edited, run again: its history says the text changed, and since when.
-    let edited = text.replace("repeat = 2", "repeat = 1");
-    std::fs::write(&file, &edited).unwrap();
+    scenario.repeat(1).write(&file);
     let (code, out, err) = fleet.cli(
         &controller,
         &["run", "--output", "json", file.to_str().unwrap()],
@@ -331,41 +307,21 @@ fn a_controller_killed_mid_run_leaves_the_run_interrupted_with_its_samples() {
     let port = free_port();
     let _service = bare_service(service_dir.path(), port);
     let target = sleeper(fleet.dir.path()).0;
-    let file = fleet.dir.path().join("pause.toml");
-    std::fs::write(
-        &file,
-        format!(
-            r#"name = "long-pause"
-rto = "1s"
-steady_state = "200ms"
-observe = "60s"
-
-[targets]
-agents = ["web-1"]
-
-[[faults]]
-kind = "process_pause"
-pid_file = "{pid}"
-duration = "60s"
-
-[[probes]]
-name = "svc"
-kind = "tcp"
-address = "127.0.0.1:{port}"
-interval = "20ms"
-"#,
-            pid = fleet.dir.path().join("target.pid").display()
-        ),
-    )
-    .unwrap();
-    let (cert, key) = fleet.certs.pair("operator", "sre");
+    let file = ScenarioBuilder::new("long-pause")
+        .rto("1s")
+        .steady_state("200ms")
+        .observe("60s")
+        .agents(["web-1"])
+        .fault(FaultBuilder::pause(
+            fleet.dir.path().join("target.pid"),
+            "60s",
+        ))
+        .probe(svc_probe(port))
+        .write(fleet.dir.path().join("pause.toml"));
     let _run = ChildGuard {
-        child: Command::new(gameday_bin())
-            .args(["run", "--controller", &controller.url()])
+        child: controller
+            .operator_command(&fleet.certs, &["run"])
             .arg(&file)
-            .env("GAMEDAY_CA", fleet.certs.ca())
-            .env("GAMEDAY_CERT", &cert)
-            .env("GAMEDAY_KEY", &key)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

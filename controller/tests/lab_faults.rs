@@ -12,25 +12,6 @@ use std::time::Duration;
 use common::lab::{privileged, Lab, NetNs};
 use common::*;
 
-/// `gameday run FILE --output json` from inside the controller's namespace.
-fn run_from(
-    ns: &NetNs,
-    ctl: &Controller,
-    certs: &Certs,
-    scenario: &Path,
-) -> (i32, serde_json::Value, String) {
-    let (cert, key) = certs.pair("operator", "sre");
-    let out = in_netns(Some(&ns.name), &gameday_bin())
-        .args(["run", "--output", "json", "--controller", &ctl.url()])
-        .arg(scenario)
-        .env("GAMEDAY_CA", certs.ca())
-        .env("GAMEDAY_CERT", cert)
-        .env("GAMEDAY_KEY", key)
-        .output()
-        .expect("gameday run");
-    report_of(out)
-}
-
 /// The demo service inside `ns`, listening on `addr:port`, its pid in `dir/service.pid`.
 fn service_in(ns: &NetNs, dir: &Path, addr: &str, port: u16) -> ChildGuard {
     let child = in_netns(Some(&ns.name), &gameday_bin())
@@ -55,7 +36,8 @@ struct Setup {
     dir: tempfile::TempDir,
     certs: Certs,
     lab: Lab,
-    ctl_ns: NetNs,
+    /// The controller's host; `ctl` runs, and is asked, from inside it.
+    _ctl_ns: NetNs,
     ctl: Controller,
     web_ns: NetNs,
     web_ip: String,
@@ -80,28 +62,14 @@ impl Setup {
 
     /// Whether web-1 is in `gameday agents`, asked from the controller's host.
     fn listed(&self) -> bool {
-        let (cert, key) = self.certs.pair("operator", "sre");
-        let out = in_netns(Some(&self.ctl_ns.name), &gameday_bin())
-            .args(["agents", "--controller", &self.ctl.url()])
-            .env("GAMEDAY_CA", self.certs.ca())
-            .env("GAMEDAY_CERT", cert)
-            .env("GAMEDAY_KEY", key)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .any(|l| l.starts_with("web-1 "))
+        self.ctl.lists(&self.certs, "web-1")
     }
 
     /// Starts `gameday run FILE` from the controller's host, its output thrown away.
     fn run_in_background(&self, scenario: &Path) -> ChildGuard {
-        let (cert, key) = self.certs.pair("operator", "sre");
-        let child = in_netns(Some(&self.ctl_ns.name), &gameday_bin())
-            .args(["run", "--output", "json", "--controller", &self.ctl.url()])
-            .arg(scenario)
-            .env("GAMEDAY_CA", self.certs.ca())
-            .env("GAMEDAY_CERT", cert)
-            .env("GAMEDAY_KEY", key)
+        let child = self
+            .ctl
+            .run_command(&self.certs, scenario)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -159,25 +127,14 @@ fn setup_leased(agent_extra: &str, lease: &str) -> Setup {
         agent_extra,
         lease,
     );
-    let op = certs.pair("operator", "sre");
-    let ca = certs.ca();
     wait_for("web-1 to register", Duration::from_secs(20), || {
-        let out = in_netns(Some(&ctl_ns.name), &gameday_bin())
-            .args(["agents", "--controller", &ctl.url()])
-            .env("GAMEDAY_CA", &ca)
-            .env("GAMEDAY_CERT", &op.0)
-            .env("GAMEDAY_KEY", &op.1)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .any(|l| l.starts_with("web-1 "))
+        ctl.lists(&certs, "web-1")
     });
     Setup {
         dir,
         certs,
         lab,
-        ctl_ns,
+        _ctl_ns: ctl_ns,
         ctl,
         web_ns,
         web_ip,
@@ -195,39 +152,16 @@ fn a_pause_on_another_host_is_graded_through_the_bridge() {
     let s = setup("");
     let port = 8080;
     let _service = service_in(&s.web_ns, s.dir.path(), &s.web_ip, port);
-    let scenario = s.dir.path().join("pause.toml");
-    std::fs::write(
-        &scenario,
-        format!(
-            r#"
-name = "pause-across-hosts"
-rto = "3s"
-recovery = "after_revert"
-steady_state = "300ms"
-observe = "10s"
-
-[targets]
-labels = {{ role = "web" }}
-
-[[faults]]
-kind = "process_pause"
-pid_file = "{pid}"
-duration = "1s"
-
-[[probes]]
-name = "http"
-kind = "http"
-url = "http://{ip}:{port}/"
-interval = "20ms"
-timeout = "100ms"
-recovered_after = 3
-"#,
-            pid = s.dir.path().join("service.pid").display(),
-            ip = s.web_ip
-        ),
-    )
-    .unwrap();
-    let (code, report, stderr) = run_from(&s.ctl_ns, &s.ctl, &s.certs, &scenario);
+    let scenario = ScenarioBuilder::new("pause-across-hosts")
+        .rto("3s")
+        .recovery("after_revert")
+        .steady_state("300ms")
+        .observe("10s")
+        .labels(&[("role", "web")])
+        .fault(FaultBuilder::pause(s.dir.path().join("service.pid"), "1s"))
+        .probe(web_http_probe(&s.web_ip, port))
+        .write(s.dir.path().join("pause.toml"));
+    let (code, report, stderr) = s.ctl.run(&s.certs, &scenario);
     assert_eq!(code, 0, "stderr:\n{stderr}\nreport: {report:#}");
     let run = &report["runs"][0];
     assert_eq!(run["verdict"], "PASS");
@@ -240,44 +174,33 @@ recovered_after = 3
     let _ = &s.lab;
 }
 
+/// The service on web-1 seen from the controller's host: every 20 ms, each check bounded by
+/// 100 ms, recovered after 3 good answers.
+fn web_http_probe(web_ip: &str, port: u16) -> ProbeBuilder {
+    ProbeBuilder::http("http", format!("http://{web_ip}:{port}/"))
+        .interval("20ms")
+        .timeout("100ms")
+        .recovered_after(3)
+}
+
 /// A partition scenario: web-1 drops traffic from the controller's host to port 8080 only.
 fn partition_scenario(s: &Setup, duration: &str) -> std::path::PathBuf {
-    let path = s.dir.path().join("partition.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-name = "partition-across-hosts"
-rto = "3s"
-recovery = "after_revert"
-steady_state = "300ms"
-observe = "20s"
-
-[targets]
-agents = ["web-1"]
-
-[[faults]]
-kind = "network_partition"
-direction = "ingress"
-peers = ["{ctl}/32"]
-ports = [8080]
-protocol = "tcp"
-duration = "{duration}"
-
-[[probes]]
-name = "http"
-kind = "http"
-url = "http://{ip}:8080/"
-interval = "20ms"
-timeout = "100ms"
-recovered_after = 3
-"#,
-            ctl = s.ctl_ip,
-            ip = s.web_ip
-        ),
-    )
-    .unwrap();
-    path
+    ScenarioBuilder::new("partition-across-hosts")
+        .rto("3s")
+        .recovery("after_revert")
+        .steady_state("300ms")
+        .observe("20s")
+        .agents(["web-1"])
+        .fault(
+            FaultBuilder::new("network_partition")
+                .set("direction", "ingress")
+                .set("peers", [format!("{}/32", s.ctl_ip)])
+                .set("ports", [8080])
+                .set("protocol", "tcp")
+                .set("duration", duration),
+        )
+        .probe(web_http_probe(&s.web_ip, 8080))
+        .write(s.dir.path().join("partition.toml"))
 }
 
 #[test]
@@ -289,7 +212,7 @@ fn a_partition_cuts_the_service_but_never_the_agents_control_connection() {
     let _service = service_in(&s.web_ns, s.dir.path(), &s.web_ip, 8080);
     let before = s.web_tables();
     let scenario = partition_scenario(&s, "1s");
-    let (code, report, stderr) = run_from(&s.ctl_ns, &s.ctl, &s.certs, &scenario);
+    let (code, report, stderr) = s.ctl.run(&s.certs, &scenario);
     assert_eq!(code, 0, "stderr:\n{stderr}\nreport: {report:#}");
     let run = &report["runs"][0];
     assert_eq!(run["verdict"], "PASS");
@@ -361,7 +284,6 @@ fn a_controller_restarted_mid_partition_reverts_it_within_a_second_of_re_registr
         || s.web_tables().contains("gameday_"),
     );
 
-    let (cert, key) = s.certs.pair("operator", "sre");
     // SIGKILL and restart on the same address, as systemd would.
     s.ctl.restart_in_place(s.dir.path(), &s.certs, "2s");
     wait_for("web-1 to re-register", Duration::from_secs(20), || {
@@ -377,11 +299,9 @@ fn a_controller_restarted_mid_partition_reverts_it_within_a_second_of_re_registr
         "orphaned partition reverted {:?} after re-registration was seen",
         registered.elapsed()
     );
-    let out = in_netns(Some(&s.ctl_ns.name), &gameday_bin())
-        .args(["runs", "--output", "json", "--controller", &s.ctl.url()])
-        .env("GAMEDAY_CA", s.certs.ca())
-        .env("GAMEDAY_CERT", &cert)
-        .env("GAMEDAY_KEY", &key)
+    let out = s
+        .ctl
+        .operator_command(&s.certs, &["runs", "--output", "json"])
         .output()
         .unwrap();
     let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -440,36 +360,19 @@ fn an_agent_killed_mid_disk_fill_is_succeeded_by_one_that_deletes_the_fill_befor
     let policy = format!("[policy.disk_fill]\npaths = [\"{}\"]\n", disk.0.display());
     let mut s = setup(&policy);
     let _service = service_in(&s.web_ns, s.dir.path(), &s.web_ip, 8080);
-    let scenario = s.dir.path().join("fill.toml");
-    std::fs::write(
-        &scenario,
-        format!(
-            r#"
-name = "fill"
-rto = "3s"
-steady_state = "300ms"
-observe = "60s"
-
-[targets]
-agents = ["web-1"]
-
-[[faults]]
-kind = "disk_fill"
-path = "{path}"
-fill_to = 90
-duration = "60s"
-
-[[probes]]
-name = "http"
-kind = "http"
-url = "http://{ip}:8080/"
-interval = "50ms"
-"#,
-            path = disk.0.display(),
-            ip = s.web_ip
-        ),
-    )
-    .unwrap();
+    let scenario = ScenarioBuilder::new("fill")
+        .rto("3s")
+        .steady_state("300ms")
+        .observe("60s")
+        .agents(["web-1"])
+        .fault(
+            FaultBuilder::new("disk_fill")
+                .set("path", &disk.0)
+                .set("fill_to", 90)
+                .set("duration", "60s"),
+        )
+        .probe(ProbeBuilder::http("http", format!("http://{}:8080/", s.web_ip)).interval("50ms"))
+        .write(s.dir.path().join("fill.toml"));
     let _run = s.run_in_background(&scenario);
     wait_for("the fill file to appear", Duration::from_secs(20), || {
         !disk.fill_files().is_empty()

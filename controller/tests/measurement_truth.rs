@@ -46,37 +46,15 @@ fn check_outage(restart_delay: &str, delay_us: i64) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let _service = supervised_service(dir.path(), port, restart_delay);
-    let scenario = dir.path().join("truth.toml");
-    std::fs::write(
-        &scenario,
-        format!(
-            r#"
-name = "truth-{restart_delay}"
-rto = "5s"
-repeat = 3
-steady_state = "300ms"
-observe = "8s"
-
-[targets]
-agents = ["local"]
-
-[[faults]]
-kind = "process_kill"
-pid_file = "{pid}"
-
-[[probes]]
-name = "http"
-kind = "http"
-url = "http://127.0.0.1:{port}/"
-interval = "10ms"
-timeout = "500ms"
-recovered_after = 3
-expect_body = "ok"
-"#,
-            pid = dir.path().join("service.pid").display()
-        ),
-    )
-    .unwrap();
+    let scenario = ScenarioBuilder::new(&format!("truth-{restart_delay}"))
+        .rto("5s")
+        .repeat(3)
+        .steady_state("300ms")
+        .observe("8s")
+        .agents(["local"])
+        .fault(FaultBuilder::kill(dir.path().join("service.pid")))
+        .probe(demo_http_probe(port).timeout("500ms"))
+        .write(dir.path().join("truth.toml"));
     let (code, report, stderr) = run_local(&scenario);
     assert_eq!(
         code, 0,
@@ -162,11 +140,8 @@ fn recovery_from_a_refused_port_is_within_the_interval() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let _service = supervised_service(dir.path(), port, "200ms");
-    let fault = format!(
-        "kind = \"process_kill\"\npid_file = \"{}\"",
-        dir.path().join("service.pid").display()
-    );
-    let report = run_truth(dir.path(), "refuse", &fault, port, "self", "");
+    let fault = FaultBuilder::kill(dir.path().join("service.pid"));
+    let report = run_truth(dir.path(), "refuse", fault, port, "self", &[]);
     let events = events(&dir.path().join("events"));
     for run in report["runs"].as_array().unwrap() {
         let inject_abs_us = inject_abs_us(run);
@@ -193,7 +168,7 @@ fn recovery_from_a_refused_port_is_within_the_interval() {
 #[test]
 fn recovery_from_a_blackhole_is_within_the_interval() {
     // The server answers again from the instant its flag flipped back: that is the truth.
-    for (run, lift) in server_outage(Bad::Hang, "300ms", "hang", "") {
+    for (run, lift) in server_outage(Bad::Hang, "300ms", "hang", &[]) {
         check_estimate("hang", &run, lift, lift);
     }
 }
@@ -205,7 +180,7 @@ fn recovery_from_a_blackhole_is_within_the_interval() {
 /// within interval + 5 ms after the lift.
 #[test]
 fn recovery_from_a_partial_outage_is_within_the_interval() {
-    for (run, lift) in server_outage(Bad::EveryOther, "400ms", "partial", "spread = 2") {
+    for (run, lift) in server_outage(Bad::EveryOther, "400ms", "partial", &[("spread", 2)]) {
         // To a probe that reaches every backend the outage was total.
         assert!(
             run["grade"]["probes"][0]["partial"].is_null(),
@@ -220,7 +195,7 @@ fn recovery_from_a_partial_outage_is_within_the_interval() {
 /// that still contains the lift, and an estimate at most a lucky check early.
 #[test]
 fn a_partial_outage_without_spread_is_graded_partial_and_bracketed() {
-    for (run, lift) in server_outage(Bad::EveryOther, "400ms", "partial", "") {
+    for (run, lift) in server_outage(Bad::EveryOther, "400ms", "partial", &[]) {
         let partial = &run["grade"]["probes"][0]["partial"];
         let permille = partial["failed_permille"].as_u64();
         assert!(
@@ -252,13 +227,13 @@ fn a_partial_outage_without_spread_is_graded_partial_and_bracketed() {
 }
 
 /// Runs a two-run scenario against a [`BlackholeServer`] that is `bad` while a sleeper is
-/// paused for `hold` (probe lines `probe_extra`): each run's report and the instant
+/// paused for `hold` (more probe keys `probe_extra`): each run's report and the instant
 /// (CLOCK_MONOTONIC µs) the server stopped being bad.
 fn server_outage(
     bad: Bad,
     hold: &str,
     name: &str,
-    probe_extra: &str,
+    probe_extra: &[(&str, u32)],
 ) -> Vec<(serde_json::Value, i64)> {
     let dir = tempfile::tempdir().unwrap();
     let (_sleeper, pid_file) = sleeper(dir.path());
@@ -268,14 +243,10 @@ fn server_outage(
         .parse()
         .unwrap();
     let server = BlackholeServer::start(pid, bad);
-    let fault = format!(
-        "kind = \"process_pause\"\npid_file = \"{}\"\nduration = \"{hold}\"",
-        pid_file.display()
-    );
     let report = run_truth(
         dir.path(),
         name,
-        &fault,
+        FaultBuilder::pause(&pid_file, hold),
         server.port,
         "after_revert",
         probe_extra,
@@ -305,11 +276,8 @@ fn recovery_from_a_pause_is_within_the_interval() {
     let port = free_port();
     let service = bare_service(dir.path(), port);
     let watch = StopWatch::start(service.pid());
-    let fault = format!(
-        "kind = \"process_pause\"\npid_file = \"{}\"\nduration = \"1500ms\"",
-        dir.path().join("service.pid").display()
-    );
-    let report = run_truth(dir.path(), "pause", &fault, port, "after_revert", "");
+    let fault = FaultBuilder::pause(dir.path().join("service.pid"), "1500ms");
+    let report = run_truth(dir.path(), "pause", fault, port, "after_revert", &[]);
     let resumes = watch.resumes();
     for run in report["runs"].as_array().unwrap() {
         let inject = inject_abs_us(run);
@@ -322,47 +290,30 @@ fn recovery_from_a_pause_is_within_the_interval() {
     }
 }
 
-/// Runs a two-run scenario with one fault and the truth cases' probe (plus `probe_extra`
-/// lines); returns the report.
+/// Runs a two-run scenario with one fault and the truth cases' probe (plus the keys
+/// `probe_extra`); returns the report.
 fn run_truth(
     dir: &std::path::Path,
     name: &str,
-    fault: &str,
+    fault: FaultBuilder,
     port: u16,
     recovery: &str,
-    probe_extra: &str,
+    probe_extra: &[(&str, u32)],
 ) -> serde_json::Value {
-    let scenario = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &scenario,
-        format!(
-            r#"
-name = "truth-{name}"
-rto = "5s"
-repeat = 2
-steady_state = "300ms"
-observe = "8s"
-recovery = "{recovery}"
-
-[targets]
-agents = ["local"]
-
-[[faults]]
-{fault}
-
-[[probes]]
-name = "http"
-kind = "http"
-url = "http://127.0.0.1:{port}/"
-interval = "10ms"
-timeout = "1s"
-recovered_after = 3
-expect_body = "ok"
-{probe_extra}
-"#
-        ),
-    )
-    .unwrap();
+    let probe = probe_extra.iter().fold(
+        demo_http_probe(port).timeout("1s"),
+        |probe, (key, value)| probe.set(key, *value),
+    );
+    let scenario = ScenarioBuilder::new(&format!("truth-{name}"))
+        .rto("5s")
+        .repeat(2)
+        .steady_state("300ms")
+        .observe("8s")
+        .recovery(recovery)
+        .agents(["local"])
+        .fault(fault)
+        .probe(probe)
+        .write(dir.join(format!("{name}.toml")));
     let (code, report, stderr) = run_local(&scenario);
     assert_eq!(
         code, 0,

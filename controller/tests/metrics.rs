@@ -9,7 +9,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -195,38 +195,20 @@ fn scrape(addr: SocketAddr) -> Exposition {
 }
 
 fn pause_scenario(dir: &Path, port: u16) -> std::path::PathBuf {
-    let path = dir.join("metrics-pause.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"name = "metrics-pause"
-rto = "5s"
-recovery = "after_revert"
-steady_state = "300ms"
-observe = "10s"
-
-[targets]
-agents = ["web-1"]
-
-[[faults]]
-kind = "process_pause"
-pid_file = "{pid}"
-duration = "1s"
-
-[[probes]]
-name = "http"
-kind = "http"
-url = "http://127.0.0.1:{port}/"
-interval = "20ms"
-timeout = "100ms"
-recovered_after = 2
-expect_body = "ok"
-"#,
-            pid = dir.join("service.pid").display()
-        ),
-    )
-    .unwrap();
-    path
+    ScenarioBuilder::new("metrics-pause")
+        .rto("5s")
+        .recovery("after_revert")
+        .steady_state("300ms")
+        .observe("10s")
+        .agents(["web-1"])
+        .fault(FaultBuilder::pause(dir.join("service.pid"), "1s"))
+        .probe(
+            demo_http_probe(port)
+                .interval("20ms")
+                .timeout("100ms")
+                .recovered_after(2),
+        )
+        .write(dir.join("metrics-pause.toml"))
 }
 
 #[test]
@@ -262,13 +244,8 @@ fn metrics_count_agents_faults_runs_and_recovery_in_the_prometheus_text_format()
     let port = free_port();
     let _service = bare_service(dir.path(), port);
     let scenario = pause_scenario(dir.path(), port);
-    let (op_cert, op_key) = certs.pair("operator", "sre");
-    let run = Command::new(gameday_bin())
-        .args(["run", "--output", "json", "--controller", &controller.url()])
-        .arg(&scenario)
-        .env("GAMEDAY_CA", certs.ca())
-        .env("GAMEDAY_CERT", &op_cert)
-        .env("GAMEDAY_KEY", &op_key)
+    let run = controller
+        .run_command(&certs, &scenario)
         .stdout(Stdio::piped())
         .spawn()
         .expect("start gameday run");

@@ -150,36 +150,15 @@ fn remote_run_passes_against_a_served_controller() {
 
     let port = free_port();
     let _service = supervised_service(dir.path(), port, "200ms");
-    let file = dir.path().join("remote.toml");
-    std::fs::write(
-        &file,
-        format!(
-            r#"name = "remote"
-rto = "3s"
-observe = "5s"
-steady_state = "300ms"
-
-[targets]
-labels = {{ role = "web" }}
-max_targets = 1
-
-[[faults]]
-kind = "process_kill"
-pid_file = "{pid}"
-
-[[probes]]
-name = "http"
-kind = "http"
-url = "http://127.0.0.1:{port}/"
-interval = "10ms"
-timeout = "200ms"
-recovered_after = 3
-expect_body = "ok"
-"#,
-            pid = dir.path().join("service.pid").display()
-        ),
-    )
-    .unwrap();
+    let file = ScenarioBuilder::new("remote")
+        .rto("3s")
+        .observe("5s")
+        .steady_state("300ms")
+        .labels(&[("role", "web")])
+        .max_targets(1)
+        .fault(FaultBuilder::kill(dir.path().join("service.pid")))
+        .probe(demo_http_probe(port))
+        .write(dir.path().join("remote.toml"));
     let url = ctl.url();
     let out = gameday(
         &[

@@ -44,11 +44,7 @@ impl Fleet {
     }
 
     fn agent_listed(&self) -> bool {
-        let (cert, key) = self.certs.pair("operator", "sre");
-        let ca = self.certs.ca();
-        let env = self.controller.operator_env(&ca, &cert, &key);
-        let (code, out) = self.controller.agents(&env);
-        code == 0 && out.lines().any(|l| l.starts_with("web-1 "))
+        self.controller.lists(&self.certs, "web-1")
     }
 
     async fn client(&self) -> OperatorClient<Channel> {
@@ -148,14 +144,16 @@ fn a_scenario_over_the_size_limit_is_a_usage_error_naming_the_limit() {
 }
 
 /// Largest gap between consecutive sample starts of the run's first probe, and the count.
+/// Samples are listed as their checks end, and checks overlap: the starts are put in order.
 fn sampling_gaps(report: &serde_json::Value) -> (u64, Vec<u64>) {
     let samples = report["runs"][0]["probes"][0]["samples"]
         .as_array()
         .expect("samples");
-    let starts: Vec<u64> = samples
+    let mut starts: Vec<u64> = samples
         .iter()
         .map(|s| s["start_us"].as_u64().unwrap())
         .collect();
+    starts.sort_unstable();
     let mut gaps: Vec<u64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
     gaps.sort_unstable();
     (*gaps.last().unwrap_or(&0), gaps)
@@ -167,34 +165,18 @@ fn hostile_scenarios_and_an_operator_flood_during_a_run_leave_its_probes_on_cade
     let service_dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let _service = supervised_service(service_dir.path(), port, "500ms");
-    let scenario = fleet.dir.path().join("kill.toml");
-    std::fs::write(
-        &scenario,
-        format!(
-            r#"
-name = "kill-under-load"
-rto = "3s"
-steady_state = "1s"
-observe = "6s"
-
-[targets]
-agents = ["web-1"]
-
-[[faults]]
-kind = "process_kill"
-pid_file = "{pid}"
-
-[[probes]]
-name = "svc"
-kind = "tcp"
-address = "127.0.0.1:{port}"
-interval = "10ms"
-timeout = "200ms"
-"#,
-            pid = service_dir.path().join("service.pid").display()
-        ),
-    )
-    .unwrap();
+    let scenario = ScenarioBuilder::new("kill-under-load")
+        .rto("3s")
+        .steady_state("1s")
+        .observe("6s")
+        .agents(["web-1"])
+        .fault(FaultBuilder::kill(service_dir.path().join("service.pid")))
+        .probe(
+            ProbeBuilder::tcp("svc", format!("127.0.0.1:{port}"))
+                .interval("10ms")
+                .timeout("200ms"),
+        )
+        .write(fleet.dir.path().join("kill.toml"));
 
     let done = Arc::new(AtomicBool::new(false));
     let calls = Arc::new(AtomicUsize::new(0));

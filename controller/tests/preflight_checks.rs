@@ -16,33 +16,19 @@ use std::time::Duration;
 
 use common::*;
 
-/// A scenario whose faults (`faults`: whole `[[faults]]` tables) target the local agent,
-/// with an hour of steady state.
-fn scenario(dir: &Path, faults: &str) -> PathBuf {
-    let file = dir.join("scenario.toml");
-    std::fs::write(
-        &file,
-        format!(
-            r#"name = "preflight"
-rto = "1s"
-steady_state = "1h"
-observe = "2s"
-
-[targets]
-agents = ["local"]
-
-{faults}
-
-[[probes]]
-name = "tcp"
-kind = "tcp"
-address = "127.0.0.1:{port}"
-"#,
-            port = free_port()
-        ),
-    )
-    .unwrap();
-    file
+/// A scenario whose `fault` targets the local agent, with an hour of steady state.
+fn scenario(dir: &Path, fault: FaultBuilder) -> PathBuf {
+    ScenarioBuilder::new("preflight")
+        .rto("1s")
+        .steady_state("1h")
+        .observe("2s")
+        .agents(["local"])
+        .fault(fault)
+        .probe(ProbeBuilder::tcp(
+            "tcp",
+            format!("127.0.0.1:{}", free_port()),
+        ))
+        .write(dir.join("scenario.toml"))
 }
 
 /// `gameday run --local FILE --agent-policy POLICY --output json`, which must end well before
@@ -90,13 +76,7 @@ fn assert_refused_in_preflight(
 fn a_forbidden_process_fails_preflight_before_the_steady_state() {
     let dir = tempfile::tempdir().unwrap();
     let (mut target, pid_file) = sleeper(dir.path());
-    let file = scenario(
-        dir.path(),
-        &format!(
-            "[[faults]]\nkind = \"process_kill\"\npid_file = \"{}\"",
-            pid_file.display()
-        ),
-    );
+    let file = scenario(dir.path(), FaultBuilder::kill(&pid_file));
     let result = run_with_policy(&file, "[policy.process_kill]\ndeny = [\"^sleep\"]\n");
     assert_refused_in_preflight(
         result,
@@ -114,7 +94,7 @@ fn a_pattern_matching_no_process_fails_preflight_before_the_steady_state() {
     let dir = tempfile::tempdir().unwrap();
     let file = scenario(
         dir.path(),
-        "[[faults]]\nkind = \"process_kill\"\ncmdline = \"^gameday-no-such-process-[0-9]{40}$\"",
+        FaultBuilder::new("process_kill").set("cmdline", "^gameday-no-such-process-[0-9]{40}$"),
     );
     assert_refused_in_preflight(
         run_with_policy(&file, ""),
@@ -134,10 +114,10 @@ fn a_path_outside_the_policy_fails_preflight_before_the_steady_state() {
     std::fs::create_dir_all(&other).unwrap();
     let file = scenario(
         dir.path(),
-        &format!(
-            "[[faults]]\nkind = \"disk_fill\"\npath = \"{}\"\nsize = \"1MiB\"\nduration = \"1s\"",
-            other.display()
-        ),
+        FaultBuilder::new("disk_fill")
+            .set("path", &other)
+            .set("size", "1MiB")
+            .set("duration", "1s"),
     );
     let policy = format!("[policy.disk_fill]\npaths = [\"{}\"]\n", allowed.display());
     assert_refused_in_preflight(
@@ -158,13 +138,7 @@ fn a_path_outside_the_policy_fails_preflight_before_the_steady_state() {
 fn a_kind_the_policy_does_not_allow_says_so_in_preflight() {
     let dir = tempfile::tempdir().unwrap();
     let (_target, pid_file) = sleeper(dir.path());
-    let file = scenario(
-        dir.path(),
-        &format!(
-            "[[faults]]\nkind = \"process_pause\"\npid_file = \"{}\"\nduration = \"1s\"",
-            pid_file.display()
-        ),
-    );
+    let file = scenario(dir.path(), FaultBuilder::pause(&pid_file, "1s"));
     assert_refused_in_preflight(
         run_with_policy(&file, "[policy]\nallow_faults = [\"process_kill\"]\n"),
         &[
@@ -179,13 +153,7 @@ fn a_kind_the_policy_does_not_allow_says_so_in_preflight() {
 fn a_process_outside_the_policys_scopes_fails_preflight() {
     let dir = tempfile::tempdir().unwrap();
     let (mut target, pid_file) = sleeper(dir.path());
-    let file = scenario(
-        dir.path(),
-        &format!(
-            "[[faults]]\nkind = \"process_kill\"\npid_file = \"{}\"",
-            pid_file.display()
-        ),
-    );
+    let file = scenario(dir.path(), FaultBuilder::kill(&pid_file));
     // No process is in this cgroup, so the sleeper is outside every allowed scope.
     let policy = "[policy.process_kill]\nscopes = [\"cgroup:/gameday-no-such-cgroup\"]\n";
     assert_refused_in_preflight(

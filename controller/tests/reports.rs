@@ -278,34 +278,16 @@ fn run_writes_junit_and_html_that_consumers_read() {
     let port = free_port();
     // Restarted 400 ms after each kill: recovery takes ~0.4 s, over the 250 ms RTO, twice.
     let _service = supervised_service(dir.path(), port, "400ms");
-    let scenario = format!(
-        r#"name = "reports <&> 'gate'"
-rto = "250ms"
-repeat = 2
-steady_state = "600ms"
-observe = "3s"
-cooldown = "200ms"
-
-[targets]
-agents = ["local"]
-
-[[faults]]
-kind = "process_kill"
-pid_file = "{pid}"
-
-[[probes]]
-name = "http <home>"
-kind = "http"
-url = "http://127.0.0.1:{port}/"
-interval = "10ms"
-timeout = "200ms"
-recovered_after = 3
-expect_body = "ok"
-"#,
-        pid = dir.path().join("service.pid").display()
-    );
-    let file = dir.path().join("gate.toml");
-    std::fs::write(&file, scenario).unwrap();
+    let file = ScenarioBuilder::new("reports <&> 'gate'")
+        .rto("250ms")
+        .repeat(2)
+        .steady_state("600ms")
+        .observe("3s")
+        .cooldown("200ms")
+        .agents(["local"])
+        .fault(FaultBuilder::kill(dir.path().join("service.pid")))
+        .probe(demo_http_probe(port).name("http <home>"))
+        .write(dir.path().join("gate.toml"));
     let junit = dir.path().join("out.xml");
     let html = dir.path().join("report.html");
     let out = gameday(

@@ -13,48 +13,12 @@ use std::time::Duration;
 
 use common::*;
 
-/// A scenario killing the process named in `pid_file` on `agent`, watched by `probe` (a whole
-/// `[[probes]]` table).
-fn scenario_text(name: &str, agent: &str, pid_file: &Path, timing: &str, probe: &str) -> String {
-    format!(
-        r#"name = "{name}"
-{timing}
-
-[targets]
-agents = ["{agent}"]
-
-[[faults]]
-kind = "process_kill"
-pid_file = "{pid_file}"
-
-{probe}
-"#,
-        pid_file = pid_file.display()
-    )
-}
-
-fn http_probe(port: u16) -> String {
-    format!(
-        r#"[[probes]]
-name = "http"
-kind = "http"
-url = "http://127.0.0.1:{port}/"
-interval = "10ms"
-timeout = "200ms"
-recovered_after = 3
-expect_body = "ok""#
-    )
-}
-
-fn tcp_probe(port: u16) -> String {
-    format!(
-        r#"[[probes]]
-name = "port"
-kind = "tcp"
-address = "127.0.0.1:{port}"
-interval = "10ms"
-timeout = "200ms""#
-    )
+/// A scenario with run_outcomes' timing: 300 ms of steady state, a 1 s RTO observed for 2 s.
+fn quick(name: &str) -> ScenarioBuilder {
+    ScenarioBuilder::new(name)
+        .rto("1s")
+        .observe("2s")
+        .steady_state("300ms")
 }
 
 fn write(dir: &Path, file: &str, text: &str) -> PathBuf {
@@ -69,17 +33,11 @@ fn service_that_never_comes_back_fails_with_exit_1() {
     let port = free_port();
     let mut service = bare_service(dir.path(), port);
     let pid = service.pid();
-    let file = write(
-        dir.path(),
-        "gone.toml",
-        &scenario_text(
-            "gone",
-            "local",
-            &dir.path().join("service.pid"),
-            "rto = \"1s\"\nobserve = \"2s\"\nsteady_state = \"300ms\"",
-            &http_probe(port),
-        ),
-    );
+    let file = quick("gone")
+        .agents(["local"])
+        .fault(FaultBuilder::kill(dir.path().join("service.pid")))
+        .probe(demo_http_probe(port))
+        .write(dir.path().join("gone.toml"));
     let (code, report, stderr) = run_local(&file);
     let ctx = format!("stderr:\n{stderr}\nreport: {report:#}");
     assert_eq!(code, 1, "a service that stays down is an RTO breach; {ctx}");
@@ -119,17 +77,15 @@ fn unhealthy_steady_state_is_inconclusive_and_injects_nothing() {
     let (mut target, pid_file) = sleeper(dir.path());
     // Nothing listens here: the steady state cannot be healthy.
     let dead_port = free_port();
-    let file = write(
-        dir.path(),
-        "unsteady.toml",
-        &scenario_text(
-            "unsteady",
-            "local",
-            &pid_file,
-            "rto = \"1s\"\nobserve = \"2s\"\nsteady_state = \"300ms\"",
-            &tcp_probe(dead_port),
-        ),
-    );
+    let file = quick("unsteady")
+        .agents(["local"])
+        .fault(FaultBuilder::kill(&pid_file))
+        .probe(
+            ProbeBuilder::tcp("port", format!("127.0.0.1:{dead_port}"))
+                .interval("10ms")
+                .timeout("200ms"),
+        )
+        .write(dir.path().join("unsteady.toml"));
     let (code, report, stderr) = run_local(&file);
     let ctx = format!("stderr:\n{stderr}\nreport: {report:#}");
     assert_eq!(code, 3, "an unhealthy steady state is inconclusive; {ctx}");
@@ -150,17 +106,11 @@ fn absent_agent_is_an_error_before_anything_is_injected() {
     let port = free_port();
     let _service = bare_service(dir.path(), port);
     let (mut target, pid_file) = sleeper(dir.path());
-    let file = write(
-        dir.path(),
-        "ghost.toml",
-        &scenario_text(
-            "ghost",
-            "ghost",
-            &pid_file,
-            "rto = \"1s\"\nobserve = \"2s\"\nsteady_state = \"300ms\"",
-            &http_probe(port),
-        ),
-    );
+    let file = quick("ghost")
+        .agents(["ghost"])
+        .fault(FaultBuilder::kill(&pid_file))
+        .probe(demo_http_probe(port))
+        .write(dir.path().join("ghost.toml"));
     let (code, report, stderr) = run_local(&file);
     let ctx = format!("stderr:\n{stderr}\nreport: {report:#}");
     assert_eq!(
@@ -186,17 +136,11 @@ fn policy_refuses_pid_1_and_nothing_is_injected() {
     let port = free_port();
     let mut service = bare_service(dir.path(), port);
     let pid_file = write(dir.path(), "init.pid", "1\n");
-    let file = write(
-        dir.path(),
-        "init.toml",
-        &scenario_text(
-            "init",
-            "local",
-            &pid_file,
-            "rto = \"1s\"\nobserve = \"2s\"\nsteady_state = \"300ms\"",
-            &http_probe(port),
-        ),
-    );
+    let file = quick("init")
+        .agents(["local"])
+        .fault(FaultBuilder::kill(&pid_file))
+        .probe(demo_http_probe(port))
+        .write(dir.path().join("init.toml"));
     let (code, report, stderr) = run_local(&file);
     let ctx = format!("stderr:\n{stderr}\nreport: {report:#}");
     assert_eq!(
@@ -374,17 +318,15 @@ fn a_missing_capability_fails_preflight_naming_the_host_and_the_kind() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let _service = bare_service(dir.path(), port);
-    let file = write(
-        dir.path(),
-        "fill.toml",
-        &format!(
-            "name = \"fill\"\nrto = \"1s\"\nobserve = \"2s\"\nsteady_state = \"300ms\"\n\n\
-             [targets]\nagents = [\"local\"]\n\n\
-             [[faults]]\nkind = \"disk_fill\"\npath = \"{}\"\nfill_to = 90\n\n{}",
-            dir.path().display(),
-            http_probe(port)
-        ),
-    );
+    let file = quick("fill")
+        .agents(["local"])
+        .fault(
+            FaultBuilder::new("disk_fill")
+                .set("path", dir.path())
+                .set("fill_to", 90),
+        )
+        .probe(demo_http_probe(port))
+        .write(dir.path().join("fill.toml"));
     let (code, report, stderr) = run_local(&file);
     let ctx = format!("stderr:\n{stderr}\nreport: {report:#}");
     assert_eq!(
@@ -407,17 +349,11 @@ fn the_local_agent_takes_its_policy_from_agent_policy() {
     let port = free_port();
     let mut service = bare_service(dir.path(), port);
     let pid_file = dir.path().join("service.pid");
-    let file = write(
-        dir.path(),
-        "kill.toml",
-        &scenario_text(
-            "kill",
-            "local",
-            &pid_file,
-            "rto = \"1s\"\nobserve = \"2s\"\nsteady_state = \"300ms\"",
-            &http_probe(port),
-        ),
-    );
+    let file = quick("kill")
+        .agents(["local"])
+        .fault(FaultBuilder::kill(&pid_file))
+        .probe(demo_http_probe(port))
+        .write(dir.path().join("kill.toml"));
     let policy = write(
         dir.path(),
         "policy.toml",
@@ -477,19 +413,16 @@ fn revert_on_recovery_ends_a_holding_fault_as_soon_as_the_service_is_back() {
     let port = free_port();
     let _service = supervised_service(dir.path(), port, "300ms");
     let (mut bystander, bystander_pid) = sleeper(dir.path());
-    let file = write(
-        dir.path(),
-        "on_recovery.toml",
-        &format!(
-            "name = \"on-recovery\"\nrto = \"2s\"\nobserve = \"40s\"\nsteady_state = \"300ms\"\n\
-             revert = \"on_recovery\"\n\n[targets]\nagents = [\"local\"]\n\n\
-             [[faults]]\nkind = \"process_kill\"\npid_file = \"{}\"\n\n\
-             [[faults]]\nkind = \"process_pause\"\npid_file = \"{}\"\nduration = \"30s\"\n\n{}",
-            dir.path().join("service.pid").display(),
-            bystander_pid.display(),
-            http_probe(port)
-        ),
-    );
+    let file = ScenarioBuilder::new("on-recovery")
+        .rto("2s")
+        .observe("40s")
+        .steady_state("300ms")
+        .revert("on_recovery")
+        .agents(["local"])
+        .fault(FaultBuilder::kill(dir.path().join("service.pid")))
+        .fault(FaultBuilder::pause(&bystander_pid, "30s"))
+        .probe(demo_http_probe(port))
+        .write(dir.path().join("on_recovery.toml"));
     let started = std::time::Instant::now();
     let (code, report, stderr) = run_local(&file);
     let ctx = format!("stderr:\n{stderr}\nreport: {report:#}");
@@ -510,14 +443,14 @@ fn revert_on_recovery_ends_a_holding_fault_as_soon_as_the_service_is_back() {
 /// A pause of the service held 600 ms with a 3 s RTO: the service is back right after the
 /// revert, well within the RTO, but it did not heal; it only came back because the fault was
 /// lifted.
-fn pause_text(dir: &Path, port: u16, extra: &str) -> String {
-    format!(
-        "name = \"pause-only\"\nrto = \"3s\"\nobserve = \"4s\"\nsteady_state = \"300ms\"\n{extra}\n\n\
-         [targets]\nagents = [\"local\"]\n\n\
-         [[faults]]\nkind = \"process_pause\"\npid_file = \"{}\"\nduration = \"600ms\"\n\n{}",
-        dir.join("service.pid").display(),
-        http_probe(port)
-    )
+fn pause_only(dir: &Path, port: u16) -> ScenarioBuilder {
+    ScenarioBuilder::new("pause-only")
+        .rto("3s")
+        .observe("4s")
+        .steady_state("300ms")
+        .agents(["local"])
+        .fault(FaultBuilder::pause(dir.join("service.pid"), "600ms"))
+        .probe(demo_http_probe(port))
 }
 
 #[test]
@@ -525,7 +458,7 @@ fn a_service_back_only_after_the_revert_fails_even_within_the_rto() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let _service = bare_service(dir.path(), port);
-    let file = write(dir.path(), "pause.toml", &pause_text(dir.path(), port, ""));
+    let file = pause_only(dir.path(), port).write(dir.path().join("pause.toml"));
     let (code, report, stderr) = run_local(&file);
     let ctx = format!("stderr:\n{stderr}\nreport: {report:#}");
     assert_eq!(code, 1, "{ctx}");
@@ -561,11 +494,9 @@ fn a_service_back_only_after_the_revert_fails_even_within_the_rto() {
     );
 
     // The same game day, saying that coming back after the revert is what it measures.
-    let file = write(
-        dir.path(),
-        "pause-after.toml",
-        &pause_text(dir.path(), port, "recovery = \"after_revert\""),
-    );
+    let file = pause_only(dir.path(), port)
+        .recovery("after_revert")
+        .write(dir.path().join("pause-after.toml"));
     let (code, report, stderr) = run_local(&file);
     let ctx = format!("stderr:\n{stderr}\nreport: {report:#}");
     assert_eq!(code, 0, "{ctx}");
@@ -580,17 +511,15 @@ fn impact_where_none_was_expected_is_a_fail_in_every_view() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let _service = supervised_service(dir.path(), port, "300ms");
-    let file = write(
-        dir.path(),
-        "redundant.toml",
-        &scenario_text(
-            "not-redundant",
-            "local",
-            &dir.path().join("service.pid"),
-            "rto = \"2s\"\nobserve = \"4s\"\nsteady_state = \"300ms\"\nexpect = \"no_impact\"",
-            &http_probe(port),
-        ),
-    );
+    let file = ScenarioBuilder::new("not-redundant")
+        .rto("2s")
+        .observe("4s")
+        .steady_state("300ms")
+        .expect("no_impact")
+        .agents(["local"])
+        .fault(FaultBuilder::kill(dir.path().join("service.pid")))
+        .probe(demo_http_probe(port))
+        .write(dir.path().join("redundant.toml"));
     let (code, json, stderr) = run_local(&file);
     let ctx = format!("stderr:\n{stderr}\nreport: {json:#}");
     assert_eq!(code, 1, "{ctx}");
@@ -635,11 +564,7 @@ fn impact_where_none_was_expected_is_a_fail_in_every_view() {
 #[test]
 fn validate_warns_about_a_fault_held_no_longer_than_the_rto() {
     let dir = tempfile::tempdir().unwrap();
-    let file = write(
-        dir.path(),
-        "short.toml",
-        &pause_text(dir.path(), free_port(), ""),
-    );
+    let file = pause_only(dir.path(), free_port()).write(dir.path().join("short.toml"));
     let out = gameday(&["validate", file.to_str().unwrap()], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
@@ -654,11 +579,9 @@ fn validate_warns_about_a_fault_held_no_longer_than_the_rto() {
         )),
         "{stderr}"
     );
-    let file = write(
-        dir.path(),
-        "after.toml",
-        &pause_text(dir.path(), free_port(), "recovery = \"after_revert\""),
-    );
+    let file = pause_only(dir.path(), free_port())
+        .recovery("after_revert")
+        .write(dir.path().join("after.toml"));
     let out = gameday(&["validate", file.to_str().unwrap()], &[]);
     assert!(
         !String::from_utf8_lossy(&out.stderr).contains("warning"),
@@ -675,27 +598,23 @@ fn a_fleet_scenario_runs_on_the_local_agent_with_target() {
     let pid_file = dir.path().join("service.pid");
     // A scenario written for the fleet: it targets web-1 by name and role, and spells the
     // signal the way `kill -s` does.
-    let text = format!(
-        r#"name = "fleet-kill"
-rto = "3s"
-observe = "5s"
-steady_state = "300ms"
-
-[targets]
-agents = ["web-1"]
-labels = {{ role = "web" }}
-
-[[faults]]
-kind = "process_kill"
-signal = "KILL"
-pid_file = "{pid}"
-
-{probe}
-"#,
-        pid = pid_file.display(),
-        probe = tcp_probe(port)
-    );
-    let file = write(dir.path(), "fleet.toml", &text);
+    let file = ScenarioBuilder::new("fleet-kill")
+        .rto("3s")
+        .observe("5s")
+        .steady_state("300ms")
+        .agents(["web-1"])
+        .labels(&[("role", "web")])
+        .fault(
+            FaultBuilder::new("process_kill")
+                .set("signal", "KILL")
+                .set("pid_file", &pid_file),
+        )
+        .probe(
+            ProbeBuilder::tcp("port", format!("127.0.0.1:{port}"))
+                .interval("10ms")
+                .timeout("200ms"),
+        )
+        .write(dir.path().join("fleet.toml"));
     let before = std::fs::read_to_string(&pid_file).unwrap();
 
     // Without --target the local agent is not what the scenario targets: preflight fails as

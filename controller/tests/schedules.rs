@@ -110,38 +110,20 @@ fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
 
 /// A scenario pausing the demo service of `dir` (its `service.pid`) for 500 ms.
 fn pause_scenario(dir: &Path, name: &str, port: u16) -> PathBuf {
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            r#"name = "{name}"
-rto = "3s"
-recovery = "after_revert"
-steady_state = "200ms"
-observe = "5s"
-
-[targets]
-agents = ["web-1"]
-
-[[faults]]
-kind = "process_pause"
-pid_file = "{pid}"
-duration = "500ms"
-
-[[probes]]
-name = "http"
-kind = "http"
-url = "http://127.0.0.1:{port}/"
-interval = "20ms"
-timeout = "100ms"
-recovered_after = 2
-expect_body = "ok"
-"#,
-            pid = dir.join("service.pid").display()
-        ),
-    )
-    .unwrap();
-    path
+    ScenarioBuilder::new(name)
+        .rto("3s")
+        .recovery("after_revert")
+        .steady_state("200ms")
+        .observe("5s")
+        .agents(["web-1"])
+        .fault(FaultBuilder::pause(dir.join("service.pid"), "500ms"))
+        .probe(
+            demo_http_probe(port)
+                .interval("20ms")
+                .timeout("100ms")
+                .recovered_after(2),
+        )
+        .write(dir.join(format!("{name}.toml")))
 }
 
 /// A demo service in a directory of its own and a scenario pausing it.
@@ -201,18 +183,7 @@ impl Site {
 
     /// `gameday ARGS` as the operator: (exit code, stdout, stderr).
     fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let (cert, key) = self.certs.pair("operator", "sre");
-        let ca = self.certs.ca();
-        let env = self.controller.operator_env(&ca, &cert, &key);
-        let url = self.controller.url();
-        let mut all = args.to_vec();
-        all.extend(["--controller", &url]);
-        let out = gameday(&all, &env);
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        self.controller.cli(&self.certs, args)
     }
 }
 

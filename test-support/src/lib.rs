@@ -1,8 +1,13 @@
 //! Test support shared by gameday's crates: prerequisites that fail loudly in CI, bounded
 //! waits, network namespaces the test creates (and always deletes) with a way to run code
 //! inside one, and cgroups likewise. Nothing here touches the machine's own network.
+//! [`ScenarioBuilder`] writes the scenario files of tests whose scenario is a means.
 // Test support runs the `ip` and `sh` commands the tests need.
 #![allow(clippy::disallowed_methods)]
+
+pub mod scenario;
+
+pub use scenario::{FaultBuilder, IntoToml, ProbeBuilder, ScenarioBuilder};
 
 use std::fs::File;
 use std::process::{Command, Output};

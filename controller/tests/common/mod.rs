@@ -26,7 +26,24 @@ pub fn agent_bin() -> PathBuf {
     p
 }
 
+#[allow(unused_imports)] // not every test binary writes a scenario
+pub use gameday_test_support::{FaultBuilder, ProbeBuilder, ScenarioBuilder};
 pub use lab::netns::wait_for;
+
+/// The demo service's HTTP check on 127.0.0.1:`port` (a good answer says "ok"), named `http`:
+/// every 10 ms, each check bounded by 200 ms, recovered after 3 good answers in a row.
+pub fn demo_http_probe(port: u16) -> ProbeBuilder {
+    ProbeBuilder::http("http", format!("http://127.0.0.1:{port}/"))
+        .interval("10ms")
+        .timeout("200ms")
+        .recovered_after(3)
+        .expect_body("ok")
+}
+
+/// A TCP check of 127.0.0.1:`port` named `svc`, every 20 ms (with the default timeout).
+pub fn svc_probe(port: u16) -> ProbeBuilder {
+    ProbeBuilder::tcp("svc", format!("127.0.0.1:{port}")).interval("20ms")
+}
 
 /// A harmless `sleep` child (a fault target) whose pid is written to `dir/target.pid`; its
 /// argument makes its command line unique to this test process.
@@ -317,11 +334,27 @@ impl Controller {
         netns: Option<&str>,
         listen: &str,
     ) -> Controller {
+        Controller::serve(dir, certs, heartbeat_timeout, netns, listen, "", None).0
+    }
+
+    /// Writes `dir/controller.toml` (listening on `listen`, its data in `dir/controller-data`,
+    /// with `extra` TOML before its `[tls]` table) and starts `gameday serve` on it, inside
+    /// `netns` when given, with `GAMEDAY_LOG` set to `log` when given; returns once it has
+    /// printed its address. Its stderr lines are echoed and kept in the returned buffer.
+    fn serve(
+        dir: &Path,
+        certs: &Certs,
+        heartbeat_timeout: &str,
+        netns: Option<&str>,
+        listen: &str,
+        extra: &str,
+        log: Option<&str>,
+    ) -> (Controller, Lines) {
         let config = dir.join("controller.toml");
         std::fs::write(
             &config,
             format!(
-                "listen = \"{listen}\"\ndata_dir = \"{}\"\nheartbeat_interval = \"200ms\"\nheartbeat_timeout = \"{heartbeat_timeout}\"\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+                "listen = \"{listen}\"\ndata_dir = \"{}\"\nheartbeat_interval = \"200ms\"\nheartbeat_timeout = \"{heartbeat_timeout}\"\n{extra}\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
                 dir.join("controller-data").display(),
                 certs.ca().display(),
                 certs.dir.join("controller.pem").display(),
@@ -329,14 +362,19 @@ impl Controller {
             ),
         )
         .unwrap();
-        let mut child = in_netns(netns, &gameday_bin())
-            .args(["serve", "--config"])
-            .arg(&config)
+        let mut cmd = in_netns(netns, &gameday_bin());
+        cmd.args(["serve", "--config"]).arg(&config);
+        if let Some(log) = log {
+            cmd.env("GAMEDAY_LOG", log);
+        }
+        let mut child = cmd
             .stderr(Stdio::piped())
             .spawn()
             .expect("start gameday serve");
         let stderr = child.stderr.take().unwrap();
+        let lines: Lines = Default::default();
         let (tx, rx) = std::sync::mpsc::channel();
+        let kept = lines.clone();
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -347,6 +385,7 @@ impl Controller {
                     }
                 }
                 eprintln!("[controller] {line}");
+                kept.lock().unwrap().push(line);
             }
         });
         let guard = ChildGuard {
@@ -358,11 +397,12 @@ impl Controller {
             .expect("the controller printed its address")
             .parse()
             .unwrap();
-        Controller {
+        let controller = Controller {
             guard,
             addr,
             netns: netns.map(str::to_string),
-        }
+        };
+        (controller, lines)
     }
 
     pub fn url(&self) -> String {
@@ -453,6 +493,64 @@ impl Controller {
                 String::from_utf8_lossy(&out.stderr)
             ),
         )
+    }
+
+    /// `gameday ARGS --controller URL` as the operator `sre` of `certs` (its CA, certificate
+    /// and key in GAMEDAY_CA, GAMEDAY_CERT and GAMEDAY_KEY), from the controller's namespace
+    /// when it runs in one: a command to run, or to spawn with the pipes the test wants.
+    pub fn operator_command(&self, certs: &Certs, args: &[&str]) -> Command {
+        let (cert, key) = certs.pair("operator", "sre");
+        let mut cmd = in_netns(self.netns.as_deref(), &gameday_bin());
+        cmd.args(args)
+            .args(["--controller", &self.url()])
+            .env("GAMEDAY_CA", certs.ca())
+            .env("GAMEDAY_CERT", cert)
+            .env("GAMEDAY_KEY", key);
+        cmd
+    }
+
+    /// Runs `gameday ARGS --controller URL` as the operator `sre` to its end: exit code,
+    /// stdout and stderr.
+    pub fn cli(&self, certs: &Certs, args: &[&str]) -> (i32, String, String) {
+        let out = self
+            .operator_command(certs, args)
+            .output()
+            .expect("run gameday");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `gameday run --output json --controller URL SCENARIO` as the operator `sre`.
+    pub fn run_command(&self, certs: &Certs, scenario: &Path) -> Command {
+        let mut cmd = self.operator_command(certs, &["run", "--output", "json"]);
+        cmd.arg(scenario);
+        cmd
+    }
+
+    /// Runs `scenario` as the operator `sre` until the run ends: exit code, parsed JSON report
+    /// (Null when there is none) and stderr.
+    pub fn run(&self, certs: &Certs, scenario: &Path) -> (i32, serde_json::Value, String) {
+        report_of(
+            self.run_command(certs, scenario)
+                .output()
+                .expect("run gameday run"),
+        )
+    }
+
+    /// Whether `gameday agents`, asked as the operator `sre`, succeeds and lists `agent`.
+    pub fn lists(&self, certs: &Certs, agent: &str) -> bool {
+        let out = self
+            .operator_command(certs, &["agents"])
+            .output()
+            .expect("run gameday agents");
+        let row = format!("{agent} ");
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.starts_with(&row))
     }
 }
 
@@ -591,54 +689,14 @@ impl Controller {
         heartbeat_timeout: &str,
         extra: &str,
     ) -> (Controller, Lines) {
-        let config = dir.join("controller.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nheartbeat_interval = \"200ms\"\nheartbeat_timeout = \"{heartbeat_timeout}\"\n{extra}\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
-                dir.join("controller-data").display(),
-                certs.ca().display(),
-                certs.dir.join("controller.pem").display(),
-                certs.dir.join("controller.key").display()
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new(gameday_bin())
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("GAMEDAY_LOG", "warn,gameday=info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start gameday serve");
-        let stderr = child.stderr.take().unwrap();
-        let lines: Lines = Default::default();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let kept = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("gameday controller listening on ") {
-                    let _ = tx.send(addr.trim().to_string());
-                }
-                eprintln!("[controller] {line}");
-                kept.lock().unwrap().push(line);
-            }
-        });
-        let guard = ChildGuard {
-            child,
-            name: "controller",
-        };
-        let addr = rx
-            .recv_timeout(Duration::from_secs(15))
-            .expect("the controller printed its address")
-            .parse()
-            .unwrap();
-        (
-            Controller {
-                guard,
-                addr,
-                netns: None,
-            },
-            lines,
+        Controller::serve(
+            dir,
+            certs,
+            heartbeat_timeout,
+            None,
+            "127.0.0.1:0",
+            extra,
+            Some("warn,gameday=info"),
         )
     }
 }
