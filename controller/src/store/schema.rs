@@ -166,7 +166,7 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(tables, ["faults", "runs", "samples"]);
+        assert_eq!(tables, ["annotations", "faults", "runs", "samples"]);
     }
 
     #[test]
