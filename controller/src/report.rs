@@ -391,6 +391,12 @@ pub fn render_text(report: &ScenarioReport) -> String {
         if let Some(d) = &run.detection {
             let _ = writeln!(out, "  monitoring:         {}", d.summary());
         }
+        if let Some(r) = &run.remediation {
+            let _ = writeln!(out, "  remediation start:  {}", r.line());
+        }
+        for line in crate::annotation::lines(run) {
+            let _ = writeln!(out, "  note {line}");
+        }
         for p in &run.probes {
             let failed = p.samples.iter().filter(|s| !s.ok).count();
             let _ = writeln!(

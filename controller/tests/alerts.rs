@@ -435,3 +435,96 @@ receivers:
         "delivered {gap} µs after firing: {report:#}"
     );
 }
+
+/// The id of the run going on, from `gameday runs`.
+fn running_run(room: &Room) -> Option<String> {
+    let (code, out, _) = room.ctl.cli(&room.certs, &["runs", "--output", "json"]);
+    let runs: serde_json::Value = serde_json::from_str(&out).ok().filter(|_| code == 0)?;
+    runs.as_array()?
+        .iter()
+        .find(|r| r["status"] == "running")
+        .and_then(|r| r["run_id"].as_str().map(str::to_string))
+}
+
+#[test]
+fn people_and_runbooks_annotate_live_and_finished_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let room = Room::new(dir.path());
+    let port = free_port();
+    let _service = supervised_service(dir.path(), port, "200ms");
+    let run = room.run(dir.path(), &scenario(dir.path(), port, "4s", "4s"));
+    wait_for("the kill", Duration::from_secs(30), || service_down(port));
+    let mut id = None;
+    wait_for("the run to be listed", Duration::from_secs(10), || {
+        id = running_run(&room);
+        id.is_some()
+    });
+    let id = id.unwrap();
+    let bearer = format!("Authorization: Bearer {TOKEN}");
+    let token = ["-H", bearer.as_str()];
+    let alert = r#"{"alerts":[{"labels":{"alertname":"ServiceDown","service":"demo"}}]}"#;
+    assert_eq!(room.post("/alerts", alert, &token).0, 200);
+    let (code, text) = room.post(
+        "/remediation",
+        &format!(r#"{{"run":"{id}","text":"runbook: restart demo"}}"#),
+        &token,
+    );
+    assert_eq!((code, text.trim()), (200, "{\"recorded\":true}"));
+    let (code, text) = room.post("/remediation", r#"{"run":"no-such-run"}"#, &token);
+    assert_eq!(code, 404, "{text}");
+    let (code, out, err) = room.ctl.cli(
+        &room.certs,
+        &[
+            "annotate",
+            &id,
+            "--action-item",
+            "the alert should page sooner",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with(&format!("annotated live run {id} as operator sre")),
+        "{out}"
+    );
+    let (code, _, err) = room
+        .ctl
+        .cli(&room.certs, &["annotate", &id, "two\u{7}lines"]);
+    assert_eq!(code, 2, "control characters are refused");
+    assert!(err.contains("control character"), "{err}");
+
+    let report = run.join().unwrap();
+    let r = &report["runs"][0];
+    assert_eq!(r["verdict"], "PASS", "{report:#}");
+    let notes = r["annotations"].as_array().expect("annotations");
+    assert_eq!(notes.len(), 2, "{report:#}");
+    let remediation = &r["remediation"];
+    assert_eq!(remediation["text"], "runbook: restart demo", "{report:#}");
+    assert!(
+        remediation["by"]
+            .as_str()
+            .unwrap()
+            .starts_with("webhook 127.0.0.1"),
+        "{report:#}"
+    );
+    assert!(remediation["after_alert_us"].is_u64(), "{report:#}");
+
+    // After the run: a note on the finished run, and the history has all three.
+    let (code, out, err) = room
+        .ctl
+        .cli(&room.certs, &["annotate", &id, "reviewed in the retro"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("annotated finished run"), "{out}");
+    let (code, out, _) = room.ctl.cli(&room.certs, &["runs", "show", &id]);
+    assert_eq!(code, 0);
+    assert!(out.contains("  remediation start:  +"), "{out}");
+    assert!(
+        out.contains("(action item): the alert should page sooner"),
+        "{out}"
+    );
+    assert!(out.contains("operator sre: reviewed in the retro"), "{out}");
+    let (code, _, err) = room
+        .ctl
+        .cli(&room.certs, &["annotate", "no-such-run", "hello"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no run \"no-such-run\""), "{err}");
+}

@@ -1,6 +1,8 @@
 //! The HTTPS listener alerts are delivered to. Alertmanager posts to `/alerts/alertmanager`;
-//! other systems post the generic form to `/alerts`. A sender authenticates with a bearer token
-//! (read from a file) or with an operator certificate from the fleet CA.
+//! other systems post the generic form to `/alerts`; runbook automation posts
+//! `{"run": ID, "text": ...}` to `/remediation` when it starts acting on a run. A sender
+//! authenticates with a bearer token (read from a file) or with an operator certificate from
+//! the fleet CA.
 //!
 //! Alertmanager retries a delivery that got a 5xx and drops one that got a 4xx, so a delivery
 //! that can never succeed (bad JSON, wrong token) gets a 4xx, and only a controller that is
@@ -54,11 +56,25 @@ impl std::fmt::Debug for Token {
     }
 }
 
+/// Marks remediation started on a run: (run id, who, text); what [`crate::annotation::add`]
+/// answers.
+pub type RemediationHook = Arc<
+    dyn Fn(
+            String,
+            String,
+            String,
+        )
+            -> futures_util::future::BoxFuture<'static, Result<(), crate::annotation::AddError>>
+        + Send
+        + Sync,
+>;
+
 /// What the receiver needs to answer a delivery.
 struct State {
     log: Arc<AlertLog>,
     token: Option<Token>,
     stopping: AtomicBool,
+    remediation: Option<RemediationHook>,
 }
 
 /// The alert receiver, a task of its own until [`AlertReceiver::stop`].
@@ -82,11 +98,13 @@ impl AlertReceiver {
         tls: TlsAcceptor,
         token: Option<Token>,
         log: Arc<AlertLog>,
+        remediation: Option<RemediationHook>,
     ) -> std::io::Result<AlertReceiver> {
         let state = Arc::new(State {
             log,
             token,
             stopping: AtomicBool::new(false),
+            remediation,
         });
         let shared = state.clone();
         let server = HttpServer::start(listen, Some(tls), "alerts", move |req, peer| {
@@ -115,13 +133,14 @@ const TEXT: &str = "text/plain; charset=utf-8";
 
 async fn answer(state: &State, req: Request<Incoming>, peer: &Peer) -> Response<Full<Bytes>> {
     let source = match req.uri().path() {
-        "/alerts/alertmanager" => Source::Alertmanager,
-        "/alerts" => Source::Generic,
+        "/alerts/alertmanager" => Some(Source::Alertmanager),
+        "/alerts" => Some(Source::Generic),
+        "/remediation" => None,
         other => {
             return reply(
                 StatusCode::NOT_FOUND,
                 TEXT,
-                format!("no endpoint at {other}: Alertmanager posts to /alerts/alertmanager, other systems to /alerts\n"),
+                format!("no endpoint at {other}: Alertmanager posts to /alerts/alertmanager, other systems to /alerts, runbook automation to /remediation\n"),
             )
         }
     };
@@ -173,6 +192,9 @@ async fn answer(state: &State, req: Request<Incoming>, peer: &Peer) -> Response<
             )
         }
     };
+    let Some(source) = source else {
+        return remediation(state, &body, peer).await;
+    };
     let parsed = match source {
         Source::Alertmanager => payload::alertmanager(&body),
         Source::Generic => payload::generic(&body),
@@ -195,6 +217,58 @@ async fn answer(state: &State, req: Request<Incoming>, peer: &Peer) -> Response<
         "application/json",
         format!("{{\"accepted\":{count}}}\n"),
     )
+}
+
+/// `{"run": ID, "text": "..."}` from runbook automation: remediation started on that run.
+async fn remediation(state: &State, body: &[u8], peer: &Peer) -> Response<Full<Bytes>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Started {
+        run: String,
+        #[serde(default)]
+        text: Option<String>,
+    }
+    let Some(hook) = &state.remediation else {
+        return reply(
+            StatusCode::NOT_FOUND,
+            TEXT,
+            "this controller takes no remediation marks\n".into(),
+        );
+    };
+    let started: Started = match serde_json::from_slice(body) {
+        Ok(s) => s,
+        Err(e) => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                TEXT,
+                format!("the body is not {{\"run\": ID, \"text\": ...}}: {e}\n"),
+            )
+        }
+    };
+    let who = match peer.addr {
+        Some(addr) => format!("webhook {}", addr.ip()),
+        None => "webhook".into(),
+    };
+    let text = started
+        .text
+        .unwrap_or_else(|| "runbook automation started".into());
+    match hook(started.run, who, text).await {
+        Ok(()) => reply(
+            StatusCode::OK,
+            "application/json",
+            "{\"recorded\":true}\n".into(),
+        ),
+        Err(e @ crate::annotation::AddError::NoRun(_)) => {
+            reply(StatusCode::NOT_FOUND, TEXT, format!("{e}\n"))
+        }
+        Err(e @ crate::annotation::AddError::Text(_)) => {
+            reply(StatusCode::BAD_REQUEST, TEXT, format!("{e}\n"))
+        }
+        // The history could not be written: worth delivering again.
+        Err(e @ crate::annotation::AddError::History(_)) => {
+            reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, format!("{e}\n"))
+        }
+    }
 }
 
 /// Accepts the right bearer token, or an operator certificate (TLS has already checked it is

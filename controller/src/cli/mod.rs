@@ -1,5 +1,6 @@
 //! Command-line interface: argument parsing and dispatch to the subcommands.
 
+mod annotate;
 mod certs;
 mod connection;
 mod demo;
@@ -61,6 +62,9 @@ enum Command {
         #[command(flatten)]
         conn: remote::ConnArgs,
     },
+    /// Add a timestamped note to a live or finished run (an action item, the start of
+    /// remediation).
+    Annotate(annotate::AnnotateArgs),
     /// List past runs from the controller's history, or show one (`gameday runs show RUN`).
     Runs(runs::RunsArgs),
     /// Render a run, or a scenario's recent game days with their trend (md, html, json, junit).
@@ -261,6 +265,7 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
             output,
             conn,
         } => remote::abort(run, all, output, &conn).await,
+        Command::Annotate(args) => annotate::run(args).await,
         Command::Runs(args) => runs::run(args).await,
         Command::Report(args) => report::run(args).await,
         Command::Schedules(args) => schedules::run(args).await,

@@ -66,12 +66,24 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
         Some(alerts) => {
             // Checked at load; read again here so a file changed since is still caught.
             let token = alerts.token().map_err(anyhow::Error::msg)?;
+            let (engine, store) = (engine.clone(), history.clone());
+            let hook: gameday::alerts::receiver::RemediationHook =
+                Arc::new(move |run: String, who: String, text: String| {
+                    let (engine, store) = (engine.clone(), store.clone());
+                    Box::pin(async move {
+                        let kind = gameday::annotation::AnnotationKind::RemediationStarted;
+                        gameday::annotation::add(&engine, Some(store), &run, who, kind, &text)
+                            .await
+                            .map(|_| ())
+                    })
+                });
             Some(
                 gameday::alerts::receiver::AlertReceiver::start(
                     alerts.listen,
                     alerts_tls.acceptor(),
                     token,
                     alert_log.clone(),
+                    Some(hook),
                 )
                 .await
                 .with_context(|| format!("binding alerts.listen {}", alerts.listen))?,

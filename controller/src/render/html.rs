@@ -293,6 +293,12 @@ fn run_section(out: &mut String, r: &ScenarioReport, run: &RunReport) {
     if let Some(d) = &run.detection {
         row(out, "monitoring", esc(&d.summary()));
     }
+    if let Some(r) = &run.remediation {
+        row(out, "remediation start", esc(&r.line()));
+    }
+    for line in crate::annotation::lines(run) {
+        row(out, "note", esc(&line));
+    }
     row(out, "RTO", fmt_us(r.rto_us));
     out.push_str("</table>\n");
     if !run.faults.is_empty() {

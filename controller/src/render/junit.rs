@@ -285,6 +285,12 @@ fn figures(report: &ScenarioReport, run: &RunReport) -> String {
     if let Some(d) = &run.detection {
         let _ = writeln!(b, "monitoring: {}", d.summary());
     }
+    if let Some(r) = &run.remediation {
+        let _ = writeln!(b, "remediation start: {}", r.line());
+    }
+    for line in crate::annotation::lines(run) {
+        let _ = writeln!(b, "note {line}");
+    }
     b
 }
 

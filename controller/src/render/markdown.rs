@@ -196,6 +196,12 @@ fn run_section(out: &mut String, r: &ScenarioReport, run: &RunReport) {
     if let Some(d) = &run.detection {
         let _ = writeln!(out, "- monitoring: {}", esc(&d.summary()));
     }
+    if let Some(r) = &run.remediation {
+        let _ = writeln!(out, "- remediation start: {}", esc(&r.line()));
+    }
+    for line in crate::annotation::lines(run) {
+        let _ = writeln!(out, "- note {}", esc(&line));
+    }
     let _ = writeln!(out, "- RTO: {}", fmt_us(r.rto_us));
     if !run.faults.is_empty() {
         out.push_str("\n### Faults\n\n");

@@ -369,6 +369,43 @@ pub(crate) fn plot(run: &RunReport, rto_us: u64) -> Option<String> {
             &format!("RTO {}", fmt_us(rto_us)),
         );
     }
+    // The alert that noticed the fault and the people's notes: thin markers across the lanes
+    // with their text on hover (labels would crowd the rows above). Those past the plot's end
+    // (a note added long after the run) are in the report's list only.
+    let mut events: Vec<(u64, &str, String)> = Vec::new();
+    if let (Some(inject), Some(d)) = (run.inject, run.detection.as_ref()) {
+        if let Some(a) = &d.alert {
+            let name = a.labels.get("alertname").map_or("alert", String::as_str);
+            let at = inject.at_us.saturating_add(a.delivered_after_us);
+            events.push((
+                at,
+                "#6f42c1",
+                format!("alert {name} delivered {}", signed(rel(at))),
+            ));
+        }
+    }
+    for n in &run.annotations {
+        let at = n.at_us(run);
+        let what = format!(
+            "{} {} ({}): {}",
+            signed(rel(at)),
+            n.author,
+            n.kind.label(),
+            n.text
+        );
+        events.push((at, "#57606a", what));
+    }
+    for (at, color, what) in events
+        .into_iter()
+        .filter(|(at, _, _)| (d0..=d1).contains(at))
+    {
+        let px = x.px(rel(at));
+        let _ = write!(
+            s,
+            r#"<line class="event" x1="{px:.1}" x2="{px:.1}" y1="{TOP}" y2="{lanes_bottom:.1}" stroke="{color}" stroke-width="3" stroke-dasharray="2 3"><title>{}</title></line>"#,
+            super::escape::xml(&what)
+        );
+    }
     s.push_str("</svg>");
     Some(s)
 }
@@ -561,6 +598,36 @@ mod tests {
         );
         assert_eq!(svg.matches("<title>failed at").count(), 3);
         assert!(svg.contains("time since the fault took effect"));
+    }
+
+    #[test]
+    fn notes_on_the_plot_are_markers_with_their_text_on_hover() {
+        let mut r = run();
+        r.started_unix_ms = 1_000;
+        r.annotations = vec![
+            crate::annotation::Annotation {
+                unix_ms: 1_100,
+                author: "operator <a>".into(),
+                kind: crate::annotation::AnnotationKind::ActionItem,
+                text: "page the DB team".into(),
+            },
+            crate::annotation::Annotation {
+                unix_ms: 90_000,
+                author: "operator b".into(),
+                kind: crate::annotation::AnnotationKind::Note,
+                text: "long after".into(),
+            },
+        ];
+        let svg = plot(&r, 2_000_000).unwrap();
+        assert_eq!(
+            svg.matches(r#"class="event""#).count(),
+            1,
+            "the late note is off the plot"
+        );
+        assert!(
+            svg.contains("operator &lt;a&gt; (action item): page the DB team</title>"),
+            "{svg}"
+        );
     }
 
     /// The `<text>` elements of a class: (x, anchor, content).
