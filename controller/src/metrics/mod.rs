@@ -56,6 +56,13 @@ struct VerdictLabels {
     verdict: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DetectionLabels {
+    scenario: String,
+    /// `fired` (the alert's own start) or `delivered` (when it reached the controller).
+    by: String,
+}
+
 type HistogramFamily = Family<ScenarioLabels, Histogram, fn() -> Histogram>;
 
 /// The controller's metrics. Register it with the engine as an observer
@@ -65,6 +72,8 @@ pub struct Metrics {
     registry: Registry,
     runs: Family<VerdictLabels, Counter>,
     recovery: HistogramFamily,
+    detection: Family<DetectionLabels, Histogram, fn() -> Histogram>,
+    unnoticed: Family<ScenarioLabels, Counter>,
     last_verdict: Family<VerdictLabels, Gauge>,
     in_progress: Family<ScenarioLabels, Gauge>,
     /// Runs started and not finished: run id → scenario.
@@ -119,6 +128,9 @@ impl Metrics {
         let recovery: HistogramFamily = Family::new_with_constructor(recovery_histogram);
         let last_verdict = Family::<VerdictLabels, Gauge>::default();
         let in_progress = Family::<ScenarioLabels, Gauge>::default();
+        let detection: Family<DetectionLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(recovery_histogram);
+        let unnoticed = Family::<ScenarioLabels, Counter>::default();
         registry.register_collector(Box::new(FleetCollector(agents)));
         registry.register(
             "gameday_runs",
@@ -129,6 +141,16 @@ impl Metrics {
             "gameday_recovery_seconds",
             "Measured recovery time (fault effect to every probe recovered) of runs that recovered, by scenario",
             recovery.clone(),
+        );
+        registry.register(
+            "gameday_time_to_detect_seconds",
+            "Time from the fault's effect to the first alert of the team's monitoring that noticed it, by scenario, timed by the alert's own start (by=fired) and by its delivery (by=delivered)",
+            detection.clone(),
+        );
+        registry.register(
+            "gameday_unnoticed_runs",
+            "Runs of a scenario with [detect] whose fault no matching alert noticed in time",
+            unnoticed.clone(),
         );
         registry.register(
             "gameday_last_verdict",
@@ -144,6 +166,8 @@ impl Metrics {
             registry,
             runs,
             recovery,
+            detection,
+            unnoticed,
             last_verdict,
             in_progress,
             live: Mutex::new(HashMap::new()),
@@ -217,6 +241,32 @@ impl RunObserver for Metrics {
                     scenario: scenario.name.clone(),
                 })
                 .observe(m.us as f64 / 1e6);
+        }
+        if let Some(d) = &run.detection {
+            let name = || scenario.name.clone();
+            match &d.alert {
+                Some(a) => {
+                    let timed = [
+                        ("fired", a.fired_after_us),
+                        ("delivered", Some(a.delivered_after_us)),
+                    ];
+                    for (by, us) in timed {
+                        if let Some(us) = us {
+                            self.detection
+                                .get_or_create(&DetectionLabels {
+                                    scenario: name(),
+                                    by: by.into(),
+                                })
+                                .observe(us as f64 / 1e6);
+                        }
+                    }
+                }
+                None => {
+                    self.unnoticed
+                        .get_or_create(&ScenarioLabels { scenario: name() })
+                        .inc();
+                }
+            }
         }
         self.counted
             .lock()

@@ -104,3 +104,37 @@ fn a_scenario_refused_before_its_first_run_counts_as_an_error() {
         .prometheus_text()
         .contains("gameday_runs_total{scenario=\"ghost\",verdict=\"ERROR\"} 1\n"));
 }
+
+#[test]
+fn time_to_detect_is_observed_both_ways_and_unnoticed_runs_are_counted() {
+    use crate::grade::detect::{DetectedAlert, Detection};
+    let m = Metrics::new(Arc::new(AgentRegistry::default()));
+    let s = scenario();
+    let detection = |alert: Option<DetectedAlert>| Detection {
+        selector: "{alertname=\"X\"}".into(),
+        within_us: 60_000_000,
+        alert,
+        ignored_before: 0,
+        ignored_unmatched: 0,
+        expect_alert: false,
+    };
+    let mut noticed = run("r1", Verdict::Pass, Some(1_000_000));
+    noticed.detection = Some(detection(Some(DetectedAlert {
+        labels: Default::default(),
+        summary: None,
+        fired_after_us: Some(2_000_000),
+        delivered_after_us: 32_000_000,
+    })));
+    let mut missed = run("r2", Verdict::Pass, Some(1_000_000));
+    missed.detection = Some(detection(None));
+    m.run_finished(&s, &noticed);
+    m.run_finished(&s, &missed);
+    let text = m.prometheus_text();
+    for line in [
+        "gameday_time_to_detect_seconds_sum{scenario=\"pause\",by=\"fired\"} 2.0\n",
+        "gameday_time_to_detect_seconds_sum{scenario=\"pause\",by=\"delivered\"} 32.0\n",
+        "gameday_unnoticed_runs_total{scenario=\"pause\"} 1\n",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from\n{text}");
+    }
+}
