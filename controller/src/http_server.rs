@@ -22,6 +22,11 @@ use tokio_rustls::TlsAcceptor;
 const STOP_GRACE: Duration = Duration::from_secs(2);
 /// A TLS handshake that takes longer is dropped, so half-open connections cannot pile up.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request whose headers take longer is dropped (a slow or stuck client holds nothing).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more wait to be accepted, so a flood of clients costs a bounded
+/// amount of memory and never the controller's probes or heartbeats.
+const MAX_CONNECTIONS: usize = 256;
 
 /// Who is on the other end of a connection.
 #[derive(Clone, Debug, Default)]
@@ -90,7 +95,13 @@ async fn accept_loop<H, F>(
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     let mut connections = JoinSet::new();
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => s,
+            _ = stop_requested(&mut stopped) => break,
+        };
+        let Ok(slot) = slot else { break };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stop_requested(&mut stopped) => break,
@@ -107,6 +118,7 @@ async fn accept_loop<H, F>(
         };
         let (handler, stopped, tls) = (handler.clone(), stopped.clone(), tls.clone());
         connections.spawn(async move {
+            let _slot = slot;
             let mut peer = Peer {
                 addr: Some(addr),
                 certificate: None,
@@ -146,8 +158,10 @@ where
         let answer = handler(req, peer.clone());
         async move { Ok::<_, Infallible>(answer.await) }
     });
-    let conn =
-        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}

@@ -528,3 +528,82 @@ fn people_and_runbooks_annotate_live_and_finished_runs() {
     assert_eq!(code, 2);
     assert!(err.contains("no run \"no-such-run\""), "{err}");
 }
+
+/// A pause of the demo service held for people (`revert = "manual"`): it holds, healed or
+/// not, until an operator says `gameday revert`, and the run measures recovery after it.
+#[test]
+fn a_fault_held_for_people_lasts_until_gameday_revert() {
+    let dir = tempfile::tempdir().unwrap();
+    let room = Room::new(dir.path());
+    let port = free_port();
+    let _service = supervised_service(dir.path(), port, "200ms");
+    let text = format!(
+        r#"name = "held"
+rto = "5s"
+observe = "10s"
+steady_state = "300ms"
+revert = "manual"
+recovery = "after_revert"
+
+[targets]
+agents = ["web-1"]
+
+[[faults]]
+kind = "process_pause"
+pid_file = "{pid}"
+
+[[probes]]
+name = "http"
+kind = "http"
+url = "http://127.0.0.1:{port}/"
+interval = "50ms"
+timeout = "300ms"
+"#,
+        pid = dir.path().join("service.pid").display()
+    );
+    let run = room.run(dir.path(), &text);
+    let mut id = None;
+    wait_for("the run to be listed", Duration::from_secs(10), || {
+        id = running_run(&room);
+        id.is_some()
+    });
+    let id = id.unwrap();
+    // A request that hangs for a second (three of the probe's timeouts): the pause holds and
+    // the probes have seen it.
+    wait_for("the pause to bite", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .and_then(|mut s| {
+                use std::io::{Read, Write};
+                s.set_read_timeout(Some(Duration::from_secs(1)))?;
+                s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+                let mut b = [0u8; 1];
+                s.read(&mut b)
+            })
+            .is_err()
+    });
+    let (code, out, err) = room.ctl.cli(&room.certs, &["revert", &id]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("reverts its faults now (asked by operator sre)"),
+        "{out}"
+    );
+    let (code, _, err) = room.ctl.cli(&room.certs, &["revert", &id]);
+    assert_eq!(code, 2, "asked twice");
+    assert!(err.contains("already asked to revert"), "{err}");
+    let report = run.join().unwrap();
+    let r = &report["runs"][0];
+    assert_eq!(r["verdict"], "PASS", "{report:#}");
+    let revert_us = r["revert_us"].as_u64().unwrap();
+    let inject_us = r["inject"]["at_us"].as_u64().unwrap();
+    assert!(revert_us > inject_us, "{report:#}");
+    let notes = r["annotations"].as_array().unwrap();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n["text"] == "reverted the faults (gameday revert)"),
+        "{report:#}"
+    );
+    let (code, _, err) = room.ctl.cli(&room.certs, &["revert", &id]);
+    assert_eq!(code, 2, "the run has ended");
+    assert!(err.contains("is going on"), "{err}");
+}

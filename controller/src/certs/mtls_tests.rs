@@ -89,6 +89,13 @@ impl Operator for WhoAmI {
     ) -> Result<Response<gameday_proto::v1::AnnotateResponse>, Status> {
         Err(Status::unimplemented("not in this test"))
     }
+
+    async fn revert(
+        &self,
+        _request: Request<gameday_proto::v1::RevertRequest>,
+    ) -> Result<Response<gameday_proto::v1::RevertResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
 }
 
 /// A running test server; stops and is joined on [`TestServer::stop`].

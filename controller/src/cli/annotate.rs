@@ -1,5 +1,6 @@
 //! `gameday annotate RUN "text"`: a timestamped note on a live or finished run, as an action
-//! item or as the start of remediation.
+//! item or as the start of remediation; and `gameday revert RUN`, which ends a fault held for
+//! people (`revert = "manual"`).
 
 use clap::Args;
 use gameday::report::exit;
@@ -45,6 +46,45 @@ pub async fn run(args: AnnotateArgs) -> anyhow::Result<i32> {
             let r = r.into_inner();
             let when = if r.live { "live run" } else { "finished run" };
             print(&format!("annotated {when} {} as {}\n", args.run, r.author))?;
+            Ok(exit::OK)
+        }
+        Err(s)
+            if matches!(
+                s.code(),
+                tonic::Code::NotFound | tonic::Code::InvalidArgument
+            ) =>
+        {
+            eprintln!("error: {}", s.message());
+            Ok(exit::INVALID)
+        }
+        Err(s) => Err(remote::explain(s, args.conn.controller())),
+    }
+}
+
+/// `gameday revert`'s arguments.
+#[derive(Args, Debug)]
+pub struct RevertArgs {
+    /// The run whose faults to revert now (its scenario says `revert = "manual"`).
+    run: String,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
+/// Asks the run to revert; exit 2 when it is not going on or does not wait for people.
+pub async fn revert(args: RevertArgs) -> anyhow::Result<i32> {
+    let mut client = remote::connect(&args.conn).await?;
+    match client
+        .revert(v1::RevertRequest {
+            run_id: args.run.clone(),
+        })
+        .await
+    {
+        Ok(r) => {
+            let r = r.into_inner();
+            print(&format!(
+                "run {} reverts its faults now (asked by {}); it goes on observing\n",
+                args.run, r.asked_by
+            ))?;
             Ok(exit::OK)
         }
         Err(s)

@@ -65,6 +65,8 @@ enum Command {
     /// Add a timestamped note to a live or finished run (an action item, the start of
     /// remediation).
     Annotate(annotate::AnnotateArgs),
+    /// Revert now the faults of a run that holds them for people (`revert = "manual"`).
+    Revert(annotate::RevertArgs),
     /// List past runs from the controller's history, or show one (`gameday runs show RUN`).
     Runs(runs::RunsArgs),
     /// Render a run, or a scenario's recent game days with their trend (md, html, json, junit).
@@ -266,6 +268,7 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
             conn,
         } => remote::abort(run, all, output, &conn).await,
         Command::Annotate(args) => annotate::run(args).await,
+        Command::Revert(args) => annotate::revert(args).await,
         Command::Runs(args) => runs::run(args).await,
         Command::Report(args) => report::run(args).await,
         Command::Schedules(args) => schedules::run(args).await,

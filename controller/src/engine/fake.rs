@@ -301,6 +301,7 @@ pub(super) struct Fixture {
     stop: Arc<watch::Sender<Option<StopCause>>>,
     /// Alerts the run reads, for `[detect]`.
     pub alerts: Option<Arc<crate::alerts::AlertLog>>,
+    revert_now: Arc<watch::Sender<bool>>,
 }
 
 impl Fixture {
@@ -357,6 +358,7 @@ recovered_after = 3
             lines,
             stop: Arc::new(watch::channel(None).0),
             alerts: None,
+            revert_now: Arc::new(watch::channel(false).0),
         }
     }
 
@@ -383,7 +385,18 @@ recovered_after = 3
             identity: &self.identity,
             injected_unix_ms: Default::default(),
             alerts: self.alerts.as_ref(),
+            revert_now: self.revert_now.subscribe(),
         }
+    }
+
+    /// An operator asks to revert `after` the epoch (`gameday revert`).
+    pub(super) fn revert_after(&self, after: Duration) {
+        let revert = self.revert_now.clone();
+        let at = self.epoch + after;
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            revert.send_replace(true);
+        });
     }
 
     /// A fresh record for the run.

@@ -45,6 +45,20 @@ pub use reconcile::OrphanRevert;
 
 pub use progress::{Phase, Progress, ProgressEvent};
 
+/// Why `gameday revert` could not be done.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RevertError {
+    /// No such run is going on.
+    #[error("no run {0:?} is going on")]
+    NotActive(String),
+    /// The run reverts by itself.
+    #[error("run {0:?} reverts its faults itself (its scenario does not say revert = \"manual\"); `gameday abort` stops it")]
+    NotManual(String),
+    /// Asked before.
+    #[error("run {0:?} was already asked to revert")]
+    Already(String),
+}
+
 /// Why a run was stopped before its end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopCause {
@@ -284,6 +298,7 @@ impl Engine {
                 }
             };
             let (cancel_tx, cancel) = watch::channel(None);
+            let (revert_tx, revert_now) = watch::channel(false);
             {
                 // Checked under the lock shutdown takes to stop runs, so none slips through.
                 let mut active = self.active.lock().expect("active runs lock");
@@ -300,6 +315,8 @@ impl Engine {
                         cancel: cancel_tx,
                         aborted_by: None,
                         annotations: Vec::new(),
+                        revert_now: revert_tx,
+                        revert: scenario.revert,
                     },
                 );
             }
@@ -329,6 +346,7 @@ impl Engine {
                 injected_unix_ms: Default::default(),
                 cancel,
                 alerts: self.alerts.as_ref(),
+                revert_now,
             };
             // A bug that panics a run must still grade it ERROR and record it, never leave it
             // `running`; its faults are reverted by the sweep below.
@@ -403,6 +421,22 @@ impl Engine {
                     as Arc<dyn FaultTransport>
             })
             .collect()
+    }
+
+    /// Asks run `run_id`, whose scenario says `revert = "manual"`, to revert its faults now;
+    /// it does within a tick of its observe loop (at most 50 ms) and goes on observing.
+    pub fn revert_run(&self, run_id: &str) -> Result<(), RevertError> {
+        let active = self.active.lock().expect("active runs lock");
+        let run = active
+            .get(run_id)
+            .ok_or_else(|| RevertError::NotActive(run_id.to_string()))?;
+        if run.revert != crate::scenario::RevertPolicy::Manual {
+            return Err(RevertError::NotManual(run_id.to_string()));
+        }
+        if run.revert_now.send_replace(true) {
+            return Err(RevertError::Already(run_id.to_string()));
+        }
+        Ok(())
     }
 
     /// Adds `note` to run `run_id` if it is going on here, for its report; false otherwise.
@@ -504,4 +538,8 @@ struct ActiveRun {
     aborted_by: Option<String>,
     /// Notes added while it goes on, for its report.
     annotations: Vec<crate::annotation::Annotation>,
+    /// Set by `gameday revert` for a run with `revert = "manual"`.
+    revert_now: watch::Sender<bool>,
+    /// Its scenario's revert policy.
+    revert: crate::scenario::RevertPolicy,
 }

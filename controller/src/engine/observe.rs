@@ -47,15 +47,18 @@ impl Window {
     /// The window of a run of `s` whose faults took effect at `inject_us`.
     pub(super) fn plan(s: &Scenario, faults: &[gameday_proto::Fault], inject_us: u64) -> Window {
         let end_us = inject_us.saturating_add(saturating_us(s.observe.get()));
-        Window {
-            end_us,
-            revert_at_us: faults
+        // A manual revert waits for the operator; the agents still end each fault at its
+        // duration, which `cap_at_deadlines` records.
+        let by_duration = (s.revert != RevertPolicy::Manual).then(|| {
+            faults
                 .iter()
                 .filter_map(|f| f.duration())
                 .map(|d| inject_us.saturating_add(saturating_us(d.get())))
                 .max()
-                .unwrap_or(end_us)
-                .min(end_us),
+        });
+        Window {
+            end_us,
+            revert_at_us: by_duration.flatten().unwrap_or(end_us).min(end_us),
             holds: faults.iter().any(|f| !f.is_instant()),
             rto_us: saturating_us(s.rto.get()),
             tail_us: saturating_us(observe_tail(
@@ -107,15 +110,17 @@ pub(super) async fn observe(
                 expect: s.expect,
                 recovery: s.recovery,
             });
-        if !reverted && (now_us >= window.revert_at_us || recovered_while_held) {
+        let asked = !reverted && s.revert == RevertPolicy::Manual && *ctx.revert_now.borrow();
+        if !reverted && (now_us >= window.revert_at_us || recovered_while_held || asked) {
             revert_all(report, &injection.applied, epoch, true).await;
             cap_at_deadlines(report, &injection.held);
             reverted = true;
+            let by = if asked { " (asked by an operator)" } else { "" };
             say(
                 ctx,
                 Phase::Reverted,
                 format!(
-                    "{tag}: faults reverted at +{}",
+                    "{tag}: faults reverted at +{}{by}",
                     fmt_us(report.revert_us.unwrap_or(now_us))
                 ),
             );
@@ -345,5 +350,38 @@ mod tests {
         assert!((2_001..=2_011).contains(&calls[1].1), "{calls:?}");
         assert_eq!(report.revert_us, Some(2_001_000));
         assert_eq!(report.verdict, Verdict::Error, "not graded here");
+    }
+
+    /// A pause without a duration, `revert = "manual"`, window 10 s.
+    fn manual() -> Fixture {
+        Fixture::with(
+            &Fixture::PAUSE.replace("duration = \"2s\"\n", ""),
+            r#"revert = "manual""#,
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_revert_manual_the_fault_holds_until_an_operator_reverts_it() {
+        let fx = manual();
+        fx.revert_after(Duration::from_millis(4_000));
+        // The service heals while the fault holds; the fault stays until asked.
+        let probes = ScriptedProbes::down(fx.epoch, 100, 1_500);
+        let (observed, report, _) = observe_from_epoch(&fx, &probes).await;
+        assert_eq!(observed, Observed::Ended { reverted: true });
+        let calls = fx.targets[0].calls();
+        assert_eq!(calls[1].0, Op::Revert);
+        assert!((4_000..=4_060).contains(&calls[1].1), "{calls:?}");
+        assert!(report.revert_us.is_some_and(|us| us >= 4_000_000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_revert_manual_and_nobody_asking_the_window_end_reverts() {
+        let fx = manual();
+        let probes = ScriptedProbes::down(fx.epoch, 100, 1_500);
+        let (observed, _, _) = observe_from_epoch(&fx, &probes).await;
+        assert_eq!(observed, Observed::Ended { reverted: true });
+        let calls = fx.targets[0].calls();
+        // Injected at the epoch, window 10 s.
+        assert!((10_000..=10_060).contains(&calls[1].1), "{calls:?}");
     }
 }

@@ -43,6 +43,8 @@ pub(super) struct RunCtx<'a> {
     pub injected_unix_ms: std::sync::atomic::AtomicU64,
     /// Alerts from the team's monitoring, when the controller receives them.
     pub alerts: Option<&'a Arc<crate::alerts::AlertLog>>,
+    /// Set when an operator asks to revert now (`revert = "manual"`).
+    pub revert_now: watch::Receiver<bool>,
 }
 
 /// A run that could not start because preflight failed (on a repeat after the first).

@@ -202,7 +202,7 @@ impl std::str::FromStr for Expectation {
     }
 }
 
-/// When holding faults are reverted (`revert = "after_duration" | "on_recovery"`).
+/// When holding faults are reverted (`revert = "after_duration" | "on_recovery" | "manual"`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RevertPolicy {
@@ -212,6 +212,10 @@ pub enum RevertPolicy {
     /// As soon as every impacted probe has recovered, or at the end of the duration if that
     /// comes first: for faults a redundant system is expected to absorb while they hold.
     OnRecovery,
+    /// When an operator says so (`gameday revert RUN`), or at the end of the observation
+    /// window: the fault holds while people work on it. A fault's own `duration` and the
+    /// agent's lease still bound it.
+    Manual,
 }
 
 /// What counts as recovery (`recovery = "self" | "after_revert"`).

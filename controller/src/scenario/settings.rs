@@ -163,6 +163,7 @@ pub(crate) fn top_level(diagnostics: &mut Diagnostics<'_>, table: &DeTable<'_>) 
         &[
             ("after_duration", RevertPolicy::AfterDuration),
             ("on_recovery", RevertPolicy::OnRecovery),
+            ("manual", RevertPolicy::Manual),
         ],
         RevertPolicy::AfterDuration,
     );
@@ -328,7 +329,7 @@ mod tests {
             &valid_with("rto = \"2s\"", "rto = \"2s\"\nrevert = \"whenever\""),
             4,
             10,
-            "unknown `revert` \"whenever\" (expected one of: after_duration, on_recovery)",
+            "unknown `revert` \"whenever\" (expected one of: after_duration, on_recovery, manual)",
         );
     }
 

@@ -220,6 +220,36 @@ impl Operator for OperatorService {
         }
     }
 
+    async fn revert(
+        &self,
+        request: Request<v1::RevertRequest>,
+    ) -> Result<Response<v1::RevertResponse>, Status> {
+        use crate::engine::RevertError;
+        let who = operator(&request)?;
+        let run_id = request.into_inner().run_id;
+        match self.engine.revert_run(&run_id) {
+            Ok(()) => {
+                let asked_by = format!("operator {}", who.name);
+                tracing::info!(run = %run_id, by = %asked_by, "manual revert requested");
+                // The run's notes say who lifted the fault, and when.
+                let _ = crate::annotation::add(
+                    &self.engine,
+                    self.history.clone(),
+                    &run_id,
+                    asked_by.clone(),
+                    crate::annotation::AnnotationKind::Note,
+                    "reverted the faults (gameday revert)",
+                )
+                .await;
+                Ok(Response::new(v1::RevertResponse { asked_by }))
+            }
+            Err(e @ RevertError::NotActive(_)) => Err(ApiError::NotFound(e.to_string()).into()),
+            Err(e @ (RevertError::NotManual(_) | RevertError::Already(_))) => {
+                Err(ApiError::Invalid(e.to_string()).into())
+            }
+        }
+    }
+
     async fn abort(
         &self,
         request: Request<v1::AbortRequest>,
