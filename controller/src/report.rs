@@ -57,6 +57,27 @@ impl FaultRecord {
     }
 }
 
+impl RunReport {
+    /// The game day's timeline beyond recovery, as (what, text) for every report format:
+    /// each stage, what monitoring noticed, when remediation began, and the notes.
+    pub fn timeline_facts(&self) -> Vec<(&'static str, String)> {
+        let mut facts: Vec<(&'static str, String)> =
+            self.stages.iter().map(|st| ("stage", st.line())).collect();
+        if let Some(d) = &self.detection {
+            facts.push(("monitoring", d.summary()));
+        }
+        if let Some(r) = &self.remediation {
+            facts.push(("remediation start", r.line()));
+        }
+        facts.extend(
+            crate::annotation::lines(self)
+                .into_iter()
+                .map(|line| ("note", line)),
+        );
+        facts
+    }
+}
+
 /// One run of a scenario.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunReport {
@@ -385,17 +406,8 @@ pub fn render_text(report: &ScenarioReport) -> String {
                 let _ = writeln!(out, "  recover after revert: {}", fmt_us(r));
             }
         }
-        for st in &run.stages {
-            let _ = writeln!(out, "  stage {}", st.line());
-        }
-        if let Some(d) = &run.detection {
-            let _ = writeln!(out, "  monitoring:         {}", d.summary());
-        }
-        if let Some(r) = &run.remediation {
-            let _ = writeln!(out, "  remediation start:  {}", r.line());
-        }
-        for line in crate::annotation::lines(run) {
-            let _ = writeln!(out, "  note {line}");
+        for (what, text) in run.timeline_facts() {
+            let _ = writeln!(out, "  {:<19} {text}", format!("{what}:"));
         }
         for p in &run.probes {
             let failed = p.samples.iter().filter(|s| !s.ok).count();

@@ -54,30 +54,10 @@ pub enum PayloadError {
 
 /// Alertmanager's webhook body (`version` "4"); only what gameday uses is read.
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct Webhook {
     #[serde(default)]
     version: Option<String>,
-    alerts: Vec<WebhookAlert>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WebhookAlert {
-    #[serde(default)]
-    status: Option<AlertStatus>,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-    #[serde(default)]
-    annotations: BTreeMap<String, String>,
-    #[serde(default)]
-    starts_at: Option<String>,
-    #[serde(default)]
-    ends_at: Option<String>,
-    #[serde(default, rename = "generatorURL")]
-    generator_url: Option<String>,
-    #[serde(default)]
-    fingerprint: Option<String>,
+    alerts: Vec<RawAlert>,
 }
 
 /// The generic form, for monitoring systems other than Alertmanager:
@@ -85,22 +65,33 @@ struct WebhookAlert {
 /// `labels` is required; a missing `starts_at` means "now", a missing `status` "firing".
 #[derive(Debug, Deserialize)]
 struct Generic {
-    alerts: Vec<GenericAlert>,
+    alerts: Vec<RawAlert>,
 }
 
+/// One alert in either form: Alertmanager writes camelCase (`startsAt`), the generic form
+/// snake_case; both are read.
 #[derive(Debug, Deserialize)]
-struct GenericAlert {
+struct RawAlert {
+    #[serde(default)]
+    status: Option<AlertStatus>,
+    #[serde(default)]
     labels: BTreeMap<String, String>,
     #[serde(default)]
     annotations: BTreeMap<String, String>,
-    #[serde(default)]
-    status: Option<AlertStatus>,
     #[serde(default, alias = "startsAt")]
     starts_at: Option<String>,
     #[serde(default, alias = "endsAt")]
     ends_at: Option<String>,
+    #[serde(default, alias = "generatorURL")]
+    generator_url: Option<String>,
     #[serde(default)]
     fingerprint: Option<String>,
+}
+
+/// How a form names its times, for error messages.
+struct TimeNames {
+    starts: &'static str,
+    ends: &'static str,
 }
 
 /// Most alerts one delivery may carry; Alertmanager's own default `max_alerts` is 0 (all), so
@@ -118,43 +109,42 @@ pub fn alertmanager(body: &[u8]) -> Result<Vec<Alert>, PayloadError> {
             });
         }
     }
-    bounded(hook.alerts.len())?;
-    hook.alerts
-        .into_iter()
-        .enumerate()
-        .map(|(index, a)| {
-            let at = |field: &str, text: Option<String>| time(index, field, text);
-            Ok(Alert {
-                status: a.status.unwrap_or(AlertStatus::Firing),
-                starts_at_unix_ms: at("startsAt", a.starts_at)?,
-                ends_at_unix_ms: at("endsAt", a.ends_at)?,
-                labels: labelled(index, a.labels)?,
-                annotations: a.annotations,
-                fingerprint: a.fingerprint.filter(|f| !f.is_empty()),
-                generator_url: a.generator_url.filter(|u| !u.is_empty()),
-            })
-        })
-        .collect()
+    read(
+        hook.alerts,
+        &TimeNames {
+            starts: "startsAt",
+            ends: "endsAt",
+        },
+    )
 }
 
 /// Reads the generic form.
 pub fn generic(body: &[u8]) -> Result<Vec<Alert>, PayloadError> {
     let generic: Generic = serde_json::from_slice(body)?;
-    bounded(generic.alerts.len())?;
-    generic
-        .alerts
+    read(
+        generic.alerts,
+        &TimeNames {
+            starts: "starts_at",
+            ends: "ends_at",
+        },
+    )
+}
+
+fn read(alerts: Vec<RawAlert>, names: &TimeNames) -> Result<Vec<Alert>, PayloadError> {
+    bounded(alerts.len())?;
+    alerts
         .into_iter()
         .enumerate()
         .map(|(index, a)| {
             let at = |field: &str, text: Option<String>| time(index, field, text);
             Ok(Alert {
                 status: a.status.unwrap_or(AlertStatus::Firing),
-                starts_at_unix_ms: at("starts_at", a.starts_at)?,
-                ends_at_unix_ms: at("ends_at", a.ends_at)?,
+                starts_at_unix_ms: at(names.starts, a.starts_at)?,
+                ends_at_unix_ms: at(names.ends, a.ends_at)?,
                 labels: labelled(index, a.labels)?,
                 annotations: a.annotations,
                 fingerprint: a.fingerprint.filter(|f| !f.is_empty()),
-                generator_url: None,
+                generator_url: a.generator_url.filter(|u| !u.is_empty()),
             })
         })
         .collect()

@@ -48,16 +48,7 @@ pub async fn run(args: AnnotateArgs) -> anyhow::Result<i32> {
             print(&format!("annotated {when} {} as {}\n", args.run, r.author))?;
             Ok(exit::OK)
         }
-        Err(s)
-            if matches!(
-                s.code(),
-                tonic::Code::NotFound | tonic::Code::InvalidArgument
-            ) =>
-        {
-            eprintln!("error: {}", s.message());
-            Ok(exit::INVALID)
-        }
-        Err(s) => Err(remote::explain(s, args.conn.controller())),
+        Err(s) => remote::refused(s, &args.conn),
     }
 }
 
@@ -87,15 +78,6 @@ pub async fn revert(args: RevertArgs) -> anyhow::Result<i32> {
             ))?;
             Ok(exit::OK)
         }
-        Err(s)
-            if matches!(
-                s.code(),
-                tonic::Code::NotFound | tonic::Code::InvalidArgument
-            ) =>
-        {
-            eprintln!("error: {}", s.message());
-            Ok(exit::INVALID)
-        }
-        Err(s) => Err(remote::explain(s, args.conn.controller())),
+        Err(s) => remote::refused(s, &args.conn),
     }
 }

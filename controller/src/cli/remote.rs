@@ -324,6 +324,18 @@ pub fn format_agents(agents: &[v1::AgentInfo]) -> String {
     out
 }
 
+/// Unknown runs and bad requests are the operator's to fix: the controller's message and exit
+/// 2; the rest is explained.
+pub fn refused(status: tonic::Status, conn: &ConnArgs) -> anyhow::Result<i32> {
+    match status.code() {
+        tonic::Code::NotFound | tonic::Code::InvalidArgument => {
+            eprintln!("error: {}", status.message());
+            Ok(exit::INVALID)
+        }
+        _ => Err(explain(status, conn.controller())),
+    }
+}
+
 /// `gameday abort RUN | --all`.
 pub async fn abort(
     run: Option<String>,

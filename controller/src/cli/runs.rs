@@ -98,7 +98,7 @@ async fn list(args: ListArgs) -> anyhow::Result<i32> {
     };
     let response = match client.list_runs(request).await {
         Ok(r) => r.into_inner(),
-        Err(s) => return refused(s, &args.conn),
+        Err(s) => return remote::refused(s, &args.conn),
     };
     let runs = response
         .runs
@@ -122,7 +122,7 @@ async fn show_run(args: ShowArgs) -> anyhow::Result<i32> {
         .await
     {
         Ok(r) => r.into_inner(),
-        Err(s) => return refused(s, &args.conn),
+        Err(s) => return remote::refused(s, &args.conn),
     };
     let stored = StoredRun::try_from(response).with_context(|| {
         format!(
@@ -135,17 +135,6 @@ async fn show_run(args: ShowArgs) -> anyhow::Result<i32> {
         OutputFormat::Json => print(&format!("{}\n", serde_json::to_string_pretty(&stored)?))?,
     }
     Ok(exit::OK)
-}
-
-/// Unknown runs and bad filters are the operator's to fix (exit 2); the rest is explained.
-fn refused(status: tonic::Status, conn: &ConnArgs) -> anyhow::Result<i32> {
-    match status.code() {
-        tonic::Code::NotFound | tonic::Code::InvalidArgument => {
-            eprintln!("error: {}", status.message());
-            Ok(exit::INVALID)
-        }
-        _ => Err(remote::explain(status, conn.controller())),
-    }
 }
 
 /// A run's status line, then the report `gameday run` prints.

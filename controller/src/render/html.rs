@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use super::escape::xml as esc;
 use super::timeline_plot::{self, FAILED_COLOR, OK_COLOR};
 use super::trend::{self, RegressionRule};
-use super::{fault_lines, utc_datetime, FaultLine, ReportInput};
+use super::{fault_lines, probe_rows, utc_datetime, FaultLine, ReportInput};
 use crate::grade::{fmt_us, Measured, Verdict};
 use crate::report::{RunReport, ScenarioReport};
 
@@ -287,17 +287,8 @@ fn run_section(out: &mut String, r: &ScenarioReport, run: &RunReport) {
             row(out, "recovery after the revert", fmt_us(us));
         }
     }
-    for st in &run.stages {
-        row(out, "stage", esc(&st.line()));
-    }
-    if let Some(d) = &run.detection {
-        row(out, "monitoring", esc(&d.summary()));
-    }
-    if let Some(r) = &run.remediation {
-        row(out, "remediation start", esc(&r.line()));
-    }
-    for line in crate::annotation::lines(run) {
-        row(out, "note", esc(&line));
+    for (what, text) in run.timeline_facts() {
+        row(out, what, esc(&text));
     }
     row(out, "RTO", fmt_us(r.rto_us));
     out.push_str("</table>\n");
@@ -332,28 +323,18 @@ fn run_section(out: &mut String, r: &ScenarioReport, run: &RunReport) {
     }
     if !run.probes.is_empty() {
         out.push_str("<h3>Probes</h3>\n<table>\n<tr><th>probe</th><th>samples</th><th>failed</th><th>impact</th><th>recovered</th><th>relapses</th><th>verdict</th><th>first error</th></tr>\n");
-        for p in &run.probes {
-            let rec = run
-                .grade
-                .as_ref()
-                .and_then(|g| g.probes.iter().find(|x| x.probe == p.name));
-            let failed = p.samples.iter().filter(|s| !s.ok).count();
-            let first_error = p
-                .samples
-                .iter()
-                .find(|s| !s.ok)
-                .map(|s| esc(&s.error))
-                .unwrap_or_default();
+        for p in probe_rows(run, esc) {
             let _ = writeln!(
                 out,
-                r#"<tr><td>{}</td><td class="num">{}</td><td class="num">{failed}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td><td>{first_error}</td></tr>"#,
-                esc(&p.name),
-                p.samples.len(),
-                figure_cell(rec.and_then(|x| x.impact.as_ref())),
-                figure_cell(rec.and_then(|x| x.recovered.as_ref())),
-                rec.map_or(0, |x| x.relapses),
-                rec.and_then(|x| x.verdict)
-                    .map_or_else(|| "—".to_string(), |v| v.to_string())
+                r#"<tr><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td><td>{}</td></tr>"#,
+                p.name,
+                p.samples,
+                p.failed,
+                figure_cell(p.impact),
+                figure_cell(p.recovered),
+                p.relapses,
+                p.verdict,
+                p.first_error
             );
         }
         out.push_str("</table>\n");

@@ -279,17 +279,8 @@ fn figures(report: &ScenarioReport, run: &RunReport) -> String {
             let _ = writeln!(b, "recover after revert: {}", fmt_us(r));
         }
     }
-    for st in &run.stages {
-        let _ = writeln!(b, "stage {}", st.line());
-    }
-    if let Some(d) = &run.detection {
-        let _ = writeln!(b, "monitoring: {}", d.summary());
-    }
-    if let Some(r) = &run.remediation {
-        let _ = writeln!(b, "remediation start: {}", r.line());
-    }
-    for line in crate::annotation::lines(run) {
-        let _ = writeln!(b, "note {line}");
+    for (what, text) in run.timeline_facts() {
+        let _ = writeln!(b, "{what}: {text}");
     }
     b
 }

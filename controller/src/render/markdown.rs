@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use super::escape::markdown as esc;
 use super::trend::{self, RegressionRule};
-use super::{fault_lines, utc_datetime, FaultLine, ReportInput};
+use super::{fault_lines, probe_rows, utc_datetime, FaultLine, ReportInput};
 use crate::grade::{fmt_us, Measured};
 use crate::report::{RunReport, ScenarioReport};
 
@@ -190,17 +190,8 @@ fn run_section(out: &mut String, r: &ScenarioReport, run: &RunReport) {
             let _ = writeln!(out, "- recovery after the revert: {}", fmt_us(us));
         }
     }
-    for st in &run.stages {
-        let _ = writeln!(out, "- stage {}", esc(&st.line()));
-    }
-    if let Some(d) = &run.detection {
-        let _ = writeln!(out, "- monitoring: {}", esc(&d.summary()));
-    }
-    if let Some(r) = &run.remediation {
-        let _ = writeln!(out, "- remediation start: {}", esc(&r.line()));
-    }
-    for line in crate::annotation::lines(run) {
-        let _ = writeln!(out, "- note {}", esc(&line));
+    for (what, text) in run.timeline_facts() {
+        let _ = writeln!(out, "- {what}: {}", esc(&text));
     }
     let _ = writeln!(out, "- RTO: {}", fmt_us(r.rto_us));
     if !run.faults.is_empty() {
@@ -234,28 +225,18 @@ fn run_section(out: &mut String, r: &ScenarioReport, run: &RunReport) {
             "| probe | samples | failed | impact | recovered | relapses | verdict | first error |\n",
         );
         out.push_str("|---|---|---|---|---|---|---|---|\n");
-        for p in &run.probes {
-            let rec = run
-                .grade
-                .as_ref()
-                .and_then(|g| g.probes.iter().find(|x| x.probe == p.name));
-            let failed = p.samples.iter().filter(|s| !s.ok).count();
-            let first_error = p
-                .samples
-                .iter()
-                .find(|s| !s.ok)
-                .map(|s| esc(&s.error))
-                .unwrap_or_default();
+        for p in probe_rows(run, esc) {
             let _ = writeln!(
                 out,
-                "| {} | {} | {failed} | {} | {} | {} | {} | {first_error} |",
-                esc(&p.name),
-                p.samples.len(),
-                figure(rec.and_then(|x| x.impact.as_ref())),
-                figure(rec.and_then(|x| x.recovered.as_ref())),
-                rec.map_or(0, |x| x.relapses),
-                rec.and_then(|x| x.verdict)
-                    .map_or_else(|| "—".to_string(), |v| v.to_string())
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                p.name,
+                p.samples,
+                p.failed,
+                figure(p.impact),
+                figure(p.recovered),
+                p.relapses,
+                p.verdict,
+                p.first_error
             );
         }
     }

@@ -213,6 +213,52 @@ pub(crate) enum FaultLine {
     Error(String),
 }
 
+/// One probe's row in a report's probe table, its texts escaped for the report's format.
+pub(crate) struct ProbeRow<'r> {
+    pub name: String,
+    pub samples: usize,
+    pub failed: usize,
+    pub impact: Option<&'r crate::grade::Measured>,
+    pub recovered: Option<&'r crate::grade::Measured>,
+    pub relapses: u32,
+    /// Its own verdict, or "—" for a run not graded.
+    pub verdict: String,
+    pub first_error: String,
+}
+
+/// The rows of `run`'s probe table, in probe order.
+pub(crate) fn probe_rows<'r>(
+    run: &'r crate::report::RunReport,
+    esc: impl Fn(&str) -> String,
+) -> Vec<ProbeRow<'r>> {
+    run.probes
+        .iter()
+        .map(|p| {
+            let rec = run
+                .grade
+                .as_ref()
+                .and_then(|g| g.probes.iter().find(|x| x.probe == p.name));
+            ProbeRow {
+                name: esc(&p.name),
+                samples: p.samples.len(),
+                failed: p.samples.iter().filter(|s| !s.ok).count(),
+                impact: rec.and_then(|x| x.impact.as_ref()),
+                recovered: rec.and_then(|x| x.recovered.as_ref()),
+                relapses: rec.map_or(0, |x| x.relapses),
+                verdict: rec
+                    .and_then(|x| x.verdict)
+                    .map_or_else(|| "—".to_string(), |v| v.to_string()),
+                first_error: p
+                    .samples
+                    .iter()
+                    .find(|s| !s.ok)
+                    .map(|s| esc(&s.error))
+                    .unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
 /// The lines under fault `f`, in report order.
 pub(crate) fn fault_lines(
     f: &crate::report::FaultRecord,
