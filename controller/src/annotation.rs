@@ -134,6 +134,37 @@ pub async fn add(
     Ok((note, live))
 }
 
+/// A remediation signal probe's first good answer after the fault (following a failure).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalSeen {
+    /// The probe.
+    pub probe: String,
+    /// When its good answer arrived, µs since the run's epoch.
+    pub at_us: u64,
+}
+
+impl SignalSeen {
+    /// The earliest remediation signal among `probes` (the signal probes' timelines), for a
+    /// fault that took effect at `inject_us`: a good answer to a check started after it, right
+    /// after a failed one. A probe good all along signals nothing.
+    pub fn first(probes: &[crate::timeline::ProbeTimeline], inject_us: u64) -> Option<SignalSeen> {
+        probes
+            .iter()
+            .filter_map(|p| {
+                let mut samples: Vec<_> = p.samples.iter().collect();
+                samples.sort_by_key(|s| s.start_us);
+                samples
+                    .windows(2)
+                    .find(|w| !w[0].ok && w[1].ok && w[1].start_us >= inject_us)
+                    .map(|w| SignalSeen {
+                        probe: p.name.clone(),
+                        at_us: w[1].end_us,
+                    })
+            })
+            .min_by_key(|s| s.at_us)
+    }
+}
+
 /// Time to remediation start: the first `remediation_started` annotation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Remediation {
@@ -155,12 +186,23 @@ impl Remediation {
     /// The figure for `run`, from its annotations, injection and detection.
     pub fn of(run: &RunReport) -> Option<Remediation> {
         let inject_us = run.inject?.at_us;
-        let first = run
+        let noted = run
             .annotations
             .iter()
             .filter(|a| a.kind == AnnotationKind::RemediationStarted)
-            .min_by_key(|a| a.unix_ms)?;
-        let at = first.at_us(run);
+            .min_by_key(|a| a.unix_ms)
+            .map(|a| (a.at_us(run), a.author.clone(), a.text.clone()));
+        let signalled = run.remediation_signal.as_ref().map(|s| {
+            (
+                s.at_us,
+                format!("probe {}", s.probe),
+                "the remediation signal turned good".to_string(),
+            )
+        });
+        let (at, by, text) = [noted, signalled]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(at, _, _)| *at)?;
         let alert_us = run.detection.as_ref().and_then(|d| {
             d.alert
                 .as_ref()
@@ -170,8 +212,8 @@ impl Remediation {
             after_fault_us: at.saturating_sub(inject_us),
             after_alert_us: alert_us.map(|al| at.saturating_sub(al)),
             before_alert: alert_us.is_some_and(|al| at < al),
-            by: first.author.clone(),
-            text: first.text.clone(),
+            by,
+            text,
         })
     }
 

@@ -35,6 +35,7 @@ pub(crate) fn run(run_id: &str, verdict: Verdict, recover_us: Option<u64>) -> Ru
         detection: None,
         annotations: vec![],
         remediation: None,
+        remediation_signal: None,
         faults: vec![],
         probes: vec![],
     }

@@ -114,9 +114,13 @@ pub struct RunReport {
     /// Notes the people in the room added, during the run or after it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub annotations: Vec<crate::annotation::Annotation>,
-    /// Time to remediation start, from the first `remediation_started` annotation.
+    /// Time to remediation start, from the first `remediation_started` annotation or the
+    /// remediation signal, whichever came first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remediation: Option<crate::annotation::Remediation>,
+    /// When a probe with `signals = "remediation"` first turned good after the fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remediation_signal: Option<crate::annotation::SignalSeen>,
     /// Every fault on every target.
     pub faults: Vec<FaultRecord>,
     /// The whole probe timeline.

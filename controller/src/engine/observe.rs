@@ -102,7 +102,7 @@ pub(super) async fn observe(
         let recovered_while_held = !reverted
             && s.revert == RevertPolicy::OnRecovery
             && grade::settled(&GradeInput {
-                probes: &probes.snapshot(),
+                probes: &s.health_only(probes.snapshot()),
                 inject,
                 revert_us: None,
                 rto_us: window.rto_us,
@@ -125,7 +125,7 @@ pub(super) async fn observe(
                 ),
             );
         }
-        let snapshot = probes.snapshot();
+        let snapshot = s.health_only(probes.snapshot());
         let input = GradeInput {
             probes: &snapshot,
             inject,

@@ -78,6 +78,7 @@ pub(super) fn errored(run_id: String, index: u32, reason: String) -> RunReport {
         detection: None,
         annotations: vec![],
         remediation: None,
+        remediation_signal: None,
         faults: vec![],
         probes: vec![],
     }

@@ -34,7 +34,7 @@ pub(super) async fn hold_steady_state(
     if let Some(cause) = wait_or_cancel(&mut ctx.cancel, s.steady_state.get()).await {
         return SteadyState::Stopped(cause);
     }
-    match unsteady(&probes.snapshot()) {
+    match unsteady(&ctx.input.scenario.health_only(probes.snapshot())) {
         Some(reason) => SteadyState::Unhealthy(reason),
         None => SteadyState::Healthy,
     }

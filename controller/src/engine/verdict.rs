@@ -9,8 +9,16 @@ use crate::timeline::Moment;
 /// Grades `report` (its probes and revert are in) for faults that took effect at `inject`,
 /// observed until `window_end_us`.
 pub(super) fn grade_run(s: &Scenario, report: &mut RunReport, inject: Moment, window_end_us: u64) {
+    let health = s.health_only(report.probes.clone());
+    let signals: Vec<_> = report
+        .probes
+        .iter()
+        .filter(|p| s.signal_probes().any(|n| n == p.name))
+        .cloned()
+        .collect();
+    report.remediation_signal = crate::annotation::SignalSeen::first(&signals, inject.at_us);
     let input = GradeInput {
-        probes: &report.probes,
+        probes: &health,
         inject,
         revert_us: report.revert_us,
         rto_us: super::run::saturating_us(s.rto.get()),
@@ -23,8 +31,7 @@ pub(super) fn grade_run(s: &Scenario, report: &mut RunReport, inject: Moment, wi
         .stages
         .iter()
         .map(|stage| {
-            let probes: Vec<_> = report
-                .probes
+            let probes: Vec<_> = health
                 .iter()
                 .filter(|p| stage.probes.contains(&p.name))
                 .cloned()
@@ -203,5 +210,36 @@ mod tests {
             Verdict::Pass,
             "full restore itself"
         );
+    }
+
+    #[tokio::test]
+    async fn a_signal_probe_is_not_graded_and_its_turn_marks_remediation() {
+        let fx = Fixture::new(&format!(
+            "{}\n[[probes]]\nname = \"promoted\"\nkind = \"tcp\"\naddress = \"127.0.0.1:1\"\nsignals = \"remediation\"\n",
+            Fixture::KILL
+        ));
+        let mut report = fx.report();
+        // Failing from the start (a standby is not primary before the fault), good from 1.3 s.
+        let mut promoted = ScriptedProbes::new(fx.epoch, 10, |t| t >= 1_300).all();
+        promoted[0].name = "promoted".into();
+        report.probes = ScriptedProbes::down(fx.epoch, 1_020, 1_500).all();
+        report.probes.extend(promoted);
+        report.inject = Some(INJECT);
+        grade_run(&fx.input.scenario, &mut report, INJECT, 11_000_000);
+        assert_eq!(report.verdict, Verdict::Pass, "{}", report.reason);
+        assert_eq!(
+            report.grade.as_ref().unwrap().probes.len(),
+            1,
+            "only the health probe"
+        );
+        let signal = report.remediation_signal.clone().expect("signalled");
+        assert_eq!(signal.probe, "promoted");
+        assert_eq!(
+            signal.at_us, 1_301_000,
+            "the answer to the check started at 1.3 s"
+        );
+        let r = crate::annotation::Remediation::of(&report).unwrap();
+        assert_eq!(r.after_fault_us, 301_000);
+        assert_eq!(r.by, "probe promoted");
     }
 }

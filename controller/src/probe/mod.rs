@@ -375,6 +375,7 @@ mod tests {
             max_in_flight,
             spread: 1,
             seed: None,
+            signals: None,
             check: ProbeCheck::Http {
                 url: format!("http://127.0.0.1:{port}/"),
                 expect_status: 200,

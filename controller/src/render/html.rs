@@ -398,6 +398,7 @@ mod tests {
             detection: None,
             annotations: vec![],
             remediation: None,
+            remediation_signal: None,
             faults: vec![FaultRecord {
                 kind: "process_kill".into(),
                 agent: "local".into(),

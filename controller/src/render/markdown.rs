@@ -279,6 +279,7 @@ mod tests {
             detection: None,
             annotations: vec![],
             remediation: None,
+            remediation_signal: None,
             faults: vec![FaultRecord {
                 kind: "process_kill".into(),
                 agent: "web|1".into(),

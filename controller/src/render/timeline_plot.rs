@@ -570,6 +570,7 @@ mod tests {
             detection: None,
             annotations: vec![],
             remediation: None,
+            remediation_signal: None,
             faults: vec![],
             probes: vec![ProbeTimeline {
                 name: "http <&> probe".into(),

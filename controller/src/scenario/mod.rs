@@ -276,9 +276,41 @@ pub struct ProbeSpec {
     /// report's timeline).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// What the probe signals instead of the service's health (`signals = "remediation"`): it
+    /// takes no part in steady state or grading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signals: Option<ProbeSignal>,
     /// What is checked.
     #[serde(flatten)]
     pub check: ProbeCheck,
+}
+
+/// What a signal probe marks on the run's timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeSignal {
+    /// Its first good answer after the fault, following a failed one, is remediation start
+    /// ("the standby's role endpoint says primary").
+    Remediation,
+}
+
+impl Scenario {
+    /// `probes` without the signal probes: what steady state and grading look at.
+    pub fn health_only(
+        &self,
+        mut probes: Vec<crate::timeline::ProbeTimeline>,
+    ) -> Vec<crate::timeline::ProbeTimeline> {
+        probes.retain(|p| !self.signal_probes().any(|s| s == p.name));
+        probes
+    }
+
+    /// The names of the probes that signal remediation.
+    pub fn signal_probes(&self) -> impl Iterator<Item = &str> {
+        self.probes
+            .iter()
+            .filter(|p| p.signals.is_some())
+            .map(|p| p.name.as_str())
+    }
 }
 
 fn one() -> u32 {
@@ -451,6 +483,7 @@ mod tests {
                     max_in_flight: None,
                     spread: 1,
                     seed: None,
+                    signals: None,
                     check: ProbeCheck::Http {
                         url: "http://127.0.0.1:18080/".into(),
                         expect_status: 200,
@@ -465,6 +498,7 @@ mod tests {
                     max_in_flight: None,
                     spread: 1,
                     seed: None,
+                    signals: None,
                     check: ProbeCheck::Tcp {
                         address: "127.0.0.1:18080".into(),
                     },

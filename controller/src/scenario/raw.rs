@@ -86,6 +86,7 @@ pub(crate) struct RawProbe {
     pub max_in_flight: Field<i64>,
     pub spread: Field<i64>,
     pub seed: Field<i64>,
+    pub signals: Field<String>,
     /// tcp
     pub address: Field<String>,
     /// http
@@ -118,6 +119,7 @@ impl RawProbe {
             max_in_flight: fields.take(d, "max_in_flight"),
             spread: fields.take(d, "spread"),
             seed: fields.take(d, "seed"),
+            signals: fields.take(d, "signals"),
             address: fields.take(d, "address"),
             url: fields.take(d, "url"),
             expect_status: fields.take(d, "expect_status"),

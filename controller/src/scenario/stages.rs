@@ -71,7 +71,7 @@ pub(crate) fn stages(
                             diagnostics.error(
                                 p.span(),
                                 format!(
-                                    "no probe is named {} (probes: {})",
+                                    "no probe watching the service is named {} (probes: {})",
                                     echo::quoted(p.get_ref()),
                                     probes.join(", ")
                                 ),
@@ -149,7 +149,12 @@ mod tests {
         let unknown = format!(
             "{MINIMAL}\n[[stages]]\nname = \"failover\"\nprobes = [\"db\"]\nrto = \"2s\"\n"
         );
-        assert_only_error(&unknown, 18, 11, "no probe is named \"db\" (probes: port)");
+        assert_only_error(
+            &unknown,
+            18,
+            11,
+            "no probe watching the service is named \"db\" (probes: port)",
+        );
         let twice = format!(
             "{MINIMAL}\n[[stages]]\nname = \"a\"\nprobes = [\"port\"]\nrto = \"2s\"\n[[stages]]\nname = \"a\"\nprobes = [\"port\"]\nrto = \"1s\"\n"
         );
@@ -163,5 +168,32 @@ mod tests {
         let found = errors(&missing);
         assert_error(&found, 18, 10, "`probes` is empty");
         assert_error(&found, 16, 1, "a stage needs an `rto`");
+    }
+
+    #[test]
+    fn signal_probes_are_checked() {
+        let signal =
+            "[[probes]]\nname = \"promoted\"\nkind = \"tcp\"\naddress = \"127.0.0.1:81\"\n";
+        let bad = format!("{MINIMAL}\n{signal}signals = \"victory\"\n");
+        assert_only_error(
+            &bad,
+            20,
+            11,
+            "unknown `signals` \"victory\" (expected: remediation)",
+        );
+        let staged = format!(
+            "{MINIMAL}\n{signal}signals = \"remediation\"\n[[stages]]\nname = \"a\"\nprobes = [\"promoted\"]\nrto = \"1s\"\n"
+        );
+        assert_error(
+            &errors(&staged),
+            23,
+            11,
+            "no probe watching the service is named \"promoted\"",
+        );
+        let only = MINIMAL.replace(
+            "address = \"127.0.0.1:80\"",
+            "address = \"127.0.0.1:80\"\nsignals = \"remediation\"",
+        );
+        assert_only_error(&only, 1, 1, "every probe has `signals`");
     }
 }

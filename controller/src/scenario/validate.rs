@@ -69,7 +69,22 @@ pub(crate) fn scenario(diagnostics: &mut Diagnostics<'_>, text: &str) -> Option<
     let detect = table
         .get("detect")
         .map(|value| detect::detect(diagnostics, value, top.observe));
-    let probe_names: Vec<String> = probes.iter().flatten().map(|p| p.name.clone()).collect();
+    let probe_names: Vec<String> = probes
+        .iter()
+        .flatten()
+        .filter(|p| p.signals.is_none())
+        .map(|p| p.name.clone())
+        .collect();
+    let all_signals = !probes.is_empty()
+        && probes
+            .iter()
+            .all(|p| p.as_ref().is_some_and(|p| p.signals.is_some()));
+    if all_signals {
+        diagnostics.error(
+            TOP,
+            "every probe has `signals`: a scenario needs at least one probe that watches the service",
+        );
+    }
     let stages = match table.get("stages") {
         Some(value) => {
             let tables = array_of_tables(diagnostics, "stages", "stage", value)

@@ -445,6 +445,7 @@ fn rebuild(conn: &Connection, row: &RunRow, status: RunStatus) -> Result<RunRepo
         detection: None,
         annotations: vec![],
         remediation: None,
+        remediation_signal: None,
         faults,
         probes,
     })

@@ -133,6 +133,7 @@ fn graded(run_id: &str, verdict: Verdict, recover_us: Option<u64>, started: u64)
         detection: None,
         annotations: vec![],
         remediation: None,
+        remediation_signal: None,
         faults: vec![fault(run_id, None)],
         probes: vec![ProbeTimeline {
             name: "http".into(),

@@ -146,6 +146,23 @@ fn probe(
             }
         },
     };
+    let signals = match &raw.signals {
+        Field::Absent => Some(None),
+        Field::Invalid => None,
+        Field::Given(v) if v.get_ref() == "remediation" => {
+            Some(Some(crate::scenario::ProbeSignal::Remediation))
+        }
+        Field::Given(v) => {
+            diagnostics.error(
+                v.span(),
+                format!(
+                    "unknown `signals` {} (expected: remediation)",
+                    super::echo::quoted(v.get_ref())
+                ),
+            );
+            None
+        }
+    };
 
     let check = match &raw.kind {
         Field::Invalid => None,
@@ -198,6 +215,7 @@ fn probe(
             max_in_flight: max_in_flight?,
             spread: spread?,
             seed: seed?,
+            signals: signals?,
             check: check?,
         },
         name_span,
