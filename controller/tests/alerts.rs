@@ -522,6 +522,24 @@ fn people_and_runbooks_annotate_live_and_finished_runs() {
         "{out}"
     );
     assert!(out.contains("operator sre: reviewed in the retro"), "{out}");
+    // The HTML and Markdown reports carry the timeline too, escaped.
+    let (code, html, err) = room
+        .ctl
+        .cli(&room.certs, &["report", &id, "--output", "html"]);
+    assert_eq!(code, 0, "{err}");
+    for part in [
+        "<th>monitoring</th><td>ServiceDown noticed it: start not given, delivered +",
+        "<th>remediation start</th><td>+",
+        "(action item): the alert should page sooner</td>",
+        r#"<line class="event""#,
+    ] {
+        assert!(html.contains(part), "{part:?} missing from the HTML report");
+    }
+    let (code, md, _) = room
+        .ctl
+        .cli(&room.certs, &["report", &id, "--output", "markdown"]);
+    assert_eq!(code, 0);
+    assert!(md.contains("- note: +"), "{md}");
     let (code, _, err) = room
         .ctl
         .cli(&room.certs, &["annotate", "no-such-run", "hello"]);
