@@ -39,6 +39,16 @@ pub(super) async fn await_detection(
             .collect();
         let detection = detect(spec, inject_us, &seen);
         if detection.noticed() || Instant::now() >= deadline {
+            say(
+                ctx,
+                Phase::Observing,
+                format!(
+                    "run {}/{}: {}",
+                    ctx.index,
+                    ctx.input.scenario.repeat,
+                    detection.summary()
+                ),
+            );
             return Some(detection);
         }
         if !said {
@@ -46,8 +56,10 @@ pub(super) async fn await_detection(
                 ctx,
                 Phase::Observing,
                 format!(
-                    "waiting up to +{} after the fault for an alert matching {}",
-                    crate::grade::fmt_us(detection.within_us),
+                    "run {}/{}: waiting up to +{} after the fault for an alert matching {}",
+                    ctx.index,
+                    ctx.input.scenario.repeat,
+                    gameday_proto::Duration::from_millis(detection.within_us / 1000),
                     detection.selector
                 ),
             );

@@ -140,4 +140,19 @@ mod tests {
         let missing = format!("{MINIMAL}\n[detect]\nwithin = \"1m\"\n");
         assert_only_error(&missing, 16, 1, "[detect] needs `alerts`");
     }
+
+    #[test]
+    fn a_window_shorter_than_alertmanagers_group_wait_is_warned_about() {
+        let short = format!("{MINIMAL}\n[detect]\nalerts = {{ a = \"b\" }}\nwithin = \"10s\"\n");
+        let warnings = parse("test.toml", &short).unwrap().warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with(
+                "[detect] within = \"10s\" is shorter than Alertmanager's default group_wait"
+            ),
+            "{warnings:?}"
+        );
+        let long = short.replace("\"10s\"", "\"2m\"");
+        assert!(parse("test.toml", &long).unwrap().warnings().is_empty());
+    }
 }

@@ -112,6 +112,25 @@ impl Scenario {
     /// and one that only comes back with the revert is graded FAIL (see [`RecoveryMode`]).
     /// Unless recovery after the revert is what the scenario tests, that is worth a word.
     pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = self.hold_warnings();
+        // Alertmanager holds a new group's first notification for `group_wait` (30 s unless
+        // configured): a shorter window calls a noticed fault unnoticed.
+        if let Some(d) = self
+            .detect
+            .as_ref()
+            .filter(|d| d.within.get() < ALERTMANAGER_GROUP_WAIT)
+        {
+            warnings.push(format!(
+                "[detect] within = \"{}\" is shorter than Alertmanager's default group_wait \
+                 (30s): unless its route sets a shorter group_wait, the alert arrives too late \
+                 to count",
+                d.within
+            ));
+        }
+        warnings
+    }
+
+    fn hold_warnings(&self) -> Vec<String> {
         if self.recovery == RecoveryMode::AfterRevert {
             return Vec::new();
         }
@@ -137,6 +156,9 @@ impl Scenario {
             .collect()
     }
 }
+
+/// Alertmanager's default `group_wait`.
+const ALERTMANAGER_GROUP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A scenario as it was read: the file it came from, its text, and what the text says. Runs
 /// carry all three: reports name the file, the history keeps the text and its hash.
