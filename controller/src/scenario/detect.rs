@@ -9,7 +9,7 @@ use toml::Spanned;
 use super::error::Diagnostics;
 use super::fields::{Field, Fields};
 use super::limits::MAX_OBSERVE;
-use super::names::{check_name, check_printable};
+use super::names::label_table;
 use super::settings::{bounded_duration, Lower};
 use super::Detect;
 use crate::alerts::LabelSelector;
@@ -42,25 +42,10 @@ pub(crate) fn detect(
             );
             ok = false;
         }
-        Field::Given(labels) => {
-            for (key, label) in labels.get_ref() {
-                let checked = check_name(key.get_ref())
-                    .map_err(|e| (key.span(), format!("label names in `alerts` {e}")))
-                    .and_then(|()| {
-                        check_printable(label.get_ref())
-                            .map_err(|e| (label.span(), format!("label values in `alerts` {e}")))
-                    });
-                match checked {
-                    Ok(()) => {
-                        selector.insert(key.get_ref().clone(), label.get_ref().clone());
-                    }
-                    Err((span, message)) => {
-                        diagnostics.error(span, message);
-                        ok = false;
-                    }
-                }
-            }
-        }
+        Field::Given(labels) => match label_table(diagnostics, "alerts", labels.get_ref()) {
+            Some(checked) => selector = checked,
+            None => ok = false,
+        },
         Field::Absent => {
             diagnostics.error(
                 value.span(),

@@ -9,7 +9,7 @@ use super::echo;
 use super::error::Diagnostics;
 use super::fields::Field;
 use super::limits::MAX_TARGETS;
-use super::names::{check_name, check_printable};
+use super::names::{check_name, label_table};
 use super::raw::RawTargets;
 use super::settings::count;
 use super::Targets;
@@ -61,30 +61,13 @@ pub(crate) fn targets(
         }
     }
 
-    let mut labels = BTreeMap::new();
-    for (key, label) in raw
-        .labels
-        .given()
-        .map(Spanned::get_ref)
-        .into_iter()
-        .flatten()
-    {
-        let checked = check_name(key.get_ref())
-            .map_err(|e| (key.span(), format!("label names in `labels` {e}")))
-            .and_then(|()| {
-                check_printable(label.get_ref())
-                    .map_err(|e| (label.span(), format!("label values in `labels` {e}")))
-            });
-        match checked {
-            Ok(()) => {
-                labels.insert(key.get_ref().clone(), label.get_ref().clone());
-            }
-            Err((span, message)) => {
-                diagnostics.error(span, message);
-                ok = false;
-            }
-        }
-    }
+    let labels = match raw.labels.given() {
+        Some(given) => label_table(diagnostics, "labels", given.get_ref()).unwrap_or_else(|| {
+            ok = false;
+            BTreeMap::new()
+        }),
+        None => BTreeMap::new(),
+    };
 
     // A list of the wrong type was reported already; calling the targets empty would mislead.
     let agents_given = match &raw.agents {
