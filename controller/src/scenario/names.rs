@@ -42,6 +42,36 @@ pub(crate) fn check_printable(text: &str) -> Result<(), NameError> {
     }
 }
 
+/// Reads a table of labels (`labels = { role = "web" }`) as written in `field`: every name
+/// checked with [`check_name`], every value with [`check_printable`], each refusal reported
+/// at its place. `None` when any was refused.
+pub(crate) fn label_table(
+    diagnostics: &mut super::error::Diagnostics<'_>,
+    field: &str,
+    entries: &std::collections::BTreeMap<toml::Spanned<String>, toml::Spanned<String>>,
+) -> Option<std::collections::BTreeMap<String, String>> {
+    let mut labels = std::collections::BTreeMap::new();
+    let mut ok = true;
+    for (key, label) in entries {
+        let checked = check_name(key.get_ref())
+            .map_err(|e| (key.span(), format!("label names in `{field}` {e}")))
+            .and_then(|()| {
+                check_printable(label.get_ref())
+                    .map_err(|e| (label.span(), format!("label values in `{field}` {e}")))
+            });
+        match checked {
+            Ok(()) => {
+                labels.insert(key.get_ref().clone(), label.get_ref().clone());
+            }
+            Err((span, message)) => {
+                diagnostics.error(span, message);
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(labels)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,34 +101,4 @@ mod tests {
         assert_eq!(check_printable(""), Ok(()));
         assert!(check_printable("a\tb").is_err());
     }
-}
-
-/// Reads a table of labels (`labels = { role = "web" }`) as written in `field`: every name
-/// checked with [`check_name`], every value with [`check_printable`], each refusal reported
-/// at its place. `None` when any was refused.
-pub(crate) fn label_table(
-    diagnostics: &mut super::error::Diagnostics<'_>,
-    field: &str,
-    entries: &std::collections::BTreeMap<toml::Spanned<String>, toml::Spanned<String>>,
-) -> Option<std::collections::BTreeMap<String, String>> {
-    let mut labels = std::collections::BTreeMap::new();
-    let mut ok = true;
-    for (key, label) in entries {
-        let checked = check_name(key.get_ref())
-            .map_err(|e| (key.span(), format!("label names in `{field}` {e}")))
-            .and_then(|()| {
-                check_printable(label.get_ref())
-                    .map_err(|e| (label.span(), format!("label values in `{field}` {e}")))
-            });
-        match checked {
-            Ok(()) => {
-                labels.insert(key.get_ref().clone(), label.get_ref().clone());
-            }
-            Err((span, message)) => {
-                diagnostics.error(span, message);
-                ok = false;
-            }
-        }
-    }
-    ok.then_some(labels)
 }
