@@ -119,24 +119,36 @@ fn refused_input(s: &tonic::Status) -> bool {
 
 /// `gameday run FILE` against a controller.
 pub async fn run_file(file: &Path, out: ReportOutput, conn: &ConnArgs) -> anyhow::Result<i32> {
+    match run_remote(file, conn).await? {
+        Ok(report) => print_report(&report, out),
+        Err(code) => Ok(code),
+    }
+}
+
+/// Runs the scenario in `file` on the controller, showing its progress on stderr: its report,
+/// or the exit code of a file or scenario refused (the reason already printed).
+pub async fn run_remote(
+    file: &Path,
+    conn: &ConnArgs,
+) -> anyhow::Result<Result<ScenarioReport, i32>> {
     // Validate locally first: a bad file is exit code 2 without touching the fleet.
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("{}: {e}", file.display());
-            return Ok(exit::INVALID);
+            return Ok(Err(exit::INVALID));
         }
     };
     let name = file.display().to_string();
     if let Err(e) = gameday::limits::check_scenario_size(&name, &text) {
         eprintln!("{e}");
-        return Ok(exit::INVALID);
+        return Ok(Err(exit::INVALID));
     }
     let scenario_name = match gameday::scenario::parse(&name, &text) {
         Ok(s) => s.name,
         Err(e) => {
             eprintln!("{e}");
-            return Ok(exit::INVALID);
+            return Ok(Err(exit::INVALID));
         }
     };
     let mut client = connect(conn).await?;
@@ -148,7 +160,7 @@ pub async fn run_file(file: &Path, out: ReportOutput, conn: &ConnArgs) -> anyhow
         Ok(s) => s.into_inner(),
         Err(s) if refused_input(&s) => {
             eprintln!("{}", s.message());
-            return Ok(exit::INVALID);
+            return Ok(Err(exit::INVALID));
         }
         Err(s) => return Err(explain_with(s, &conn.dial())),
     };
@@ -208,11 +220,11 @@ pub async fn run_file(file: &Path, out: ReportOutput, conn: &ConnArgs) -> anyhow
         Some(Ok(json)) => {
             let report: ScenarioReport = serde_json::from_str(&json)
                 .context("the controller sent a report this CLI cannot read")?;
-            return print_report(&report, out);
+            return Ok(Ok(report));
         }
         Some(Err(msg)) => {
             eprintln!("{msg}");
-            return Ok(exit::INVALID);
+            return Ok(Err(exit::INVALID));
         }
         None => {}
     }
