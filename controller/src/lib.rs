@@ -23,6 +23,7 @@ pub mod report;
 pub mod scenario;
 pub mod schedule;
 pub mod server;
+pub mod session;
 pub mod store;
 pub mod timeline;
 pub mod webhook;

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use gameday_test_support::privileged;
+use gameday_test_support::{privileged, FaultBuilder, ScenarioBuilder};
 
 const TOKEN: &str = "s3cret-token-for-tests";
 
@@ -624,4 +624,143 @@ timeout = "300ms"
     let (code, _, err) = room.ctl.cli(&room.certs, &["revert", &id]);
     assert_eq!(code, 2, "the run has ended");
     assert!(err.contains("is going on"), "{err}");
+}
+
+/// A two-scenario game day with a pause for discussion: the session waits for `gameday
+/// continue`, notes added meanwhile reach the combined report, and the report's HTML renders
+/// in a real browser.
+#[test]
+fn a_session_pauses_for_people_and_hands_over_one_report() {
+    if !privileged(&["chromium"]) {
+        return;
+    }
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let room = Room::new(d);
+    let port = free_port();
+    let _service = supervised_service(d, port, "200ms");
+    let kill = |name: &str| {
+        ScenarioBuilder::new(name)
+            .rto("3s")
+            .observe("3s")
+            .steady_state("300ms")
+            .agents(["web-1"])
+            .fault(FaultBuilder::kill(d.join("service.pid")))
+            .probe(demo_http_probe(port))
+            .write(d.join(format!("{name}.toml")))
+    };
+    kill("first-kill");
+    kill("second-kill");
+    let session = d.join("day.toml");
+    std::fs::write(
+        &session,
+        "name = \"December game day\"\n[[scenarios]]\nfile = \"first-kill.toml\"\npause_after = \"manual\"\n[[scenarios]]\nfile = \"second-kill.toml\"\n",
+    )
+    .unwrap();
+    let html = d.join("day.html");
+    let mut child = room
+        .ctl
+        .operator_command(
+            &room.certs,
+            &[
+                "session",
+                "run",
+                session.to_str().unwrap(),
+                "--html",
+                html.to_str().unwrap(),
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut out, &mut text).unwrap();
+        text
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            eprintln!("[session] {line}");
+            let _ = tx.send(line);
+        }
+    });
+    let paused = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the session pauses after its first scenario");
+        if line.contains("paused for discussion until") {
+            break line;
+        }
+    };
+    let id = paused
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(':')
+        .to_string();
+    let (_, runs, _) = room.ctl.cli(&room.certs, &["runs", "--output", "json"]);
+    let runs: serde_json::Value = serde_json::from_str(&runs).unwrap();
+    let first = runs[0]["run_id"].as_str().unwrap().to_string();
+    let (code, out, err) = room.ctl.cli(
+        &room.certs,
+        &[
+            "annotate",
+            &first,
+            "--action-item",
+            "page <the> DB team sooner",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = room.ctl.cli(&room.certs, &["continue", &id]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("continues (by operator sre)"), "{out}");
+    let (code, _, err) = room.ctl.cli(&room.certs, &["continue", &id]);
+    assert_eq!(code, 2, "nothing is pausing now");
+    assert!(err.contains("is pausing"), "{err}");
+    let mut status = None;
+    wait_for("the session to end", Duration::from_secs(60), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    let stdout = reader.join().unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!("game day December game day ({id})")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("first-kill"), "{stdout}");
+    assert!(stdout.contains("second-kill"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "action items:\n  - first-kill ({first}): page <the> DB team sooner — operator sre"
+        )),
+        "{stdout}"
+    );
+    // The page as a browser renders it.
+    let dom = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .expect("chromium");
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    for part in [
+        "<h1>game day December game day</h1>",
+        "<h3>Action items</h3>",
+        "page &lt;the&gt; DB team sooner",
+        "gameday report: first-kill",
+        "gameday report: second-kill",
+    ] {
+        assert!(
+            dom.contains(part),
+            "{part:?} missing from the rendered page:\n{dom}"
+        );
+    }
 }

@@ -96,6 +96,20 @@ impl Operator for WhoAmI {
     ) -> Result<Response<gameday_proto::v1::RevertResponse>, Status> {
         Err(Status::unimplemented("not in this test"))
     }
+
+    async fn await_continue(
+        &self,
+        _request: Request<gameday_proto::v1::ContinueRequest>,
+    ) -> Result<Response<gameday_proto::v1::ContinueResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn r#continue(
+        &self,
+        _request: Request<gameday_proto::v1::ContinueRequest>,
+    ) -> Result<Response<gameday_proto::v1::ContinueResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
 }
 
 /// A running test server; stops and is joined on [`TestServer::stop`].

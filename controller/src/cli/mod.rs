@@ -12,6 +12,7 @@ mod report;
 mod runs;
 mod schedules;
 mod serve;
+mod session;
 mod table;
 
 use std::path::PathBuf;
@@ -67,6 +68,10 @@ enum Command {
     Annotate(annotate::AnnotateArgs),
     /// Revert now the faults of a run that holds them for people (`revert = "manual"`).
     Revert(annotate::RevertArgs),
+    /// Run a game-day session: several scenarios with pauses for discussion, one report.
+    Session(session::SessionArgs),
+    /// End a game-day session's pause for discussion.
+    Continue(session::ContinueArgs),
     /// List past runs from the controller's history, or show one (`gameday runs show RUN`).
     Runs(runs::RunsArgs),
     /// Render a run, or a scenario's recent game days with their trend (md, html, json, junit).
@@ -269,6 +274,8 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
         } => remote::abort(run, all, output, &conn).await,
         Command::Annotate(args) => annotate::run(args).await,
         Command::Revert(args) => annotate::revert(args).await,
+        Command::Session(args) => session::run(args).await,
+        Command::Continue(args) => session::continue_session(args).await,
         Command::Runs(args) => runs::run(args).await,
         Command::Report(args) => report::run(args).await,
         Command::Schedules(args) => schedules::run(args).await,

@@ -49,6 +49,23 @@ impl Format {
     }
 }
 
+/// A self-contained HTML page titled `title` whose content `body` writes (with the reports'
+/// own style), and one scenario's report as a section of such a page: for pages that put
+/// several reports together, such as a game-day session's.
+pub fn html_document(title: &str, body: impl FnOnce(&mut String)) -> String {
+    html::document(title, body)
+}
+
+/// See [`html_document`].
+pub fn html_scenario_section(out: &mut String, report: &ScenarioReport) {
+    html::scenario_body(out, &ReportInput::new(report));
+}
+
+/// Escapes text for HTML.
+pub fn html_escape(text: &str) -> String {
+    escape::xml(text)
+}
+
 /// One past run of a scenario, for trends: the history store's own type.
 pub use crate::store::TrendPoint;
 

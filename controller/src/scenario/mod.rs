@@ -11,7 +11,7 @@ mod error;
 mod fault;
 mod fields;
 #[cfg(test)]
-mod fixture;
+pub(crate) mod fixture;
 pub mod limits;
 mod names;
 mod probe;

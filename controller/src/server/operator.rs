@@ -21,6 +21,27 @@ pub(super) struct OperatorService {
     engine: Arc<Engine>,
     history: Option<Arc<Store>>,
     schedules: Option<crate::schedule::ScheduleBook>,
+    /// Game-day sessions pausing for discussion, each waiting for `gameday continue`.
+    pauses: Arc<
+        std::sync::Mutex<std::collections::HashMap<String, tokio::sync::oneshot::Sender<String>>>,
+    >,
+}
+
+/// Takes a session's pause out of the table when its waiter goes away (the session ended or
+/// its client was stopped), so a later `continue` says there is no such pause.
+struct PauseGuard {
+    pauses: Arc<
+        std::sync::Mutex<std::collections::HashMap<String, tokio::sync::oneshot::Sender<String>>>,
+    >,
+    session: String,
+}
+
+impl Drop for PauseGuard {
+    fn drop(&mut self) {
+        if let Ok(mut pauses) = self.pauses.lock() {
+            pauses.remove(&self.session);
+        }
+    }
 }
 
 impl OperatorService {
@@ -29,6 +50,7 @@ impl OperatorService {
             engine,
             history: None,
             schedules: None,
+            pauses: Default::default(),
         }
     }
 
@@ -217,6 +239,52 @@ impl Operator for OperatorService {
             Err(e @ AddError::Text(_)) => Err(ApiError::Invalid(e.to_string()).into()),
             Err(e @ AddError::NoRun(_)) => Err(ApiError::NotFound(e.to_string()).into()),
             Err(e @ AddError::History(_)) => Err(ApiError::Internal(e.to_string()).into()),
+        }
+    }
+
+    async fn await_continue(
+        &self,
+        request: Request<v1::ContinueRequest>,
+    ) -> Result<Response<v1::ContinueResponse>, Status> {
+        operator(&request)?;
+        let session = request.into_inner().session;
+        if session.is_empty() {
+            return Err(ApiError::Invalid("name the session".into()).into());
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        {
+            let mut pauses = self.pauses.lock().expect("pauses lock");
+            if pauses.contains_key(&session) {
+                return Err(
+                    ApiError::Invalid(format!("session {session:?} is already pausing")).into(),
+                );
+            }
+            pauses.insert(session.clone(), tx);
+        }
+        let _guard = PauseGuard {
+            pauses: self.pauses.clone(),
+            session,
+        };
+        match rx.await {
+            Ok(by) => Ok(Response::new(v1::ContinueResponse { by })),
+            Err(_) => Err(ApiError::Internal("the pause ended without a continue".into()).into()),
+        }
+    }
+
+    async fn r#continue(
+        &self,
+        request: Request<v1::ContinueRequest>,
+    ) -> Result<Response<v1::ContinueResponse>, Status> {
+        let who = operator(&request)?;
+        let session = request.into_inner().session;
+        let waiter = self.pauses.lock().expect("pauses lock").remove(&session);
+        let by = format!("operator {}", who.name);
+        match waiter.map(|w| w.send(by.clone())) {
+            Some(Ok(())) => {
+                tracing::info!(%session, %by, "session continues");
+                Ok(Response::new(v1::ContinueResponse { by }))
+            }
+            _ => Err(ApiError::NotFound(format!("no session {session:?} is pausing")).into()),
         }
     }
 
