@@ -126,7 +126,8 @@ async fn accept_loop<H, F>(
             let Some(tls) = tls else {
                 return serve(stream, peer, handler, stopped).await;
             };
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+            let handshake = tls.accept(stream).into_fallible();
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
                 Ok(Ok(stream)) => {
                     peer.certificate = stream
                         .get_ref()
@@ -136,8 +137,10 @@ async fn accept_loop<H, F>(
                         .map(|c| c.as_ref().to_vec());
                     serve(stream, peer, handler, stopped).await;
                 }
-                Ok(Err(e)) => {
+                Ok(Err((e, tcp))) => {
                     tracing::warn!(server = what, %addr, error = %e, "TLS handshake refused");
+                    // So the client reads why rather than a reset (see `linger_close`).
+                    crate::server::linger_close(tcp).await;
                 }
                 Err(_) => {
                     tracing::warn!(server = what, %addr, "TLS handshake not finished in time");

@@ -191,6 +191,25 @@ fn refused_deliveries_change_nothing_and_ignored_alerts_are_counted() {
         assert_eq!(code, status, "{path} {auth:?}: {text}");
         assert!(text.contains(says), "{path} {auth:?}: {text}");
     }
+    // A certificate from another fleet fails the handshake, with a TLS alert saying so.
+    let foreign = Certs::init(&dir.path().join("foreign"), &["web-9"], &[]);
+    let (fcert, fkey) = foreign.pair("agent", "web-9");
+    for _ in 0..4 {
+        let out = Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(room.certs.ca())
+            .arg("--cert")
+            .arg(&fcert)
+            .arg("--key")
+            .arg(&fkey)
+            .args(["--data-binary", &matching])
+            .arg(room.url("/alerts/alertmanager"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "a foreign certificate is refused");
+        assert!(err.contains("alert"), "the refusal is said: {err}");
+    }
     // Accepted, but not what the scenario waits for: one from before the fault, one for
     // another service.
     let earlier = am_body("ServiceDown", "demo", &rfc3339(chrono::Duration::hours(-1)));

@@ -174,7 +174,7 @@ const LINGER: Duration = Duration::from_secs(1);
 /// broken pipe instead of the alert, retrying as if the network had failed. Shutting down our
 /// side (FIN after the alert) and reading until the client closes, for at most [`LINGER`], lets
 /// the client see why.
-async fn linger_close(mut tcp: TcpStream) {
+pub(crate) async fn linger_close(mut tcp: TcpStream) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let _ = tcp.shutdown().await;
     let mut scratch = [0u8; 4096];
