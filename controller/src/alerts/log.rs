@@ -1,5 +1,5 @@
-//! The alerts received, in arrival order, each with when it arrived on both clocks: the wall
-//! clock (to compare with the alert's own `startsAt`) and the monotonic clock runs measure on.
+//! The alerts received, in arrival order, each with when it arrived on the monotonic clock runs
+//! measure on.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
@@ -13,27 +13,13 @@ use super::payload::Alert;
 /// injection, so this only needs to cover the longest detection window at the busiest rate.
 const KEEP: usize = 10_000;
 
-/// What sent an alert.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    /// Alertmanager's webhook.
-    Alertmanager,
-    /// The generic JSON form.
-    Generic,
-}
-
 /// One alert and when it arrived.
 #[derive(Clone, Debug)]
 pub struct Received {
     /// The alert.
     pub alert: Alert,
-    /// What sent it.
-    pub source: Source,
     /// When it arrived, on the controller's monotonic clock.
     pub arrived: Instant,
-    /// When it arrived, as Unix ms on the controller's wall clock.
-    pub arrived_unix_ms: i64,
 }
 
 /// The alerts received since the controller started (the newest [`KEEP`]).
@@ -45,24 +31,13 @@ pub struct AlertLog {
 
 impl AlertLog {
     /// Records alerts that arrived together.
-    pub fn record(
-        &self,
-        alerts: Vec<Alert>,
-        source: Source,
-        arrived: Instant,
-        arrived_unix_ms: i64,
-    ) {
+    pub fn record(&self, alerts: Vec<Alert>, arrived: Instant) {
         let mut log = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
         for alert in alerts {
             if log.len() == KEEP {
                 log.pop_front();
             }
-            log.push_back(Received {
-                alert,
-                source,
-                arrived,
-                arrived_unix_ms,
-            });
+            log.push_back(Received { alert, arrived });
         }
         drop(log);
         self.arrivals.notify_waiters();
@@ -124,10 +99,10 @@ mod tests {
     async fn since_returns_what_arrived_from_then_on() {
         let log = AlertLog::default();
         let t0 = Instant::now();
-        log.record(vec![alert("A")], Source::Generic, t0, 1);
+        log.record(vec![alert("A")], t0);
         tokio::time::advance(std::time::Duration::from_millis(5)).await;
         let t1 = Instant::now();
-        log.record(vec![alert("B"), alert("C")], Source::Alertmanager, t1, 6);
+        log.record(vec![alert("B"), alert("C")], t1);
         let names = |rs: Vec<Received>| -> Vec<String> {
             rs.into_iter()
                 .map(|r| r.alert.labels["alertname"].clone())

@@ -18,7 +18,7 @@ use hyper::{header, Method, Request, Response, StatusCode};
 use sha2::{Digest, Sha256};
 use tokio_rustls::TlsAcceptor;
 
-use super::log::{AlertLog, Source};
+use super::log::AlertLog;
 use super::payload;
 use crate::certs::Role;
 use crate::http_server::{reply, HttpServer, Peer};
@@ -131,6 +131,15 @@ impl AlertReceiver {
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
+/// Which form a delivery is in.
+#[derive(Clone, Copy, Debug)]
+enum Source {
+    /// Alertmanager's webhook.
+    Alertmanager,
+    /// The generic JSON form.
+    Generic,
+}
+
 async fn answer(state: &State, req: Request<Incoming>, peer: &Peer) -> Response<Full<Bytes>> {
     let source = match req.uri().path() {
         "/alerts/alertmanager" => Some(Source::Alertmanager),
@@ -207,10 +216,7 @@ async fn answer(state: &State, req: Request<Incoming>, peer: &Peer) -> Response<
         }
     };
     let count = alerts.len();
-    let now_unix_ms = chrono::Utc::now().timestamp_millis();
-    state
-        .log
-        .record(alerts, source, tokio::time::Instant::now(), now_unix_ms);
+    state.log.record(alerts, tokio::time::Instant::now());
     tracing::info!(peer = ?peer.addr, alerts = count, ?source, "alerts received");
     reply(
         StatusCode::OK,

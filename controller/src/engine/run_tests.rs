@@ -155,7 +155,7 @@ fn deliver(fx: &Fixture, name: &str, started_ms: i64, arrive_ms: u64) {
     };
     tokio::spawn(async move {
         tokio::time::sleep_until(at).await;
-        log.record(vec![alert], crate::alerts::log::Source::Alertmanager, at, 0);
+        log.record(vec![alert], at);
     });
 }
 

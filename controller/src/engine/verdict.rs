@@ -9,13 +9,12 @@ use crate::timeline::Moment;
 /// Grades `report` (its probes and revert are in) for faults that took effect at `inject`,
 /// observed until `window_end_us`.
 pub(super) fn grade_run(s: &Scenario, report: &mut RunReport, inject: Moment, window_end_us: u64) {
-    let health = s.health_only(report.probes.clone());
-    let signals: Vec<_> = report
+    // Signal probes mark remediation; only the others are graded.
+    let (signals, health): (Vec<_>, Vec<_>) = report
         .probes
         .iter()
-        .filter(|p| s.signal_probes().any(|n| n == p.name))
         .cloned()
-        .collect();
+        .partition(|p| s.signal_probes().any(|n| n == p.name));
     report.remediation_signal = crate::annotation::SignalSeen::first(&signals, inject.at_us);
     let input = GradeInput {
         probes: &health,

@@ -17,22 +17,22 @@ use crate::engine::Engine;
 use crate::identity;
 use crate::store::{RunFilter, Store, StoreError};
 
+/// Sessions pausing for discussion: session id → who ends the pause is sent here.
+type Pauses =
+    Arc<std::sync::Mutex<std::collections::HashMap<String, tokio::sync::oneshot::Sender<String>>>>;
+
 pub(super) struct OperatorService {
     engine: Arc<Engine>,
     history: Option<Arc<Store>>,
     schedules: Option<crate::schedule::ScheduleBook>,
     /// Game-day sessions pausing for discussion, each waiting for `gameday continue`.
-    pauses: Arc<
-        std::sync::Mutex<std::collections::HashMap<String, tokio::sync::oneshot::Sender<String>>>,
-    >,
+    pauses: Pauses,
 }
 
 /// Takes a session's pause out of the table when its waiter goes away (the session ended or
 /// its client was stopped), so a later `continue` says there is no such pause.
 struct PauseGuard {
-    pauses: Arc<
-        std::sync::Mutex<std::collections::HashMap<String, tokio::sync::oneshot::Sender<String>>>,
-    >,
+    pauses: Pauses,
     session: String,
 }
 
