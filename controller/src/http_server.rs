@@ -20,8 +20,6 @@ use tokio_rustls::TlsAcceptor;
 
 /// How long a stopping server lets requests in flight finish.
 const STOP_GRACE: Duration = Duration::from_secs(2);
-/// A TLS handshake that takes longer is dropped, so half-open connections cannot pile up.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request whose headers take longer is dropped (a slow or stuck client holds nothing).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; more wait to be accepted, so a flood of clients costs a bounded
@@ -126,25 +124,14 @@ async fn accept_loop<H, F>(
             let Some(tls) = tls else {
                 return serve(stream, peer, handler, stopped).await;
             };
-            let handshake = tls.accept(stream).into_fallible();
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-                Ok(Ok(stream)) => {
-                    peer.certificate = stream
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|chain| chain.first())
-                        .map(|c| c.as_ref().to_vec());
-                    serve(stream, peer, handler, stopped).await;
-                }
-                Ok(Err((e, tcp))) => {
-                    tracing::warn!(server = what, %addr, error = %e, "TLS handshake refused");
-                    // So the client reads why rather than a reset (see `linger_close`).
-                    crate::server::linger_close(tcp).await;
-                }
-                Err(_) => {
-                    tracing::warn!(server = what, %addr, "TLS handshake not finished in time");
-                }
+            if let Some(stream) = crate::server::handshake(&tls, stream, addr, || {}).await {
+                peer.certificate = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|c| c.as_ref().to_vec());
+                serve(stream, peer, handler, stopped).await;
             }
         });
     }

@@ -6,7 +6,7 @@ mod operator;
 pub mod status;
 mod tls_accept;
 
-pub(crate) use tls_accept::linger_close;
+pub(crate) use tls_accept::handshake;
 pub use tls_accept::{ServerTls, ServerTlsError};
 
 use std::future::Future;

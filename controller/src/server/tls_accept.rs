@@ -143,26 +143,39 @@ pub(super) fn incoming(
             };
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
             spawner.spawn(async move {
-                let handshake = acceptor.accept(tcp).into_fallible();
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-                    Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(stream)).await;
-                    }
-                    Ok(Err((e, tcp))) => {
-                        refused(peer, &e);
-                        // Lingering takes no handshake slot: refused clients cannot crowd out
-                        // good ones.
-                        drop(slot);
-                        linger_close(tcp).await;
-                    }
-                    Err(_) => {
-                        tracing::warn!(%peer, timeout = ?HANDSHAKE_TIMEOUT, "TLS handshake refused: the client did not finish it in time");
-                    }
+                let mut slot = Some(slot);
+                // Lingering takes no handshake slot: refused clients cannot crowd out good ones.
+                if let Some(stream) = handshake(&acceptor, tcp, peer, || drop(slot.take())).await {
+                    let _ = tx.send(Ok(stream)).await;
                 }
             });
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// The TLS handshake on `tcp` from `peer`, within [`HANDSHAKE_TIMEOUT`]. A refused one is
+/// logged with the reason, `before_linger` runs, and the connection is closed so the client
+/// reads why ([`linger_close`]); `None` then, and for a client too slow to finish.
+pub(crate) async fn handshake(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    before_linger: impl FnOnce(),
+) -> Option<TlsStream<TcpStream>> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp).into_fallible()).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err((e, tcp))) => {
+            refused(peer, &e);
+            before_linger();
+            linger_close(tcp).await;
+            None
+        }
+        Err(_) => {
+            tracing::warn!(%peer, timeout = ?HANDSHAKE_TIMEOUT, "TLS handshake refused: the client did not finish it in time");
+            None
+        }
+    }
 }
 
 /// How long a refused connection is kept half-open to read what the client already sent.
@@ -174,7 +187,7 @@ const LINGER: Duration = Duration::from_secs(1);
 /// broken pipe instead of the alert, retrying as if the network had failed. Shutting down our
 /// side (FIN after the alert) and reading until the client closes, for at most [`LINGER`], lets
 /// the client see why.
-pub(crate) async fn linger_close(mut tcp: TcpStream) {
+async fn linger_close(mut tcp: TcpStream) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let _ = tcp.shutdown().await;
     let mut scratch = [0u8; 4096];
