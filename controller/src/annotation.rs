@@ -165,7 +165,8 @@ impl SignalSeen {
     }
 }
 
-/// Time to remediation start: the first `remediation_started` annotation.
+/// Time to remediation start: the first `remediation_started` annotation, remediation signal
+/// or remediation step start.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Remediation {
     /// µs after the fault took effect.
@@ -199,7 +200,19 @@ impl Remediation {
                 "the remediation signal turned good".to_string(),
             )
         });
-        let (at, by, text) = [noted, signalled]
+        let stepped = run
+            .remediation_steps
+            .iter()
+            .filter_map(|s| s.started.map(|m| (m.at_us, s)))
+            .min_by_key(|(at, _)| *at)
+            .map(|(at, s)| {
+                (
+                    at,
+                    format!("remediation step {}", s.name),
+                    format!("{} started on {}", s.command, s.place),
+                )
+            });
+        let (at, by, text) = [noted, signalled, stepped]
             .into_iter()
             .flatten()
             .min_by_key(|(at, _, _)| *at)?;

@@ -50,6 +50,9 @@ pub struct ControllerConfig {
     /// The alert receiver (`[alerts]`): where Alertmanager delivers, for time to detect.
     #[serde(default)]
     pub alerts: Option<AlertsConfig>,
+    /// The team's runbook automation (`[runbooks.NAME]`), which remediation steps call by name.
+    #[serde(default)]
+    pub runbooks: std::collections::BTreeMap<String, crate::webhook::runbook::RunbookConfig>,
 }
 
 /// `[alerts]`: an HTTPS listener of its own, serving the controller's certificate. Senders
@@ -216,6 +219,21 @@ impl ControllerConfig {
                     message,
                 });
             }
+        }
+        for runbook in config.runbooks.values_mut() {
+            for p in [runbook.token_file.as_mut(), runbook.ca.as_mut()]
+                .into_iter()
+                .flatten()
+                .filter(|p| p.is_relative())
+            {
+                *p = base.join(&*p);
+            }
+        }
+        if let Err(message) = crate::webhook::runbook::build(&config.runbooks) {
+            return Err(ConfigError::Invalid {
+                path: shown,
+                message,
+            });
         }
         for schedule in &mut config.schedules {
             schedule.resolve_paths(base);

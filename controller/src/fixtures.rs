@@ -36,6 +36,7 @@ pub(crate) fn run(run_id: &str, verdict: Verdict, recover_us: Option<u64>) -> Ru
         annotations: vec![],
         remediation: None,
         remediation_signal: None,
+        remediation_steps: vec![],
         faults: vec![],
         probes: vec![],
     }

@@ -18,6 +18,7 @@ pub mod limits;
 pub mod metrics;
 pub mod probe;
 pub mod registry;
+pub mod remediation;
 pub mod render;
 pub mod report;
 pub mod scenario;

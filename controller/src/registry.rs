@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 pub type AgentSender = mpsc::Sender<Result<ControllerMessage, tonic::Status>>;
 
 /// How long the controller waits for an agent to answer an apply or revert.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A fault operation that did not get an answer.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +59,10 @@ pub enum RegisterError {
 /// Someone waiting for an agent's answer.
 type Waiter = oneshot::Sender<FaultReport>;
 
+/// A remediation step's reports, each with when it arrived (tokio's clock), as they come: a
+/// STARTED one, then an ENDED one. The stream ends early when the agent disconnects.
+pub type StepReports = mpsc::UnboundedReceiver<(v1::StepReport, tokio::time::Instant)>;
+
 /// One connected agent.
 pub struct AgentConn {
     /// Name, from its certificate.
@@ -79,6 +83,8 @@ pub struct AgentConn {
     /// It honours unit, cgroup, container and namespace scopes in process faults; an older
     /// agent would ignore them and act on every matching process on its host.
     pub process_scopes: bool,
+    /// It runs remediation steps (RunStep).
+    pub runs_steps: bool,
     /// Remote address of its stream.
     pub peer: String,
     /// Distinguishes this connection from an earlier one of the same agent.
@@ -90,6 +96,8 @@ pub struct AgentConn {
     /// abort may wait on the same fault at once.
     pending: Mutex<HashMap<(String, i32), Vec<Waiter>>>,
     live_faults: Mutex<BTreeMap<String, LiveEntry>>,
+    /// Remediation steps started or checked on this agent and not yet ended, by step id.
+    steps: Mutex<HashMap<String, mpsc::UnboundedSender<(v1::StepReport, tokio::time::Instant)>>>,
 }
 
 /// Why the controller counts a fault as live on an agent.
@@ -153,6 +161,7 @@ impl AgentConn {
             instance_id: register.instance_id,
             checks_faults: register.checks_faults,
             process_scopes: register.process_scopes,
+            runs_steps: register.runs_steps,
             peer,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             connected_at: now,
@@ -160,6 +169,7 @@ impl AgentConn {
             tx,
             pending: Mutex::new(HashMap::new()),
             live_faults: Mutex::new(BTreeMap::new()),
+            steps: Mutex::new(HashMap::new()),
         }
     }
 
@@ -189,6 +199,43 @@ impl AgentConn {
     /// The stream ended: every waiter gets "disconnected" at once instead of a timeout.
     pub fn hang_up(&self) {
         self.pending.lock().expect("pending lock").clear();
+        self.steps.lock().expect("steps lock").clear();
+    }
+
+    /// Sends a remediation step (to run, or with `check_only` to check) and returns its
+    /// reports as they arrive.
+    pub async fn run_step(&self, step: v1::RunStep) -> Result<StepReports, DispatchError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = step.step_id.clone();
+        self.steps
+            .lock()
+            .expect("steps lock")
+            .insert(id.clone(), tx);
+        if let Err(e) = self.send(Msg::RunStep(step)).await {
+            self.steps.lock().expect("steps lock").remove(&id);
+            return Err(e);
+        }
+        Ok(rx)
+    }
+
+    /// Hands an agent's step report to whoever follows that step; its last report (the end,
+    /// a check's answer, or a failure to start) ends the stream.
+    pub fn deliver_step(&self, report: v1::StepReport) {
+        let last = report.failure.is_some() || report.phase != v1::StepPhase::Started as i32;
+        let mut steps = self.steps.lock().expect("steps lock");
+        let follower = if last {
+            steps.remove(&report.step_id)
+        } else {
+            steps.get(&report.step_id).cloned()
+        };
+        match follower {
+            Some(tx) => {
+                let _ = tx.send((report, tokio::time::Instant::now()));
+            }
+            None => {
+                tracing::warn!(agent = %self.name, step = %report.step_id, "a report for a remediation step nobody follows (its run gave up on it)");
+            }
+        }
     }
 
     /// Delivers an agent's fault report to whoever waits for it.

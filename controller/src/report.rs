@@ -70,6 +70,11 @@ impl RunReport {
             facts.push(("remediation start", r.line()));
         }
         facts.extend(
+            self.remediation_steps
+                .iter()
+                .map(|s| ("remediation step", s.line())),
+        );
+        facts.extend(
             crate::annotation::lines(self)
                 .into_iter()
                 .map(|line| ("note", line)),
@@ -114,13 +119,16 @@ pub struct RunReport {
     /// Notes the people in the room added, during the run or after it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub annotations: Vec<crate::annotation::Annotation>,
-    /// Time to remediation start, from the first `remediation_started` annotation or the
-    /// remediation signal, whichever came first.
+    /// Time to remediation start, from the first `remediation_started` annotation, the
+    /// remediation signal or a remediation step's start, whichever came first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remediation: Option<crate::annotation::Remediation>,
     /// When a probe with `signals = "remediation"` first turned good after the fault.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remediation_signal: Option<crate::annotation::SignalSeen>,
+    /// The scenario's remediation steps (`[[remediation]]`): when each ran and how it went.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remediation_steps: Vec<crate::remediation::StepRecord>,
     /// Every fault on every target.
     pub faults: Vec<FaultRecord>,
     /// The whole probe timeline.

@@ -72,3 +72,24 @@ pub(super) async fn await_detection(
         }
     }
 }
+
+/// When the alert that notices the fault (the `[detect]` selector, started after the
+/// injection at `inject_us`) arrived, µs since `epoch`; `None` until it has.
+pub(super) fn alert_arrived_us(
+    ctx: &RunCtx<'_>,
+    epoch: Instant,
+    started_unix_ms: u64,
+    inject_us: u64,
+) -> Option<u64> {
+    let spec = ctx.input.scenario.detect.as_ref()?;
+    let log = ctx.alerts?;
+    let injected = epoch + std::time::Duration::from_micros(inject_us);
+    let seen: Vec<SeenAlert> = log
+        .since(injected)
+        .iter()
+        .map(|r| SeenAlert::on_run(r, epoch, started_unix_ms))
+        .collect();
+    detect(spec, inject_us, &seen)
+        .alert
+        .map(|a| inject_us.saturating_add(a.delivered_after_us))
+}

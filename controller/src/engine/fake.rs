@@ -302,6 +302,8 @@ pub(super) struct Fixture {
     /// Alerts the run reads, for `[detect]`.
     pub alerts: Option<Arc<crate::alerts::AlertLog>>,
     revert_now: Arc<watch::Sender<bool>>,
+    /// How the scenario's remediation steps run.
+    pub steps: Vec<super::remediate::StepDriver>,
 }
 
 impl Fixture {
@@ -359,6 +361,7 @@ recovered_after = 3
             stop: Arc::new(watch::channel(None).0),
             alerts: None,
             revert_now: Arc::new(watch::channel(false).0),
+            steps: vec![],
         }
     }
 
@@ -386,6 +389,7 @@ recovered_after = 3
             injected_unix_ms: Default::default(),
             alerts: self.alerts.as_ref(),
             revert_now: self.revert_now.subscribe(),
+            steps: self.steps.clone(),
         }
     }
 
@@ -416,6 +420,11 @@ recovered_after = 3
         });
     }
 
+    /// Where the run's progress goes.
+    pub(super) fn progress(&self) -> super::progress::Progress {
+        self.progress.clone()
+    }
+
     /// Every progress line so far.
     pub(super) fn lines(&mut self) -> Vec<String> {
         let mut lines = Vec::new();
@@ -428,5 +437,105 @@ recovered_after = 3
     /// Runs every phase after preflight against `probes`.
     pub(super) async fn run(&self, probes: ScriptedProbes) -> RunReport {
         super::run::run_phases(&mut self.ctx(), self.report(), probes, self.epoch).await
+    }
+}
+
+/// An agent that runs remediation steps as scripted: after a 2 ms round trip it starts the
+/// step, which then ends after `runs_for` with `exit_code`; or it refuses every step.
+pub(super) struct ScriptedStepAgent {
+    runs_for: Duration,
+    exit_code: i32,
+    refuse: Option<String>,
+    /// When each step was asked for (ms since the agent's making), and whether as a check.
+    pub asked: Mutex<Vec<(u64, bool)>>,
+    created: Instant,
+}
+
+impl ScriptedStepAgent {
+    pub(super) fn new(runs_for: Duration, exit_code: i32) -> Arc<ScriptedStepAgent> {
+        Self::answering(runs_for, exit_code, None)
+    }
+
+    /// An agent whose policy refuses every step with `message`.
+    pub(super) fn refusing(message: &str) -> Arc<ScriptedStepAgent> {
+        Self::answering(Duration::ZERO, 0, Some(message.into()))
+    }
+
+    fn answering(runs_for: Duration, exit_code: i32, refuse: Option<String>) -> Arc<Self> {
+        Arc::new(ScriptedStepAgent {
+            runs_for,
+            exit_code,
+            refuse,
+            asked: Mutex::new(Vec::new()),
+            created: Instant::now(),
+        })
+    }
+}
+
+impl super::remediate::StepAgent for ScriptedStepAgent {
+    fn name(&self) -> &str {
+        "db-2"
+    }
+
+    fn runs_steps(&self) -> bool {
+        true
+    }
+
+    fn run_step(
+        &self,
+        step: v1::RunStep,
+    ) -> BoxFuture<'_, Result<crate::registry::StepReports, DispatchError>> {
+        self.asked
+            .lock()
+            .unwrap()
+            .push((self.created.elapsed().as_millis() as u64, step.check_only));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (runs_for, exit_code, refuse) = (self.runs_for, self.exit_code, self.refuse.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let report = |phase: v1::StepPhase| v1::StepReport {
+                step_id: step.step_id.clone(),
+                phase: phase as i32,
+                ..v1::StepReport::default()
+            };
+            let failure = refuse.map(|message| v1::FaultFailure {
+                kind: v1::FailureKind::Policy as i32,
+                message,
+            });
+            if step.check_only || failure.is_some() {
+                let phase = if step.check_only {
+                    v1::StepPhase::Checked
+                } else {
+                    v1::StepPhase::Started
+                };
+                let answer = v1::StepReport {
+                    failure,
+                    ..report(phase)
+                };
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                let _ = tx.send((answer, Instant::now()));
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let _ = tx.send((
+                v1::StepReport {
+                    pid: 4242,
+                    ..report(v1::StepPhase::Started)
+                },
+                Instant::now(),
+            ));
+            tokio::time::sleep(runs_for).await;
+            let _ = tx.send((
+                v1::StepReport {
+                    exited: true,
+                    exit_code,
+                    elapsed_us: runs_for.as_micros() as u64,
+                    output_tail: format!("promoted\nexit {exit_code}\n"),
+                    ..report(v1::StepPhase::Ended)
+                },
+                Instant::now(),
+            ));
+        });
+        async move { Ok(rx) }.boxed()
     }
 }

@@ -12,6 +12,7 @@ pub mod preflight;
 pub mod progress;
 mod reconcile;
 mod recorder;
+pub mod remediate;
 mod revert;
 mod run;
 #[cfg(test)]
@@ -82,6 +83,8 @@ pub struct Engine {
     tasks: TaskTracker,
     /// Alerts from the team's monitoring, when this controller receives them.
     alerts: Option<Arc<crate::alerts::AlertLog>>,
+    /// The runbooks remediation steps may call (`[runbooks.NAME]`).
+    runbooks: crate::webhook::runbook::Runbooks,
 }
 
 impl Engine {
@@ -96,7 +99,14 @@ impl Engine {
             closing: CancellationToken::new(),
             tasks: TaskTracker::new(),
             alerts: None,
+            runbooks: Default::default(),
         }
+    }
+
+    /// Lets remediation steps call `runbooks` by name.
+    pub fn with_runbooks(mut self, runbooks: crate::webhook::runbook::Runbooks) -> Engine {
+        self.runbooks = runbooks;
+        self
     }
 
     /// Grades scenarios' `[detect]` on the alerts `log` receives.
@@ -261,26 +271,36 @@ impl Engine {
                 .ok_or(preflight::PreflightError::NoAlertReceiver)
                 .and_then(|()| preflight::resolve(scenario, &self.registry))
                 .map(|conns| self.transports(conns))
-                .and_then(|t| Ok((t, preflight::resolve_faults(scenario, &self.registry)?)));
-            // Every fault checked by its agents before the steady-state wait, not after it.
+                .and_then(|t| Ok((t, preflight::resolve_faults(scenario, &self.registry)?)))
+                .and_then(|(t, f)| {
+                    let steps = preflight::resolve_steps(scenario, &self.registry, &self.runbooks)?;
+                    Ok((t, f, steps))
+                });
+            // Every fault and step checked by its agents before the steady-state wait.
             let resolved = match resolved {
-                Ok((targets, faults)) => preflight::check_faults(&run_id, &targets, &faults)
-                    .await
-                    .map(|warnings| {
-                        // Shown, not fatal: the default (a bare name hits every match) stays.
-                        for warning in warnings {
-                            let _ = progress.send(ProgressEvent::new(
-                                format!("warning: {warning}"),
-                                Phase::Preflight,
-                                index,
-                                scenario,
-                            ));
+                Ok((targets, faults, steps)) => {
+                    match preflight::check_faults(&run_id, &targets, &faults).await {
+                        Ok(warnings) => {
+                            // Shown, not fatal: the default (a bare name hits every match)
+                            // stays.
+                            for warning in warnings {
+                                let _ = progress.send(ProgressEvent::new(
+                                    format!("warning: {warning}"),
+                                    Phase::Preflight,
+                                    index,
+                                    scenario,
+                                ));
+                            }
+                            preflight::check_steps(&run_id, &scenario.remediation, &steps)
+                                .await
+                                .map(|()| (targets, faults, steps))
                         }
-                        (targets, faults)
-                    }),
+                        Err(e) => Err(e),
+                    }
+                }
                 Err(e) => Err(e),
             };
-            let (targets, faults) = match resolved {
+            let (targets, faults, steps) = match resolved {
                 Ok(t) => t,
                 Err(e) => {
                     let _ = progress.send(ProgressEvent::new(
@@ -347,6 +367,7 @@ impl Engine {
                 cancel,
                 alerts: self.alerts.as_ref(),
                 revert_now,
+                steps,
             };
             // A bug that panics a run must still grade it ERROR and record it, never leave it
             // `running`; its faults are reverted by the sweep below.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::inject::Injection;
+use super::remediate::{Remediator, Triggers};
 use super::revert::{cap_at_deadlines, revert_all};
 use super::run::{micros, saturating_us, say, wait_or_cancel, RunCtx};
 use super::samples::SampleSource;
@@ -84,6 +85,7 @@ pub(super) async fn observe(
     injection: &Injection,
     window: &Window,
     epoch: Instant,
+    steps: &mut Remediator,
 ) -> Observed {
     let s = &ctx.input.scenario;
     let tag = format!("run {}/{}", ctx.index, s.repeat);
@@ -135,6 +137,16 @@ pub(super) async fn observe(
             expect: s.expect,
             recovery: s.recovery,
         };
+        let alert_us = if steps.awaits_alert() {
+            super::detect::alert_arrived_us(ctx, epoch, report.started_unix_ms, inject.at_us)
+        } else {
+            None
+        };
+        steps.poll(&Triggers {
+            now_us,
+            alert_us,
+            stage_reached: &|name| stage_reached(s, name, &input),
+        });
         if !announced_impact {
             if let Some(d) = grade::grade(&input).time_to_detect {
                 let phase = if reverted && window.holds {
@@ -171,6 +183,28 @@ pub(super) async fn observe(
             }
         }
     }
+}
+
+/// When stage `name` was reached (every one of its probes recovered), if it has been.
+fn stage_reached(s: &Scenario, name: &str, input: &GradeInput<'_>) -> Option<u64> {
+    let stage = s.stages.iter().find(|st| st.name == name)?;
+    let probes: Vec<_> = input
+        .probes
+        .iter()
+        .filter(|p| stage.probes.contains(&p.name))
+        .cloned()
+        .collect();
+    let staged = GradeInput {
+        probes: &probes,
+        rto_us: saturating_us(stage.rto.get()),
+        ..*input
+    };
+    if !grade::settled(&staged) {
+        return None;
+    }
+    grade::grade(&staged)
+        .time_to_recover
+        .map(|m| input.inject.at_us.saturating_add(m.us))
 }
 
 /// How long probes keep sampling after the service recovered: ten intervals of the slowest
@@ -259,7 +293,32 @@ mod tests {
         let injection = inject_all(&ctx, &mut report, fx.epoch).await.unwrap();
         assert_eq!(injection.at.at_us, 1_000);
         let window = Window::plan(&fx.input.scenario, &fx.faults, injection.at.at_us);
-        let observed = observe(&mut ctx, &mut report, probes, &injection, &window, fx.epoch).await;
+        let mut steps = Remediator::new(
+            &fx.input.scenario.remediation,
+            &fx.steps,
+            "r1-1",
+            "s",
+            fx.epoch,
+            injection.at.at_us,
+            0,
+            fx.progress(),
+            crate::engine::ProgressEvent::new(
+                String::new(),
+                crate::engine::Phase::Observing,
+                1,
+                &fx.input.scenario,
+            ),
+        );
+        let observed = observe(
+            &mut ctx,
+            &mut report,
+            probes,
+            &injection,
+            &window,
+            fx.epoch,
+            &mut steps,
+        )
+        .await;
         (observed, report, fx.epoch.elapsed().as_millis() as u64)
     }
 

@@ -8,9 +8,10 @@ use futures_util::future::join_all;
 use gameday_proto::v1::UnavailableCause;
 use gameday_proto::Fault;
 
-use super::transport::FaultTransport;
+use super::remediate::StepDriver;
+use super::transport::{FaultTransport, RegisteredAgent};
 use crate::registry::{AgentConn, AgentRegistry};
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, StepAction};
 
 /// Why a run cannot start. Nothing has been injected when this is returned.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -65,6 +66,44 @@ pub enum PreflightError {
         kind: String,
         /// What went wrong.
         error: String,
+    },
+    /// A remediation step's agent is not connected.
+    #[error("remediation step {step}: agent {agent:?} is not connected (see `gameday agents`)")]
+    StepAgentMissing {
+        /// The step.
+        step: String,
+        /// Its agent.
+        agent: String,
+    },
+    /// A remediation step's agent predates remediation steps.
+    #[error("remediation step {step}: agent {agent} does not run remediation steps (it predates them); upgrade it")]
+    StepAgentTooOld {
+        /// The step.
+        step: String,
+        /// Its agent.
+        agent: String,
+    },
+    /// A remediation step names a runbook the controller's config does not have.
+    #[error(
+        "remediation step {step}: no runbook {runbook:?} in the controller's config ({known})"
+    )]
+    NoRunbook {
+        /// The step.
+        step: String,
+        /// The runbook named.
+        runbook: String,
+        /// The configured runbooks, or that there are none.
+        known: String,
+    },
+    /// A remediation step's agent would refuse it (asked at preflight, nothing run).
+    #[error("remediation step {step} would not run on {agent}: {reason}")]
+    StepRefused {
+        /// The step.
+        step: String,
+        /// Its agent.
+        agent: String,
+        /// The agent's answer.
+        reason: String,
     },
     /// The scenario has `[detect]`, but this controller receives no alerts.
     #[error("the scenario has [detect], but this controller receives no alerts: add [alerts] to its config (gameday serve) and point Alertmanager at it")]
@@ -267,6 +306,104 @@ pub async fn check_faults(
         }
     }
     Ok(warnings)
+}
+
+/// How each of the scenario's remediation steps will be carried out: its agent connected and
+/// able to run steps, or its runbook configured.
+pub fn resolve_steps(
+    scenario: &Scenario,
+    registry: &Arc<AgentRegistry>,
+    runbooks: &crate::webhook::runbook::Runbooks,
+) -> Result<Vec<StepDriver>, PreflightError> {
+    scenario
+        .remediation
+        .iter()
+        .map(|step| match &step.action {
+            StepAction::Agent { agent, .. } => {
+                let conn = registry
+                    .get(agent)
+                    .ok_or_else(|| PreflightError::StepAgentMissing {
+                        step: step.name.clone(),
+                        agent: agent.clone(),
+                    })?;
+                if !conn.runs_steps {
+                    return Err(PreflightError::StepAgentTooOld {
+                        step: step.name.clone(),
+                        agent: agent.clone(),
+                    });
+                }
+                Ok(StepDriver::Agent(Arc::new(RegisteredAgent::new(
+                    registry.clone(),
+                    conn,
+                ))))
+            }
+            StepAction::Webhook { runbook } => runbooks
+                .get(runbook)
+                .map(|r| StepDriver::Runbook(r.clone()))
+                .ok_or_else(|| PreflightError::NoRunbook {
+                    step: step.name.clone(),
+                    runbook: runbook.clone(),
+                    known: if runbooks.is_empty() {
+                        "it has no [runbooks]".into()
+                    } else {
+                        format!(
+                            "runbooks: {}",
+                            runbooks.keys().cloned().collect::<Vec<_>>().join(", ")
+                        )
+                    },
+                }),
+        })
+        .collect()
+}
+
+/// Asks every step's agent whether its policy would run the step, running nothing, so a
+/// command the host owner did not allow fails the run before anything is injected.
+pub async fn check_steps(
+    run_id: &str,
+    steps: &[crate::scenario::RemediationStep],
+    drivers: &[StepDriver],
+) -> Result<(), PreflightError> {
+    let checks = steps
+        .iter()
+        .zip(drivers)
+        .filter_map(|(step, driver)| match driver {
+            StepDriver::Agent(agent) => Some(async move {
+                let request = super::remediate::request(run_id, step, true);
+                let answer = match agent.run_step(request).await {
+                    Ok(mut reports) => {
+                        match tokio::time::timeout(crate::registry::ANSWER_TIMEOUT, reports.recv())
+                            .await
+                        {
+                            Ok(Some((report, _))) => Ok(report),
+                            Ok(None) => Err("the agent disconnected before answering".to_string()),
+                            Err(_) => Err(format!(
+                                "no answer within {:?}",
+                                crate::registry::ANSWER_TIMEOUT
+                            )),
+                        }
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                (step, agent.name().to_string(), answer)
+            }),
+            StepDriver::Runbook(_) => None,
+        });
+    for (step, agent, answer) in join_all(checks).await {
+        let refused = |reason: String| PreflightError::StepRefused {
+            step: step.name.clone(),
+            agent: agent.clone(),
+            reason,
+        };
+        match answer {
+            Ok(report) => {
+                if let Some(f) = &report.failure {
+                    return Err(refused(super::run::failure_text(f)));
+                }
+            }
+            Err(e) => return Err(refused(e)),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

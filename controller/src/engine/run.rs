@@ -14,6 +14,7 @@ use super::observer::{RunObserver, RunStart};
 use super::preflight::PreflightError;
 use super::progress::{Phase, Progress, ProgressEvent};
 use super::recorder::Recorder;
+use super::remediate::Remediator;
 use super::revert::{cap_at_deadlines, revert_all};
 use super::samples::SampleSource;
 use super::steady_state::{hold_steady_state, SteadyState};
@@ -45,6 +46,8 @@ pub(super) struct RunCtx<'a> {
     pub alerts: Option<&'a Arc<crate::alerts::AlertLog>>,
     /// Set when an operator asks to revert now (`revert = "manual"`).
     pub revert_now: watch::Receiver<bool>,
+    /// How each remediation step is carried out, in the scenario's order.
+    pub steps: Vec<super::remediate::StepDriver>,
 }
 
 /// A run that could not start because preflight failed (on a repeat after the first).
@@ -79,6 +82,7 @@ pub(super) fn errored(run_id: String, index: u32, reason: String) -> RunReport {
         annotations: vec![],
         remediation: None,
         remediation_signal: None,
+        remediation_steps: vec![],
         faults: vec![],
         probes: vec![],
     }
@@ -162,7 +166,36 @@ pub(super) async fn run_phases(
     announce_injection(ctx, &report, &injection);
 
     let window = Window::plan(&ctx.input.scenario, &ctx.faults, injection.at.at_us);
-    let reverted = match observe(ctx, &mut report, &probes, &injection, &window, epoch).await {
+    let mut steps = Remediator::new(
+        &ctx.input.scenario.remediation,
+        &ctx.steps,
+        &ctx.run_id,
+        &ctx.input.scenario.name,
+        epoch,
+        injection.at.at_us,
+        ctx.injected_unix_ms
+            .load(std::sync::atomic::Ordering::Relaxed),
+        ctx.progress.clone(),
+        event(
+            ctx,
+            Phase::Observing,
+            format!("run {}/{}", ctx.index, ctx.input.scenario.repeat),
+        ),
+    );
+    let observed = observe(
+        ctx,
+        &mut report,
+        &probes,
+        &injection,
+        &window,
+        epoch,
+        &mut steps,
+    )
+    .await;
+    let ended_us = micros(epoch, Instant::now());
+    let stopped = !matches!(observed, Observed::Ended { .. });
+    report.remediation_steps = steps.finish(ended_us, stopped).await;
+    let reverted = match observed {
         Observed::Ended { reverted } => reverted,
         Observed::Stopped(cause) => {
             revert_all(&mut report, &injection.applied, epoch, window.holds).await;
@@ -239,17 +272,22 @@ pub(super) fn saturating_ms(d: Duration) -> u64 {
 }
 
 pub(super) fn say(ctx: &RunCtx<'_>, phase: Phase, line: String) {
+    let _ = ctx.progress.send(event(ctx, phase, line));
+}
+
+/// A progress event of this run.
+pub(super) fn event(ctx: &RunCtx<'_>, phase: Phase, line: String) -> ProgressEvent {
     let injected = ctx
         .injected_unix_ms
         .load(std::sync::atomic::Ordering::Relaxed);
-    let _ = ctx.progress.send(ProgressEvent {
+    ProgressEvent {
         line,
         phase,
         run: ctx.index,
         runs: ctx.input.scenario.repeat,
         rto_ms: ctx.input.scenario.rto.get().as_millis() as u64,
         injected_unix_ms: (injected > 0).then_some(injected),
-    });
+    }
 }
 
 pub(super) fn failure_text(f: &v1::FaultFailure) -> String {

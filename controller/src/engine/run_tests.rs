@@ -129,7 +129,7 @@ async fn a_fault_refused_on_one_target_is_error_with_nothing_left_applied() {
 }
 
 /// [`Fixture::KILL`] with `[detect]` for RedisDown within 30 s, and an alert log.
-fn detecting(expect_alert: bool) -> Fixture {
+pub(super) fn detecting(expect_alert: bool) -> Fixture {
     let mut fx = Fixture::new(&format!(
         "{}\n[detect]\nalerts = {{ alertname = \"RedisDown\" }}\nwithin = \"30s\"\nexpect_alert = {expect_alert}\n",
         Fixture::KILL
@@ -140,7 +140,7 @@ fn detecting(expect_alert: bool) -> Fixture {
 
 /// Records an alert named `name`, started `started_ms` after the epoch (wall clock, as the run
 /// sees it), delivered `arrive_ms` after the epoch.
-fn deliver(fx: &Fixture, name: &str, started_ms: i64, arrive_ms: u64) {
+pub(super) fn deliver(fx: &Fixture, name: &str, started_ms: i64, arrive_ms: u64) {
     let log = fx.alerts.clone().unwrap();
     let at = fx.epoch + Duration::from_millis(arrive_ms);
     let started_unix_ms = fx.report().started_unix_ms as i64 + started_ms;

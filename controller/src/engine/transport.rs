@@ -99,6 +99,31 @@ impl FaultTransport for RegisteredAgent {
     }
 }
 
+impl super::remediate::StepAgent for RegisteredAgent {
+    fn name(&self) -> &str {
+        &self.conn.name
+    }
+
+    fn runs_steps(&self) -> bool {
+        self.conn.runs_steps
+    }
+
+    fn run_step(
+        &self,
+        step: v1::RunStep,
+    ) -> BoxFuture<'_, Result<crate::registry::StepReports, DispatchError>> {
+        async move {
+            // The agent's connection now: it may have reconnected since preflight.
+            let current = self
+                .registry
+                .get(&self.conn.name)
+                .unwrap_or_else(|| self.conn.clone());
+            current.run_step(step).await
+        }
+        .boxed()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

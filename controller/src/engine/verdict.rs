@@ -2,6 +2,7 @@
 //! and ERROR, whatever the probes say, when a fault was not reverted cleanly.
 
 use crate::grade::{self, GradeInput, StageGrade, Verdict};
+use crate::remediation::StepOutcome;
 use crate::report::RunReport;
 use crate::scenario::Scenario;
 use crate::timeline::Moment;
@@ -78,6 +79,21 @@ pub(super) fn grade_run(s: &Scenario, report: &mut RunReport, inject: Moment, wi
         if matches!(report.verdict, Verdict::Pass | Verdict::NoImpact) {
             report.verdict = Verdict::Fail;
             report.reason = format!("{} (expect_alert = true)", d.summary());
+        }
+    }
+    if let Some(step) = report
+        .remediation_steps
+        .iter()
+        .find(|st| matches!(st.outcome, StepOutcome::Failed { .. }))
+    {
+        // The team's automation failing is a finding even when something else brought the
+        // service back.
+        if matches!(report.verdict, Verdict::Pass | Verdict::NoImpact) {
+            report.verdict = Verdict::Fail;
+            report.reason = format!(
+                "remediation step {} on {}: {}",
+                step.name, step.place, step.outcome
+            );
         }
     }
     report.met_expectation = grade::meets(s.expect, report.verdict);

@@ -280,6 +280,7 @@ mod tests {
             annotations: vec![],
             remediation: None,
             remediation_signal: None,
+            remediation_steps: vec![],
             faults: vec![FaultRecord {
                 kind: "process_kill".into(),
                 agent: "web|1".into(),

@@ -571,6 +571,7 @@ mod tests {
             annotations: vec![],
             remediation: None,
             remediation_signal: None,
+            remediation_steps: vec![],
             faults: vec![],
             probes: vec![ProbeTimeline {
                 name: "http <&> probe".into(),

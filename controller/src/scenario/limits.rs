@@ -43,5 +43,10 @@ pub const MAX_PROBE_IN_FLIGHT: u32 = 200;
 /// Most connections per probe sample (`spread`): enough to cover the backends of a balancer.
 pub const MAX_PROBE_SPREAD: u32 = 16;
 
+/// Most `[[remediation]]` steps in one scenario: a runbook, not a workflow engine.
+pub const MAX_STEPS: usize = 16;
+/// Longest remediation step `timeout`: a restore from backup may take a while, not a day.
+pub const MAX_STEP_TIMEOUT: Duration = Duration::from_millis(6 * HOUR);
+
 /// Largest `max_targets`: more than any one controller's fleet; larger is a typo.
 pub const MAX_TARGETS: u32 = 10_000;

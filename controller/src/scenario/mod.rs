@@ -16,6 +16,7 @@ pub mod limits;
 mod names;
 mod probe;
 mod raw;
+mod remediation;
 mod settings;
 mod stages;
 mod targets;
@@ -78,6 +79,112 @@ pub struct Scenario {
     /// probe, against `rto`) is always graded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<Stage>,
+    /// Runbook steps run during the run (`[[remediation]]`), each on its trigger.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remediation: Vec<RemediationStep>,
+}
+
+/// `[[remediation]]`: a runbook step gameday runs during the run, as the team's automation
+/// would; its start is the remediation start, its outcome is on the timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemediationStep {
+    /// Its name, unique among the steps (the program's file name or the runbook's when not
+    /// written).
+    pub name: String,
+    /// What it does.
+    pub action: StepAction,
+    /// How long it may run: the agent ends it then; a webhook call gives up then.
+    pub timeout: Duration,
+    /// What starts it.
+    pub when: StepTrigger,
+}
+
+/// What a remediation step does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepAction {
+    /// A command on an agent's host, under that agent's policy.
+    Agent {
+        /// The agent.
+        agent: String,
+        /// The command.
+        command: StepCommand,
+    },
+    /// A POST to a runbook webhook named in the controller's config (`[runbooks.NAME]`).
+    Webhook {
+        /// The runbook's name.
+        runbook: String,
+    },
+}
+
+impl StepAction {
+    /// The name a step gets when the scenario gives none.
+    pub fn default_name(&self) -> String {
+        match self {
+            StepAction::Agent {
+                command: StepCommand::Argv(argv),
+                ..
+            } => argv
+                .first()
+                .and_then(|p| p.rsplit('/').find(|s| !s.is_empty()))
+                .unwrap_or("step")
+                .to_string(),
+            StepAction::Agent {
+                command: StepCommand::Shell(_),
+                ..
+            } => "shell".to_string(),
+            StepAction::Webhook { runbook } => runbook.clone(),
+        }
+    }
+
+    /// Where it runs, for reports: "agent db-2" or "runbook page-db".
+    pub fn place(&self) -> String {
+        match self {
+            StepAction::Agent { agent, .. } => format!("agent {agent}"),
+            StepAction::Webhook { runbook } => format!("runbook {runbook}"),
+        }
+    }
+}
+
+/// A step's command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepCommand {
+    /// Run as argv, never through a shell.
+    Argv(Vec<String>),
+    /// A command line for `/bin/sh -c`, where the agent's policy allows a shell.
+    Shell(String),
+}
+
+impl std::fmt::Display for StepCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepCommand::Argv(argv) => f.write_str(&argv.join(" ")),
+            StepCommand::Shell(line) => write!(f, "sh -c {line:?}"),
+        }
+    }
+}
+
+/// What starts a remediation step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepTrigger {
+    /// The `[detect]` alert arriving.
+    Alert,
+    /// This long after the fault took effect.
+    After(Duration),
+    /// The stage of that name reached (all its probes recovered).
+    Stage(String),
+}
+
+impl std::fmt::Display for StepTrigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepTrigger::Alert => f.write_str("when the alert arrives"),
+            StepTrigger::After(d) => write!(f, "+{d} after the fault"),
+            StepTrigger::Stage(s) => write!(f, "when stage {s} is reached"),
+        }
+    }
 }
 
 /// `[[stages]]`: a step of recovery, reached when all its probes have recovered.
@@ -528,6 +635,7 @@ mod tests {
             ],
             detect: None,
             stages: vec![],
+            remediation: vec![],
         };
         assert_eq!(parse("demo.toml", VALID), Ok(expected));
     }

@@ -46,7 +46,14 @@ impl RawScenario {
             revert: fields.take(d, "revert"),
             recovery: fields.take(d, "recovery"),
         };
-        for part in ["targets", "faults", "probes", "detect", "stages"] {
+        for part in [
+            "targets",
+            "faults",
+            "probes",
+            "detect",
+            "stages",
+            "remediation",
+        ] {
             fields.skip(part);
         }
         fields.reject_unknown(d);

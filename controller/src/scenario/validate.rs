@@ -8,7 +8,7 @@ use toml::Spanned;
 
 use super::echo;
 use super::error::Diagnostics;
-use super::{detect, fault, probe, settings, stages, targets, Scenario};
+use super::{detect, fault, probe, remediation, settings, stages, targets, Scenario};
 
 /// Where errors about something missing from the whole file point: line 1, column 1.
 pub(crate) const TOP: Range<usize> = 0..0;
@@ -95,9 +95,26 @@ pub(crate) fn scenario(diagnostics: &mut Diagnostics<'_>, text: &str) -> Option<
         }
         None => Vec::new(),
     };
+    let stage_names: Vec<String> = stages.iter().flatten().map(|s| s.name.clone()).collect();
+    let steps = match table.get("remediation") {
+        Some(value) => {
+            let tables = array_of_tables(diagnostics, "remediation", "remediation step", value)
+                .into_iter()
+                .map(|(value, table)| (value.span(), table))
+                .collect();
+            let cx = remediation::Context {
+                detect: table.contains_key("detect"),
+                stages: &stage_names,
+                observe: top.observe,
+            };
+            remediation::steps(diagnostics, tables, &cx)
+        }
+        None => Vec::new(),
+    };
 
     Some(Scenario {
         stages: stages.into_iter().collect::<Option<Vec<_>>>()?,
+        remediation: steps.into_iter().collect::<Option<Vec<_>>>()?,
         detect: match detect {
             Some(d) => Some(d?),
             None => None,

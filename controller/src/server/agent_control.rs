@@ -106,6 +106,7 @@ impl AgentControl for AgentControlService {
                                     .await;
                             }
                             agent_message::Msg::FaultReport(r) => conn.deliver(r),
+                            agent_message::Msg::StepReport(r) => conn.deliver_step(r),
                             agent_message::Msg::Register(_) => {
                                 tracing::warn!(agent = %conn.name, "ignoring a second Register on one stream");
                             }

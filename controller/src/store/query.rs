@@ -446,6 +446,7 @@ fn rebuild(conn: &Connection, row: &RunRow, status: RunStatus) -> Result<RunRepo
         annotations: vec![],
         remediation: None,
         remediation_signal: None,
+        remediation_steps: vec![],
         faults,
         probes,
     })

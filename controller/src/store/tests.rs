@@ -134,6 +134,7 @@ fn graded(run_id: &str, verdict: Verdict, recover_us: Option<u64>, started: u64)
         annotations: vec![],
         remediation: None,
         remediation_signal: None,
+        remediation_steps: vec![],
         faults: vec![fault(run_id, None)],
         probes: vec![ProbeTimeline {
             name: "http".into(),

@@ -76,12 +76,12 @@ impl WebhookClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result = tokio::time::timeout(self.retry.timeout, self.post(body.clone()))
+            let result = tokio::time::timeout(self.retry.timeout, self.post(body.clone(), None))
                 .await
                 .unwrap_or(Err(WebhookError::Timeout(self.retry.timeout)));
             let error = match result {
-                Ok(status) if status.is_success() => return Ok(attempt),
-                Ok(status) => WebhookError::Status(status),
+                Ok((status, _)) if status.is_success() => return Ok(attempt),
+                Ok((status, _)) => WebhookError::Status(status),
                 Err(e) => e,
             };
             let retryable = match &error {
@@ -104,7 +104,14 @@ impl WebhookClient {
         }
     }
 
-    async fn post(&self, body: Bytes) -> Result<StatusCode, WebhookError> {
+    /// One POST of `body` (JSON), with `bearer` as an `Authorization: Bearer` token when given;
+    /// the answer's status and body (up to 64 KiB). No retry: runbook automation is not
+    /// always safe to call twice.
+    pub async fn post(
+        &self,
+        body: Bytes,
+        bearer: Option<&str>,
+    ) -> Result<(StatusCode, Bytes), WebhookError> {
         let url = &self.target.url;
         let host = url
             .host()
@@ -115,7 +122,11 @@ impl WebhookClient {
         let port = url
             .port_u16()
             .unwrap_or(if tls.is_some() { 443 } else { 80 });
-        let request = Request::builder()
+        let mut request = Request::builder();
+        if let Some(token) = bearer {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request
             .method(Method::POST)
             .uri(url.path_and_query().map_or("/", |p| p.as_str()))
             .header(header::HOST, url.authority().map_or(host, |a| a.as_str()))
@@ -145,9 +156,12 @@ impl WebhookClient {
     }
 }
 
-/// One request on a fresh HTTP/1.1 connection; the answer's body is read (up to 64 KiB) and
-/// dropped so the connection closes cleanly.
-async fn exchange<T>(io: T, request: Request<Full<Bytes>>) -> Result<StatusCode, WebhookError>
+/// One request on a fresh HTTP/1.1 connection; the answer's body is read (up to 64 KiB, so
+/// the connection closes cleanly) and returned with its status.
+async fn exchange<T>(
+    io: T,
+    request: Request<Full<Bytes>>,
+) -> Result<(StatusCode, Bytes), WebhookError>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -158,10 +172,12 @@ where
     let send = async move {
         let response = sender.send_request(request).await?;
         let status = response.status();
-        let _ = Limited::new(response.into_body(), 64 * 1024)
+        let body = Limited::new(response.into_body(), 64 * 1024)
             .collect()
-            .await;
-        Ok::<_, hyper::Error>(status)
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Ok::<_, hyper::Error>((status, body))
     };
     let (status, _) = tokio::join!(send, conn);
     status.map_err(http)

@@ -7,6 +7,7 @@
 
 mod client;
 mod notice;
+pub mod runbook;
 #[cfg(test)]
 mod tests;
 
