@@ -8,6 +8,7 @@
 pub mod disk;
 pub mod dns;
 pub mod nft;
+pub mod process_group;
 
 use std::fs;
 use std::io::{self, Read};
