@@ -1,4 +1,5 @@
-//! gameday agent: dials the controller, applies and reverts faults under the host's own policy.
+//! gameday agent: dials the controller, applies and reverts faults and runs remediation steps
+//! under the host's own policy.
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -9,3 +10,4 @@ pub mod journal;
 pub mod live;
 pub mod os;
 pub mod policy;
+pub mod steps;

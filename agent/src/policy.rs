@@ -1,4 +1,5 @@
-//! The host owner's policy: what faults this agent may apply, to what.
+//! The host owner's policy: what faults this agent may apply, to what, and which remediation
+//! steps it may run.
 //!
 //! The policy comes from the agent's own config file, never from the controller, so a
 //! compromised or mistaken controller cannot do what the host owner did not allow. Some targets
@@ -7,6 +8,8 @@
 
 use gameday_proto::FaultKind;
 use serde::Deserialize;
+
+use crate::steps::{RemediationPolicy, RemediationPolicyError};
 
 pub use crate::faults::process_policy::{
     ProcessKillPolicy, ProcessPolicy, ProcessPolicyError, ProcessRefusal,
@@ -31,6 +34,9 @@ pub struct PolicyConfig {
     /// Limits on `dns_poison`.
     #[serde(default)]
     pub dns_poison: crate::faults::dns_poison::PolicyConfig,
+    /// Which remediation steps may run (none by default).
+    #[serde(default)]
+    pub remediation: RemediationPolicy,
 }
 
 impl Default for PolicyConfig {
@@ -41,6 +47,7 @@ impl Default for PolicyConfig {
             network_partition: Default::default(),
             disk_fill: Default::default(),
             dns_poison: Default::default(),
+            remediation: RemediationPolicy::default(),
         }
     }
 }
@@ -64,6 +71,9 @@ pub enum PolicyError {
     /// The `process_kill` table is not usable.
     #[error(transparent)]
     Process(#[from] ProcessPolicyError),
+    /// The `remediation` table is not usable.
+    #[error(transparent)]
+    Remediation(#[from] RemediationPolicyError),
     /// A per-kind table (`network_partition`, `disk_fill`, `dns_poison`) that is not usable.
     #[error("{kind}: {message}")]
     Kind {
@@ -81,6 +91,7 @@ impl PolicyError {
         match self {
             PolicyError::UnknownFaultKind { .. } => &["allow_faults"],
             PolicyError::Process(e) => e.key_path(),
+            PolicyError::Remediation(e) => e.key_path(),
             PolicyError::Kind {
                 kind: "network_partition",
                 ..
@@ -129,6 +140,8 @@ pub struct Policy {
     pub disk_fill: crate::faults::disk_fill::PolicyConfig,
     /// Limits on `dns_poison`, checked by that fault.
     pub dns_poison: crate::faults::dns_poison::PolicyConfig,
+    /// Which remediation steps may run, checked by [`crate::steps::StepRunner`].
+    pub remediation: RemediationPolicy,
 }
 
 impl Policy {
@@ -155,17 +168,19 @@ impl Policy {
             .dns_poison
             .validate()
             .map_err(|m| kind("dns_poison", m))?;
+        config.remediation.validate()?;
         Ok(Policy {
             allow_faults,
             process: ProcessPolicy::from_config(&config.process_kill)?,
             network_partition,
             disk_fill: config.disk_fill.clone(),
             dns_poison: config.dns_poison.clone(),
+            remediation: config.remediation.clone(),
         })
     }
 
     /// Every fault kind, any process, any signal; only the always-refused targets stay refused.
-    /// For tests and the local demo.
+    /// No remediation steps (running commands stays opt-in). For tests and the local demo.
     pub fn permissive() -> Policy {
         Policy {
             allow_faults: FaultKind::ALL.to_vec(),
@@ -173,6 +188,7 @@ impl Policy {
             network_partition: Default::default(),
             disk_fill: Default::default(),
             dns_poison: Default::default(),
+            remediation: RemediationPolicy::default(),
         }
     }
 

@@ -24,6 +24,8 @@
 //! allow = ["^nginx"]
 //! deny = ["^sshd", "^postgres"]
 //! signals = ["SIGKILL", "SIGTERM"]
+//! [policy.remediation]    # runbook commands the controller may run here; none by default
+//! commands = ["/usr/local/bin/promote-replica"]
 //! ```
 
 use std::collections::BTreeMap;
@@ -387,6 +389,69 @@ deny = ["^sshd"]
         let err = parse_err(&VALID.replace("[\"process_kill\"]", "[\"meteor\"]"));
         assert!(
             err.starts_with("agent.toml:15:16: policy.allow_faults: unknown"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn parses_the_remediation_policy_and_points_at_its_mistakes() {
+        let with = |table: &str| format!("{VALID}[policy.remediation]\n{table}");
+        let config = parse(
+            "agent.toml",
+            &with(
+                "commands = [\"/usr/local/bin/promote-replica\", \"/bin/true\"]\nshell = true\n\
+                 max_timeout = \"2m\"\nmax_running = 2\n",
+            ),
+            Path::new("/etc/gameday"),
+        )
+        .unwrap();
+        let remediation = &config.policy.remediation;
+        assert_eq!(
+            remediation.commands,
+            [
+                Path::new("/usr/local/bin/promote-replica"),
+                Path::new("/bin/true")
+            ]
+        );
+        assert!(remediation.shell);
+        assert_eq!(remediation.max_timeout, Duration::from_millis(120_000));
+        assert_eq!(remediation.max_running, 2);
+        // Absent: no steps at all.
+        let config = parse("agent.toml", VALID, Path::new("/")).unwrap();
+        assert_eq!(
+            config.policy.remediation,
+            crate::steps::RemediationPolicy::default()
+        );
+        // VALID has 17 lines; the table's first key is on line 19.
+        for (table, says) in [
+            (
+                "commands = [\"/bin/true\", \"promote-replica\"]",
+                "agent.toml:19:12: policy.remediation.commands[1]: \"promote-replica\" is not an \
+                 absolute path (steps run a listed program by its full path, never through PATH)",
+            ),
+            (
+                "max_timeout = \"0s\"",
+                "agent.toml:19:15: policy.remediation.max_timeout (0s) must be longer than zero; \
+                 to run no steps, leave commands empty",
+            ),
+            (
+                "max_running = 0",
+                "agent.toml:19:15: policy.remediation.max_running must be at least 1; to run no \
+                 steps, leave commands empty",
+            ),
+        ] {
+            assert_eq!(parse_err(&with(table)), says);
+        }
+        let err = parse_err(&with("max_timeout = \"10\""));
+        assert!(
+            err.starts_with("agent.toml:19:15: invalid duration \"10\": missing unit"),
+            "{err}"
+        );
+        let err = parse_err(&with("shell = \"yes\""));
+        assert!(err.starts_with("agent.toml:19:9: invalid type"), "{err}");
+        let err = parse_err(&with("command = []"));
+        assert!(
+            err.starts_with("agent.toml:19:1: unknown field `command`"),
             "{err}"
         );
     }
