@@ -1,6 +1,6 @@
 //! The control channel: dial the controller over mutual TLS, register, send heartbeats, apply
-//! and revert faults on request, and reconnect with backoff when the stream breaks — unless
-//! the failure cannot heal by retrying (see [`dial::classify`]).
+//! and revert faults and run remediation steps on request, and reconnect with backoff when the
+//! stream breaks — unless the failure cannot heal by retrying (see [`dial::classify`]).
 
 pub mod dial;
 pub mod enforcer;
@@ -26,6 +26,7 @@ use crate::faults::{self, FaultError, Host};
 use crate::journal::{Journal, JournalError};
 use crate::live::LiveFaults;
 use crate::policy::Policy;
+use crate::steps::{StepRunner, KILL_GRACE};
 
 /// First and longest wait between reconnect attempts.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -64,6 +65,8 @@ pub struct Agent {
     instance: crate::instance::Instance,
     /// How often its loops woke.
     pub wakeups: Arc<Wakeups>,
+    /// Remediation steps running, under the policy's `[policy.remediation]`.
+    steps: StepRunner,
 }
 
 /// How many times the agent's own loops woke up: the seam that shows an idle agent sleeps
@@ -92,6 +95,10 @@ type Job = (Work, mpsc::Sender<AgentMessage>);
 /// before it reverts everything anyway.
 const WORKER_GRACE: Duration = Duration::from_secs(20);
 
+/// How long shutdown waits for remediation steps to end once their groups got SIGTERM (and,
+/// after [`KILL_GRACE`], SIGKILL) before it kills what is left outright.
+const STEPS_GRACE: Duration = KILL_GRACE.saturating_add(Duration::from_secs(3));
+
 impl Agent {
     /// An agent with nothing live, journaling under the config's state directory, dialing
     /// with `tls` (see [`crate::config::tls::load`]).
@@ -103,6 +110,7 @@ impl Agent {
     ) -> Result<Agent, ControlError> {
         let instance = crate::instance::claim(&config.state_dir)?;
         let journal = Journal::open(&config.state_dir.join("journal"))?;
+        let steps = StepRunner::new(policy.remediation.clone());
         let live = Arc::new(LiveFaults::new(host, policy, journal));
         Ok(Agent {
             config,
@@ -110,6 +118,7 @@ impl Agent {
             tls,
             instance,
             wakeups: Arc::default(),
+            steps,
         })
     }
 
@@ -191,6 +200,8 @@ impl Agent {
         // No new apply starts from here; the one in progress, if any, finishes (bounded) and
         // is then reverted with the rest.
         closing.store(true, Ordering::SeqCst);
+        // Steps get their SIGTERM now, and end while faults are reverted.
+        this.steps.stop();
         drop(work_tx);
         if tokio::time::timeout(WORKER_GRACE, worker).await.is_err() {
             tracing::error!(grace = ?WORKER_GRACE, "a fault operation is still running; reverting what is live now (the journal covers the rest at the next start)");
@@ -199,6 +210,7 @@ impl Agent {
         for (id, e) in this.live.revert_all() {
             tracing::error!(fault = %id, error = %e, "could not revert at shutdown");
         }
+        this.steps.join(STEPS_GRACE).await;
         match gave_up {
             Some(failure) => Err(ControlError::Permanent(failure)),
             None => Ok(()),
@@ -228,6 +240,7 @@ impl Agent {
             instance_id: self.instance.id.clone(),
             checks_faults: true,
             process_scopes: true,
+            runs_steps: true,
         };
         send(&tx, agent_message::Msg::Register(register)).await;
         let attached = client.attach(ReceiverStream::new(rx)).await;
@@ -238,6 +251,7 @@ impl Agent {
                     live: &self.live,
                     config: &self.config,
                     wakeups: &self.wakeups,
+                    steps: &self.steps,
                 };
                 conversation.run(inbound.into_inner(), &tx, work_tx).await
             }
@@ -252,11 +266,13 @@ struct Conversation<'a> {
     live: &'a LiveFaults,
     config: &'a AgentConfig,
     wakeups: &'a Wakeups,
+    steps: &'a StepRunner,
 }
 
 impl Conversation<'_> {
     /// Sends heartbeats at the configured period and hands the controller's requests to the
-    /// worker, until `inbound` ends. It wakes for nothing else.
+    /// worker (faults) or the step runner (steps), until `inbound` ends. It wakes for nothing
+    /// else, and waits for neither.
     async fn run(
         &self,
         inbound: impl Stream<Item = Result<v1::ControllerMessage, tonic::Status>>,
@@ -294,6 +310,11 @@ impl Conversation<'_> {
                         }
                         controller_message::Msg::Check(check) => {
                             let _ = work_tx.send((Work::Check(check), tx.clone()));
+                        }
+                        controller_message::Msg::RunStep(step) => {
+                            // Not the fault worker's queue: a step may run for minutes, and
+                            // faults (and reverts) must not wait behind it.
+                            self.steps.submit(step, Instant::now(), tx.clone());
                         }
                     }
                 }
@@ -561,6 +582,94 @@ mod tests {
         assert!(eventually(|| !stopped(sleeper.id())), "resumed");
         sleeper.kill().unwrap();
         sleeper.wait().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_step_runs_beside_heartbeats_and_fault_operations() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = live(dir.path());
+        let text = "name = \"web-1\"\ncontroller = \"https://127.0.0.1:7443\"\n\
+                    heartbeat = \"20ms\"\n[tls]\nca = \"c\"\ncert = \"d\"\nkey = \"e\"\n";
+        let config = crate::config::parse("agent.toml", text, dir.path()).unwrap();
+        let steps = StepRunner::new(toml::from_str(r#"commands = ["/bin/sleep"]"#).unwrap());
+        let wakeups = Wakeups::default();
+        let (to_agent, inbound) = mpsc::channel(8);
+        let (tx, mut from_agent) = mpsc::channel::<AgentMessage>(64);
+        let (work_tx, work_rx) = mpsc::unbounded_channel::<Job>();
+        let worker = tokio::spawn(worker(
+            live.clone(),
+            work_rx,
+            Arc::new(AtomicBool::new(false)),
+        ));
+        let conversation = Conversation {
+            live: &live,
+            config: &config,
+            wakeups: &wakeups,
+            steps: &steps,
+        };
+        let step = v1::RunStep {
+            step_id: "s1".into(),
+            run_id: "r1".into(),
+            argv: vec!["/bin/sleep".into(), "1".into()],
+            timeout_ms: 10_000,
+            ..v1::RunStep::default()
+        };
+        let fault: Fault = toml::from_str("kind = \"process_kill\"\nname = \"x\"").unwrap();
+        let check = v1::CheckFault {
+            fault_id: "f1".into(),
+            run_id: "r1".into(),
+            spec: Some(fault.to_wire()),
+        };
+        let controller = async {
+            let send = |msg| to_agent.send(Ok(v1::ControllerMessage { msg: Some(msg) }));
+            send(controller_message::Msg::RunStep(step)).await.unwrap();
+            // What the agent says while the step runs, until it ends.
+            let mut while_running = Vec::new();
+            loop {
+                let msg = tokio::time::timeout(Duration::from_secs(20), from_agent.recv())
+                    .await
+                    .expect("the step ends within its timeout")
+                    .and_then(|m| m.msg)
+                    .expect("a message");
+                match msg {
+                    agent_message::Msg::StepReport(r) if r.phase() == v1::StepPhase::Started => {
+                        send(controller_message::Msg::Check(check.clone()))
+                            .await
+                            .unwrap();
+                    }
+                    agent_message::Msg::StepReport(r) => {
+                        assert_eq!(r.phase(), v1::StepPhase::Ended);
+                        assert_eq!(r.exit_code, 0);
+                        return while_running;
+                    }
+                    other => while_running.push(other),
+                }
+            }
+        };
+        let while_running = tokio::select! {
+            heard = controller => heard,
+            ended = conversation.run(ReceiverStream::new(inbound), &tx, &work_tx) => {
+                panic!("the conversation ended: {ended:?}")
+            }
+        };
+        let heartbeats = while_running
+            .iter()
+            .filter(|m| matches!(m, agent_message::Msg::Heartbeat(_)))
+            .count();
+        // 1 s of a 20 ms period: far more than a handful unless the step blocked the loop.
+        assert!(
+            heartbeats >= 10,
+            "{heartbeats} heartbeats: {while_running:?}"
+        );
+        assert!(
+            while_running.iter().any(|m| matches!(
+                m,
+                agent_message::Msg::FaultReport(r) if r.fault_id == "f1"
+            )),
+            "the fault check was answered while the step ran: {while_running:?}"
+        );
+        drop(work_tx);
+        worker.await.unwrap();
     }
 
     #[test]

@@ -253,10 +253,12 @@ fn start(heartbeat: &str, lease: &str, silent_after: Duration) -> Running {
     let conversation = {
         let (live, config, wakeups) = (live.clone(), config.clone(), wakeups.clone());
         async move {
+            let steps = StepRunner::new(Default::default());
             let conversation = Conversation {
                 live: &live,
                 config: &config,
                 wakeups: &wakeups,
+                steps: &steps,
             };
             let inbound = ReceiverStream::new(inbound);
             let _ = conversation.run(inbound, &tx, &work_tx).await;
