@@ -157,6 +157,11 @@ impl StepTally {
             })
     }
 
+    /// No step was attempted.
+    pub fn is_empty(&self) -> bool {
+        self.attempted == 0
+    }
+
     /// "3 of 4 succeeded (75%)", or `None` when no step was attempted.
     pub fn line(&self) -> Option<String> {
         (self.attempted > 0).then(|| {

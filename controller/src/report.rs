@@ -168,6 +168,13 @@ pub struct Summary {
     pub recovery_p95_us: Option<u64>,
     /// Worst.
     pub recovery_max_us: Option<u64>,
+    /// Remediation steps over the runs: how many ran and how many succeeded (the RTO guide's
+    /// recovery automation success, M8).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::remediation::StepTally::is_empty"
+    )]
+    pub remediation_steps: crate::remediation::StepTally,
     /// The process exit code this outcome maps to.
     pub exit_code: i32,
 }
@@ -273,6 +280,9 @@ pub fn summarize(runs: &[RunReport], min_pass_rate: f64, preflight_error: bool) 
         recovery_p50_us: percentile(&recoveries, 50.0),
         recovery_p95_us: percentile(&recoveries, 95.0),
         recovery_max_us: recoveries.last().copied(),
+        remediation_steps: crate::remediation::StepTally::of(
+            runs.iter().flat_map(|r| &r.remediation_steps),
+        ),
     }
 }
 
@@ -421,6 +431,16 @@ pub fn render_text(report: &ScenarioReport) -> String {
         for (what, text) in run.timeline_facts() {
             let _ = writeln!(out, "  {:<19} {text}", format!("{what}:"));
         }
+        for step in run
+            .remediation_steps
+            .iter()
+            .filter(|s| !matches!(s.outcome, crate::remediation::StepOutcome::Succeeded { .. }))
+        {
+            // Why a step failed is usually in its last lines.
+            for line in step.output_lines(5) {
+                let _ = writeln!(out, "    {} | {line}", step.name);
+            }
+        }
         for p in &run.probes {
             let failed = p.samples.iter().filter(|s| !s.ok).count();
             let _ = writeln!(
@@ -459,6 +479,9 @@ pub fn render_text(report: &ScenarioReport) -> String {
             fmt_us(p95),
             fmt_us(max)
         );
+    }
+    if let Some(steps) = s.remediation_steps.line() {
+        let _ = writeln!(out, "remediation steps: {steps}");
     }
     let _ = writeln!(out, "exit code: {}", s.exit_code);
     out

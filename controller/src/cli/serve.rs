@@ -53,6 +53,10 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
     if config.alerts.is_some() {
         engine = engine.with_alerts(alert_log.clone());
     }
+    // Checked at load; built again here so a token or CA file changed since is still caught.
+    let runbooks =
+        gameday::webhook::runbook::build(&config.runbooks).map_err(anyhow::Error::msg)?;
+    engine = engine.with_runbooks(runbooks);
     let engine = Arc::new(engine);
     let metrics_server = match config.metrics_listen {
         Some(addr) => Some(

@@ -63,6 +63,13 @@ struct DetectionLabels {
     by: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StepLabels {
+    scenario: String,
+    /// `succeeded`, `failed`, `not_run` or `unknown`.
+    outcome: String,
+}
+
 type HistogramFamily = Family<ScenarioLabels, Histogram, fn() -> Histogram>;
 
 /// The controller's metrics. Register it with the engine as an observer
@@ -74,6 +81,7 @@ pub struct Metrics {
     recovery: HistogramFamily,
     detection: Family<DetectionLabels, Histogram, fn() -> Histogram>,
     unnoticed: Family<ScenarioLabels, Counter>,
+    steps: Family<StepLabels, Counter>,
     last_verdict: Family<VerdictLabels, Gauge>,
     in_progress: Family<ScenarioLabels, Gauge>,
     /// Runs started and not finished: run id → scenario.
@@ -131,6 +139,7 @@ impl Metrics {
         let detection: Family<DetectionLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(recovery_histogram);
         let unnoticed = Family::<ScenarioLabels, Counter>::default();
+        let steps = Family::<StepLabels, Counter>::default();
         registry.register_collector(Box::new(FleetCollector(agents)));
         registry.register(
             "gameday_runs",
@@ -153,6 +162,11 @@ impl Metrics {
             unnoticed.clone(),
         );
         registry.register(
+            "gameday_remediation_steps",
+            "Remediation steps of finished runs, by scenario and outcome (succeeded / (succeeded + failed + unknown) is recovery automation success)",
+            steps.clone(),
+        );
+        registry.register(
             "gameday_last_verdict",
             "1 for the verdict of the scenario's latest run, 0 for the other verdicts",
             last_verdict.clone(),
@@ -168,6 +182,7 @@ impl Metrics {
             recovery,
             detection,
             unnoticed,
+            steps,
             last_verdict,
             in_progress,
             live: Mutex::new(HashMap::new()),
@@ -267,6 +282,14 @@ impl RunObserver for Metrics {
                         .inc();
                 }
             }
+        }
+        for step in &run.remediation_steps {
+            self.steps
+                .get_or_create(&StepLabels {
+                    scenario: scenario.name.clone(),
+                    outcome: step.outcome.label().into(),
+                })
+                .inc();
         }
         self.counted
             .lock()

@@ -106,7 +106,7 @@ fn a_scenario_refused_before_its_first_run_counts_as_an_error() {
 }
 
 #[test]
-fn time_to_detect_is_observed_both_ways_and_unnoticed_runs_are_counted() {
+fn time_to_detect_is_observed_both_ways_and_unnoticed_runs_and_steps_are_counted() {
     use crate::grade::detect::{DetectedAlert, Detection};
     let m = Metrics::new(Arc::new(AgentRegistry::default()));
     let s = scenario();
@@ -127,6 +127,23 @@ fn time_to_detect_is_observed_both_ways_and_unnoticed_runs_are_counted() {
     })));
     let mut missed = run("r2", Verdict::Pass, Some(1_000_000));
     missed.detection = Some(detection(None));
+    let step = |outcome| crate::remediation::StepRecord {
+        name: "promote".into(),
+        place: "agent db-2".into(),
+        command: "/usr/local/bin/promote".into(),
+        trigger: "when the alert arrives".into(),
+        triggered_us: None,
+        started: None,
+        ended: None,
+        outcome,
+        output_tail: String::new(),
+    };
+    noticed.remediation_steps = vec![step(crate::remediation::StepOutcome::Succeeded {
+        how: "exit 0".into(),
+    })];
+    missed.remediation_steps = vec![step(crate::remediation::StepOutcome::NotRun {
+        why: "no alert".into(),
+    })];
     m.run_finished(&s, &noticed);
     m.run_finished(&s, &missed);
     let text = m.prometheus_text();
@@ -134,6 +151,8 @@ fn time_to_detect_is_observed_both_ways_and_unnoticed_runs_are_counted() {
         "gameday_time_to_detect_seconds_sum{scenario=\"pause\",by=\"fired\"} 2.0\n",
         "gameday_time_to_detect_seconds_sum{scenario=\"pause\",by=\"delivered\"} 32.0\n",
         "gameday_unnoticed_runs_total{scenario=\"pause\"} 1\n",
+        "gameday_remediation_steps_total{scenario=\"pause\",outcome=\"succeeded\"} 1\n",
+        "gameday_remediation_steps_total{scenario=\"pause\",outcome=\"not_run\"} 1\n",
     ] {
         assert!(text.contains(line), "{line:?} missing from\n{text}");
     }

@@ -395,6 +395,26 @@ pub(crate) fn plot(run: &RunReport, rto_us: u64) -> Option<String> {
         );
         events.push((at, "#57606a", what));
     }
+    for step in &run.remediation_steps {
+        if let Some(m) = step.started {
+            let what = format!(
+                "{} remediation step {} started on {}",
+                signed(rel(m.at_us)),
+                step.name,
+                step.place
+            );
+            events.push((m.at_us, "#1a7f37", what));
+        }
+        if let Some(m) = step.ended {
+            let what = format!(
+                "{} remediation step {} ended: {}",
+                signed(rel(m.at_us)),
+                step.name,
+                step.outcome
+            );
+            events.push((m.at_us, "#1a7f37", what));
+        }
+    }
     for (at, color, what) in events
         .into_iter()
         .filter(|(at, _, _)| (d0..=d1).contains(at))
@@ -630,6 +650,32 @@ mod tests {
             svg.contains("operator &lt;a&gt; (action item): page the DB team</title>"),
             "{svg}"
         );
+    }
+
+    #[test]
+    fn a_remediation_step_marks_its_start_and_end() {
+        let mut r = run();
+        let at = |us| crate::timeline::Moment {
+            at_us: us,
+            uncertainty_us: 100,
+        };
+        r.remediation_steps = vec![crate::remediation::StepRecord {
+            name: "restart-nginx".into(),
+            place: "agent web1".into(),
+            command: "/srv/start-nginx".into(),
+            trigger: "when the alert arrives".into(),
+            triggered_us: Some(1_200_000),
+            started: Some(at(1_250_000)),
+            ended: Some(at(1_400_000)),
+            outcome: crate::remediation::StepOutcome::Succeeded {
+                how: "exit 0".into(),
+            },
+            output_tail: String::new(),
+        }];
+        let svg = plot(&r, 2_000_000).unwrap();
+        assert_eq!(svg.matches(r#"class="event""#).count(), 2, "{svg}");
+        assert!(svg.contains("remediation step restart-nginx started on agent web1</title>"));
+        assert!(svg.contains("remediation step restart-nginx ended: succeeded (exit 0)</title>"));
     }
 
     /// The `<text>` elements of a class: (x, anchor, content).
