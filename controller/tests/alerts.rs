@@ -27,6 +27,11 @@ struct Room {
 
 impl Room {
     fn new(dir: &Path) -> Room {
+        Room::with_policy(dir, "")
+    }
+
+    /// A room whose agent has `policy` (TOML) in its config.
+    fn with_policy(dir: &Path, policy: &str) -> Room {
         let certs = Certs::init(&dir.join("pki"), &["web-1"], &["sre"]);
         let token_file = dir.join("alerts.token");
         std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
@@ -37,7 +42,14 @@ impl Room {
         );
         let (ctl, _lines) = Controller::start_with_extra(dir, &certs, "5s", &extra);
         let (cert, key) = certs.pair("agent", "web-1");
-        let agent = ctl.agent(dir, "web-1", &certs.ca(), &cert, &key, "role = \"web\"");
+        let agent = ctl.agent_with(
+            dir,
+            "web-1",
+            (&certs.ca(), &cert, &key),
+            None,
+            "role = \"web\"",
+            policy,
+        );
         let room = Room {
             ctl,
             certs,
@@ -283,37 +295,25 @@ fn daemon(dir: &Path, name: &str, program: &str, args: &[String]) -> Daemon {
     )
 }
 
-/// Prometheus scrapes a blackbox probe of the demo service every second and evaluates an alert
-/// rule every second; Alertmanager (group_wait 1s) delivers to the controller with a bearer
-/// token over TLS. The service is killed and stays down 6 s: the alert must fire within a
-/// scrape and an evaluation of the kill, and be delivered within group_wait (and one more
-/// evaluation for Prometheus to hand it over) of firing.
-#[test]
-fn alertmanager_delivers_and_time_to_detect_falls_where_the_intervals_say() {
-    let stack = [
-        "curl",
-        "prometheus",
-        "prometheus-alertmanager",
-        "prometheus-blackbox-exporter",
-    ];
-    if !privileged(&stack) {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let room = Room::new(d);
-    let port = free_port();
-    let _service = supervised_service(d, port, "6s");
-    let (bb, am, prom) = (free_port(), free_port(), free_port());
+/// The team's monitoring on loopback: the blackbox exporter probing the demo service on
+/// `port`, Prometheus scraping it and evaluating `ServiceDown` every second, and Alertmanager
+/// (group_wait 1s) delivering to the room's receiver with its bearer token over TLS. Returns
+/// once Prometheus has seen the service up, so an alert can only come from a fault after.
+struct Monitoring {
+    _daemons: [Daemon; 3],
+}
 
-    std::fs::write(
-        d.join("blackbox.yml"),
-        "modules:\n  http_2xx:\n    prober: http\n    timeout: 800ms\n",
-    )
-    .unwrap();
-    std::fs::write(
-        d.join("rules.yml"),
-        r#"groups:
+impl Monitoring {
+    fn start(d: &Path, room: &Room, port: u16) -> Monitoring {
+        let (bb, am, prom) = (free_port(), free_port(), free_port());
+        std::fs::write(
+            d.join("blackbox.yml"),
+            "modules:\n  http_2xx:\n    prober: http\n    timeout: 800ms\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("rules.yml"),
+            r#"groups:
   - name: gameday
     interval: 1s
     rules:
@@ -322,12 +322,12 @@ fn alertmanager_delivers_and_time_to_detect_falls_where_the_intervals_say() {
         labels: { service: demo }
         annotations: { summary: "the demo service does not answer" }
 "#,
-    )
-    .unwrap();
-    std::fs::write(
-        d.join("prometheus.yml"),
-        format!(
-            r#"global: {{ scrape_interval: 1s, evaluation_interval: 1s, scrape_timeout: 900ms }}
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("prometheus.yml"),
+            format!(
+                r#"global: {{ scrape_interval: 1s, evaluation_interval: 1s, scrape_timeout: 900ms }}
 rule_files: ["{rules}"]
 alerting:
   alertmanagers: [{{ static_configs: [{{ targets: ["127.0.0.1:{am}"] }}] }}]
@@ -340,14 +340,14 @@ scrape_configs:
       - {{ source_labels: [__address__], target_label: __param_target }}
       - {{ target_label: __address__, replacement: "127.0.0.1:{bb}" }}
 "#,
-            rules = d.join("rules.yml").display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        d.join("alertmanager.yml"),
-        format!(
-            r#"route: {{ receiver: gameday, group_wait: 1s, group_interval: 1s, repeat_interval: 1h }}
+                rules = d.join("rules.yml").display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("alertmanager.yml"),
+            format!(
+                r#"route: {{ receiver: gameday, group_wait: 1s, group_interval: 1s, repeat_interval: 1h }}
 receivers:
   - name: gameday
     webhook_configs:
@@ -357,69 +357,113 @@ receivers:
           authorization: {{ credentials_file: "{token}" }}
           tls_config: {{ ca_file: "{ca}" }}
 "#,
-            url = room.url("/alerts/alertmanager"),
-            token = room.token_file.display(),
-            ca = room.certs.ca().display()
-        ),
-    )
-    .unwrap();
-    let s = |x: String| x;
-    let _bb = daemon(
-        d,
-        "blackbox",
-        "prometheus-blackbox-exporter",
-        &[
-            s(format!(
-                "--config.file={}",
-                d.join("blackbox.yml").display()
-            )),
-            s(format!("--web.listen-address=127.0.0.1:{bb}")),
-        ],
-    );
-    let _am = daemon(
-        d,
-        "alertmanager",
+                url = room.url("/alerts/alertmanager"),
+                token = room.token_file.display(),
+                ca = room.certs.ca().display()
+            ),
+        )
+        .unwrap();
+        let s = |x: String| x;
+        let blackbox = daemon(
+            d,
+            "blackbox",
+            "prometheus-blackbox-exporter",
+            &[
+                s(format!(
+                    "--config.file={}",
+                    d.join("blackbox.yml").display()
+                )),
+                s(format!("--web.listen-address=127.0.0.1:{bb}")),
+            ],
+        );
+        let alertmanager = daemon(
+            d,
+            "alertmanager",
+            "prometheus-alertmanager",
+            &[
+                s(format!(
+                    "--config.file={}",
+                    d.join("alertmanager.yml").display()
+                )),
+                s(format!("--storage.path={}", d.join("am-data").display())),
+                s(format!("--web.listen-address=127.0.0.1:{am}")),
+                s("--cluster.listen-address=".into()),
+            ],
+        );
+        let prometheus = daemon(
+            d,
+            "prometheus",
+            "prometheus",
+            &[
+                s(format!(
+                    "--config.file={}",
+                    d.join("prometheus.yml").display()
+                )),
+                s(format!(
+                    "--storage.tsdb.path={}",
+                    d.join("prom-data").display()
+                )),
+                s(format!("--web.listen-address=127.0.0.1:{prom}")),
+            ],
+        );
+        // Prometheus sees the service up before the fault, so the alert can only come from it.
+        let up = format!(
+            "http://127.0.0.1:{prom}/api/v1/query?query=probe_success%7Bjob%3D%22demo%22%7D%3D%3D1"
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !Command::new("curl")
+            .args(["-sf", &up])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("\"value\""))
+        {
+            if std::time::Instant::now() > deadline {
+                let logs = ["prometheus", "blackbox", "alertmanager"]
+                    .map(|n| {
+                        let log =
+                            std::fs::read_to_string(d.join(format!("{n}.log"))).unwrap_or_default();
+                        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                        format!(
+                            "--- {n}.log (last lines, newest first)\n{}",
+                            tail.join("\n")
+                        )
+                    })
+                    .join("\n");
+                panic!("Prometheus did not see the service up within 60s\n{logs}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Monitoring {
+            _daemons: [blackbox, alertmanager, prometheus],
+        }
+    }
+}
+
+/// The stack a monitoring test needs; false (and why) when it is missing outside CI.
+fn monitoring_stack() -> bool {
+    privileged(&[
+        "curl",
+        "prometheus",
         "prometheus-alertmanager",
-        &[
-            s(format!(
-                "--config.file={}",
-                d.join("alertmanager.yml").display()
-            )),
-            s(format!("--storage.path={}", d.join("am-data").display())),
-            s(format!("--web.listen-address=127.0.0.1:{am}")),
-            s("--cluster.listen-address=".into()),
-        ],
-    );
-    let _prom = daemon(
-        d,
-        "prometheus",
-        "prometheus",
-        &[
-            s(format!(
-                "--config.file={}",
-                d.join("prometheus.yml").display()
-            )),
-            s(format!(
-                "--storage.tsdb.path={}",
-                d.join("prom-data").display()
-            )),
-            s(format!("--web.listen-address=127.0.0.1:{prom}")),
-        ],
-    );
-    // Prometheus sees the service up before the fault, so the alert can only come from it.
-    let up = format!(
-        "http://127.0.0.1:{prom}/api/v1/query?query=probe_success%7Bjob%3D%22demo%22%7D%3D%3D1"
-    );
-    wait_for(
-        "Prometheus to see the service up",
-        Duration::from_secs(60),
-        || {
-            Command::new("curl")
-                .args(["-sf", &up])
-                .output()
-                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("\"value\""))
-        },
-    );
+        "prometheus-blackbox-exporter",
+    ])
+}
+
+/// Prometheus scrapes a blackbox probe of the demo service every second and evaluates an alert
+/// rule every second; Alertmanager (group_wait 1s) delivers to the controller with a bearer
+/// token over TLS. The service is killed and stays down 6 s: the alert must fire within a
+/// scrape and an evaluation of the kill, and be delivered within group_wait (and one more
+/// evaluation for Prometheus to hand it over) of firing.
+#[test]
+fn alertmanager_delivers_and_time_to_detect_falls_where_the_intervals_say() {
+    if !monitoring_stack() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let room = Room::new(d);
+    let port = free_port();
+    let _service = supervised_service(d, port, "6s");
+    let _monitoring = Monitoring::start(d, &room, port);
 
     let report = room
         .run(d, &scenario(d, port, "30s", "10s"))
@@ -452,6 +496,75 @@ receivers:
     assert!(
         (900_000..=3_000_000).contains(&gap),
         "delivered {gap} µs after firing: {report:#}"
+    );
+}
+
+/// The game day's automation: the team's alert (Prometheus, Alertmanager) starts a runbook
+/// step on the agent that brings the killed service back. The step starts when the alert
+/// arrives, and its start, end and exit are on the run's timeline with the four timings.
+#[test]
+fn the_alert_starts_the_runbook_step_that_restores_the_service() {
+    if !monitoring_stack() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let script = d.join("restart-service");
+    let room = Room::with_policy(
+        d,
+        &format!(
+            "[policy.remediation]\ncommands = [\"{}\"]\n",
+            script.display()
+        ),
+    );
+    let port = free_port();
+    let _service = bare_service(d, port);
+    let _restarted = Restarted(d.to_path_buf());
+    restart_script(d, "restart-service", port);
+    let _monitoring = Monitoring::start(d, &room, port);
+    let scenario = format!(
+        "{}\n[[remediation]]\nagent = \"web-1\"\nrun = [\"{}\"]\nwhen = \"alert\"\ntimeout = \"10s\"\n",
+        scenario(d, port, "20s", "20s"),
+        script.display()
+    );
+    let report = room.run(d, &scenario).join().unwrap();
+    let r = &report["runs"][0];
+    assert_eq!(r["verdict"], "PASS", "{report:#}");
+    let inject = r["inject"]["at_us"].as_u64().unwrap();
+    let delivered = inject
+        + r["detection"]["alert"]["delivered_after_us"]
+            .as_u64()
+            .unwrap();
+    let step = &r["remediation_steps"][0];
+    assert_eq!(step["outcome"]["status"], "succeeded", "{report:#}");
+    let triggered = step["triggered_us"].as_u64().unwrap();
+    let started = step["started"]["at_us"].as_u64().unwrap();
+    let ended = step["ended"]["at_us"].as_u64().unwrap();
+    // The step's trigger is the alert's arrival; the observe loop looks every 50 ms.
+    assert_eq!(triggered, delivered, "{report:#}");
+    assert!(
+        (delivered..delivered + 300_000).contains(&started),
+        "alert delivered +{delivered} µs, step started +{started} µs"
+    );
+    let recovered = inject + r["grade"]["time_to_recover"]["us"].as_u64().unwrap();
+    assert!(
+        recovered > started && recovered <= ended + 300_000,
+        "recovered +{recovered} µs, step +{started}..+{ended} µs"
+    );
+    let remediation = &r["remediation"];
+    assert_eq!(remediation["by"], "remediation step restart-service");
+    let after_alert = remediation["after_alert_us"].as_u64().unwrap();
+    assert!(after_alert < 300_000, "{remediation:#}");
+    let fired = r["detection"]["alert"]["fired_after_us"].as_u64().unwrap();
+    eprintln!(
+        "timeline after the fault: alert fired +{:.3}s, delivered +{:.3}s; step started +{:.3}s \
+         ({:.0} ms after the alert), ended +{:.3}s; service restored +{:.3}s",
+        fired as f64 / 1e6,
+        (delivered - inject) as f64 / 1e6,
+        (started - inject) as f64 / 1e6,
+        after_alert as f64 / 1e3,
+        (ended - inject) as f64 / 1e6,
+        (recovered - inject) as f64 / 1e6
     );
 }
 

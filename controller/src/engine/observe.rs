@@ -293,22 +293,21 @@ mod tests {
         let injection = inject_all(&ctx, &mut report, fx.epoch).await.unwrap();
         assert_eq!(injection.at.at_us, 1_000);
         let window = Window::plan(&fx.input.scenario, &fx.faults, injection.at.at_us);
-        let mut steps = Remediator::new(
-            &fx.input.scenario.remediation,
-            &fx.steps,
-            "r1-1",
-            "s",
-            fx.epoch,
-            injection.at.at_us,
-            0,
-            fx.progress(),
-            crate::engine::ProgressEvent::new(
+        let run = crate::engine::remediate::RunInfo {
+            run_id: "r1-1".into(),
+            scenario: "s".into(),
+            epoch: fx.epoch,
+            inject_us: injection.at.at_us,
+            fault_unix_ms: 0,
+            progress: fx.progress(),
+            template: crate::engine::ProgressEvent::new(
                 String::new(),
                 crate::engine::Phase::Observing,
                 1,
                 &fx.input.scenario,
             ),
-        );
+        };
+        let mut steps = Remediator::new(&fx.input.scenario.remediation, &fx.steps, run);
         let observed = observe(
             &mut ctx,
             &mut report,

@@ -52,15 +52,18 @@ pub(super) struct Remediator {
 
 /// What every step of one run shares.
 #[derive(Clone)]
-struct RunInfo {
-    run_id: String,
-    scenario: String,
-    epoch: Instant,
-    inject_us: u64,
-    fault_unix_ms: u64,
-    progress: Progress,
+pub(super) struct RunInfo {
+    pub run_id: String,
+    /// The scenario's name.
+    pub scenario: String,
+    pub epoch: Instant,
+    /// When the faults took effect, µs since `epoch`.
+    pub inject_us: u64,
+    /// The same moment on the wall clock, ms since the Unix epoch.
+    pub fault_unix_ms: u64,
+    pub progress: Progress,
     /// Progress events are this with another line.
-    template: ProgressEvent,
+    pub template: ProgressEvent,
 }
 
 struct Slot {
@@ -88,18 +91,11 @@ pub(super) struct Triggers<'a> {
 }
 
 impl Remediator {
-    /// The steps of a run whose faults took effect at `inject_us` (`fault_unix_ms` on the
-    /// wall clock); `drivers` are in the scenario's order.
+    /// The steps of `run`; `drivers` are in the scenario's order.
     pub(super) fn new(
         steps: &[RemediationStep],
         drivers: &[StepDriver],
-        run_id: &str,
-        scenario: &str,
-        epoch: Instant,
-        inject_us: u64,
-        fault_unix_ms: u64,
-        progress: Progress,
-        template: ProgressEvent,
+        run: RunInfo,
     ) -> Remediator {
         Remediator {
             slots: steps
@@ -111,15 +107,7 @@ impl Remediator {
                     state: State::Waiting,
                 })
                 .collect(),
-            run: RunInfo {
-                run_id: run_id.to_string(),
-                scenario: scenario.to_string(),
-                epoch,
-                inject_us,
-                fault_unix_ms,
-                progress,
-                template,
-            },
+            run,
         }
     }
 

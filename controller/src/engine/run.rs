@@ -14,7 +14,7 @@ use super::observer::{RunObserver, RunStart};
 use super::preflight::PreflightError;
 use super::progress::{Phase, Progress, ProgressEvent};
 use super::recorder::Recorder;
-use super::remediate::Remediator;
+use super::remediate::{Remediator, RunInfo};
 use super::revert::{cap_at_deadlines, revert_all};
 use super::samples::SampleSource;
 use super::steady_state::{hold_steady_state, SteadyState};
@@ -166,22 +166,22 @@ pub(super) async fn run_phases(
     announce_injection(ctx, &report, &injection);
 
     let window = Window::plan(&ctx.input.scenario, &ctx.faults, injection.at.at_us);
-    let mut steps = Remediator::new(
-        &ctx.input.scenario.remediation,
-        &ctx.steps,
-        &ctx.run_id,
-        &ctx.input.scenario.name,
+    let run = RunInfo {
+        run_id: ctx.run_id.clone(),
+        scenario: ctx.input.scenario.name.clone(),
         epoch,
-        injection.at.at_us,
-        ctx.injected_unix_ms
+        inject_us: injection.at.at_us,
+        fault_unix_ms: ctx
+            .injected_unix_ms
             .load(std::sync::atomic::Ordering::Relaxed),
-        ctx.progress.clone(),
-        event(
+        progress: ctx.progress.clone(),
+        template: event(
             ctx,
             Phase::Observing,
             format!("run {}/{}", ctx.index, ctx.input.scenario.repeat),
         ),
-    );
+    };
+    let mut steps = Remediator::new(&ctx.input.scenario.remediation, &ctx.steps, run);
     let observed = observe(
         ctx,
         &mut report,

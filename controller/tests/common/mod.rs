@@ -700,3 +700,50 @@ impl Controller {
         )
     }
 }
+
+/// Writes an executable script `name` into `dir` that starts the demo service again on `port`
+/// (in a session of its own, so it outlives the step), waits until it answers, and says so.
+pub fn restart_script(dir: &Path, name: &str, port: u16) -> PathBuf {
+    let path = dir.join(name);
+    let script = format!(
+        r#"#!/bin/sh
+set -e
+setsid {bin} demo-service --listen 127.0.0.1:{port} --events {events} </dev/null >>{log} 2>&1 &
+echo $! > {pid}
+i=0
+until curl -sf -o /dev/null http://127.0.0.1:{port}/; do
+  i=$((i + 1))
+  [ $i -lt 200 ] || {{ echo "the service did not come back" >&2; exit 1; }}
+  sleep 0.02
+done
+echo "restarted the service as pid $(cat {pid}) for run $GAMEDAY_RUN_ID"
+"#,
+        bin = gameday_bin().display(),
+        events = dir.join("events").display(),
+        log = dir.join("restarted.log").display(),
+        pid = dir.join("restarted.pid").display(),
+    );
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(
+        &path,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+    )
+    .unwrap();
+    path
+}
+
+/// Ends the service a step restarted (its pid is in `dir/restarted.pid`), when it did.
+pub struct Restarted(pub PathBuf);
+
+impl Drop for Restarted {
+    fn drop(&mut self) {
+        if let Some(pid) = std::fs::read_to_string(self.0.join("restarted.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            let _ = std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+}
