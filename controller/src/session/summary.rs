@@ -31,10 +31,7 @@ fn rows(report: &SessionReport) -> Vec<Row> {
                 run: run.run_id.clone(),
                 verdict: run.verdict.to_string(),
                 detect: detect(run),
-                remediation: run
-                    .remediation
-                    .as_ref()
-                    .map_or_else(|| "—".into(), |r| format!("+{}", fmt_us(r.after_fault_us))),
+                remediation: remediation(run),
                 stages: if run.stages.is_empty() {
                     "—".into()
                 } else {
@@ -48,6 +45,23 @@ fn rows(report: &SessionReport) -> Vec<Row> {
             })
         })
         .collect()
+}
+
+/// Remediation start, and how each runbook step went: "+2.319s (restart: succeeded)".
+fn remediation(run: &RunReport) -> String {
+    let start = run
+        .remediation
+        .as_ref()
+        .map_or_else(|| "—".into(), |r| format!("+{}", fmt_us(r.after_fault_us)));
+    if run.remediation_steps.is_empty() {
+        return start;
+    }
+    let steps: Vec<String> = run
+        .remediation_steps
+        .iter()
+        .map(|s| format!("{}: {}", s.name, s.outcome.word()))
+        .collect();
+    format!("{start} ({})", steps.join(", "))
 }
 
 fn detect(run: &RunReport) -> String {
@@ -174,4 +188,52 @@ pub fn render_html(report: &SessionReport) -> String {
             html_scenario_section(out, s);
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remediation::{StepOutcome, StepRecord};
+
+    #[test]
+    fn the_remediation_column_names_each_step_and_how_it_went() {
+        let mut run = crate::fixtures::run("r1", crate::grade::Verdict::Pass, Some(1_000_000));
+        assert_eq!(remediation(&run), "—");
+        let step = |name: &str, outcome| StepRecord {
+            name: name.into(),
+            place: "agent db-2".into(),
+            command: "/usr/local/bin/promote".into(),
+            trigger: "when the alert arrives".into(),
+            triggered_us: None,
+            started: None,
+            ended: None,
+            outcome,
+            output_tail: String::new(),
+        };
+        run.remediation_steps = vec![
+            step(
+                "promote",
+                StepOutcome::Succeeded {
+                    how: "exit 0".into(),
+                },
+            ),
+            step(
+                "page",
+                StepOutcome::NotRun {
+                    why: "no alert".into(),
+                },
+            ),
+        ];
+        run.remediation = Some(crate::annotation::Remediation {
+            after_fault_us: 2_319_000,
+            after_alert_us: Some(14_000),
+            before_alert: false,
+            by: "remediation step promote".into(),
+            text: String::new(),
+        });
+        assert_eq!(
+            remediation(&run),
+            "+2.319s (promote: succeeded, page: not run)"
+        );
+    }
 }
