@@ -179,9 +179,12 @@ def check_files(root):
                                    "signals": ["SIGKILL", "SIGTERM"]}, "web-1 process_kill policy")
     expect(web["network_partition"] == {"protect": ["10.0.0.0/24"], "protect_ports": [22], "max_duration": "5m"},
            "web-1 network_partition policy")
+    expect(web["remediation"] == {"commands": ["/usr/local/bin/restart-nginx"], "max_timeout": "2m"},
+           "web-1 remediation policy")
     expect("disk_fill" not in web and "dns_poison" not in web, "web-1 leaves empty policy tables out")
     cache = toml(f"{root}/cache-1/etc/gameday-agent/agent.toml")["policy"]
     expect(cache["disk_fill"] == {"max_fill_percent": 90, "paths": [f"{root}/fill"]}, "cache-1 disk_fill policy")
+    expect("remediation" not in cache, "cache-1 runs no remediation steps")
     expect(cache["dns_poison"] == {"hosts_file": f"{root}/hosts", "names": ["*.internal"]}, "cache-1 dns_poison policy")
     expect("signals" not in cache["process_kill"], "cache-1 leaves signals out (every signal)")
 
