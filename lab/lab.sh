@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The gameday lab: hosts made of network namespaces on a bridge, running real services
 # (haproxy, nginx, redis under supervisord, dnsmasq, and a demo service that writes to disk), a
-# gameday controller and a gameday-agent on every service host. Root required. Nothing touches
-# the machine's own network or /etc: everything lives in namespaces the lab creates, in
-# /etc/netns/<lab namespace>/ and in the lab's state directory. See lab/README.md.
+# gameday controller, a gameday-agent on every service host, and the team's monitoring on a
+# host of its own (Prometheus, the blackbox exporter and Alertmanager, which delivers alerts
+# to the controller). Root required. Nothing touches the machine's own network or /etc:
+# everything lives in namespaces the lab creates, in /etc/netns/<lab namespace>/ and in the
+# lab's state directory. See lab/README.md.
 #
 #   sudo lab/lab.sh up                   bring the lab up (refuses if it is already up)
 #   sudo lab/lab.sh run FILE [ARGS...]   `gameday run [ARGS...] FILE` from the controller's host
-#   sudo lab/lab.sh status               hosts, processes, agents, haproxy's view of its servers
+#   sudo lab/lab.sh status               hosts, processes, agents, haproxy's servers, monitoring
 #   sudo lab/lab.sh exec HOST CMD...     run a command inside a host (e.g. exec lb curl -s lb.lab)
 #   sudo lab/lab.sh down                 tear everything down, then check that nothing is left
 #
@@ -32,11 +34,16 @@ LAB_DIR=${LAB_DIR:-/tmp/gameday-lab-$LAB_PREFIX}
 DEFAULT_NET=10.66.0
 DEFAULT_DIR=/tmp/gameday-lab-gdl
 
-HOSTS=(ctl lb web1 web2 cache app dns)
+HOSTS=(ctl lb web1 web2 cache app dns mon)
 AGENT_HOSTS=(lb web1 web2 cache app dns)
-declare -A OCTET=([ctl]=10 [lb]=11 [web1]=21 [web2]=22 [cache]=31 [app]=41 [dns]=53)
+declare -A OCTET=([ctl]=10 [lb]=11 [web1]=21 [web2]=22 [cache]=31 [app]=41 [dns]=53 [mon]=60)
 declare -A ROLE=([lb]=lb [web1]=web [web2]=web [cache]=cache [app]=app [dns]=dns)
 CTL_PORT=7443
+ALERTS_PORT=9443 # the controller's alert receiver (also in lab/conf/alertmanager.yml)
+# On mon (also in lab/conf/prometheus.yml): Prometheus, Alertmanager, the blackbox exporter.
+PROM_PORT=9090
+AM_PORT=9093
+BLACKBOX_PORT=9115
 MARKER=.gameday-lab # in LAB_DIR: proof that the directory is a lab's, before `down` deletes it
 
 say() { printf '%s\n' "$*" >&2; }
@@ -91,11 +98,12 @@ find_bin() {
 
 check_tools() {
   local missing=() t
-  for t in ip nft haproxy nginx redis-server supervisord dnsmasq curl findmnt setsid; do
+  for t in ip nft haproxy nginx redis-server supervisord dnsmasq curl findmnt setsid \
+    prometheus promtool prometheus-alertmanager amtool prometheus-blackbox-exporter; do
     command -v "$t" >/dev/null || missing+=("$t")
   done
   [ ${#missing[@]} -eq 0 ] ||
-    die "missing: ${missing[*]} (Debian: apt-get install iproute2 nftables haproxy nginx redis-server supervisor dnsmasq curl util-linux)"
+    die "missing: ${missing[*]} (Debian: apt-get install iproute2 nftables haproxy nginx redis-server supervisor dnsmasq curl util-linux prometheus prometheus-alertmanager prometheus-blackbox-exporter)"
 }
 
 # Prints a template from lab/conf with the host's values filled in.
@@ -129,6 +137,7 @@ start_time() { # the process's start time (clock ticks after boot): tells a pid 
   local stat
   stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
   stat=${stat##*) }
+  # shellcheck disable=SC2086 # split the fields on purpose
   set -- $stat
   echo "${20}"
 }
@@ -224,6 +233,11 @@ up_certs() {
   for h in "${AGENT_HOSTS[@]}"; do args+=(--agent "$h"); done
   "$GAMEDAY" "${args[@]}" >"$LAB_DIR/logs/certs.log" 2>&1 ||
     die "gameday certs init failed: $(cat "$LAB_DIR/logs/certs.log")"
+  # The bearer token Alertmanager presents to the controller's alert receiver.
+  (
+    umask 077
+    od -An -N24 -tx1 /dev/urandom | tr -d ' \n' >"$LAB_DIR/pki/alerts.token"
+  )
 }
 
 up_controller() {
@@ -241,10 +255,17 @@ lease = "5s"
 ca = "$LAB_DIR/pki/ca.pem"
 cert = "$LAB_DIR/pki/controller.pem"
 key = "$LAB_DIR/pki/controller.key"
+
+# Alertmanager on mon delivers the lab's alerts here (lab/conf/alertmanager.yml).
+[alerts]
+listen = "$(addr ctl):$ALERTS_PORT"
+token_file = "$LAB_DIR/pki/alerts.token"
 EOF
   start controller ctl "$GAMEDAY" serve --config "$d/controller.toml"
   wait_for "the controller on $(addr ctl):$CTL_PORT (logs/controller.log)" 20 \
     tcp_open ctl "$(addr ctl)" "$CTL_PORT"
+  wait_for "the controller's alert receiver on $(addr ctl):$ALERTS_PORT (logs/controller.log)" 10 \
+    tcp_open ctl "$(addr ctl)" "$ALERTS_PORT"
 }
 
 up_dns() {
@@ -306,6 +327,62 @@ up_lb() {
   done
   wait_for "haproxy to see every backend server UP (lab.sh exec lb curl -s '127.0.0.1:8404/;csv')" \
     15 haproxy_servers_up
+}
+
+# The team's monitoring, on mon: Prometheus scrapes a blackbox HTTP probe of web1's nginx every
+# second and evaluates the alert rules every second; Alertmanager delivers Web1Down to the
+# controller's alert receiver, with the lab's bearer token, over TLS checked against the lab's
+# CA. lab/conf/prometheus.yml says when an alert fires; lab/conf/alertmanager.yml when it is
+# delivered.
+mon_url() { printf 'http://%s:%s' "$(addr mon)" "$1"; }
+
+prom_api() { # prom_api PATH [CURL ARGS...]: Prometheus's HTTP API, from inside mon
+  local path=$1
+  shift
+  ip netns exec "$(ns mon)" curl -sf --max-time 2 "$@" "$(mon_url "$PROM_PORT")$path"
+}
+
+prom_sees_web1_up() { # Prometheus's last probe of web1 succeeded
+  prom_api /api/v1/query --data-urlencode 'query=probe_success{job="web1"} == 1' |
+    grep -q '"result":\[{'
+}
+
+prom_quiet() { # no alert pending or firing in Prometheus
+  prom_api /api/v1/alerts | grep -q '"alerts":\[\]'
+}
+
+http_ready() { # http_ready HOST URL: the URL answers 2xx from inside HOST
+  ip netns exec "$(ns "$1")" curl -sf --max-time 1 -o /dev/null "$2"
+}
+
+up_mon() {
+  local d=$LAB_DIR/mon
+  mkdir -p "$d/prometheus" "$d/alertmanager"
+  render "$CONF/prometheus.yml" mon >"$d/prometheus.yml"
+  render "$CONF/prometheus-rules.yml" mon >"$d/rules.yml"
+  render "$CONF/blackbox.yml" mon >"$d/blackbox.yml"
+  render "$CONF/alertmanager.yml" mon >"$d/alertmanager.yml"
+  promtool check config "$d/prometheus.yml" >"$LAB_DIR/logs/promtool-check.log" 2>&1 ||
+    die "promtool rejects $d/prometheus.yml: $(cat "$LAB_DIR/logs/promtool-check.log")"
+  amtool check-config "$d/alertmanager.yml" >"$LAB_DIR/logs/amtool-check.log" 2>&1 ||
+    die "amtool rejects $d/alertmanager.yml: $(cat "$LAB_DIR/logs/amtool-check.log")"
+  start blackbox mon prometheus-blackbox-exporter --config.file="$d/blackbox.yml" \
+    --web.listen-address="$(addr mon):$BLACKBOX_PORT"
+  # No cluster: one Alertmanager, no gossip port.
+  start alertmanager mon prometheus-alertmanager --config.file="$d/alertmanager.yml" \
+    --storage.path="$d/alertmanager" --web.listen-address="$(addr mon):$AM_PORT" \
+    --cluster.listen-address=
+  start prometheus mon prometheus --config.file="$d/prometheus.yml" \
+    --storage.tsdb.path="$d/prometheus" --web.listen-address="$(addr mon):$PROM_PORT"
+  wait_for "the blackbox exporter on mon.lab:$BLACKBOX_PORT (logs/blackbox.log)" 10 \
+    http_ready mon "$(mon_url "$BLACKBOX_PORT")/-/healthy"
+  wait_for "Alertmanager on mon.lab:$AM_PORT (logs/alertmanager.log)" 20 \
+    http_ready mon "$(mon_url "$AM_PORT")/-/ready"
+  wait_for "Prometheus on mon.lab:$PROM_PORT (logs/prometheus.log)" 30 \
+    http_ready mon "$(mon_url "$PROM_PORT")/-/ready"
+  # Seen up before any game day: an alert can only come from a fault.
+  wait_for "Prometheus to see web1 up (logs/prometheus.log, logs/blackbox.log)" 20 \
+    prom_sees_web1_up
 }
 
 up_agents() {
@@ -391,6 +468,7 @@ cmd_up() {
   up_cache
   up_app
   up_lb
+  up_mon
   up_agents
   trap - EXIT
   cat <<EOF
@@ -399,6 +477,8 @@ The lab is up.
   hosts:     $(for h in "${HOSTS[@]}"; do printf '%s=%s ' "$h" "$(addr "$h")"; done)
   services:  lb.lab:80 (round robin web1+web2), :81 (redundant), :82 (web1 only), :83 (origin.lab via DNS)
              cache.lab:6379 (redis under supervisord), app.lab:8080 (writes to a 4 MiB tmpfs), dns.lab:53
+  monitoring: mon.lab: Prometheus :$PROM_PORT (alert Web1Down), Alertmanager :$AM_PORT -> the controller's
+             alert receiver ctl.lab:$ALERTS_PORT
   operator:  $LAB_DIR/env
 
 Run a game day from the catalog:
@@ -488,7 +568,8 @@ cmd_down() {
   # before it recorded a pid) goes too: every process in a lab namespace is the lab's.
   local strays=()
   while read -r n; do
-    [ -n "$n" ] && ns_exists "$n" || continue
+    [ -n "$n" ] || continue
+    ns_exists "$n" || continue
     for pid in $(ip netns pids "$n" 2>/dev/null); do
       kill -TERM "$pid" 2>/dev/null && strays+=("$pid")
     done
@@ -546,12 +627,15 @@ render_scenario() {
   fi
 }
 
-# The services are all healthy: every haproxy server UP, redis, the app and dnsmasq answering.
+# The services are all healthy: every haproxy server UP, redis, the app and dnsmasq answering;
+# and the monitoring quiet: Prometheus sees web1 up, no alert is pending or firing.
 lab_healthy() {
   haproxy_servers_up &&
     tcp_open ctl "$(addr cache)" 6379 &&
-    ip netns exec "$(ns ctl)" curl -sf --max-time 1 -o /dev/null "http://$(addr app):8080/" &&
-    tcp_open ctl "$(addr dns)" 53
+    http_ready ctl "http://$(addr app):8080/" &&
+    tcp_open ctl "$(addr dns)" 53 &&
+    prom_sees_web1_up &&
+    prom_quiet
 }
 
 cmd_run() {
@@ -613,6 +697,22 @@ cmd_status() {
   echo
   echo "app data tmpfs:"
   df -h "$LAB_DIR/app/data" 2>&1 | sed 's/^/  /' || true
+  echo
+  echo "monitoring on mon (Prometheus $(mon_url "$PROM_PORT"), Alertmanager $(mon_url "$AM_PORT")):"
+  local prom am
+  prom=$(mon_url "$PROM_PORT")
+  am=$(mon_url "$AM_PORT")
+  echo "  blackbox probe of web1 (probe_success; 1 = up):"
+  ip netns exec "$(ns mon)" promtool query instant "$prom" 'probe_success' 2>&1 | sed 's/^/    /' || true
+  echo "  alerts in Prometheus (pending or firing):"
+  ip netns exec "$(ns mon)" promtool query instant "$prom" 'ALERTS' 2>&1 |
+    sed -e '/^[[:space:]]*$/d' -e 's/^/    /' | grep . || echo "    none"
+  echo "  alerts in Alertmanager:"
+  ip netns exec "$(ns mon)" amtool alert query --alertmanager.url="$am" 2>&1 | sed 's/^/    /' || true
+  echo "  deliveries to the controller's alert receiver (sent, failed):"
+  ip netns exec "$(ns mon)" curl -sf --max-time 1 "$am/metrics" 2>/dev/null |
+    grep -E '^alertmanager_notifications(_failed)?_total\{integration="webhook"\}' |
+    sed 's/^/    /' || echo "    (Alertmanager's metrics unavailable)"
 }
 
 cmd_exec() {
