@@ -277,13 +277,17 @@ up_dns() {
   wait_for "dnsmasq on $(addr dns):53 (logs/dnsmasq.log)" 10 tcp_open dns "$(addr dns)" 53
 }
 
+# nginx is started by the host's start-nginx script (lab/conf/start-nginx.sh), the one a
+# remediation step runs to bring a killed nginx back: it waits, bounded, until nginx listens,
+# and records its pid.
 up_web() {
   local h=$1 d=$LAB_DIR/$1
   mkdir -p "$d/tmp"
   render "$CONF/nginx.conf" "$h" >"$d/nginx.conf"
-  start "nginx-$h" "$h" nginx -e "$d/nginx-error.log" -c "$d/nginx.conf"
-  wait_for "nginx on $h.lab:80 (logs/nginx-$h.log, $h/nginx-error.log)" 10 \
-    tcp_open "$h" "$(addr "$h")" 80
+  render "$CONF/start-nginx.sh" "$h" >"$d/start-nginx"
+  chmod 0755 "$d/start-nginx"
+  "$d/start-nginx" >>"$LAB_DIR/logs/start-nginx-$h.log" 2>&1 ||
+    die "nginx on $h.lab:80 did not start: $(tail -n 3 "$LAB_DIR/logs/start-nginx-$h.log")"
 }
 
 up_cache() {
@@ -322,7 +326,7 @@ up_lb() {
     die "haproxy rejects $d/haproxy.cfg: $(cat "$LAB_DIR/logs/haproxy-check.log")"
   start haproxy lb haproxy -db -f "$d/haproxy.cfg"
   local p
-  for p in 80 81 82 83; do
+  for p in 80 81 82 83 84; do
     wait_for "haproxy on lb.lab:$p (logs/haproxy.log)" 10 tcp_open lb "$(addr lb)" "$p"
   done
   wait_for "haproxy to see every backend server UP (lab.sh exec lb curl -s '127.0.0.1:8404/;csv')" \
@@ -475,10 +479,11 @@ cmd_up() {
 
 The lab is up.
   hosts:     $(for h in "${HOSTS[@]}"; do printf '%s=%s ' "$h" "$(addr "$h")"; done)
-  services:  lb.lab:80 (round robin web1+web2), :81 (redundant), :82 (web1 only), :83 (origin.lab via DNS)
-             cache.lab:6379 (redis under supervisord), app.lab:8080 (writes to a 4 MiB tmpfs), dns.lab:53
+  services:  lb.lab:80 (round robin web1+web2), :81 (redundant), :82 (web1 only), :83 (origin.lab via DNS),
+             :84 (web1, web2 as backup); cache.lab:6379 (redis under supervisord),
+             app.lab:8080 (writes to a 4 MiB tmpfs), dns.lab:53
   monitoring: mon.lab: Prometheus :$PROM_PORT (alert Web1Down), Alertmanager :$AM_PORT -> the controller's
-             alert receiver ctl.lab:$ALERTS_PORT
+             alert receiver ctl.lab:$ALERTS_PORT; web1's nginx restarts with $LAB_DIR/web1/start-nginx
   operator:  $LAB_DIR/env
 
 Run a game day from the catalog:
@@ -627,10 +632,12 @@ render_scenario() {
   fi
 }
 
-# The services are all healthy: every haproxy server UP, redis, the app and dnsmasq answering;
-# and the monitoring quiet: Prometheus sees web1 up, no alert is pending or firing.
+# The services are all healthy: every haproxy server UP (:84 on its primary again), redis, the
+# app and dnsmasq answering; and the monitoring quiet: Prometheus sees web1 up, no alert is
+# pending or firing.
 lab_healthy() {
   haproxy_servers_up &&
+    http_ready ctl "http://$(addr lb):84/" &&
     tcp_open ctl "$(addr cache)" 6379 &&
     http_ready ctl "http://$(addr app):8080/" &&
     tcp_open ctl "$(addr dns)" 53 &&
