@@ -6,8 +6,11 @@
 //! configuration in `lab/conf/` (haproxy's `inter`/`fall`/`rise`/timeouts, supervisord's
 //! restart loop, haproxy's resolution interval) and from the scenario (probe interval, fault
 //! duration), and must equal the range the scenario documents, so the docs cannot drift from
-//! the configs. The whole catalog runs twice, each time in a lab brought up and torn down
-//! again, to show that a run leaves nothing behind and that the verdicts repeat.
+//! the configs. A game day with `[detect]` and `[[stages]]` has its time to detect (the lab's
+//! Prometheus and Alertmanager: scrape and evaluation intervals, the rule's `for`, the probe's
+//! timeout, `group_wait`) and each stage checked the same way. The whole catalog runs twice,
+//! each time in a lab brought up and torn down again, to show that a run leaves nothing behind
+//! and that the verdicts repeat.
 // Integration tests start the real binaries, services and helper processes.
 #![allow(clippy::disallowed_methods)]
 
@@ -33,6 +36,12 @@ const SLACK_MS: f64 = 30.0;
 /// How late a timed revert may land after the fault's planned duration: its round trip, the
 /// nftables/file work, and the controller's observation tick (at most 50ms, here 20ms).
 const REVERT_MS: f64 = 100.0;
+/// Tolerance, in ms, on the time to detect: Prometheus's evaluation and Alertmanager's flush
+/// running late on a busy machine, the hand-over between them, the delivery over TLS.
+const DETECT_SLACK_MS: f64 = 100.0;
+/// The blackbox exporter's `--timeout-offset` (lab.sh leaves its default): a probe gets the
+/// scrape's timeout minus this, or the module's timeout if that is shorter.
+const BLACKBOX_OFFSET_MS: f64 = 500.0;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -203,7 +212,9 @@ impl Lab {
                 ));
             }
         }
-        for n in ["sw", "ctl", "lb", "web1", "web2", "cache", "app", "dns"] {
+        for n in [
+            "sw", "ctl", "lb", "web1", "web2", "cache", "app", "dns", "mon",
+        ] {
             let etc = format!("/etc/netns/{}-{n}", self.prefix);
             if Path::new(&etc).exists() {
                 left.push(format!("directory {etc}"));
@@ -249,6 +260,18 @@ struct Entry {
     recovery: Option<(f64, f64)>,
     after_revert: Option<(f64, f64)>,
     derive: Option<String>,
+    /// `lab-expect-stage: NAME LOW..HIGH`, one line per stage.
+    stages: Vec<(String, Range)>,
+    /// `lab-derive-stage: NAME MODEL...`, by stage.
+    stage_derive: BTreeMap<String, String>,
+    /// `lab-expect-detect-fired` / `-delivered`: time to detect by the alert's startsAt and by
+    /// its delivery.
+    detect_fired: Option<Range>,
+    detect_delivered: Option<Range>,
+    /// `lab-derive-detect: prometheus JOB`.
+    detect_derive: Option<String>,
+    /// `lab-expect-remediation`: time to remediation start.
+    remediation: Option<Range>,
     scenario: toml::Value,
 }
 
@@ -285,10 +308,31 @@ fn catalog() -> Vec<Entry> {
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
         let mut tags = BTreeMap::new();
+        let (mut stages, mut stage_derive) = (Vec::new(), BTreeMap::new());
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# lab-") {
                 if let Some((k, v)) = rest.split_once(':') {
-                    tags.insert(k.trim().to_string(), v.trim().to_string());
+                    let (k, v) = (k.trim(), v.trim());
+                    // Per stage: the stage's name, then the range or the model.
+                    let per_stage = || {
+                        let (name, what) = v.split_once(' ').unwrap_or_else(|| {
+                            panic!("{}: lab-{k}: NAME then a range or model", file.display())
+                        });
+                        (name.to_string(), what.trim().to_string())
+                    };
+                    match k {
+                        "expect-stage" => {
+                            let (name, r) = per_stage();
+                            stages.push((name, range(&r)));
+                        }
+                        "derive-stage" => {
+                            let (name, model) = per_stage();
+                            stage_derive.insert(name, model);
+                        }
+                        _ => {
+                            tags.insert(k.to_string(), v.to_string());
+                        }
+                    }
                 }
             }
         }
@@ -305,6 +349,12 @@ fn catalog() -> Vec<Entry> {
             recovery: tags.get("expect-recovery").map(|r| range(r)),
             after_revert: tags.get("expect-after-revert").map(|r| range(r)),
             derive: tags.get("derive").cloned(),
+            stages,
+            stage_derive,
+            detect_fired: tags.get("expect-detect-fired").map(|r| range(r)),
+            detect_delivered: tags.get("expect-detect-delivered").map(|r| range(r)),
+            detect_derive: tags.get("derive-detect").cloned(),
+            remediation: tags.get("expect-remediation").map(|r| range(r)),
             scenario: toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display())),
             file,
         });
@@ -518,6 +568,166 @@ fn derive(entry: &Entry, haproxy: &Haproxy) -> (Option<Range>, Option<Range>) {
     }
 }
 
+/// The probe of `entry` named `name`.
+fn probe<'a>(entry: &'a Entry, name: &str) -> &'a toml::Value {
+    entry.scenario["probes"]
+        .as_array()
+        .expect("probes")
+        .iter()
+        .find(|p| p["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("{}: no probe {name:?}", entry.file.display()))
+}
+
+/// The first fault's kind.
+fn fault_kind(entry: &Entry) -> &str {
+    entry.scenario["faults"][0]["kind"]
+        .as_str()
+        .expect("a fault kind")
+}
+
+/// The range the configs predict for stage `name` of `entry`, by its `lab-derive-stage`.
+///
+/// `haproxy-failover BACKEND`: the stage's probes go through a backend whose primary is the
+/// target and whose `backup` takes over once the primary is DOWN. A check of the primary fails
+/// after tf: at once for a killed server (refused), after `timeout check` for a paused one
+/// (connected, no answer: HTTP checks only), after the connect timeout for a cut-off one. DOWN
+/// after fall×tf + (fall−1)×inter .. fall×tf + fall×inter; the first request after it is
+/// answered by the backup: one probe interval on each side, and scheduling slack.
+fn derive_stage(entry: &Entry, name: &str, haproxy: &Haproxy) -> Option<Range> {
+    let model = entry.stage_derive.get(name)?;
+    let mut words = model.split_whitespace();
+    let (Some("haproxy-failover"), Some(backend)) = (words.next(), words.next()) else {
+        panic!(
+            "{}: unknown lab-derive-stage {model:?}",
+            entry.file.display()
+        );
+    };
+    let section = &haproxy.sections[&format!("backend {backend}")];
+    assert!(
+        section
+            .iter()
+            .any(|w| w[0] == "server" && w.iter().any(|x| x == "backup")),
+        "backend {backend}: a failover needs a `backup` server"
+    );
+    let http_checks = section
+        .iter()
+        .any(|w| w.len() > 1 && w[0] == "option" && w[1] == "httpchk");
+    let c = haproxy.checks(backend);
+    let tf = match fault_kind(entry) {
+        "process_kill" => 0.0,
+        "process_pause" => {
+            assert!(
+                http_checks,
+                "backend {backend}: a TCP check connects to a paused server all the same; the failover needs `option httpchk`"
+            );
+            ms(&haproxy
+                .setting(backend, "timeout check")
+                .expect("timeout check"))
+        }
+        "network_partition" => c.tc,
+        other => panic!("{}: no failover model for {other}", entry.file.display()),
+    };
+    let interval = stage_interval(entry, name);
+    Some((
+        c.fall * tf + (c.fall - 1.0) * c.inter - interval,
+        c.fall * tf + c.fall * c.inter + interval + SLACK_MS,
+    ))
+}
+
+/// The longest probe interval of stage `name`.
+fn stage_interval(entry: &Entry, name: &str) -> f64 {
+    entry.scenario["stages"]
+        .as_array()
+        .expect("[[stages]]")
+        .iter()
+        .find(|st| st["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("{}: no stage {name:?}", entry.file.display()))["probes"]
+        .as_array()
+        .expect("the stage's probes")
+        .iter()
+        .map(|p| {
+            ms(probe(entry, p.as_str().unwrap())["interval"]
+                .as_str()
+                .unwrap())
+        })
+        .fold(0.0, f64::max)
+}
+
+/// The value of `key:` in one of the lab's YAML files, which write each setting once, on a
+/// line of its own.
+fn yaml(file: &str, key: &str) -> String {
+    let text = std::fs::read_to_string(repo().join("lab/conf").join(file)).unwrap();
+    let found: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix(&format!("{key}:")))
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "lab/conf/{file}: `{key}:` once, found {found:?}"
+    );
+    found[0].to_string()
+}
+
+/// The `for:` of alerting rule `alert` in lab/conf/prometheus-rules.yml; its expression must
+/// read the probe of `job`.
+fn rule_for(alert: &str, job: &str) -> String {
+    let text = std::fs::read_to_string(repo().join("lab/conf/prometheus-rules.yml")).unwrap();
+    let rule = text
+        .split("- alert:")
+        .skip(1)
+        .find(|r| r.lines().next().map(str::trim) == Some(alert))
+        .unwrap_or_else(|| panic!("lab/conf/prometheus-rules.yml has no alert {alert}"));
+    assert!(
+        rule.contains(&format!("job=\"{job}\"")),
+        "alert {alert} does not read the probe of job {job}"
+    );
+    rule.lines()
+        .find_map(|l| l.trim().strip_prefix("for:"))
+        .unwrap_or_else(|| panic!("alert {alert} has no `for:`"))
+        .trim()
+        .to_string()
+}
+
+/// Time to detect the configs predict for `entry`, by its `lab-derive-detect: prometheus JOB`
+/// (lab/conf/prometheus.yml says how): the alert's startsAt, its delivery, and the delivery
+/// after startsAt (Alertmanager's `group_wait` for a new group).
+fn derive_detect(entry: &Entry) -> Option<(Range, Range, Range)> {
+    let model = entry.detect_derive.as_ref()?;
+    let Some(("prometheus", job)) = model.split_once(' ') else {
+        panic!(
+            "{}: unknown lab-derive-detect {model:?}",
+            entry.file.display()
+        );
+    };
+    let scrape = ms(&yaml("prometheus.yml", "scrape_interval"));
+    let eval = ms(&yaml("prometheus.yml", "evaluation_interval"));
+    let scrape_timeout = ms(&yaml("prometheus.yml", "scrape_timeout"));
+    let alert = entry.scenario["detect"]["alerts"]["alertname"]
+        .as_str()
+        .expect("[detect] alerts has an alertname");
+    let hold = ms(&rule_for(alert, job.trim()));
+    // How long the probe of the target takes to fail.
+    let p = match fault_kind(entry) {
+        "process_kill" => 0.0,
+        "process_pause" => {
+            ms(&yaml("blackbox.yml", "timeout")).min(scrape_timeout - BLACKBOX_OFFSET_MS)
+        }
+        other => panic!("{}: no detection model for {other}", entry.file.display()),
+    };
+    let group_wait = ms(&yaml("alertmanager.yml", "group_wait"));
+    let fired = (
+        p + hold - SLACK_MS,
+        scrape + p + eval + hold + DETECT_SLACK_MS,
+    );
+    let delivered = (fired.0 + group_wait, fired.1 + group_wait + DETECT_SLACK_MS);
+    // Never less than group_wait, but startsAt reaches the run's timeline through its
+    // wall-clock start, kept in whole ms: 20ms for that.
+    let gap = (group_wait - 20.0, group_wait + DETECT_SLACK_MS);
+    Some((fired, delivered, gap))
+}
+
 fn close(a: (f64, f64), b: (f64, f64)) -> bool {
     (a.0 - b.0).abs() < 1.0 && (a.1 - b.1).abs() < 1.0
 }
@@ -542,6 +752,13 @@ struct Row {
     predicted: Option<(f64, f64)>,
     after_revert: Option<u64>,
     predicted_after: Option<(f64, f64)>,
+    /// Time to detect: (startsAt, delivered), µs after the fault.
+    detect: Option<(Option<u64>, Option<u64>)>,
+    predicted_detect: Option<(Range, Range)>,
+    /// Time to remediation start.
+    remediation: Option<u64>,
+    /// Each stage: name, reached after (µs), predicted.
+    stages: Vec<(String, Option<u64>, Option<Range>)>,
 }
 
 /// Runs every catalog entry in an up lab; returns the rows and every failed expectation.
@@ -573,6 +790,49 @@ fn run_catalog(
         }
         let predicted = e.recovery.or(recovery);
         let predicted_after = e.after_revert;
+        let mut predicted_stages: Vec<(String, Option<Range>)> = Vec::new();
+        let stages = e.scenario.get("stages").and_then(|s| s.as_array());
+        for st in stages.into_iter().flatten() {
+            let st = st["name"].as_str().unwrap().to_string();
+            let derived = derive_stage(e, &st, haproxy);
+            let documented = e.stages.iter().find(|(n, _)| *n == st).map(|(_, r)| *r);
+            if let (Some(doc), Some(der)) = (documented, derived) {
+                assert!(
+                    close(doc, der),
+                    "{name}: documents lab-expect-stage: {st} {} but lab/conf predicts {}",
+                    fmt_range(Some(doc)),
+                    fmt_range(Some(der))
+                );
+            }
+            predicted_stages.push((st, documented.or(derived)));
+        }
+        for (st, _) in &e.stages {
+            assert!(
+                predicted_stages.iter().any(|(n, _)| n == st),
+                "{name}: lab-expect-stage {st}, but the scenario has no such stage"
+            );
+        }
+        let detect = derive_detect(e);
+        if let Some((fired, delivered, _)) = detect {
+            for (what, documented, derived) in [
+                ("detect-fired", e.detect_fired, fired),
+                ("detect-delivered", e.detect_delivered, delivered),
+            ] {
+                let doc = documented.unwrap_or_else(|| {
+                    panic!("{name}: lab-derive-detect without lab-expect-{what}")
+                });
+                assert!(
+                    close(doc, derived),
+                    "{name}: documents lab-expect-{what}: {} but lab/conf predicts {}",
+                    fmt_range(Some(doc)),
+                    fmt_range(Some(derived))
+                );
+            }
+        }
+        let predicted_detect = e
+            .detect_fired
+            .zip(e.detect_delivered)
+            .or(detect.map(|(f, d, _)| (f, d)));
 
         let started = Instant::now();
         let (code, report, stderr) = lab.run(&e.file);
@@ -627,7 +887,7 @@ fn run_catalog(
             .and_then(|d| d.strip_prefix("haproxy-down "))
         {
             let interval = ms(e.scenario["probes"][0]["interval"].as_str().unwrap());
-            match down_error(lab, run, backend.trim()) {
+            match down_error(lab, run, backend.trim(), &run["grade"]["time_to_recover"]) {
                 Ok(d) => {
                     eprintln!(
                         "round {round}: {name}: haproxy's DOWN at +{:.1}ms; measured {:+.1}ms from it, bracket [{:+.1}, {:+.1}]ms",
@@ -657,6 +917,97 @@ fn run_catalog(
                 }
             }
         }
+        // Time to detect: startsAt and delivery within the predicted ranges, and the delivery
+        // `group_wait` after startsAt (a new group: the lab is fresh, and this is the only game
+        // day that raises its alert).
+        let alert = &run["detection"]["alert"];
+        let fired = alert["fired_after_us"].as_u64();
+        let delivered = alert["delivered_after_us"].as_u64();
+        if let Some((pf, pd)) = predicted_detect {
+            eprintln!(
+                "round {round}: {name}: detection: {}",
+                run["detection"]["alert"]["labels"]
+            );
+            for (what, got, (lo, hi)) in [("startsAt", fired, pf), ("delivered", delivered, pd)] {
+                match got {
+                    Some(us) if (lo..=hi).contains(&(us as f64 / 1000.0)) => {}
+                    other => fail(format!(
+                        "time to detect ({what}) {} outside the predicted {}",
+                        fmt_ms(other),
+                        fmt_range(Some((lo, hi)))
+                    )),
+                }
+            }
+            if let (Some((_, _, (lo, hi))), Some(f), Some(d)) = (detect, fired, delivered) {
+                let gap = d.saturating_sub(f) as f64 / 1000.0;
+                if !(lo..=hi).contains(&gap) {
+                    fail(format!(
+                        "delivered {gap:.1}ms after startsAt, not Alertmanager's group_wait ({})",
+                        fmt_range(Some((lo, hi)))
+                    ));
+                }
+            }
+        }
+        let remediation = run["remediation"]["after_fault_us"].as_u64();
+        if let Some((lo, hi)) = e.remediation {
+            match remediation {
+                Some(us) if (lo..=hi).contains(&(us as f64 / 1000.0)) => {}
+                other => fail(format!(
+                    "remediation start {} outside the predicted {}",
+                    fmt_ms(other),
+                    fmt_range(e.remediation)
+                )),
+            }
+        }
+        let mut stages = Vec::new();
+        for (st, predicted) in predicted_stages {
+            let graded = run["stages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|g| g["name"].as_str() == Some(&st));
+            let Some(graded) = graded else {
+                fail(format!("stage {st} is missing from the report"));
+                continue;
+            };
+            let reached = graded["time_to_recover"]["us"].as_u64();
+            if let Some((lo, hi)) = predicted {
+                match reached {
+                    Some(us) if (lo..=hi).contains(&(us as f64 / 1000.0)) => {}
+                    other => fail(format!(
+                        "stage {st} reached in {} outside the predicted {}",
+                        fmt_ms(other),
+                        fmt_range(predicted)
+                    )),
+                }
+            }
+            // A failover: the stage is reached when haproxy took the primary DOWN, to within
+            // the stage's probe interval, and its bracket holds that instant.
+            if let Some(backend) = e
+                .stage_derive
+                .get(&st)
+                .and_then(|d| d.strip_prefix("haproxy-failover "))
+            {
+                let interval = stage_interval(e, &st);
+                match down_error(lab, run, backend.trim(), &graded["time_to_recover"]) {
+                    Ok(d) => {
+                        eprintln!(
+                            "round {round}: {name}: stage {st}: haproxy's DOWN at +{:.1}ms; reached {:+.1}ms from it, bracket [{:+.1}, {:+.1}]ms",
+                            d.down_ms, d.error_ms, d.low_ms, d.high_ms
+                        );
+                        if d.low_ms > 0.0 || d.high_ms < 0.0 {
+                            fail(format!("stage {st}: the bracket [{:+.1}, {:+.1}]ms around haproxy's DOWN instant does not contain it", d.low_ms, d.high_ms));
+                        }
+                        let longest = interval * 1.1;
+                        if d.error_ms < -DOWN_SLACK_MS || d.error_ms > longest + DOWN_SLACK_MS {
+                            fail(format!("stage {st}: reached {:+.1}ms from haproxy's DOWN instant, more than the longest period ({longest}ms) + {DOWN_SLACK_MS}ms", d.error_ms));
+                        }
+                    }
+                    Err(why) => fail(format!("stage {st}: {why}")),
+                }
+            }
+            stages.push((st, reached, predicted));
+        }
         rows.push(Row {
             round,
             name,
@@ -666,6 +1017,10 @@ fn run_catalog(
             predicted,
             after_revert,
             predicted_after,
+            detect: predicted_detect.map(|_| (fired, delivered)),
+            predicted_detect,
+            remediation,
+            stages,
         });
     }
     (rows, failures)
@@ -682,9 +1037,15 @@ struct DownError {
     high_ms: f64,
 }
 
-/// Lines the run's recovery up with the instant haproxy logged its target server DOWN (the
-/// first one after the fault took effect), on CLOCK_MONOTONIC.
-fn down_error(lab: &Lab, run: &serde_json::Value, backend: &str) -> Result<DownError, String> {
+/// Lines a measured recovery (`ttr`: the run's time to recover, or a stage's) up with the
+/// instant haproxy logged its target server DOWN (the first one after the fault took effect),
+/// on CLOCK_MONOTONIC.
+fn down_error(
+    lab: &Lab,
+    run: &serde_json::Value,
+    backend: &str,
+    ttr: &serde_json::Value,
+) -> Result<DownError, String> {
     let server = run["faults"][0]["agent"]
         .as_str()
         .ok_or("no fault in the report")?;
@@ -695,7 +1056,6 @@ fn down_error(lab: &Lab, run: &serde_json::Value, backend: &str) -> Result<DownE
         .into_iter()
         .find(|t| *t > inject_us)
         .ok_or_else(|| format!("haproxy logged no `{backend}/{server} is DOWN` after the fault"))?;
-    let ttr = &run["grade"]["time_to_recover"];
     let at = |k: &str| {
         ttr[k]
             .as_i64()
@@ -734,7 +1094,7 @@ fn aliasing(lab: &Lab, round: u32, entries: &[Entry]) -> Vec<String> {
         let run = &report["runs"][0];
         let verdict = run["verdict"].as_str().unwrap_or("(no report)");
         let partial = &run["grade"]["probes"][0]["partial"];
-        let down = down_error(lab, run, "be_rr");
+        let down = down_error(lab, run, "be_rr", &run["grade"]["time_to_recover"]);
         eprintln!(
             "round {round}: aliasing {attempt}: {verdict}, exit {code}, partial {partial}, DOWN {}",
             match &down {
@@ -786,12 +1146,17 @@ fn the_lab_catalog_gives_its_documented_verdicts_twice_and_leaves_nothing() {
         "curl",
         "findmnt",
         "setsid",
+        "prometheus",
+        "promtool",
+        "prometheus-alertmanager",
+        "amtool",
+        "prometheus-blackbox-exporter",
     ]) {
         return;
     }
     let entries = catalog();
     assert!(
-        entries.len() >= 6,
+        entries.len() >= 7,
         "scenarios/lab/ should hold the whole catalog, found {}",
         entries.len()
     );
@@ -860,6 +1225,44 @@ fn the_lab_catalog_gives_its_documented_verdicts_twice_and_leaves_nothing() {
             fmt_range(r.predicted),
             fmt_ms(r.after_revert),
             fmt_range(r.predicted_after)
+        );
+    }
+    eprintln!(
+        "\nthe four timings of the game days with [detect] and [[stages]] (measured, predicted):"
+    );
+    for r in rows
+        .iter()
+        .filter(|r| r.detect.is_some() || !r.stages.is_empty())
+    {
+        eprintln!("round {} {}:", r.round, r.name);
+        if let (Some((fired, delivered)), Some((pf, pd))) = (r.detect, r.predicted_detect) {
+            eprintln!(
+                "  {:<24} {:>9} {}",
+                "detect (startsAt)",
+                fmt_ms(fired),
+                fmt_range(Some(pf))
+            );
+            eprintln!(
+                "  {:<24} {:>9} {}",
+                "detect (delivered)",
+                fmt_ms(delivered),
+                fmt_range(Some(pd))
+            );
+        }
+        eprintln!("  {:<24} {:>9}", "remediation start", fmt_ms(r.remediation));
+        for (st, reached, predicted) in &r.stages {
+            eprintln!(
+                "  {:<24} {:>9} {}",
+                format!("stage {st}"),
+                fmt_ms(*reached),
+                fmt_range(*predicted)
+            );
+        }
+        eprintln!(
+            "  {:<24} {:>9} {}",
+            "full restore",
+            fmt_ms(r.recovery),
+            fmt_range(r.predicted)
         );
     }
     // The same verdicts both times.
