@@ -722,6 +722,21 @@ fn derive_detect(entry: &Entry) -> Option<(Range, Range, Range)> {
         scrape + p + eval + hold + DETECT_SLACK_MS,
     );
     let delivered = (fired.0 + group_wait, fired.1 + group_wait + DETECT_SLACK_MS);
+    // A fault that ends by itself must outlast the alert's latest start by more than
+    // group_wait (a second more, for margin): the alert resolves once the fault is gone, and
+    // one resolved before its group's first flush is never delivered.
+    let lasts = entry.scenario["faults"][0]
+        .get("duration")
+        .and_then(|d| d.as_str())
+        .map(ms);
+    if let Some(d) = lasts {
+        assert!(
+            d - fired.1 > group_wait + 1000.0,
+            "{}: the fault lasts {d}ms, the alert may start as late as {}ms and Alertmanager waits {group_wait}ms: it could resolve before it is delivered",
+            entry.file.display(),
+            fired.1
+        );
+    }
     // Never less than group_wait, but startsAt reaches the run's timeline through its
     // wall-clock start, kept in whole ms: 20ms for that.
     let gap = (group_wait - 20.0, group_wait + DETECT_SLACK_MS);
