@@ -55,3 +55,21 @@ pub(crate) fn scenario_report(name: &str, rto_us: u64, runs: Vec<RunReport>) -> 
         runs,
     }
 }
+
+/// A remediation step `name` on agent db-2 that went as `outcome`, with no times.
+pub(crate) fn step(
+    name: &str,
+    outcome: crate::remediation::StepOutcome,
+) -> crate::remediation::StepRecord {
+    crate::remediation::StepRecord {
+        name: name.into(),
+        place: "agent db-2".into(),
+        command: "/usr/local/bin/promote".into(),
+        trigger: "when the alert arrives".into(),
+        triggered_us: None,
+        started: None,
+        ended: None,
+        outcome,
+        output_tail: String::new(),
+    }
+}

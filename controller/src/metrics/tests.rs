@@ -127,17 +127,7 @@ fn time_to_detect_is_observed_both_ways_and_unnoticed_runs_and_steps_are_counted
     })));
     let mut missed = run("r2", Verdict::Pass, Some(1_000_000));
     missed.detection = Some(detection(None));
-    let step = |outcome| crate::remediation::StepRecord {
-        name: "promote".into(),
-        place: "agent db-2".into(),
-        command: "/usr/local/bin/promote".into(),
-        trigger: "when the alert arrives".into(),
-        triggered_us: None,
-        started: None,
-        ended: None,
-        outcome,
-        output_tail: String::new(),
-    };
+    let step = |outcome| crate::fixtures::step("promote", outcome);
     noticed.remediation_steps = vec![step(crate::remediation::StepOutcome::Succeeded {
         how: "exit 0".into(),
     })];

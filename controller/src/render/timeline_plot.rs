@@ -660,17 +660,15 @@ mod tests {
             uncertainty_us: 100,
         };
         r.remediation_steps = vec![crate::remediation::StepRecord {
-            name: "restart-nginx".into(),
             place: "agent web1".into(),
-            command: "/srv/start-nginx".into(),
-            trigger: "when the alert arrives".into(),
-            triggered_us: Some(1_200_000),
             started: Some(at(1_250_000)),
             ended: Some(at(1_400_000)),
-            outcome: crate::remediation::StepOutcome::Succeeded {
-                how: "exit 0".into(),
-            },
-            output_tail: String::new(),
+            ..crate::fixtures::step(
+                "restart-nginx",
+                crate::remediation::StepOutcome::Succeeded {
+                    how: "exit 0".into(),
+                },
+            )
         }];
         let svg = plot(&r, 2_000_000).unwrap();
         assert_eq!(svg.matches(r#"class="event""#).count(), 2, "{svg}");

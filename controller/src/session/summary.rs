@@ -193,23 +193,13 @@ pub fn render_html(report: &SessionReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remediation::{StepOutcome, StepRecord};
+    use crate::fixtures::step;
+    use crate::remediation::StepOutcome;
 
     #[test]
     fn the_remediation_column_names_each_step_and_how_it_went() {
         let mut run = crate::fixtures::run("r1", crate::grade::Verdict::Pass, Some(1_000_000));
         assert_eq!(remediation(&run), "—");
-        let step = |name: &str, outcome| StepRecord {
-            name: name.into(),
-            place: "agent db-2".into(),
-            command: "/usr/local/bin/promote".into(),
-            trigger: "when the alert arrives".into(),
-            triggered_us: None,
-            started: None,
-            ended: None,
-            outcome,
-            output_tail: String::new(),
-        };
         run.remediation_steps = vec![
             step(
                 "promote",
